@@ -1,0 +1,501 @@
+//! Containers: the cluster-wide list, scheduled creates, and every per-container route sent to
+//! the owning engine.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{json, Map, Value};
+
+use super::error::ApiError;
+use super::router::{encode_segment, Ctx};
+use super::system::json_response;
+use super::{proxy, ApiState};
+use crate::body::{self, Body};
+use crate::cluster::{labels, ContainerRef, NodeState, PendingCreate};
+use crate::scheduler::{ContainerSpec, ContainerView, Expr};
+
+mod spec;
+
+pub use spec::{build_spec, image_reference};
+
+// === list ===
+
+fn name_ok(name: &str) -> bool {
+    let n = name.trim_start_matches('/');
+    let mut chars = n.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn exit_code(status: &str) -> Option<i64> {
+    let rest = status.strip_prefix("Exited (")?;
+    rest.split(')').next()?.parse().ok()
+}
+
+fn container_filter_matches(key: &str, values: &[String], c: &Value, node: &str) -> Result<bool, ApiError> {
+    let s = |k: &str| c[k].as_str().unwrap_or_default();
+    let names: Vec<&str> = c["Names"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    Ok(values.iter().any(|want| match key {
+        "id" => s("Id").starts_with(want.as_str()),
+        "name" => {
+            let re = regex::Regex::new(want).ok();
+            names.iter().any(|n| {
+                let short = n.trim_start_matches('/').split_once('/').map_or(*n, |(_, rest)| rest);
+                re.as_ref().map_or(n.contains(want.as_str()), |re| re.is_match(n) || re.is_match(short))
+            })
+        }
+        "label" => match want.split_once('=') {
+            Some((k, v)) => c["Labels"][k].as_str() == Some(v),
+            None => c["Labels"].get(want.as_str()).is_some(),
+        },
+        "status" => s("State") == want,
+        "node" => node == want || glob_match(want, node),
+        "ancestor" => {
+            let image = s("Image");
+            image == want || image.split(':').next() == Some(want.as_str()) || s("ImageID").starts_with(want.as_str())
+        }
+        "exited" => exit_code(s("Status")).map(|e| e.to_string()) == Some(want.clone()),
+        "health" => {
+            let st = s("Status");
+            match want.as_str() {
+                "none" => !st.contains("(healthy)") && !st.contains("(unhealthy)") && !st.contains("(health: starting)"),
+                "starting" => st.contains("(health: starting)"),
+                other => st.contains(&format!("({other})")),
+            }
+        }
+        "network" => c["NetworkSettings"]["Networks"].get(want.as_str()).is_some(),
+        "volume" => c["Mounts"].as_array().is_some_and(|m| m.iter().any(|m| m["Name"] == *want || m["Destination"] == *want)),
+        "is-task" => want == "false",
+        _ => false,
+    }))
+    .and_then(|ok| match key {
+        "id" | "name" | "label" | "status" | "node" | "ancestor" | "exited" | "health" | "network" | "volume" | "is-task" | "before" | "since" => Ok(ok),
+        other => Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
+    })
+}
+
+fn glob_match(pattern: &str, text: &str) -> bool {
+    regex::Regex::new(&format!("^{}$", regex::escape(pattern).replace("\\*", ".*"))).is_ok_and(|re| re.is_match(text))
+}
+
+/// `GET /containers/json`: every engine's containers, named `/node/name`; those of unhealthy
+/// engines only with `all`, as `Host Down`.
+pub fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
+    let q = &ctx.query;
+    let filters = q.filters()?;
+    let limit = q.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l > 0);
+    let (before, since) = (
+        q.get("before").map(str::to_string).or_else(|| filters.iter().find(|(k, _)| k == "before").and_then(|(_, v)| v.first().cloned())),
+        q.get("since").map(str::to_string).or_else(|| filters.iter().find(|(k, _)| k == "since").and_then(|(_, v)| v.first().cloned())),
+    );
+    let all = q.bool("all") || limit.is_some() || before.is_some() || since.is_some();
+    let mut out: Vec<Value> = Vec::new();
+    let mut error = None;
+    state.cluster.with_nodes(|nodes| {
+        for n in nodes.values() {
+            let healthy = n.health.state() == NodeState::Healthy;
+            if !healthy && !all {
+                continue;
+            }
+            let node_name = n.name();
+            for c in n.containers.values() {
+                if !all && c.state != "running" {
+                    continue;
+                }
+                let mut v = c.summary.clone();
+                if let Some(names) = v["Names"].as_array_mut() {
+                    for name in names.iter_mut() {
+                        if let Some(s) = name.as_str() {
+                            *name = Value::String(format!("/{node_name}{s}"));
+                        }
+                    }
+                }
+                if !healthy {
+                    v["Status"] = json!("Host Down");
+                }
+                let mut keep = true;
+                for (k, vals) in filters.iter().filter(|(k, _)| k != "before" && k != "since") {
+                    match container_filter_matches(k, vals, &v, node_name) {
+                        Ok(true) => {}
+                        Ok(false) => keep = false,
+                        Err(e) => error = Some(e),
+                    }
+                }
+                if keep {
+                    out.push(v);
+                }
+            }
+        }
+    });
+    if let Some(e) = error {
+        return Err(e);
+    }
+    out.sort_by_key(|c| std::cmp::Reverse(c["Created"].as_i64().unwrap_or(0)));
+    let position = |out: &[Value], ident: &str| {
+        let r = state.cluster.find_container(ident).ok()?;
+        out.iter().position(|c| c["Id"].as_str() == Some(r.id.as_str()))
+    };
+    if let Some(b) = before {
+        let pos = position(&out, &b).ok_or_else(|| ApiError::not_found(format!("No such container: {b}")))?;
+        out.drain(..=pos);
+    }
+    if let Some(s) = since {
+        let pos = position(&out, &s).ok_or_else(|| ApiError::not_found(format!("No such container: {s}")))?;
+        out.truncate(pos);
+    }
+    if let Some(l) = limit {
+        out.truncate(l as usize);
+    }
+    Ok(json_response(StatusCode::OK, &Value::Array(out)))
+}
+
+// === create ===
+
+/// `POST /containers/create`: schedule, reserve, create on the engine (pulling the image there
+/// if it is missing), cache at once.
+pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let name = ctx.query.get("name").filter(|n| !n.is_empty()).map(|n| n.trim_start_matches('/').to_string());
+    if let Some(n) = &name {
+        if !name_ok(n) {
+            return Err(ApiError::bad_request(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+        }
+    }
+    let auth = req.headers().get("x-registry-auth").cloned();
+    let raw = body::collect_limited(req.into_body(), state.config.limits.max_body_bytes).await?;
+    let mut config: Map<String, Value> = match serde_json::from_slice(&raw) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => return Err(ApiError::bad_request("container config must be a JSON object")),
+        Err(e) => return Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
+    };
+    let spec = build_spec(&mut config)?;
+    let swarm_id = match config.get("Labels").and_then(|l| l.get(labels::SWARM_ID)).and_then(Value::as_str) {
+        Some(id) => id.to_string(),
+        None => {
+            let id = random_id();
+            let labels_obj = config.entry("Labels").or_insert_with(|| json!({}));
+            if !labels_obj.is_object() {
+                *labels_obj = json!({});
+            }
+            labels_obj[labels::SWARM_ID] = json!(id);
+            id
+        }
+    };
+    let attempts = 1 + state.config.create_retry;
+    let mut excluded: Vec<String> = Vec::new();
+    let mut last_err = None;
+    for _ in 0..attempts {
+        match create_once(state, ctx, &config, &spec, name.as_deref(), &swarm_id, auth.as_ref(), &excluded).await {
+            Ok(resp) => return Ok(resp),
+            Err(CreateFailure::Final(e)) => return Err(e),
+            Err(CreateFailure::Retryable(node, e)) => {
+                excluded.push(node);
+                last_err = Some(e);
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| ApiError::internal("create failed")))
+}
+
+enum CreateFailure {
+    Final(ApiError),
+    Retryable(String, ApiError),
+}
+
+fn random_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn create_once(
+    state: &ApiState,
+    ctx: &Ctx,
+    config: &Map<String, Value>,
+    spec: &ContainerSpec,
+    name: Option<&str>,
+    swarm_id: &str,
+    auth: Option<&http::HeaderValue>,
+    excluded: &[String],
+) -> Result<Response<Body>, CreateFailure> {
+    let fail = |e: ApiError| CreateFailure::Final(e);
+    let (node, _guard) = {
+        let _lock = state.cluster.schedule_lock();
+        if let Some(n) = name {
+            if let Some(holder) = state.cluster.name_holder(n) {
+                state.metrics.decisions.with_label_values(&["conflict"]).inc();
+                return Err(fail(ApiError::conflict(format!(
+                    "Conflict. The container name \"/{n}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
+                ))));
+            }
+        }
+        let mut nodes = state.cluster.snapshot();
+        nodes.retain(|n| !excluded.contains(&n.key));
+        let chosen = match state.scheduler.select(&nodes, spec, &mut rand::rng()) {
+            Ok(n) => n.key.clone(),
+            Err(e) => {
+                state.metrics.decisions.with_label_values(&["unschedulable"]).inc();
+                return Err(fail(e.into()));
+            }
+        };
+        state.metrics.decisions.with_label_values(&["ok"]).inc();
+        let view = ContainerView {
+            id: String::new(),
+            names: name.map(|n| vec![n.to_string()]).unwrap_or_default(),
+            image: spec.image.clone(),
+            labels: BTreeMap::from([(labels::SWARM_ID.to_string(), swarm_id.to_string())]),
+            host_ports: spec.host_ports.clone(),
+            host_mode_ports: spec.host_mode_ports.clone(),
+        };
+        let guard = state.cluster.reserve(PendingCreate {
+            node: chosen.clone(),
+            name: name.map(str::to_string),
+            cpus: spec.cpus,
+            memory: spec.memory,
+            view,
+        });
+        (chosen, guard)
+    };
+    let Some(handle) = state.cluster.nodes().into_iter().find(|n| n.key == node) else {
+        return Err(CreateFailure::Retryable(node.clone(), ApiError::internal("node left the cluster")));
+    };
+    // Classic: CpuShares counts CPUs in swarm; the engine wants real shares.
+    let mut body = config.clone();
+    if spec.cpus > 0 {
+        let ncpu = state.cluster.with_nodes(|n| n.get(&node).and_then(|n| n.info.as_ref().map(|i| i.ncpu))).unwrap_or(1).max(1);
+        let shares = (spec.cpus * 1024 + ncpu - 1) / ncpu;
+        if let Some(hc) = body.get_mut("HostConfig").and_then(Value::as_object_mut) {
+            if hc.get("CpuShares").and_then(Value::as_i64).unwrap_or(0) > 0 {
+                hc.insert("CpuShares".into(), json!(shares));
+            }
+        }
+        if body.get("CpuShares").and_then(Value::as_i64).unwrap_or(0) > 0 {
+            body.insert("CpuShares".into(), json!(shares));
+        }
+    }
+    let query = name.map(|n| format!("name={}", encode_segment(n)));
+    let path = ctx.engine_path(handle.api_version.as_deref(), "/containers/create", query.as_deref());
+    let payload = Bytes::from(Value::Object(body).to_string());
+    let mut headers = HeaderMap::new();
+    if let Some(a) = auth {
+        headers.insert("x-registry-auth", a.clone());
+    }
+    let mut pulled = false;
+    loop {
+        let sent = handle.client.call(Method::POST, &path, Some(payload.clone()), &headers, None).await;
+        match sent {
+            Ok((status, resp_headers, bytes)) if status == StatusCode::CREATED => {
+                let id = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["Id"].as_str().map(str::to_string)).unwrap_or_default();
+                if let Err(e) = state.cluster.learn_created(&node, &id).await {
+                    tracing::warn!(node = %handle.name, id = %id, error = %e, "Created container could not be read back; the next refresh will.");
+                }
+                let mut resp = Response::builder().status(status);
+                if let Some(ct) = resp_headers.get(header::CONTENT_TYPE) {
+                    resp = resp.header(header::CONTENT_TYPE, ct);
+                }
+                return Ok(resp.body(body::full(bytes)).unwrap_or_else(|_| Response::new(body::empty())));
+            }
+            Ok((StatusCode::NOT_FOUND, _, bytes)) if !pulled && crate::cluster::engine::error_message(&bytes).contains("No such image") => {
+                pulled = true;
+                if pull_on(&handle.client, ctx, handle.api_version.as_deref(), &spec.image, &headers).await.is_err() {
+                    return Err(fail(ApiError::not_found(crate::cluster::engine::error_message(&bytes))));
+                }
+            }
+            Ok((status, _, bytes)) => {
+                let e = ApiError::new(status, crate::cluster::engine::error_message(&bytes));
+                return Err(if status.is_server_error() { CreateFailure::Retryable(node, e) } else { fail(e) });
+            }
+            Err(e) => {
+                // The engine may have created it before failing: never leave a half-created one.
+                remove_by_swarm_id(&handle.client, swarm_id).await;
+                return Err(CreateFailure::Retryable(node, e.into()));
+            }
+        }
+    }
+}
+
+async fn pull_on(
+    client: &crate::cluster::EngineClient,
+    ctx: &Ctx,
+    api: Option<&str>,
+    image: &str,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let (repo, tag) = image_reference(image);
+    let query = form_urlencoded::Serializer::new(String::new()).append_pair("fromImage", &repo).append_pair("tag", &tag).finish();
+    let path = ctx.engine_path(api, "/images/create", Some(&query));
+    let (status, _, bytes) = client.call(Method::POST, &path, None, headers, None).await?;
+    let failed = !status.is_success()
+        || bytes.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<Value>(l).ok()).any(|m| m.get("error").is_some());
+    if failed {
+        return Err(ApiError::not_found(format!("No such image: {image}")));
+    }
+    Ok(())
+}
+
+async fn remove_by_swarm_id(client: &crate::cluster::EngineClient, swarm_id: &str) {
+    let filter = json!({"label": [format!("{}={swarm_id}", labels::SWARM_ID)]}).to_string();
+    let query = form_urlencoded::Serializer::new(String::new()).append_pair("all", "1").append_pair("filters", &filter).finish();
+    let path = format!("/containers/json?{query}");
+    if let Ok(list) = client.get_json(&path).await {
+        for c in list.as_array().into_iter().flatten() {
+            if let Some(id) = c["Id"].as_str() {
+                let _ = client.call(Method::DELETE, &format!("/containers/{id}?force=1"), None, &HeaderMap::new(), Some(client.timeout())).await;
+            }
+        }
+    }
+}
+
+// === per-container routes ===
+
+/// Resolves `/containers/<id>/...` or `/containers/<node>/<name>/...`; returns the container
+/// and the remaining segments.
+fn resolve<'s>(state: &ApiState, segs: &'s [String]) -> Result<(ContainerRef, &'s [String]), ApiError> {
+    if segs.len() >= 2 {
+        if let Ok(r) = state.cluster.find_container(&format!("{}/{}", segs[0], segs[1])) {
+            if state.cluster.node_by_name(&segs[0]).is_some() {
+                return Ok((r, &segs[2..]));
+            }
+        }
+    }
+    let r = state.cluster.find_container(&segs[0])?;
+    Ok((r, &segs[1..]))
+}
+
+/// Every `/containers/{id}/...` route: sent to the owner with the name rewritten to the ID.
+pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let (c, rest) = resolve(state, &ctx.segs[1..])?;
+    if c.node_state != NodeState::Healthy {
+        return Err(ApiError::internal(format!("Container {} running on unhealthy node {}", ctx.segs[1], c.node_name)));
+    }
+    let api = state.cluster.nodes().into_iter().find(|n| n.key == c.node).and_then(|n| n.api_version);
+    let action = rest.first().map(String::as_str);
+    let mut path = format!("/containers/{}", c.id);
+    for s in rest {
+        path.push('/');
+        path.push_str(&encode_segment(s));
+    }
+    let method = req.method().clone();
+    let target = ctx.engine_path_same_query(api.as_deref(), &path);
+    match (&method, action) {
+        (&Method::GET, Some("json")) => inspect(state, &c, &target).await,
+        (&Method::POST, Some("exec")) => {
+            let resp = proxy::forward(state, &c.client, req, &target).await?;
+            remember_exec(state, &c.node, resp).await
+        }
+        (&Method::POST, Some("attach")) if !proxy::wants_upgrade(&req) => {
+            Err(ApiError::bad_request("attach needs a hijacked connection: send Connection: Upgrade and Upgrade: tcp"))
+        }
+        (&Method::POST, Some("rename")) => {
+            let new = ctx.query.get("name").unwrap_or_default().trim_start_matches('/').to_string();
+            if let Some(holder) = state.cluster.name_holder(&new) {
+                return Err(ApiError::conflict(format!(
+                    "Conflict. The container name \"/{new}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
+                )));
+            }
+            forward_and_refresh(state, &c, req, &target).await
+        }
+        (&Method::POST, Some("start" | "stop" | "kill" | "restart" | "pause" | "unpause" | "update")) => {
+            forward_and_refresh(state, &c, req, &target).await
+        }
+        (&Method::DELETE, None) => {
+            let resp = proxy::forward(state, &c.client, req, &target).await?;
+            if resp.status().is_success() {
+                state.cluster.forget_container(&c.node, &c.id);
+            }
+            Ok(resp)
+        }
+        _ => proxy::forward(state, &c.client, req, &target).await,
+    }
+}
+
+/// Forwards, then re-reads the container before answering, so that the next `docker ps`
+/// through any path sees the change.
+async fn forward_and_refresh(state: &ApiState, c: &ContainerRef, req: Request<Incoming>, target: &str) -> Result<Response<Body>, ApiError> {
+    let resp = proxy::forward(state, &c.client, req, target).await?;
+    if resp.status().is_success() {
+        if let Err(e) = state.cluster.refresh_container(&c.node, &c.id).await {
+            tracing::debug!(id = %c.id, error = %e, "Refresh after change failed.");
+        }
+    }
+    Ok(resp)
+}
+
+async fn inspect(state: &ApiState, c: &ContainerRef, target: &str) -> Result<Response<Body>, ApiError> {
+    let (status, _, bytes) = c.client.call(Method::GET, target, None, &HeaderMap::new(), Some(c.client.timeout())).await?;
+    if !status.is_success() {
+        return Err(ApiError::new(status, crate::cluster::engine::error_message(&bytes)));
+    }
+    let mut v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::internal(format!("engine sent invalid JSON: {e}")))?;
+    let node = state.cluster.with_nodes(|nodes| {
+        nodes.get(&c.node).map(|n| {
+            let (cpus, mem, labels) = n.info.as_ref().map_or((0, 0, BTreeMap::new()), |i| (i.ncpu, i.mem_total, i.labels.clone()));
+            json!({"ID": n.engine_id(), "IP": n.client.addr().host(), "Addr": n.addr, "Name": n.name(), "Cpus": cpus, "Memory": mem, "Labels": labels})
+        })
+    });
+    if let (Some(obj), Some(node)) = (v.as_object_mut(), node) {
+        obj.insert("Node".into(), node);
+    }
+    Ok(json_response(StatusCode::OK, &v))
+}
+
+async fn remember_exec(state: &ApiState, node: &str, resp: Response<Body>) -> Result<Response<Body>, ApiError> {
+    let (parts, incoming) = resp.into_parts();
+    let bytes = body::collect_limited(incoming, state.config.limits.max_body_bytes).await?;
+    if parts.status.is_success() {
+        if let Some(id) = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["Id"].as_str().map(str::to_string)) {
+            state.cluster.record_exec(&id, node);
+        }
+    }
+    Ok(Response::from_parts(parts, body::full(bytes)))
+}
+
+/// `POST /commit?container=…`: sent to the container's engine.
+pub async fn commit(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let ident = ctx.query.get("container").unwrap_or_default();
+    let c = state.cluster.find_container(ident)?;
+    let api = state.cluster.nodes().into_iter().find(|n| n.key == c.node).and_then(|n| n.api_version);
+    let mut overrides = BTreeMap::new();
+    overrides.insert("container", Some(c.id.clone()));
+    let query = ctx.query.encode_with(&overrides);
+    let target = ctx.engine_path(api.as_deref(), "/commit", Some(&query));
+    let resp = proxy::forward(state, &c.client, req, &target).await?;
+    if resp.status().is_success() {
+        let _ = state.cluster.refresh_images(&c.node).await;
+    }
+    Ok(resp)
+}
+
+/// Parses one expression from `-e constraint:…` and the like, with the classic messages.
+pub fn parse_expr(text: &str) -> Result<Expr, ApiError> {
+    Expr::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_dockerd_rules() {
+        assert!(name_ok("web") && name_ok("/web-1.a_b"));
+        assert!(!name_ok("-web") && !name_ok("w") && !name_ok("we b") && !name_ok("node/web"));
+    }
+
+    #[test]
+    fn exited_status_gives_the_code() {
+        assert_eq!(exit_code("Exited (137) 2 seconds ago"), Some(137));
+        assert_eq!(exit_code("Up 2 seconds"), None);
+    }
+
+    #[test]
+    fn unknown_ps_filters_are_refused() {
+        let c = json!({"Id":"abc","Names":["/node-1/web"],"State":"running","Labels":{"a":"b"}});
+        assert!(container_filter_matches("name", &["web".into()], &c, "node-1").unwrap());
+        assert!(container_filter_matches("label", &["a=b".into()], &c, "node-1").unwrap());
+        assert!(container_filter_matches("node", &["node-*".into()], &c, "node-1").unwrap());
+        assert!(!container_filter_matches("status", &["exited".into()], &c, "node-1").unwrap());
+        assert!(container_filter_matches("bogus", &["x".into()], &c, "node-1").is_err());
+    }
+}

@@ -1,0 +1,84 @@
+//! Errors in Docker's shape: `{"message": "..."}` with the right status code.
+
+use http::{header, Response, StatusCode};
+
+use crate::body::{self, Body, CollectError};
+use crate::cluster::{EngineError, LookupError};
+use crate::scheduler::ScheduleError;
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The message users see.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with this status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into() }
+    }
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+    /// 409.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
+    }
+    /// 500.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, message)
+    }
+
+    /// The response.
+    pub fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({ "message": self.message }).to_string() + "\n";
+        Response::builder()
+            .status(self.status)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body::full(body))
+            .unwrap_or_else(|_| Response::new(body::empty()))
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let status = match &e {
+            EngineError::Status { status, .. } => *status,
+            EngineError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, crate::cluster::error_chain(&e))
+    }
+}
+
+impl From<LookupError> for ApiError {
+    fn from(e: LookupError) -> Self {
+        ApiError::not_found(e.to_string())
+    }
+}
+
+impl From<ScheduleError> for ApiError {
+    fn from(e: ScheduleError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
+impl From<CollectError> for ApiError {
+    fn from(e: CollectError) -> Self {
+        match e {
+            CollectError::TooLarge { limit } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body is larger than the limit of {limit} bytes (--api-max-body-bytes)"),
+            ),
+            CollectError::Read(e) => ApiError::bad_request(format!("failed to read request body: {e}")),
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The Docker Remote API front: one virtual engine over the cluster.
+//!
+//! - `router`: (method, path) → handler; `/vX.Y` prefixes; 404 for the rest.
+//! - `system`: `/_ping`, `/version`, `/info`, `/events`, `/metrics`.
+//! - `containers`, `exec`, `images`, `networks`, `volumes`: one file per resource group.
+//! - `proxy`: forwarding to one engine, streams and hijacked connections included.
+//! - `fanout`: one call to many engines.
+//! - `error`, `query`, `version`: Docker's error shape, query parsing, API versions.
+
+pub mod containers;
+pub mod error;
+pub mod exec;
+pub mod fanout;
+pub mod images;
+pub mod networks;
+pub mod proxy;
+pub mod query;
+pub mod router;
+pub mod system;
+pub mod version;
+pub mod volumes;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::{header, HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, UnixListener};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info};
+
+use crate::body::Body;
+use crate::cluster::Cluster;
+use crate::config::ManageConfig;
+use crate::metrics::Metrics;
+use crate::scheduler::Scheduler;
+pub use error::ApiError;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<StateInner>,
+}
+
+/// The parts of [`ApiState`].
+pub struct StateInner {
+    /// The engines.
+    pub cluster: Cluster,
+    /// Filters and strategy.
+    pub scheduler: Scheduler,
+    /// Settings.
+    pub config: ManageConfig,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// The registry `/metrics` serves.
+    pub registry: prometheus::Registry,
+    /// The manager's host name (for `/info`).
+    pub hostname: String,
+    /// When the manager started.
+    pub started: SystemTime,
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = StateInner;
+    fn deref(&self) -> &StateInner {
+        &self.inner
+    }
+}
+
+impl ApiState {
+    /// Bundles the parts.
+    pub fn new(inner: StateInner) -> Self {
+        ApiState { inner: Arc::new(inner) }
+    }
+
+    /// The API version the manager advertises: the lowest of its engines'.
+    pub fn api_version(&self) -> String {
+        self.cluster.min_api_version().unwrap_or_else(|| version::DEFAULT_API_VERSION.to_string())
+    }
+}
+
+/// A bound listener.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// Unix socket.
+    Unix(UnixListener),
+}
+
+/// Serves the API on `listener` until `shutdown`; connections are tracked on `tracker` so the
+/// caller can drain them.
+pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationToken, tracker: TaskTracker) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = accept(&listener) => a,
+        };
+        let io = match accepted {
+            Ok(io) => io,
+            Err(e) => {
+                debug!(error = %e, "Accept failed.");
+                // Out of descriptors or similar: back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(state, req).await) }
+            });
+            let conn = http1::Builder::new().serve_connection(io, svc).with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => if let Err(e) = r { debug!(error = %e, "Client connection ended."); },
+                _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+        });
+    }
+}
+
+type Io = TokioIo<crate::cluster::engine::EngineStream>;
+
+async fn accept(listener: &Listener) -> std::io::Result<Io> {
+    use crate::cluster::engine::EngineStream;
+    Ok(match listener {
+        Listener::Tcp(l) => {
+            let (s, _) = l.accept().await?;
+            s.set_nodelay(true)?;
+            TokioIo::new(EngineStream::Tcp(s))
+        }
+        Listener::Unix(l) => TokioIo::new(EngineStream::Unix(l.accept().await?.0)),
+    })
+}
+
+/// Serves one request: version checks, routing, Docker's common headers, metrics.
+pub async fn handle(state: ApiState, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let (route, result) = router::route(&state, req).await;
+    let mut resp = match result {
+        Ok(r) | Err(r) => r,
+    };
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&state.api_version()) {
+        headers.insert("api-version", v);
+    }
+    headers.entry("ostype").or_insert(HeaderValue::from_static("linux"));
+    headers
+        .entry("docker-experimental")
+        .or_insert(HeaderValue::from_static(if state.config.experimental { "true" } else { "false" }));
+    headers.insert(header::SERVER, HeaderValue::from_static(concat!("Swarm/", env!("CARGO_PKG_VERSION"), " (linux)")));
+    if state.config.cors {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Origin, X-Requested-With, Content-Type, Accept, X-Registry-Auth"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("HEAD, GET, POST, DELETE, PUT, OPTIONS"));
+    }
+    let code = resp.status().as_u16().to_string();
+    state.metrics.api_requests.with_label_values(&[method.as_str(), route, &code]).inc();
+    state.metrics.api_duration.with_label_values(&[method.as_str(), route]).observe(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Logs where the API listens.
+pub fn log_listening(addr: &str) {
+    info!(addr = %addr, "Listening for Docker API requests.");
+}

@@ -1,0 +1,109 @@
+//! Forwarding a client's request to one engine: bodies stream both ways untouched, and
+//! hijacked connections (attach, exec start) are spliced byte for byte, half-close included.
+
+use http::header::{self, HeaderMap};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tracing::debug;
+
+use super::error::ApiError;
+use super::ApiState;
+use crate::body::{self, Body};
+use crate::cluster::EngineClient;
+
+const HOP_BY_HOP: [&str; 6] = ["keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "proxy-authorization"];
+
+/// Drops hop-by-hop headers; `connection` and `upgrade` stay on hijacks, since dockerd reads
+/// `Upgrade` to choose between `101` and a raw `200`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    for h in HOP_BY_HOP {
+        headers.remove(h);
+    }
+    if !keep_upgrade {
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Whether the client asks to hijack the connection.
+pub fn wants_upgrade(req: &Request<Incoming>) -> bool {
+    req.headers().contains_key(header::UPGRADE)
+}
+
+/// Forwards `req` to `client` at `path_and_query`, streaming the answer back.
+pub async fn forward(state: &ApiState, client: &EngineClient, mut req: Request<Incoming>, path_and_query: &str) -> Result<Response<Body>, ApiError> {
+    state.metrics.proxied.with_label_values(&["engine"]).inc();
+    let upgrade = wants_upgrade(&req);
+    // Must be taken before the request moves on; it resolves once we answer 101.
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, incoming) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    parts.uri = client.uri(path_and_query);
+    if let Some(host) = parts.uri.authority().and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()) {
+        parts.headers.insert(header::HOST, host);
+    }
+    let upstream_req = Request::from_parts(parts, body::incoming(incoming));
+
+    if let Some(client_upgrade) = client_upgrade {
+        return hijack(state, client, upstream_req, client_upgrade).await;
+    }
+    let resp = client.send(upstream_req).await?;
+    Ok(streamed(resp))
+}
+
+/// An engine's response, its body streamed frame by frame.
+pub fn streamed(resp: Response<Incoming>) -> Response<Body> {
+    let (mut parts, incoming) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    Response::from_parts(parts, body::incoming(incoming))
+}
+
+async fn hijack(
+    state: &ApiState,
+    client: &EngineClient,
+    req: Request<Body>,
+    client_upgrade: hyper::upgrade::OnUpgrade,
+) -> Result<Response<Body>, ApiError> {
+    // A connection of its own: after the 101 it is no longer HTTP.
+    let stream = client.connect_raw().await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ApiError::internal(format!("handshake with engine {} failed: {e}", client.addr())))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            debug!(error = %e, "Engine hijack connection ended.");
+        }
+    });
+    let mut resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| ApiError::internal(format!("engine {} failed during upgrade: {e}", client.addr())))?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(streamed(resp));
+    }
+    let upstream_upgrade = hyper::upgrade::on(&mut resp);
+    let gauge = state.metrics.hijacked.clone();
+    tokio::spawn(async move {
+        match tokio::join!(client_upgrade, upstream_upgrade) {
+            (Ok(c), Ok(u)) => {
+                gauge.inc();
+                // copy_bidirectional shuts down the write side of one end when the other
+                // reaches EOF and keeps copying the other way: the CLI's CloseWrite after stdin.
+                let result = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(u)).await;
+                gauge.dec();
+                if let Err(e) = result {
+                    debug!(error = %e, "Hijacked stream ended.");
+                }
+            }
+            (c, u) => debug!(client = ?c.err(), engine = ?u.err(), "Upgrade did not complete."),
+        }
+    });
+    let (mut parts, _) = resp.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
+    if !parts.headers.contains_key(header::UPGRADE) {
+        parts.headers.insert(header::UPGRADE, http::HeaderValue::from_static("tcp"));
+    }
+    Ok(Response::from_parts(parts, body::empty()))
+}

@@ -1,0 +1,361 @@
+//! `/_ping`, `/version`, `/info` (the cluster in classic format), `/events`, `/metrics`.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc};
+
+use super::error::ApiError;
+use super::router::Ctx;
+use super::{proxy, version, ApiState};
+use crate::body::{self, Body};
+use crate::cluster::{events, NodeState};
+
+/// `GET`/`HEAD /_ping`.
+pub fn ping(method: &Method) -> Response<Body> {
+    let body = if method == Method::HEAD { body::empty() } else { body::full("OK") };
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(header::CACHE_CONTROL, "no-cache, no-store, must-revalidate")
+        .header(header::PRAGMA, "no-cache")
+        .body(body)
+        .unwrap_or_else(|_| Response::new(body::empty()))
+}
+
+/// A JSON response.
+pub fn json_response(status: http::StatusCode, value: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body::full(value.to_string() + "\n"))
+        .unwrap_or_else(|_| Response::new(body::empty()))
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+fn kernel_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// `GET /version`.
+pub fn version(state: &ApiState) -> Response<Body> {
+    let v = json!({
+        "Platform": {"Name": "Docker Swarm - Community"},
+        "Components": [{"Name": "Swarm", "Version": crate::VERSION, "Details": {"GitCommit": crate::GIT_COMMIT}}],
+        "Version": format!("swarm/{}", crate::VERSION),
+        "ApiVersion": state.api_version(),
+        "MinAPIVersion": version::MIN_API_VERSION,
+        "GitCommit": crate::GIT_COMMIT,
+        "GoVersion": "rust",
+        "Os": "linux",
+        "Arch": arch(),
+        "KernelVersion": kernel_version(),
+        "Experimental": state.config.experimental,
+        "BuildTime": "",
+    });
+    json_response(http::StatusCode::OK, &v)
+}
+
+/// go-units `BytesSize` as classic Swarm printed it: four significant digits, binary units.
+pub fn bytes_size(size: f64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = size;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    let digits = if v == 0.0 { 0 } else { (3 - v.abs().log10().floor() as i32).max(0) as usize };
+    let mut text = format!("{v:.digits$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{text} {}", UNITS[i])
+}
+
+/// RFC 3339 in UTC, second precision.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (H. Hinnant), valid for every date we will meet.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `GET /info`: totals over the cluster and the classic node table in `SystemStatus`.
+pub fn info(state: &ApiState) -> Response<Body> {
+    let overcommit = state.config.overcommit;
+    let snapshot = state.cluster.snapshot();
+    let mut status: Vec<[String; 2]> = Vec::new();
+    status.push(["Strategy".into(), state.scheduler.strategy().name().into()]);
+    status.push([
+        "Filters".into(),
+        state.scheduler.filters().iter().map(|f| f.name()).collect::<Vec<_>>().join(", "),
+    ]);
+    let (mut total, mut running, mut paused, mut images, mut ncpu, mut mem) = (0, 0, 0, 0, 0i64, 0i64);
+    let mut rows: Vec<(String, Vec<[String; 2]>)> = Vec::new();
+    state.cluster.with_nodes(|nodes| {
+        status.push(["Nodes".into(), nodes.len().to_string()]);
+        for n in nodes.values() {
+            let healthy = n.health.state() == NodeState::Healthy;
+            let c_total = n.containers.len();
+            let c_running = n.containers.values().filter(|c| c.state == "running").count();
+            let c_paused = n.containers.values().filter(|c| c.state == "paused").count();
+            if healthy {
+                total += c_total;
+                running += c_running;
+                paused += c_paused;
+                images += n.images.len();
+            }
+            let snap = snapshot.iter().find(|s| s.key == n.addr);
+            let (n_cpu, n_mem) = n.info.as_ref().map_or((0, 0), |i| (i.ncpu, i.mem_total));
+            let total_cpus = n_cpu + n_cpu * (overcommit * 100.0) as i64 / 100;
+            let total_mem = n_mem + n_mem * (overcommit * 100.0) as i64 / 100;
+            if healthy {
+                ncpu += total_cpus;
+                mem += total_mem;
+            }
+            let mut r: Vec<[String; 2]> = Vec::new();
+            let mut push = |k: &str, v: String| r.push([format!("  └ {k}"), v]);
+            push("ID", n.engine_id());
+            push("Status", n.health.state().as_str().into());
+            push(
+                "Containers",
+                if healthy {
+                    format!("{c_total} ({c_running} Running, {c_paused} Paused, {} Stopped)", c_total - c_running - c_paused)
+                } else {
+                    c_total.to_string()
+                },
+            );
+            push("Reserved CPUs", format!("{} / {}", snap.map_or(0, |s| s.used_cpus), total_cpus));
+            push(
+                "Reserved Memory",
+                format!("{} / {}", bytes_size(snap.map_or(0, |s| s.used_memory) as f64), bytes_size(total_mem as f64)),
+            );
+            let labels = n.info.as_ref().map(|i| i.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "));
+            push("Labels", labels.unwrap_or_default());
+            push("Error", n.health.last_error().unwrap_or("(none)").to_string());
+            push("UpdatedAt", n.updated_at.map(rfc3339).unwrap_or_default());
+            push("ServerVersion", n.info.as_ref().map(|i| i.server_version.clone()).unwrap_or_default());
+            rows.push((format!(" {}", n.name()), r));
+            // Address goes on the name line, as classic Swarm printed it.
+            if let Some(last) = rows.last_mut() {
+                last.1.insert(0, [String::new(), n.addr.clone()]);
+            }
+        }
+    });
+    rows.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+    for (name, r) in rows {
+        let mut r = r.into_iter();
+        let addr = r.next().map(|[_, a]| a).unwrap_or_default();
+        status.push([name, addr]);
+        status.extend(r);
+    }
+    let v = json!({
+        "ID": "",
+        "Containers": total,
+        "ContainersRunning": running,
+        "ContainersPaused": paused,
+        "ContainersStopped": total - running - paused,
+        "Images": images,
+        "Driver": "",
+        "DriverStatus": null,
+        "SystemStatus": status,
+        "Plugins": {"Volume": null, "Network": null, "Authorization": null, "Log": null},
+        "MemoryLimit": true,
+        "SwapLimit": true,
+        "CpuCfsPeriod": true,
+        "CpuCfsQuota": true,
+        "CPUShares": true,
+        "CPUSet": true,
+        "PidsLimit": true,
+        "IPv4Forwarding": true,
+        "Debug": false,
+        "NFd": 0,
+        "NGoroutines": 0,
+        "SystemTime": rfc3339(SystemTime::now()),
+        "LoggingDriver": "",
+        "CgroupDriver": "",
+        "NEventsListener": state.cluster.event_listeners(),
+        "KernelVersion": kernel_version(),
+        "OperatingSystem": std::env::consts::OS,
+        "OSVersion": "",
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "IndexServerAddress": "https://index.docker.io/v1/",
+        "RegistryConfig": null,
+        "NCPU": ncpu,
+        "MemTotal": mem,
+        "DockerRootDir": "",
+        "HttpProxy": std::env::var("http_proxy").unwrap_or_default(),
+        "HttpsProxy": std::env::var("https_proxy").unwrap_or_default(),
+        "NoProxy": std::env::var("no_proxy").unwrap_or_default(),
+        "Name": state.hostname,
+        "Labels": [],
+        "ExperimentalBuild": state.config.experimental,
+        "ServerVersion": format!("swarm/{}", crate::VERSION),
+        "Runtimes": {},
+        "DefaultRuntime": "",
+        // ControlAvailable=false keeps `docker inspect` from probing swarm-mode endpoints.
+        "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
+        "LiveRestoreEnabled": false,
+        "Isolation": "",
+        "InitBinary": "",
+        "ContainerdCommit": {"ID": "", "Expected": ""},
+        "RuncCommit": {"ID": "", "Expected": ""},
+        "InitCommit": {"ID": "", "Expected": ""},
+        "SecurityOptions": [],
+        "Warnings": null,
+    });
+    json_response(http::StatusCode::OK, &v)
+}
+
+/// Orders `node-2` before `node-10`.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let split = |s: &str| -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        let mut text = String::new();
+        let mut num = String::new();
+        for c in s.chars() {
+            if c.is_ascii_digit() {
+                num.push(c);
+            } else {
+                if !num.is_empty() {
+                    out.push((std::mem::take(&mut text), num.parse().unwrap_or(0)));
+                    num.clear();
+                }
+                text.push(c);
+            }
+        }
+        out.push((text, num.parse().unwrap_or(0)));
+        out
+    };
+    split(a).cmp(&split(b))
+}
+
+/// `GET /events`: the merged stream. With `until` in the past the engines answer the window
+/// themselves and the answers are merged by time; otherwise live events stream until `until`.
+pub async fn events(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
+    let filters = ctx.query.filters()?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    let until = ctx.query.get("until").and_then(|u| u.parse::<f64>().ok());
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    if until.is_some_and(|u| u <= now) {
+        let mut all: Vec<Value> = Vec::new();
+        for n in state.cluster.healthy_nodes() {
+            let path = ctx.engine_path(n.api_version.as_deref(), "/events", ctx.raw_query.as_deref());
+            let got = n.client.call(Method::GET, &path, None, &Default::default(), Some(n.client.timeout())).await;
+            if let Ok((status, _, bytes)) = got {
+                if status.is_success() {
+                    let node = json!({"Name": n.name, "Id": n.engine_id, "Addr": n.key, "Ip": n.client.addr().host()});
+                    all.extend(
+                        bytes.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<Value>(l).ok()).map(|e| events::normalize(e, &node)),
+                    );
+                }
+            }
+        }
+        all.sort_by_key(|e| e["timeNano"].as_u64().unwrap_or(0));
+        tokio::spawn(async move {
+            for e in all {
+                if tx.send(Bytes::from(e.to_string() + "\n")).await.is_err() {
+                    return;
+                }
+            }
+        });
+    } else {
+        let mut sub = state.cluster.subscribe();
+        let dropped = state.metrics.events_dropped.clone();
+        let deadline = until.map(|u| Duration::from_secs_f64((u - now).max(0.0)));
+        tokio::spawn(async move {
+            let live = async {
+                loop {
+                    let event: Arc<Value> = match sub.recv().await {
+                        Ok(e) => e,
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            dropped.inc_by(n);
+                            continue;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    };
+                    if !events::matches(&event, &filters) {
+                        continue;
+                    }
+                    if tx.send(Bytes::from(event.to_string() + "\n")).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            match deadline {
+                Some(d) => {
+                    let _ = tokio::time::timeout(d, live).await;
+                }
+                None => live.await,
+            }
+        });
+    }
+    Ok(Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body::channel(rx))
+        .unwrap_or_else(|_| Response::new(body::empty())))
+}
+
+/// `GET /metrics` in Prometheus text format.
+pub fn metrics(state: &ApiState) -> Response<Body> {
+    let (content_type, buf) = crate::metrics::encode(&state.registry);
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(body::full(buf))
+        .unwrap_or_else(|_| Response::new(body::empty()))
+}
+
+/// Proxies to one healthy engine, chosen at random (`/auth`, `/images/search`).
+pub async fn any_engine(state: &ApiState, ctx: &Ctx, req: Request<Incoming>, path: &str) -> Result<Response<Body>, ApiError> {
+    use rand::seq::IndexedRandom;
+    let nodes = state.cluster.healthy_nodes();
+    let node = nodes.choose(&mut rand::rng()).ok_or_else(|| ApiError::internal("No healthy node available in the cluster"))?;
+    let target = ctx.engine_path_same_query(node.api_version.as_deref(), path);
+    proxy::forward(state, &node.client, req, &target).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_go_units() {
+        assert_eq!(bytes_size(0.0), "0 B");
+        assert_eq!(bytes_size(1024.0), "1 KiB");
+        assert_eq!(bytes_size(15_440_000_000.0), "14.38 GiB");
+        assert_eq!(bytes_size(536_870_912.0), "512 MiB");
+    }
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(1_471_563_437)), "2016-08-18T23:37:17Z");
+    }
+
+    #[test]
+    fn node_names_sort_naturally() {
+        let mut v = vec!["node-10", "node-2", "node-1"];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(v, ["node-1", "node-2", "node-10"]);
+    }
+}

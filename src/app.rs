@@ -1,0 +1,215 @@
+//! The composition root: the only module that builds every subsystem, wires discovery into the
+//! cluster, spawns long-lived tasks and drains them on shutdown.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn, Instrument};
+
+use crate::api::{self, ApiState, Listener, StateInner};
+use crate::cli::{Cli, Command, CreateArgs};
+use crate::cluster::{Cluster, ClusterOptions};
+use crate::config::{ConfigError, JoinConfig, ListenAddr, ListConfig, ManageConfig};
+use crate::discovery::{self, DiscoveryError, DiscoveryEvent};
+use crate::scheduler::Scheduler;
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// Bad flags or arguments (exit 64).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listen address could not be bound.
+    #[error("failed to listen on {addr}{hint}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// A classic hint when the port is taken.
+        hint: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Discovery failed.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// `swarm list` got nothing in time.
+    #[error("Timed out")]
+    Timeout,
+    /// Metrics could not be registered.
+    #[error("failed to register metrics")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> Result<(), RunError> {
+    match cli.command {
+        Command::Create(args) => create(&args),
+        Command::List(args) => list(ListConfig::try_from(&args)?).await,
+        Command::Join(args) => join(JoinConfig::try_from(&args)?).await,
+        Command::Manage(args) => {
+            let mut config = ManageConfig::try_from(&*args)?;
+            config.experimental = cli.experimental;
+            App::build(config).await?.run(shutdown_signal()).await
+        }
+    }
+}
+
+fn create(args: &CreateArgs) -> Result<(), RunError> {
+    if !args.extra.is_empty() {
+        return Err(ConfigError("the `create` command takes no arguments. See 'swarm create --help'.".into()).into());
+    }
+    let token: [u8; 16] = rand::random();
+    println!("{}", hex::encode(token));
+    Ok(())
+}
+
+async fn list(config: ListConfig) -> Result<(), RunError> {
+    let entries = tokio::time::timeout(config.timeout, discovery::fetch(&config.discovery)).await.map_err(|_| RunError::Timeout)??;
+    for e in entries {
+        println!("{e}");
+    }
+    Ok(())
+}
+
+async fn join(config: JoinConfig) -> Result<(), RunError> {
+    if !config.delay.is_zero() {
+        let wait = rand::random_range(Duration::ZERO..config.delay);
+        tokio::time::sleep(wait).await;
+    }
+    info!(heartbeat = ?config.heartbeat, "Registering on the discovery service every {:?}...", config.heartbeat);
+    loop {
+        discovery::register(&config.discovery, &config.advertise, config.ttl).await?;
+        tokio::time::sleep(config.heartbeat).await;
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    info!("Shutdown requested; a second signal exits at once.");
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        warn!("Second signal: exiting now.");
+        std::process::exit(1);
+    });
+}
+
+/// A built manager, listening, not yet running.
+pub struct App {
+    state: ApiState,
+    listeners: Vec<(String, Listener)>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+async fn bind(addr: &ListenAddr) -> Result<(String, Listener), RunError> {
+    match addr {
+        ListenAddr::Tcp(a) => {
+            let l = TcpListener::bind(a.as_str()).await.map_err(|source| RunError::Bind {
+                addr: a.clone(),
+                hint: if source.kind() == std::io::ErrorKind::AddrInUse { ": is Docker already running on this machine?" } else { "" },
+                source,
+            })?;
+            let local = l.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| a.clone());
+            Ok((local, Listener::Tcp(l)))
+        }
+        ListenAddr::Unix(p) => {
+            // A stale socket from a crashed manager would make bind fail.
+            let _ = std::fs::remove_file(p);
+            let l = UnixListener::bind(p).map_err(|source| RunError::Bind { addr: p.display().to_string(), hint: "", source })?;
+            Ok((format!("unix://{}", p.display()), Listener::Unix(l)))
+        }
+    }
+}
+
+impl App {
+    /// Validates nothing (the config is validated), binds every listener and builds the
+    /// subsystems.
+    pub async fn build(config: ManageConfig) -> Result<App, RunError> {
+        let mut listeners = Vec::new();
+        for addr in &config.listen {
+            listeners.push(bind(addr).await?);
+        }
+        let (registry, metrics) = crate::metrics::new_registry()?;
+        let tracker = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        let cluster = Cluster::new(
+            ClusterOptions { timing: config.timing.clone(), overcommit: config.overcommit, event_buffer: config.limits.event_buffer },
+            metrics.clone(),
+            tracker.clone(),
+            cancel.child_token(),
+        );
+        let scheduler = Scheduler::new(config.filters.clone(), config.strategy);
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+        let state = ApiState::new(StateInner { cluster, scheduler, config, metrics, registry, hostname, started: SystemTime::now() });
+        Ok(App { state, listeners, tracker, cancel })
+    }
+
+    /// The addresses actually bound (port 0 resolved).
+    pub fn local_addrs(&self) -> Vec<String> {
+        self.listeners.iter().map(|(a, _)| a.clone()).collect()
+    }
+
+    /// Runs until `shutdown` resolves, then drains within a grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+        let App { state, listeners, tracker, cancel } = self;
+        let config = &state.config;
+        let (tx, mut rx) = mpsc::channel::<DiscoveryEvent>(8);
+        let url = config.discovery.clone();
+        tracker.spawn(
+            discovery::watch(url.clone(), config.timing.heartbeat, tx).instrument(tracing::info_span!("discovery", backend = url.scheme())),
+        );
+        let cluster = state.cluster.clone();
+        let discovery_cancel = cancel.clone();
+        tracker.spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    _ = discovery_cancel.cancelled() => return,
+                    e = rx.recv() => e,
+                };
+                match event {
+                    Some(DiscoveryEvent::Entries(set)) => cluster.apply_entries(&set),
+                    Some(DiscoveryEvent::Failed(e)) => error!(error = %crate::cluster::error_chain(&e), "Discovery failed."),
+                    None => {
+                        // Static backends finish after one answer; keep the nodes.
+                        discovery_cancel.cancelled().await;
+                        return;
+                    }
+                }
+            }
+        });
+        for (addr, listener) in listeners {
+            api::log_listening(&addr);
+            tracker.spawn(api::serve(listener, state.clone(), cancel.clone(), tracker.clone()));
+        }
+        shutdown.await;
+        cancel.cancel();
+        state.cluster.shutdown();
+        tracker.close();
+        match tokio::time::timeout(DRAIN_GRACE, tracker.wait()).await {
+            Ok(()) => info!("Drained; bye."),
+            Err(_) => warn!(grace = ?DRAIN_GRACE, "Drain timed out; exiting with streams still open."),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,178 @@
+//! Command-line definitions only: names, defaults and environment variables of classic Swarm.
+//! Validation lives in `config.rs`.
+
+use clap::{Args, Parser, Subcommand};
+
+/// `swarm`: a Docker-native clustering system.
+#[derive(Debug, Parser)]
+#[command(name = "swarm", version = crate::VERSION_LINE, disable_version_flag = true)]
+pub struct Cli {
+    /// Print the version and exit.
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version, global = true)]
+    pub version: Option<bool>,
+    /// Debug mode: log at debug level.
+    #[arg(long, env = "DEBUG", global = true)]
+    pub debug: bool,
+    /// Log level: debug, info, warn, error.
+    #[arg(short = 'l', long = "log-level", default_value = "info", global = true)]
+    pub log_level: String,
+    /// Enable experimental features (reported in info and version).
+    #[arg(long, global = true)]
+    pub experimental: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The swarm commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a cluster token for token:// discovery.
+    #[command(visible_alias = "c")]
+    Create(CreateArgs),
+    /// List the nodes registered in a discovery backend.
+    #[command(visible_alias = "l")]
+    List(ListArgs),
+    /// Manage a Docker cluster.
+    #[command(visible_alias = "m")]
+    Manage(Box<ManageArgs>),
+    /// Join a Docker engine to a cluster.
+    #[command(visible_alias = "j")]
+    Join(JoinArgs),
+}
+
+/// `swarm create` takes no arguments.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Rejected: `create` takes no arguments (kept to print the classic message).
+    #[arg(hide = true)]
+    pub extra: Vec<String>,
+}
+
+/// `swarm list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Discovery URL (nodes://, file://, etcd://, token://).
+    #[arg(env = "SWARM_DISCOVERY")]
+    pub discovery: Option<String>,
+    /// How long to wait for the discovery backend.
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
+    /// Discovery options, key=value.
+    #[arg(long = "discovery-opt")]
+    pub discovery_opt: Vec<String>,
+}
+
+/// `swarm join`.
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// Discovery URL.
+    #[arg(env = "SWARM_DISCOVERY")]
+    pub discovery: Option<String>,
+    /// Address of the Docker engine to register, host:port.
+    #[arg(long = "advertise", visible_alias = "addr", env = "SWARM_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Period between registrations.
+    #[arg(long, default_value = "60s")]
+    pub heartbeat: String,
+    /// Time to live of a registration.
+    #[arg(long, default_value = "180s")]
+    pub ttl: String,
+    /// Random delay before the first registration, in [0, delay).
+    #[arg(long, default_value = "0s")]
+    pub delay: String,
+    /// Discovery options, key=value.
+    #[arg(long = "discovery-opt")]
+    pub discovery_opt: Vec<String>,
+}
+
+/// `swarm manage`.
+#[derive(Debug, Args)]
+pub struct ManageArgs {
+    /// Discovery URL.
+    #[arg(env = "SWARM_DISCOVERY")]
+    pub discovery: Option<String>,
+    /// Addresses to listen on: tcp://host:port, host:port or unix:///path.
+    #[arg(short = 'H', long = "host", env = "SWARM_HOST", value_delimiter = ',')]
+    pub host: Vec<String>,
+    /// Scheduling strategy: spread, binpack, random.
+    #[arg(long, default_value = "spread")]
+    pub strategy: String,
+    /// Filters to use; giving any replaces the default list.
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Enable leader election among managers.
+    #[arg(long)]
+    pub replication: bool,
+    /// Leader lock time to live.
+    #[arg(long = "replication-ttl", default_value = "20s")]
+    pub replication_ttl: String,
+    /// Address this manager is reachable at by its peers, host:port.
+    #[arg(long = "advertise", visible_alias = "addr", env = "SWARM_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Use TLS.
+    #[arg(long)]
+    pub tls: bool,
+    /// Use TLS and verify the remote.
+    #[arg(long)]
+    pub tlsverify: bool,
+    /// CA certificate.
+    #[arg(long)]
+    pub tlscacert: Option<String>,
+    /// TLS certificate.
+    #[arg(long)]
+    pub tlscert: Option<String>,
+    /// TLS key.
+    #[arg(long)]
+    pub tlskey: Option<String>,
+    /// Lower bound of the randomized engine refresh interval.
+    #[arg(long = "engine-refresh-min-interval", default_value = "30s")]
+    pub engine_refresh_min_interval: String,
+    /// Upper bound of the randomized engine refresh interval.
+    #[arg(long = "engine-refresh-max-interval", default_value = "60s")]
+    pub engine_refresh_max_interval: String,
+    /// Consecutive failures before an engine is marked Unhealthy.
+    #[arg(long = "engine-failure-retry", default_value_t = 3)]
+    pub engine_failure_retry: i64,
+    /// Deprecated; use --engine-failure-retry.
+    #[arg(long = "engine-refresh-retry", default_value_t = 3, hide = true)]
+    pub engine_refresh_retry: i64,
+    /// Period of the light health probe (GET /_ping) sent to every engine.
+    #[arg(long = "engine-probe-interval", default_value = "1s")]
+    pub engine_probe_interval: String,
+    /// Time after which an engine request (probe or API call waiting for headers) fails.
+    #[arg(long = "engine-timeout", default_value = "3s")]
+    pub engine_timeout: String,
+    /// Discovery poll period (file://, token://).
+    #[arg(long, default_value = "60s")]
+    pub heartbeat: String,
+    /// Enable CORS headers.
+    #[arg(long = "api-enable-cors", visible_alias = "cors")]
+    pub api_enable_cors: bool,
+    /// Largest JSON request body the manager reads, in bytes.
+    #[arg(long = "api-max-body-bytes", default_value_t = 4 * 1024 * 1024)]
+    pub api_max_body_bytes: u64,
+    /// Largest upload the manager buffers to fan out (image load and import), in bytes.
+    #[arg(long = "api-max-upload-bytes", default_value_t = 1024 * 1024 * 1024)]
+    pub api_max_upload_bytes: u64,
+    /// Cluster driver; only "swarm".
+    #[arg(short = 'c', long = "cluster-driver", default_value = "swarm")]
+    pub cluster_driver: String,
+    /// Cluster options, key=value (swarm.overcommit, swarm.createretry).
+    #[arg(long = "cluster-opt")]
+    pub cluster_opt: Vec<String>,
+    /// Discovery options, key=value.
+    #[arg(long = "discovery-opt")]
+    pub discovery_opt: Vec<String>,
+    /// Force a refresh of a node when `docker ps` filters on it.
+    #[arg(long = "refresh-on-node-filter")]
+    pub refresh_on_node_filter: bool,
+    /// Refresh all engines when `docker ps` filters on this container name.
+    #[arg(long = "container-name-refresh-filter", default_value = "")]
+    pub container_name_refresh_filter: String,
+    /// Peers of the embedded Raft group, host:port,... (replication without etcd).
+    #[arg(long = "replication-peers", value_delimiter = ',')]
+    pub replication_peers: Vec<String>,
+    /// Directory for the embedded Raft log and snapshots.
+    #[arg(long = "data-dir")]
+    pub data_dir: Option<String>,
+}

@@ -1,0 +1,358 @@
+//! The client for one Docker engine: pooled keep-alive connections over TCP or a unix socket,
+//! bounded connect and header waits, and raw connections for hijacked streams.
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::body::{self, Body, BoxError};
+
+/// Largest JSON answer the manager reads from an engine (a `ps -a` of many containers).
+const MAX_ENGINE_JSON_BYTES: u64 = 256 << 20;
+
+/// What went wrong talking to an engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// No connection, or the connection broke.
+    #[error("cannot connect to the Docker engine at {addr}")]
+    Unreachable {
+        /// Engine address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// No answer in time.
+    #[error("the Docker engine at {addr} did not answer within {after:?}")]
+    Timeout {
+        /// Engine address.
+        addr: String,
+        /// The bound that passed.
+        after: Duration,
+    },
+    /// The engine answered with an error status.
+    #[error("{message}")]
+    Status {
+        /// The engine's status.
+        status: StatusCode,
+        /// The engine's `message`, or its body.
+        message: String,
+    },
+    /// The manager refuses this engine (not an engine, or a duplicate ID).
+    #[error("{reason}")]
+    Refused {
+        /// Engine address.
+        addr: String,
+        /// The classic message.
+        reason: String,
+    },
+    /// The engine's answer is not what the API promises.
+    #[error("unexpected answer from the Docker engine at {addr}: {detail}")]
+    Protocol {
+        /// Engine address.
+        addr: String,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl EngineError {
+    /// Whether the engine itself failed to answer (counts against its health), as opposed to
+    /// answering an error.
+    pub fn is_connection_error(&self) -> bool {
+        matches!(self, EngineError::Unreachable { .. } | EngineError::Timeout { .. })
+    }
+}
+
+/// Where an engine listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineAddr {
+    /// `host:port`.
+    Tcp(String),
+    /// A unix socket.
+    Unix(PathBuf),
+}
+
+impl EngineAddr {
+    /// Reads `unix:///path`, `tcp://host:port` or `host:port`.
+    pub fn parse(text: &str) -> EngineAddr {
+        match text.strip_prefix("unix://") {
+            Some(path) => EngineAddr::Unix(PathBuf::from(path)),
+            None => EngineAddr::Tcp(text.strip_prefix("tcp://").unwrap_or(text).to_string()),
+        }
+    }
+
+    fn authority(&self) -> &str {
+        match self {
+            EngineAddr::Tcp(hp) => hp,
+            EngineAddr::Unix(_) => "localhost",
+        }
+    }
+
+    /// The IP or host part, for events' `node.ip`.
+    pub fn host(&self) -> String {
+        match self {
+            EngineAddr::Tcp(hp) => hp.rsplit_once(':').map_or(hp.as_str(), |(h, _)| h).to_string(),
+            EngineAddr::Unix(_) => "127.0.0.1".to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for EngineAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineAddr::Tcp(hp) => f.write_str(hp),
+            EngineAddr::Unix(p) => write!(f, "unix://{}", p.display()),
+        }
+    }
+}
+
+// === impl EngineStream ===
+
+/// A connection to an engine.
+#[derive(Debug)]
+pub enum EngineStream {
+    /// TCP.
+    Tcp(TcpStream),
+    /// Unix socket.
+    Unix(UnixStream),
+}
+
+impl AsyncRead for EngineStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            EngineStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            EngineStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for EngineStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            EngineStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            EngineStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            EngineStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            EngineStream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            EngineStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            EngineStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// `EngineStream` as hyper's pooled client wants it.
+struct EngineIo(TokioIo<EngineStream>);
+
+impl hyper::rt::Read for EngineIo {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: hyper::rt::ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for EngineIo {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
+
+impl Connection for EngineIo {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+async fn connect(addr: &EngineAddr, timeout: Duration) -> io::Result<EngineStream> {
+    let attempt = async {
+        Ok(match addr {
+            EngineAddr::Tcp(hp) => {
+                let s = TcpStream::connect(hp.as_str()).await?;
+                // Small request/response pairs: Nagle would add delay to every proxied call.
+                s.set_nodelay(true)?;
+                EngineStream::Tcp(s)
+            }
+            EngineAddr::Unix(p) => EngineStream::Unix(UnixStream::connect(p).await?),
+        })
+    };
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connect timed out after {timeout:?}")))?
+}
+
+#[derive(Clone)]
+struct Connector {
+    addr: EngineAddr,
+    timeout: Duration,
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = EngineIo;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<EngineIo>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let (addr, timeout) = (self.addr.clone(), self.timeout);
+        Box::pin(async move { connect(&addr, timeout).await.map(|s| EngineIo(TokioIo::new(s))) })
+    }
+}
+
+// === impl EngineClient ===
+
+/// A cheap-to-clone client for one engine.
+#[derive(Clone)]
+pub struct EngineClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    addr: EngineAddr,
+    http: Client<Connector, Body>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for EngineClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineClient").field("addr", &self.inner.addr).finish()
+    }
+}
+
+impl EngineClient {
+    /// A client for `addr`; `timeout` bounds connecting and the manager's own calls.
+    pub fn new(addr: &str, timeout: Duration) -> Self {
+        let addr = EngineAddr::parse(addr);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .build(Connector { addr: addr.clone(), timeout });
+        EngineClient { inner: Arc::new(Inner { addr, http, timeout }) }
+    }
+
+    /// Where the engine listens.
+    pub fn addr(&self) -> &EngineAddr {
+        &self.inner.addr
+    }
+
+    /// The bound on the manager's own calls.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// A URI for `path_and_query` on this engine.
+    pub fn uri(&self, path_and_query: &str) -> Uri {
+        format!("http://{}{}", self.inner.addr.authority(), path_and_query)
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("http://localhost/"))
+    }
+
+    /// A fresh, unpooled connection (hijacked streams need a connection of their own).
+    pub async fn connect_raw(&self) -> Result<EngineStream, EngineError> {
+        connect(&self.inner.addr, self.inner.timeout).await.map_err(|e| self.unreachable(e.into()))
+    }
+
+    fn unreachable(&self, source: BoxError) -> EngineError {
+        EngineError::Unreachable { addr: self.inner.addr.to_string(), source }
+    }
+
+    /// Sends a request on a pooled connection; the response body streams. Only connecting is
+    /// bounded: a `stop` or a `wait` may take as long as the container does.
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, EngineError> {
+        self.inner.http.request(req).await.map_err(|e| self.unreachable(e.into()))
+    }
+
+    /// Sends a request and reads the whole answer within `timeout`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Bytes>,
+        headers: &HeaderMap,
+        timeout: Option<Duration>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), EngineError> {
+        let mut req = Request::builder().method(method).uri(self.uri(path_and_query));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        if body.is_some() {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(body.map_or_else(body::empty, body::full))
+            .map_err(|e| EngineError::Protocol { addr: self.inner.addr.to_string(), detail: e.to_string() })?;
+        let exchange = async {
+            let resp = self.send(req).await?;
+            let (parts, incoming) = resp.into_parts();
+            let bytes = body::collect_limited(incoming, MAX_ENGINE_JSON_BYTES)
+                .await
+                .map_err(|e| self.unreachable(e.into()))?;
+            Ok((parts.status, parts.headers, bytes))
+        };
+        match timeout {
+            Some(t) => tokio::time::timeout(t, exchange)
+                .await
+                .map_err(|_| EngineError::Timeout { addr: self.inner.addr.to_string(), after: t })?,
+            None => exchange.await,
+        }
+    }
+
+    /// `GET` a JSON document within the client's timeout; error statuses become
+    /// [`EngineError::Status`].
+    pub async fn get_json(&self, path_and_query: &str) -> Result<serde_json::Value, EngineError> {
+        let (status, _, bytes) =
+            self.call(Method::GET, path_and_query, None, &HeaderMap::new(), Some(self.inner.timeout)).await?;
+        if !status.is_success() {
+            return Err(EngineError::Status { status, message: error_message(&bytes) });
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| EngineError::Protocol { addr: self.inner.addr.to_string(), detail: e.to_string() })
+    }
+
+    /// `GET /_ping` within the timeout: the light health probe.
+    pub async fn ping(&self) -> Result<(), EngineError> {
+        let (status, _, body) =
+            self.call(Method::GET, "/_ping", None, &HeaderMap::new(), Some(self.inner.timeout)).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(EngineError::Status { status, message: error_message(&body) })
+        }
+    }
+}
+
+/// The `message` of a Docker error body, or the body as text.
+pub fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
+}

@@ -1,0 +1,449 @@
+//! Engines seen from the manager: their clients, cached state, events and health, and the
+//! cluster-wide views built from them. All engine I/O lives under this module.
+//!
+//! - `engine`: the HTTP client for one engine.
+//! - `health`: the pure node health state machine.
+//! - `node`: what is cached per engine.
+//! - `refresh`: reading an engine into the cache.
+//! - `monitor`: the per-node tasks (validate, probe, events, periodic refresh).
+//! - `events`: normalising engine events and swarm's own.
+
+pub mod engine;
+pub mod events;
+pub mod health;
+pub mod monitor;
+pub mod node;
+pub mod refresh;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
+use serde_json::Value;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, Instrument};
+
+use crate::config::Timing;
+use crate::metrics::Metrics;
+use crate::scheduler::{ContainerView, NodeSnapshot};
+pub use engine::{EngineClient, EngineError};
+pub use health::{NodeState, Transition};
+pub use node::{labels, CachedContainer, EngineInfo, Node};
+
+/// Settings the cluster needs.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Engine timing.
+    pub timing: Timing,
+    /// `swarm.overcommit`.
+    pub overcommit: f64,
+    /// Events buffered per subscriber.
+    pub event_buffer: usize,
+}
+
+/// A container that could not be resolved.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// Nothing by that ID, name or prefix.
+    #[error("No such container: {0}")]
+    NotFound(String),
+    /// A prefix that fits several containers.
+    #[error("Multiple IDs found with provided prefix: {0}")]
+    Ambiguous(String),
+}
+
+/// Where a container lives.
+#[derive(Debug, Clone)]
+pub struct ContainerRef {
+    /// Node key.
+    pub node: String,
+    /// Node name.
+    pub node_name: String,
+    /// Node state now.
+    pub node_state: NodeState,
+    /// Full engine ID of the container.
+    pub id: String,
+    /// The engine's client.
+    pub client: EngineClient,
+}
+
+/// A node's handle for fan-out calls.
+#[derive(Debug, Clone)]
+pub struct NodeHandle {
+    /// Node key.
+    pub key: String,
+    /// Node name.
+    pub name: String,
+    /// Classic engine ID.
+    pub engine_id: String,
+    /// Client.
+    pub client: EngineClient,
+    /// State now.
+    pub state: NodeState,
+    /// Engine API version, once known.
+    pub api_version: Option<String>,
+}
+
+/// A create that has been scheduled but not yet answered by the engine: it counts for names,
+/// ports, slots and resources so that concurrent creates see it.
+#[derive(Debug, Clone)]
+pub struct PendingCreate {
+    /// Node chosen.
+    pub node: String,
+    /// Container name asked for, if any.
+    pub name: Option<String>,
+    /// CPUs asked for.
+    pub cpus: i64,
+    /// Memory asked for.
+    pub memory: i64,
+    /// The filters' view (ports, labels, image).
+    pub view: ContainerView,
+}
+
+/// Releases a pending create when dropped, on every path (success, error, panic).
+pub struct PendingGuard {
+    cluster: Cluster,
+    token: u64,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.cluster.shared.pending.lock().remove(&self.token);
+    }
+}
+
+/// The cluster: a clone handle over shared state.
+#[derive(Clone)]
+pub struct Cluster {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    nodes: RwLock<BTreeMap<String, Node>>,
+    pending: Mutex<HashMap<u64, PendingCreate>>,
+    next_pending: AtomicU64,
+    /// Serialises scheduling decisions with their reservations (never held across `.await`).
+    schedule: Mutex<()>,
+    execs: Mutex<HashMap<String, String>>,
+    events: broadcast::Sender<Arc<Value>>,
+    opts: ClusterOptions,
+    metrics: Metrics,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Cluster {
+    /// An empty cluster. Node tasks are spawned on `tracker` and stop with `cancel`.
+    pub fn new(opts: ClusterOptions, metrics: Metrics, tracker: TaskTracker, cancel: CancellationToken) -> Self {
+        let (events, _) = broadcast::channel(opts.event_buffer.max(16));
+        Cluster {
+            shared: Arc::new(Shared {
+                nodes: RwLock::new(BTreeMap::new()),
+                pending: Mutex::new(HashMap::new()),
+                next_pending: AtomicU64::new(1),
+                schedule: Mutex::new(()),
+                execs: Mutex::new(HashMap::new()),
+                events,
+                opts,
+                metrics,
+                tracker,
+                cancel,
+            }),
+        }
+    }
+
+    /// Settings.
+    pub fn options(&self) -> &ClusterOptions {
+        &self.shared.opts
+    }
+
+    /// Metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Applies a discovery entry set: new entries become pending nodes with their own tasks,
+    /// vanished ones are disconnected and forgotten.
+    pub fn apply_entries(&self, entries: &BTreeSet<String>) {
+        let mut added = Vec::new();
+        let mut removed = Vec::new();
+        {
+            let mut nodes = self.shared.nodes.write();
+            for addr in entries {
+                if !nodes.contains_key(addr) {
+                    let node = Node {
+                        addr: addr.clone(),
+                        client: EngineClient::new(addr, self.shared.opts.timing.engine_timeout),
+                        health: health::Health::new(self.shared.opts.timing.failure_retry),
+                        info: None,
+                        containers: HashMap::new(),
+                        images: Vec::new(),
+                        updated_at: None,
+                        cancel: self.shared.cancel.child_token(),
+                    };
+                    added.push((addr.clone(), node.cancel.clone()));
+                    nodes.insert(addr.clone(), node);
+                }
+            }
+            let gone: Vec<String> = nodes.keys().filter(|k| !entries.contains(*k)).cloned().collect();
+            for key in gone {
+                if let Some(mut node) = nodes.remove(&key) {
+                    node.cancel.cancel();
+                    if let Some(t) = node.health.removed() {
+                        removed.push((t, events::node_fields(&node)));
+                    }
+                    info!(node = %node.name(), addr = %key, "Engine left discovery.");
+                }
+            }
+        }
+        for (t, fields) in removed {
+            self.emit_transition(t, fields);
+        }
+        for (addr, cancel) in added {
+            info!(addr = %addr, "Engine found in discovery.");
+            let task = monitor::run_node(self.clone(), addr.clone(), cancel);
+            self.shared.tracker.spawn(task.instrument(tracing::info_span!("node", addr = %addr)));
+        }
+        self.update_node_gauges();
+    }
+
+    /// Runs `f` over the nodes under the read lock (keep it short: no `.await` inside).
+    pub fn with_nodes<R>(&self, f: impl FnOnce(&BTreeMap<String, Node>) -> R) -> R {
+        f(&self.shared.nodes.read())
+    }
+
+    pub(crate) fn with_node_mut<R>(&self, key: &str, f: impl FnOnce(&mut Node) -> R) -> Option<R> {
+        self.shared.nodes.write().get_mut(key).map(f)
+    }
+
+    /// Every node's handle.
+    pub fn nodes(&self) -> Vec<NodeHandle> {
+        self.with_nodes(|nodes| {
+            nodes
+                .values()
+                .map(|n| NodeHandle {
+                    key: n.addr.clone(),
+                    name: n.name().to_string(),
+                    engine_id: n.engine_id(),
+                    client: n.client.clone(),
+                    state: n.health.state(),
+                    api_version: n.info.as_ref().map(|i| i.api_version.clone()),
+                })
+                .collect()
+        })
+    }
+
+    /// Handles of healthy nodes.
+    pub fn healthy_nodes(&self) -> Vec<NodeHandle> {
+        self.nodes().into_iter().filter(|n| n.state == NodeState::Healthy).collect()
+    }
+
+    /// The node of this key or name.
+    pub fn node_by_name(&self, name: &str) -> Option<NodeHandle> {
+        self.nodes().into_iter().find(|n| n.name == name || n.key == name)
+    }
+
+    /// The lowest API version among validated engines: what the manager can promise.
+    pub fn min_api_version(&self) -> Option<String> {
+        self.with_nodes(|nodes| {
+            nodes
+                .values()
+                .filter_map(|n| n.info.as_ref().map(|i| i.api_version.clone()))
+                .filter(|v| !v.is_empty())
+                .min_by(|a, b| crate::api::version::compare(a, b))
+        })
+    }
+
+    /// Serialises a scheduling decision with its reservation.
+    pub fn schedule_lock(&self) -> MutexGuard<'_, ()> {
+        self.shared.schedule.lock()
+    }
+
+    /// Reserves a create in flight until the guard drops.
+    pub fn reserve(&self, pending: PendingCreate) -> PendingGuard {
+        let token = self.shared.next_pending.fetch_add(1, Ordering::Relaxed);
+        self.shared.pending.lock().insert(token, pending);
+        PendingGuard { cluster: self.clone(), token }
+    }
+
+    /// Whether a container or a create in flight holds `name`; returns the holder's ID (empty
+    /// for a create in flight).
+    pub fn name_holder(&self, name: &str) -> Option<String> {
+        let name = name.trim_start_matches('/');
+        if self.shared.pending.lock().values().any(|p| p.name.as_deref() == Some(name)) {
+            return Some(String::new());
+        }
+        self.with_nodes(|nodes| {
+            nodes.values().flat_map(|n| n.containers.values()).find(|c| c.name() == name).map(|c| c.id.clone())
+        })
+    }
+
+    /// Snapshots of every node, creates in flight included, for the scheduler.
+    pub fn snapshot(&self) -> Vec<NodeSnapshot> {
+        let pending: Vec<PendingCreate> = self.shared.pending.lock().values().cloned().collect();
+        let overcommit = self.shared.opts.overcommit;
+        self.with_nodes(|nodes| {
+            nodes
+                .values()
+                .map(|n| {
+                    let (ncpu, mem) = n.info.as_ref().map_or((0, 0), |i| (i.ncpu, i.mem_total));
+                    let mut snap = NodeSnapshot {
+                        key: n.addr.clone(),
+                        engine_id: n.engine_id(),
+                        name: n.name().to_string(),
+                        labels: n.info.as_ref().map(|i| i.labels.clone()).unwrap_or_default(),
+                        health_indicator: n.health.indicator(),
+                        // Classic integer overcommit: `x + x * int(overcommit * 100) / 100`.
+                        total_cpus: ncpu + ncpu * (overcommit * 100.0) as i64 / 100,
+                        total_memory: mem + mem * (overcommit * 100.0) as i64 / 100,
+                        used_cpus: n.containers.values().map(|c| c.facts.cpus(ncpu)).sum(),
+                        used_memory: n.containers.values().map(|c| c.facts.memory).sum(),
+                        containers: n.containers.values().map(CachedContainer::view).collect(),
+                        images: n.images.clone(),
+                    };
+                    for p in pending.iter().filter(|p| p.node == n.addr) {
+                        snap.used_cpus += p.cpus;
+                        snap.used_memory += p.memory;
+                        snap.containers.push(p.view.clone());
+                    }
+                    snap
+                })
+                .collect()
+        })
+    }
+
+    /// Resolves a container the classic way: full ID, swarm ID, name (`name`, `/name`,
+    /// `node/name`), then a unique ID or swarm-ID prefix.
+    pub fn find_container(&self, ident: &str) -> Result<ContainerRef, LookupError> {
+        let ident = ident.trim_start_matches('/');
+        let not_found = || LookupError::NotFound(ident.to_string());
+        if ident.is_empty() {
+            return Err(not_found());
+        }
+        self.with_nodes(|nodes| {
+            let found = |n: &Node, c: &CachedContainer| ContainerRef {
+                node: n.addr.clone(),
+                node_name: n.name().to_string(),
+                node_state: n.health.state(),
+                id: c.id.clone(),
+                client: n.client.clone(),
+            };
+            let all = || nodes.values().flat_map(|n| n.containers.values().map(move |c| (n, c)));
+            if let Some((n, c)) = all().find(|(_, c)| c.id == ident || c.swarm_id.as_deref() == Some(ident)) {
+                return Ok(found(n, c));
+            }
+            let (node_part, name_part) = match ident.split_once('/') {
+                Some((node, name)) => (Some(node), name),
+                None => (None, ident),
+            };
+            let by_name: Vec<_> = all()
+                .filter(|(n, c)| {
+                    c.name() == name_part
+                        && node_part.is_none_or(|np| np == n.name() || n.info.as_ref().is_some_and(|i| i.id == np))
+                })
+                .collect();
+            match by_name.as_slice() {
+                [(n, c)] => return Ok(found(n, c)),
+                [_, _, ..] => return Err(not_found()),
+                [] => {}
+            }
+            let by_prefix: Vec<_> = all()
+                .filter(|(_, c)| c.id.starts_with(ident) || c.swarm_id.as_deref().is_some_and(|s| s.starts_with(ident)))
+                .collect();
+            match by_prefix.as_slice() {
+                [(n, c)] => Ok(found(n, c)),
+                [] => Err(not_found()),
+                _ => Err(LookupError::Ambiguous(ident.to_string())),
+            }
+        })
+    }
+
+    /// Remembers which node an exec instance lives on.
+    pub fn record_exec(&self, exec_id: &str, node: &str) {
+        self.shared.execs.lock().insert(exec_id.to_string(), node.to_string());
+    }
+
+    /// The node of an exec instance, if this manager saw it created.
+    pub fn exec_node(&self, exec_id: &str) -> Option<NodeHandle> {
+        let key = self.shared.execs.lock().get(exec_id).cloned()?;
+        self.nodes().into_iter().find(|n| n.key == key)
+    }
+
+    /// Subscribes to the merged event stream.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Value>> {
+        self.shared.events.subscribe()
+    }
+
+    /// Number of `docker events` listeners.
+    pub fn event_listeners(&self) -> usize {
+        self.shared.events.receiver_count()
+    }
+
+    pub(crate) fn publish(&self, event: Value) {
+        // No subscriber is not an error: nobody is running `docker events`.
+        let _ = self.shared.events.send(Arc::new(event));
+    }
+
+    fn emit_transition(&self, t: Transition, node: Value) {
+        self.shared.metrics.node_transitions.with_label_values(&[t.action()]).inc();
+        self.publish(events::swarm_event(t.action(), node));
+    }
+
+    /// Feeds an outcome of talking to `key` into its health; logs and emits transitions.
+    pub(crate) fn record(&self, key: &str, outcome: Result<(), &EngineError>) {
+        let change = self.with_node_mut(key, |n| {
+            let t = match outcome {
+                Ok(()) => n.health.success(),
+                Err(e) => n.health.failure(error_chain(e)),
+            };
+            t.map(|t| (t, events::node_fields(n), n.name().to_string(), n.health.last_error().map(str::to_string)))
+        });
+        if let Some(Some((t, fields, name, error))) = change {
+            match t {
+                Transition::Disconnected => {
+                    tracing::warn!(node = %name, addr = %key, error = error.as_deref().unwrap_or(""), "Engine marked Unhealthy.")
+                }
+                _ => info!(node = %name, addr = %key, "Engine healthy again."),
+            }
+            self.emit_transition(t, fields);
+            self.update_node_gauges();
+        }
+    }
+
+    fn update_node_gauges(&self) {
+        let counts = self.with_nodes(|nodes| {
+            let mut counts: BTreeMap<&'static str, i64> = BTreeMap::new();
+            for s in [NodeState::Pending, NodeState::Healthy, NodeState::Unhealthy, NodeState::Disconnected] {
+                counts.insert(s.as_str(), 0);
+            }
+            for n in nodes.values() {
+                *counts.entry(n.health.state().as_str()).or_default() += 1;
+            }
+            counts
+        });
+        for (state, count) in counts {
+            self.shared.metrics.nodes.with_label_values(&[&state.to_ascii_lowercase()]).set(count);
+        }
+    }
+
+    /// Stops every node task.
+    pub fn shutdown(&self) {
+        self.shared.cancel.cancel();
+    }
+}
+
+/// An error with its sources, one line, for `docker info`'s `└ Error`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,156 @@
+//! The tasks of one node: validate it, then probe it, follow its event stream and refresh it
+//! at random intervals, until it leaves discovery or the manager stops.
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use http::{Method, Request};
+use http_body_util::BodyExt;
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::health::NodeState;
+use super::{Cluster, EngineError};
+use crate::body;
+
+/// Longest wait between two validation attempts of a pending node.
+const MAX_VALIDATE_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Runs until `cancel`.
+pub async fn run_node(cluster: Cluster, key: String, cancel: CancellationToken) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let attempt = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = cluster.validate(&key) => r,
+        };
+        match attempt {
+            Ok(()) => break,
+            Err(e) => {
+                debug!(addr = %key, error = %e, "Engine not validated yet.");
+                cluster.with_node_mut(&key, |n| n.health.failure(super::error_chain(&e)));
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_VALIDATE_BACKOFF);
+            }
+        }
+    }
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = probe_loop(&cluster, &key) => {}
+        _ = event_loop(&cluster, &key) => {}
+        _ = refresh_loop(&cluster, &key) => {}
+    }
+}
+
+fn state(cluster: &Cluster, key: &str) -> Option<NodeState> {
+    cluster.with_nodes(|nodes| nodes.get(key).map(|n| n.health.state()))
+}
+
+/// `GET /_ping` every probe interval: what turns a stopped or hung engine Unhealthy in seconds.
+async fn probe_loop(cluster: &Cluster, key: &str) {
+    let Some(client) = cluster.with_nodes(|n| n.get(key).map(|n| n.client.clone())) else { return };
+    let interval = cluster.options().timing.probe_interval;
+    loop {
+        tokio::time::sleep(interval).await;
+        let was = state(cluster, key);
+        let result = client.ping().await;
+        cluster.record(key, result.as_ref().map(|_| ()));
+        if was == Some(NodeState::Unhealthy) && state(cluster, key) == Some(NodeState::Healthy) {
+            // Back from a failure: containers may have changed while we could not see them.
+            if let Err(e) = cluster.refresh_node(key).await {
+                cluster.record(key, Err(&e));
+            }
+        }
+    }
+}
+
+/// Follows `/events`; after every (re)connection a full refresh repairs what was missed.
+async fn event_loop(cluster: &Cluster, key: &str) {
+    let Some(client) = cluster.with_nodes(|n| n.get(key).map(|n| n.client.clone())) else { return };
+    let mut first = true;
+    loop {
+        if state(cluster, key) != Some(NodeState::Healthy) {
+            tokio::time::sleep(cluster.options().timing.probe_interval).await;
+            continue;
+        }
+        let req = Request::builder().method(Method::GET).uri(client.uri("/events")).body(body::empty());
+        let Ok(req) = req else { return };
+        let connected = tokio::time::timeout(client.timeout(), client.send(req)).await;
+        let resp = match connected {
+            Ok(Ok(resp)) if resp.status().is_success() => resp,
+            Ok(Ok(resp)) => {
+                warn!(addr = %key, status = %resp.status(), "Engine refused its event stream.");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Ok(Err(e)) => {
+                cluster.record(key, Err(&e));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(_) => {
+                let e = EngineError::Timeout { addr: key.to_string(), after: client.timeout() };
+                cluster.record(key, Err(&e));
+                continue;
+            }
+        };
+        if !first {
+            if let Err(e) = cluster.refresh_node(key).await {
+                cluster.record(key, Err(&e));
+            }
+        }
+        first = false;
+        let mut body = resp.into_body();
+        let mut buf = BytesMut::new();
+        let ended = loop {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        buf.extend_from_slice(&data);
+                        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                            let line = buf.split_to(pos + 1);
+                            match serde_json::from_slice(&line[..pos]) {
+                                Ok(event) => cluster.apply_event(key, event).await,
+                                Err(e) => debug!(addr = %key, error = %e, "Unreadable engine event."),
+                            }
+                        }
+                        if buf.remaining() > 1 << 20 {
+                            buf.clear();
+                        }
+                    }
+                }
+                Some(Err(e)) => break Some(e.to_string()),
+                None => break None,
+            }
+        };
+        // A stream that ends is an engine going away more often than not: count it, and let
+        // the probe confirm or heal.
+        let e = EngineError::Unreachable {
+            addr: key.to_string(),
+            source: ended.unwrap_or_else(|| "event stream closed".into()).into(),
+        };
+        cluster.record(key, Err(&e));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Full refresh at a random point between the min and max interval, as classic Swarm did to
+/// spread refreshes of large clusters.
+async fn refresh_loop(cluster: &Cluster, key: &str) {
+    let timing = cluster.options().timing.clone();
+    loop {
+        let spread = timing.refresh_max.saturating_sub(timing.refresh_min);
+        let jitter = if spread.is_zero() { Duration::ZERO } else { rand::rng().random_range(Duration::ZERO..spread) };
+        tokio::time::sleep(timing.refresh_min + jitter).await;
+        if state(cluster, key) == Some(NodeState::Healthy) {
+            if let Err(e) = cluster.refresh_node(key).await {
+                warn!(addr = %key, error = %e, "Engine refresh failed.");
+                cluster.record(key, Err(&e));
+            }
+        }
+    }
+}

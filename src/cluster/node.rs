@@ -1,0 +1,270 @@
+//! One engine as the manager caches it: its info, containers and images, read from the
+//! engine's own JSON so that unknown fields pass through untouched.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Instant, SystemTime};
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::EngineClient;
+use super::health::Health;
+use crate::scheduler::{ContainerView, ImageView};
+
+/// Swarm's own labels on containers.
+pub mod labels {
+    /// The cluster-wide container identity, kept across reschedules.
+    pub const SWARM_ID: &str = "com.docker.swarm.id";
+    /// JSON list of constraint expressions.
+    pub const CONSTRAINTS: &str = "com.docker.swarm.constraints";
+    /// JSON list of affinity expressions.
+    pub const AFFINITIES: &str = "com.docker.swarm.affinities";
+    /// JSON list of whitelist expressions.
+    pub const WHITELISTS: &str = "com.docker.swarm.whitelists";
+    /// JSON list of reschedule policies.
+    pub const RESCHEDULE_POLICIES: &str = "com.docker.swarm.reschedule-policies";
+}
+
+/// What `/info` and `/version` said of the engine.
+#[derive(Debug, Clone, Default)]
+pub struct EngineInfo {
+    /// `info.ID`.
+    pub id: String,
+    /// `info.Name`: the node's name.
+    pub name: String,
+    /// Engine labels plus built-ins (`storagedriver`, `kernelversion`, `operatingsystem`, `ostype`).
+    pub labels: BTreeMap<String, String>,
+    /// CPUs.
+    pub ncpu: i64,
+    /// Memory, bytes.
+    pub mem_total: i64,
+    /// Engine version, e.g. `20.10.24+dfsg1`.
+    pub server_version: String,
+    /// Highest API version the engine speaks, e.g. `1.41`.
+    pub api_version: String,
+}
+
+impl EngineInfo {
+    /// Reads `/info` and `/version`; engine labels never override built-ins, and a `node` label
+    /// is ignored, as in classic Swarm.
+    pub fn from_json(info: &Value, version: &Value) -> EngineInfo {
+        let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut labels = BTreeMap::new();
+        for l in info.get("Labels").and_then(Value::as_array).into_iter().flatten() {
+            if let Some((k, v)) = l.as_str().and_then(|l| l.split_once('=')) {
+                if k != "node" {
+                    labels.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        labels.insert("storagedriver".into(), s(info, "Driver"));
+        labels.insert("kernelversion".into(), s(info, "KernelVersion"));
+        labels.insert("operatingsystem".into(), s(info, "OperatingSystem"));
+        labels.insert("ostype".into(), s(info, "OSType"));
+        EngineInfo {
+            id: s(info, "ID"),
+            name: s(info, "Name"),
+            labels,
+            ncpu: info.get("NCPU").and_then(Value::as_i64).unwrap_or(0),
+            mem_total: info.get("MemTotal").and_then(Value::as_i64).unwrap_or(0),
+            server_version: s(version, "Version"),
+            api_version: s(version, "ApiVersion"),
+        }
+    }
+}
+
+/// Resource and port facts that only `inspect` tells.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerFacts {
+    /// `HostConfig.Memory`.
+    pub memory: i64,
+    /// `HostConfig.CpuShares`.
+    pub cpu_shares: i64,
+    /// `HostConfig.NanoCpus`.
+    pub nano_cpus: i64,
+    /// Bridge-mode bindings from `HostConfig.PortBindings`.
+    pub host_ports: Vec<(String, u16)>,
+    /// `Config.ExposedPorts` of a host-network container.
+    pub host_mode_ports: Vec<String>,
+}
+
+impl ContainerFacts {
+    /// Reads an inspect document.
+    pub fn from_inspect(inspect: &Value) -> ContainerFacts {
+        let hc = &inspect["HostConfig"];
+        let mut host_ports = Vec::new();
+        if let Some(bindings) = hc.get("PortBindings").and_then(Value::as_object) {
+            for list in bindings.values().filter_map(Value::as_array) {
+                for b in list {
+                    let port = b.get("HostPort").and_then(Value::as_str).and_then(|p| p.parse().ok());
+                    if let Some(port) = port {
+                        let ip = b.get("HostIp").and_then(Value::as_str).unwrap_or_default();
+                        host_ports.push((ip.to_string(), port));
+                    }
+                }
+            }
+        }
+        let host_mode = hc.get("NetworkMode").and_then(Value::as_str) == Some("host");
+        let host_mode_ports = if host_mode {
+            inspect["Config"]["ExposedPorts"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        ContainerFacts {
+            memory: hc.get("Memory").and_then(Value::as_i64).unwrap_or(0),
+            cpu_shares: hc.get("CpuShares").and_then(Value::as_i64).unwrap_or(0),
+            nano_cpus: hc.get("NanoCpus").and_then(Value::as_i64).unwrap_or(0),
+            host_ports,
+            host_mode_ports,
+        }
+    }
+
+    /// CPUs reserved, classic reading: shares count CPUs (`shares * NCPU / 1024`), and
+    /// `--cpus` counts whole CPUs rounded up.
+    pub fn cpus(&self, ncpu: i64) -> i64 {
+        if self.nano_cpus > 0 {
+            return (self.nano_cpus + 999_999_999) / 1_000_000_000;
+        }
+        self.cpu_shares * ncpu / 1024
+    }
+}
+
+/// A container in the cache.
+#[derive(Debug, Clone)]
+pub struct CachedContainer {
+    /// The engine's `/containers/json` entry, unchanged.
+    pub summary: Value,
+    /// Full ID.
+    pub id: String,
+    /// Names without the leading slash.
+    pub names: Vec<String>,
+    /// `com.docker.swarm.id`, when swarm created it.
+    pub swarm_id: Option<String>,
+    /// `running`, `exited`, ...
+    pub state: String,
+    /// Inspect-only facts.
+    pub facts: ContainerFacts,
+    /// When this entry was written, so that a slower full refresh does not undo it.
+    pub written: Instant,
+}
+
+impl CachedContainer {
+    /// Builds an entry from a list summary and the facts of an inspect.
+    pub fn new(summary: Value, facts: ContainerFacts) -> CachedContainer {
+        let id = summary["Id"].as_str().unwrap_or_default().to_string();
+        let names = summary["Names"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).map(|n| n.trim_start_matches('/').to_string()).collect())
+            .unwrap_or_default();
+        let swarm_id = summary["Labels"][labels::SWARM_ID].as_str().map(str::to_string);
+        let state = summary["State"].as_str().unwrap_or_default().to_string();
+        CachedContainer { summary, id, names, swarm_id, state, facts, written: Instant::now() }
+    }
+
+    /// The primary name (without links' `a/b` aliases).
+    pub fn name(&self) -> &str {
+        self.names.iter().find(|n| !n.contains('/')).or(self.names.first()).map_or("", String::as_str)
+    }
+
+    /// The filters' view of this container.
+    pub fn view(&self) -> ContainerView {
+        let labels = self.summary["Labels"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+            .unwrap_or_default();
+        ContainerView {
+            id: self.id.clone(),
+            names: self.names.clone(),
+            image: self.summary["Image"].as_str().unwrap_or_default().to_string(),
+            labels,
+            host_ports: self.facts.host_ports.clone(),
+            host_mode_ports: self.facts.host_mode_ports.clone(),
+        }
+    }
+}
+
+/// Reads `/images/json` into the filters' view.
+pub fn images_from_json(list: &Value) -> Vec<ImageView> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| ImageView {
+            id: i["Id"].as_str().unwrap_or_default().to_string(),
+            repo_tags: i["RepoTags"]
+                .as_array()
+                .map(|t| t.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// One engine.
+#[derive(Debug)]
+pub struct Node {
+    /// Discovery address: the node's key.
+    pub addr: String,
+    /// Its client.
+    pub client: EngineClient,
+    /// Health accounting.
+    pub health: Health,
+    /// Set once validated.
+    pub info: Option<EngineInfo>,
+    /// Containers by full ID.
+    pub containers: HashMap<String, CachedContainer>,
+    /// Images.
+    pub images: Vec<ImageView>,
+    /// Last full refresh.
+    pub updated_at: Option<SystemTime>,
+    /// Stops the node's tasks when it leaves discovery.
+    pub cancel: CancellationToken,
+}
+
+impl Node {
+    /// The node's name: the engine's, or its address until validated.
+    pub fn name(&self) -> &str {
+        self.info.as_ref().map_or(self.addr.as_str(), |i| i.name.as_str())
+    }
+
+    /// Classic engine ID: `<info.ID>|<addr>`.
+    pub fn engine_id(&self) -> String {
+        self.info.as_ref().map_or_else(String::new, |i| format!("{}|{}", i.id, self.addr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn engine_labels_never_override_builtins() {
+        let info = json!({"ID":"X","Name":"node-1","Driver":"overlay2","KernelVersion":"6.1","OperatingSystem":"Debian","OSType":"linux",
+            "NCPU":2,"MemTotal":1024,"Labels":["zone=a","storagedriver=fake","node=ignored"]});
+        let e = EngineInfo::from_json(&info, &json!({"Version":"20.10.24","ApiVersion":"1.41"}));
+        assert_eq!(e.labels["zone"], "a");
+        assert_eq!(e.labels["storagedriver"], "overlay2");
+        assert!(!e.labels.contains_key("node"));
+        assert_eq!((e.ncpu, e.api_version.as_str()), (2, "1.41"));
+    }
+
+    #[test]
+    fn inspect_facts_read_ports_and_resources() {
+        let inspect = json!({"HostConfig":{"Memory":64,"CpuShares":512,"NetworkMode":"default",
+            "PortBindings":{"80/tcp":[{"HostIp":"","HostPort":"8080"}]}},"Config":{"ExposedPorts":{"80/tcp":{}}}});
+        let f = ContainerFacts::from_inspect(&inspect);
+        assert_eq!(f.host_ports, vec![("".to_string(), 8080)]);
+        assert!(f.host_mode_ports.is_empty());
+        assert_eq!((f.memory, f.cpus(2)), (64, 1));
+        let host = json!({"HostConfig":{"NetworkMode":"host"},"Config":{"ExposedPorts":{"80/tcp":{}}}});
+        assert_eq!(ContainerFacts::from_inspect(&host).host_mode_ports, vec!["80/tcp"]);
+    }
+
+    #[test]
+    fn cached_container_reads_names_and_swarm_id() {
+        let c = CachedContainer::new(
+            json!({"Id":"abc","Names":["/web","/other/alias"],"State":"running","Labels":{"com.docker.swarm.id":"s1"}}),
+            ContainerFacts::default(),
+        );
+        assert_eq!((c.name(), c.swarm_id.as_deref(), c.state.as_str()), ("web", Some("s1"), "running"));
+    }
+}

@@ -1,0 +1,187 @@
+//! Reading an engine into the cache: validation, full refreshes, and targeted refreshes of one
+//! container or the image list after an event or a write through the manager.
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+use serde_json::Value;
+use tracing::{debug, info};
+
+use super::engine::EngineError;
+use super::node::{images_from_json, CachedContainer, ContainerFacts, EngineInfo};
+use super::{events, Cluster};
+
+fn percent(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+impl Cluster {
+    /// Reads `/info` and `/version`, refuses what is not a usable engine, fills the caches and
+    /// marks the node healthy.
+    pub(crate) async fn validate(&self, key: &str) -> Result<(), EngineError> {
+        let client = self.with_node_mut(key, |n| n.client.clone()).ok_or_else(|| gone(key))?;
+        let (info, version) = tokio::try_join!(client.get_json("/info"), client.get_json("/version"))?;
+        let engine = EngineInfo::from_json(&info, &version);
+        if engine.ncpu == 0 || engine.mem_total == 0 {
+            return Err(EngineError::Refused {
+                addr: key.to_string(),
+                reason: format!("cannot get resources for this engine, make sure {key} is a Docker Engine, not a Swarm manager"),
+            });
+        }
+        let duplicate = self.with_nodes(|nodes| {
+            nodes
+                .values()
+                .find(|n| n.addr != key && n.info.as_ref().is_some_and(|i| i.id == engine.id))
+                .map(|n| n.addr.clone())
+        });
+        if let Some(other) = duplicate {
+            return Err(EngineError::Refused {
+                addr: key.to_string(),
+                reason: format!("ID duplicated. {} shared by this node {} and another node {}", engine.id, key, other),
+            });
+        }
+        let name = engine.name.clone();
+        self.with_node_mut(key, |n| n.info = Some(engine));
+        self.refresh_node(key).await?;
+        let transition = self.with_node_mut(key, |n| n.health.validated().map(|t| (t, events::node_fields(n))));
+        if let Some(Some((t, fields))) = transition {
+            info!(node = %name, addr = %key, "Registered Engine.");
+            self.emit_transition(t, fields);
+            self.update_node_gauges();
+        }
+        Ok(())
+    }
+
+    /// Re-reads a node's info, every container and the image list.
+    pub async fn refresh_node(&self, key: &str) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let result = self.refresh_node_inner(key, started).await;
+        self.metrics().refresh_duration.observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.metrics().refresh_errors.inc();
+        }
+        result
+    }
+
+    async fn refresh_node_inner(&self, key: &str, started: Instant) -> Result<(), EngineError> {
+        let client = self.with_node_mut(key, |n| n.client.clone()).ok_or_else(|| gone(key))?;
+        let (info, version, list, images) = tokio::try_join!(
+            client.get_json("/info"),
+            client.get_json("/version"),
+            client.get_json("/containers/json?all=1"),
+            client.get_json("/images/json"),
+        )?;
+        let known: HashMap<String, ContainerFacts> =
+            self.with_nodes(|nodes| nodes.get(key).map(|n| n.containers.iter().map(|(k, c)| (k.clone(), c.facts.clone())).collect()))
+                .unwrap_or_default();
+        let mut fresh = HashMap::new();
+        for summary in list.as_array().into_iter().flatten() {
+            let Some(id) = summary["Id"].as_str() else { continue };
+            let facts = match known.get(id) {
+                Some(f) => f.clone(),
+                None => match client.get_json(&format!("/containers/{id}/json")).await {
+                    Ok(inspect) => ContainerFacts::from_inspect(&inspect),
+                    // Removed between list and inspect: the next event or refresh settles it.
+                    Err(EngineError::Status { .. }) => continue,
+                    Err(e) => return Err(e),
+                },
+            };
+            let mut c = CachedContainer::new(summary.clone(), facts);
+            c.written = started;
+            fresh.insert(id.to_string(), c);
+        }
+        let engine = EngineInfo::from_json(&info, &version);
+        self.with_node_mut(key, |n| {
+            // Keep entries written after this refresh began (a create through the manager).
+            for (id, c) in n.containers.drain() {
+                if c.written > started && !fresh.contains_key(&id) {
+                    fresh.insert(id, c);
+                }
+            }
+            n.containers = fresh;
+            n.images = images_from_json(&images);
+            if n.info.as_ref().is_some_and(|old| old.id == engine.id) {
+                n.info = Some(engine);
+            }
+            n.updated_at = Some(SystemTime::now());
+        });
+        debug!(addr = %key, "Engine refreshed.");
+        Ok(())
+    }
+
+    /// Re-reads one container; forgets it when the engine no longer has it.
+    pub async fn refresh_container(&self, key: &str, id: &str) -> Result<(), EngineError> {
+        let client = self.with_node_mut(key, |n| n.client.clone()).ok_or_else(|| gone(key))?;
+        let filter = percent(&format!("{{\"id\":[\"{id}\"]}}"));
+        let list = client.get_json(&format!("/containers/json?all=1&filters={filter}")).await?;
+        let summary = list.as_array().and_then(|a| a.iter().find(|c| c["Id"].as_str() == Some(id)).cloned());
+        let Some(summary) = summary else {
+            self.forget_container(key, id);
+            return Ok(());
+        };
+        let inspect = match client.get_json(&format!("/containers/{id}/json")).await {
+            Ok(v) => v,
+            Err(EngineError::Status { .. }) => {
+                self.forget_container(key, id);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let entry = CachedContainer::new(summary, ContainerFacts::from_inspect(&inspect));
+        self.with_node_mut(key, |n| n.containers.insert(id.to_string(), entry));
+        Ok(())
+    }
+
+    /// Inserts a container the manager has just created, from its inspect document, so that it
+    /// is routable at once (the CLI sends `wait` before `start`, on another connection).
+    pub async fn learn_created(&self, key: &str, id: &str) -> Result<(), EngineError> {
+        self.refresh_container(key, id).await
+    }
+
+    /// Drops a container from the cache.
+    pub fn forget_container(&self, key: &str, id: &str) {
+        self.with_node_mut(key, |n| n.containers.remove(id));
+    }
+
+    /// Re-reads a node's image list.
+    pub async fn refresh_images(&self, key: &str) -> Result<(), EngineError> {
+        let client = self.with_node_mut(key, |n| n.client.clone()).ok_or_else(|| gone(key))?;
+        let images = client.get_json("/images/json").await?;
+        self.with_node_mut(key, |n| n.images = images_from_json(&images));
+        Ok(())
+    }
+
+    /// Applies one engine event to the cache, then publishes it tagged with its node.
+    pub(crate) async fn apply_event(&self, key: &str, event: Value) {
+        let kind = event["Type"].as_str().unwrap_or_default().to_string();
+        let action = event["Action"].as_str().or(event["status"].as_str()).unwrap_or_default().to_string();
+        let id = event.pointer("/Actor/ID").or(event.get("id")).and_then(Value::as_str).unwrap_or_default().to_string();
+        let outcome = match kind.as_str() {
+            "container" if action == "destroy" => {
+                self.forget_container(key, &id);
+                Ok(())
+            }
+            // Classic list of actions that change nothing the cache holds.
+            "container"
+                if action.starts_with("exec_")
+                    || matches!(action.as_str(), "top" | "resize" | "export" | "attach" | "detach" | "copy" | "archive-path" | "extract-to-dir") =>
+            {
+                Ok(())
+            }
+            "container" if !id.is_empty() => self.refresh_container(key, &id).await,
+            "image" => self.refresh_images(key).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = outcome {
+            debug!(addr = %key, error = %e, "Refresh after event failed.");
+        }
+        let node = self.with_nodes(|nodes| nodes.get(key).map(events::node_fields));
+        if let Some(node) = node {
+            self.publish(events::normalize(event, &node));
+        }
+    }
+}
+
+fn gone(key: &str) -> EngineError {
+    EngineError::Refused { addr: key.to_string(), reason: format!("engine {key} left discovery") }
+}

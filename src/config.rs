@@ -1,0 +1,430 @@
+//! Validated settings. Every check and every classic error text lives here, once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{JoinArgs, ListArgs, ManageArgs};
+use crate::discovery::url::DiscoveryUrl;
+use crate::scheduler::{FilterKind, StrategyKind};
+
+/// A configuration the user must fix; its text is the classic Swarm message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn bad(msg: impl Into<String>) -> ConfigError {
+    ConfigError(msg.into())
+}
+
+/// Where the API front listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP socket.
+    Tcp(String),
+    /// A unix socket path.
+    Unix(PathBuf),
+}
+
+/// Engine timing knobs. Defaults come from [`Timing::classic`], so tests can shrink them.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// Lower bound of the randomized full refresh period.
+    pub refresh_min: Duration,
+    /// Upper bound of the randomized full refresh period.
+    pub refresh_max: Duration,
+    /// Consecutive failures before a node turns Unhealthy.
+    pub failure_retry: u32,
+    /// Period of the `/_ping` health probe.
+    pub probe_interval: Duration,
+    /// Bound on waiting for an engine's response headers (and on connecting).
+    pub engine_timeout: Duration,
+    /// Discovery poll period.
+    pub heartbeat: Duration,
+}
+
+impl Timing {
+    /// Classic Swarm's refresh defaults plus our one-second probe: a refused engine is seen in
+    /// about `failure_retry` probe periods, a hung one in `failure_retry` timeouts.
+    pub fn classic() -> Self {
+        Timing {
+            refresh_min: Duration::from_secs(30),
+            refresh_max: Duration::from_secs(60),
+            failure_retry: 3,
+            probe_interval: Duration::from_secs(1),
+            engine_timeout: Duration::from_secs(3),
+            heartbeat: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Named limits of the API front.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest JSON body read into memory.
+    pub max_body_bytes: u64,
+    /// Largest upload buffered to fan out to every engine.
+    pub max_upload_bytes: u64,
+    /// Events kept per subscriber before a slow `docker events` client drops some.
+    pub event_buffer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_body_bytes: 4 << 20, max_upload_bytes: 1 << 30, event_buffer: 10_000 }
+    }
+}
+
+/// Settings of `swarm manage`.
+#[derive(Debug, Clone)]
+pub struct ManageConfig {
+    /// Listeners of the Docker API front.
+    pub listen: Vec<ListenAddr>,
+    /// Where engines come from.
+    pub discovery: DiscoveryUrl,
+    /// Ranking strategy.
+    pub strategy: StrategyKind,
+    /// Filters in order.
+    pub filters: Vec<FilterKind>,
+    /// Engine timing.
+    pub timing: Timing,
+    /// `swarm.overcommit`: fraction of extra CPU and memory to hand out.
+    pub overcommit: f64,
+    /// `swarm.createretry`: extra attempts on another node when a create fails.
+    pub create_retry: u32,
+    /// Named limits.
+    pub limits: Limits,
+    /// Report experimental in info and version.
+    pub experimental: bool,
+    /// Add CORS headers.
+    pub cors: bool,
+    /// Address peers reach this manager at (replication).
+    pub advertise: Option<String>,
+    /// `--refresh-on-node-filter`.
+    pub refresh_on_node_filter: bool,
+    /// `--container-name-refresh-filter`.
+    pub container_name_refresh_filter: String,
+}
+
+impl ManageConfig {
+    /// A configuration for tests and embedding: defaults everywhere.
+    pub fn new(discovery: DiscoveryUrl) -> Self {
+        ManageConfig {
+            listen: vec![ListenAddr::Tcp("127.0.0.1:2375".into())],
+            discovery,
+            strategy: StrategyKind::Spread,
+            filters: FilterKind::defaults(),
+            timing: Timing::classic(),
+            overcommit: 0.05,
+            create_retry: 0,
+            limits: Limits::default(),
+            experimental: false,
+            cors: false,
+            advertise: None,
+            refresh_on_node_filter: false,
+            container_name_refresh_filter: String::new(),
+        }
+    }
+}
+
+/// Parses durations the way Go's `time.ParseDuration` reads the classic flags: `500ms`, `30s`,
+/// `1m30s`, `2h`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
+    let err = || bad(format!("invalid duration \"{text}\""));
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(err());
+    }
+    if let Ok(secs) = t.parse::<f64>() {
+        return if secs >= 0.0 { Ok(Duration::from_secs_f64(secs)) } else { Err(err()) };
+    }
+    let (negative, mut rest) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t),
+    };
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
+        let value: f64 = rest[..num_end].parse().map_err(|_| err())?;
+        rest = &rest[num_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(err()),
+        };
+        total += value * scale;
+        rest = &rest[unit_end..];
+    }
+    if negative && total > 0.0 {
+        // Negative durations are meaningful only to be refused with the flag's own message.
+        return Err(bad(format!("negative duration \"{text}\"")));
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Checks `host:port` with a port in 1..=65535.
+pub fn validate_host_port(addr: &str) -> bool {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty() && matches!(port.parse::<u32>(), Ok(p) if (1..=65535).contains(&p))
+        }
+        None => false,
+    }
+}
+
+fn parse_listen(host: &str) -> Result<ListenAddr, ConfigError> {
+    if let Some(path) = host.strip_prefix("unix://") {
+        return Ok(ListenAddr::Unix(PathBuf::from(path)));
+    }
+    let hp = host.strip_prefix("tcp://").unwrap_or(host);
+    let hp = if hp.starts_with(':') { format!("0.0.0.0{hp}") } else { hp.to_string() };
+    if hp.parse::<SocketAddr>().is_err() && !validate_host_port(&hp) {
+        return Err(bad(format!("invalid listen address \"{host}\": expected tcp://host:port or unix:///path")));
+    }
+    Ok(ListenAddr::Tcp(hp))
+}
+
+fn key_values(opts: &[String], flag: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    opts.iter()
+        .map(|o| {
+            o.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| bad(format!("{flag} must contain key=value strings")))
+        })
+        .collect()
+}
+
+fn discovery_of(arg: &Option<String>, command: &str, opts: &[String]) -> Result<DiscoveryUrl, ConfigError> {
+    let url = arg.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
+        bad(format!("discovery required to {command} a cluster. See 'swarm {command} --help'."))
+    })?;
+    let options = key_values(opts, "--discovery-opt")?;
+    DiscoveryUrl::parse(url, &options).map_err(|e| bad(e.to_string()))
+}
+
+impl TryFrom<&ManageArgs> for ManageConfig {
+    type Error = ConfigError;
+
+    fn try_from(a: &ManageArgs) -> Result<Self, ConfigError> {
+        let discovery = discovery_of(&a.discovery, "manage", &a.discovery_opt)?;
+        let strategy = StrategyKind::parse(&a.strategy).ok_or_else(|| bad("strategy not supported"))?;
+        let filters = if a.filter.is_empty() {
+            FilterKind::defaults()
+        } else {
+            a.filter
+                .iter()
+                .flat_map(|f| f.split(','))
+                .map(|f| FilterKind::parse(f.trim()).ok_or_else(|| bad("filter not supported")))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let listen = if a.host.is_empty() {
+            vec![ListenAddr::Tcp("127.0.0.1:2375".into())]
+        } else {
+            a.host.iter().map(|h| parse_listen(h)).collect::<Result<_, _>>()?
+        };
+
+        if a.tls || a.tlsverify || a.tlscert.is_some() || a.tlskey.is_some() || a.tlscacert.is_some() {
+            if !(a.tls || a.tlsverify) {
+                return Err(bad("--tlscert, --tlskey and --tlscacert require the use of either --tls or --tlsverify"));
+            }
+            if a.tlscert.is_none() || a.tlskey.is_none() {
+                return Err(bad("--tlscert and --tlskey must be provided when using --tls"));
+            }
+            if a.tlsverify && a.tlscacert.is_none() {
+                return Err(bad("--tlscacert must be provided when using --tlsverify"));
+            }
+            return Err(bad("TLS is not supported by this build of swarm yet: serve it behind a TLS-terminating proxy"));
+        }
+
+        let refresh_min = parse_duration(&a.engine_refresh_min_interval)?;
+        let refresh_max = parse_duration(&a.engine_refresh_max_interval)?;
+        if refresh_min.is_zero() {
+            return Err(bad("min refresh interval should be a positive number"));
+        }
+        if refresh_max < refresh_min {
+            return Err(bad("max refresh interval cannot be less than min refresh interval"));
+        }
+        if a.engine_refresh_retry != 3 {
+            return Err(bad("--engine-refresh-retry is deprecated. Use --engine-failure-retry"));
+        }
+        if a.engine_failure_retry <= 0 {
+            return Err(bad("invalid failure retry count"));
+        }
+        let heartbeat = parse_duration(&a.heartbeat)?;
+        if heartbeat < std::time::Duration::from_secs(1) {
+            return Err(bad("--heartbeat should be at least one second"));
+        }
+        let probe_interval = parse_duration(&a.engine_probe_interval)?;
+        let engine_timeout = parse_duration(&a.engine_timeout)?;
+        if probe_interval.is_zero() || engine_timeout.is_zero() {
+            return Err(bad("--engine-probe-interval and --engine-timeout should be positive"));
+        }
+        if a.cluster_driver != "swarm" {
+            return Err(bad(format!("unsupported cluster \"{}\"", a.cluster_driver)));
+        }
+
+        let mut overcommit = 0.05;
+        let mut create_retry = 0;
+        for (k, v) in key_values(&a.cluster_opt, "--cluster-opt")? {
+            match k.as_str() {
+                "swarm.overcommit" => {
+                    let f: f64 = v.parse().map_err(|_| bad(format!("invalid value for swarm.overcommit: {v}")))?;
+                    if f <= -1.0 {
+                        return Err(bad(format!("swarm.overcommit should be larger than -1, {f:.6} is invalid")));
+                    }
+                    if f < 0.0 {
+                        tracing::warn!(overcommit = f, "-1 < swarm.overcommit < 0 will make swarm take less resource than docker engine offers");
+                    }
+                    overcommit = f;
+                }
+                "swarm.createretry" => {
+                    let n: i64 = v.parse().map_err(|_| bad(format!("invalid value for swarm.createretry: {v}")))?;
+                    if n < 0 {
+                        return Err(bad(format!("swarm.createretry can not be negative, {n} is invalid")));
+                    }
+                    create_retry = n as u32;
+                }
+                other => return Err(bad(format!("unsupported cluster option \"{other}\""))),
+            }
+        }
+
+        let ttl = parse_duration(&a.replication_ttl)?;
+        if ttl.is_zero() {
+            return Err(bad("--replication-ttl should be a positive number"));
+        }
+        if let Some(adv) = &a.advertise {
+            if !validate_host_port(adv) {
+                return Err(bad("--advertise should be of the form ip:port or hostname:port"));
+            }
+        }
+        if a.replication {
+            if a.advertise.is_none() {
+                return Err(bad("--advertise address must be provided when using --leader-election"));
+            }
+            return Err(bad("--replication is not available yet: leader election on etcd and embedded Raft arrive with their own issues"));
+        }
+
+        Ok(ManageConfig {
+            listen,
+            discovery,
+            strategy,
+            filters,
+            timing: Timing {
+                refresh_min,
+                refresh_max,
+                failure_retry: a.engine_failure_retry as u32,
+                probe_interval,
+                engine_timeout,
+                heartbeat,
+            },
+            overcommit,
+            create_retry,
+            limits: Limits {
+                max_body_bytes: a.api_max_body_bytes,
+                max_upload_bytes: a.api_max_upload_bytes,
+                ..Limits::default()
+            },
+            experimental: false,
+            cors: a.api_enable_cors,
+            advertise: a.advertise.clone(),
+            refresh_on_node_filter: a.refresh_on_node_filter,
+            container_name_refresh_filter: a.container_name_refresh_filter.clone(),
+        })
+    }
+}
+
+/// Settings of `swarm join`.
+#[derive(Debug, Clone)]
+pub struct JoinConfig {
+    /// Discovery URL.
+    pub discovery: DiscoveryUrl,
+    /// Engine address to register.
+    pub advertise: String,
+    /// Registration period.
+    pub heartbeat: Duration,
+    /// Registration lifetime.
+    pub ttl: Duration,
+    /// Random delay before the first registration.
+    pub delay: Duration,
+}
+
+impl TryFrom<&JoinArgs> for JoinConfig {
+    type Error = ConfigError;
+
+    fn try_from(a: &JoinArgs) -> Result<Self, ConfigError> {
+        let discovery = discovery_of(&a.discovery, "join", &a.discovery_opt)?;
+        let advertise = a.advertise.clone().ok_or_else(|| bad("missing mandatory --advertise flag"))?;
+        if !validate_host_port(&advertise) {
+            return Err(bad("--advertise should be of the form ip:port or hostname:port"));
+        }
+        let heartbeat = parse_duration(&a.heartbeat)?;
+        if heartbeat < Duration::from_secs(1) {
+            return Err(bad("--heartbeat should be at least one second"));
+        }
+        let ttl = parse_duration(&a.ttl)?;
+        if ttl <= heartbeat {
+            return Err(bad("--ttl must be strictly superior to the heartbeat value"));
+        }
+        let delay = parse_duration(&a.delay).map_err(|_| bad("--delay should not be a negative number"))?;
+        Ok(JoinConfig { discovery, advertise, heartbeat, ttl, delay })
+    }
+}
+
+/// Settings of `swarm list`.
+#[derive(Debug, Clone)]
+pub struct ListConfig {
+    /// Discovery URL.
+    pub discovery: DiscoveryUrl,
+    /// How long to wait for entries.
+    pub timeout: Duration,
+}
+
+impl TryFrom<&ListArgs> for ListConfig {
+    type Error = ConfigError;
+
+    fn try_from(a: &ListArgs) -> Result<Self, ConfigError> {
+        let discovery = discovery_of(&a.discovery, "list", &a.discovery_opt)?;
+        let timeout = parse_duration(&a.timeout).map_err(|_| bad("--timeout should be a positive number"))?;
+        if timeout.is_zero() {
+            return Err(bad("--timeout should be a positive number"));
+        }
+        Ok(ListConfig { discovery, timeout })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn host_port_needs_a_port_in_range() {
+        assert!(validate_host_port("127.0.0.1:2375"));
+        assert!(validate_host_port("node-1:1"));
+        assert!(!validate_host_port("127.0.0.1:0"));
+        assert!(!validate_host_port("127.0.0.1:65536"));
+        assert!(!validate_host_port("127.0.0.1"));
+    }
+
+    #[test]
+    fn listen_addresses_accept_classic_forms() {
+        assert_eq!(parse_listen("tcp://127.0.0.1:3375").unwrap(), ListenAddr::Tcp("127.0.0.1:3375".into()));
+        assert_eq!(parse_listen(":3375").unwrap(), ListenAddr::Tcp("0.0.0.0:3375".into()));
+        assert_eq!(parse_listen("unix:///tmp/s.sock").unwrap(), ListenAddr::Unix("/tmp/s.sock".into()));
+        assert!(parse_listen("tcp://nope").is_err());
+    }
+}

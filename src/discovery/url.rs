@@ -1,0 +1,164 @@
+//! Discovery URLs: `nodes://a:2375,b:2375`, bare lists, `[from:to]` ranges, `file:///path`,
+//! `etcd://h1,h2/prefix`, `token://<token>`, `zk://…`.
+
+use std::path::PathBuf;
+
+/// A discovery URL that does not parse.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// A `[from:to]` range that is not two numbers in order.
+    #[error("invalid range in \"{entry}\"")]
+    BadRange {
+        /// The entry as written.
+        entry: String,
+    },
+    /// The list has no entry.
+    #[error("discovery URL \"{url}\" names no entry")]
+    Empty {
+        /// The URL as written.
+        url: String,
+    },
+    /// An unknown `--discovery-opt` key.
+    #[error("unsupported discovery option \"{key}\"")]
+    UnknownOption {
+        /// The key.
+        key: String,
+    },
+}
+
+/// Where engines come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DiscoveryUrl {
+    /// A static list, ranges expanded.
+    Nodes(Vec<String>),
+    /// A file re-read every heartbeat.
+    File(PathBuf),
+    /// etcd v3 endpoints and key prefix.
+    Etcd {
+        /// Client endpoints, host:port.
+        endpoints: Vec<String>,
+        /// Key prefix; nodes live under `<prefix>/<kv.path>/<addr>`.
+        prefix: String,
+        /// `kv.path`, default `docker/swarm/nodes`.
+        path: String,
+    },
+    /// A token served by swarm's own hub-compatible service.
+    Token(String),
+    /// ZooKeeper ensemble.
+    Zk(String),
+}
+
+impl DiscoveryUrl {
+    /// Parses a URL and its `--discovery-opt` pairs.
+    pub fn parse(url: &str, options: &[(String, String)]) -> Result<Self, UrlError> {
+        let mut kv_path = "docker/swarm/nodes".to_string();
+        for (k, v) in options {
+            match k.as_str() {
+                "kv.path" => kv_path = v.trim_matches('/').to_string(),
+                "kv.cacertfile" | "kv.certfile" | "kv.keyfile" => {}
+                other => return Err(UrlError::UnknownOption { key: other.to_string() }),
+            }
+        }
+        let (scheme, rest) = url.split_once("://").unwrap_or(("nodes", url));
+        Ok(match scheme {
+            "file" => DiscoveryUrl::File(PathBuf::from(rest)),
+            "etcd" => {
+                let (hosts, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                DiscoveryUrl::Etcd {
+                    endpoints: hosts.split(',').filter(|h| !h.is_empty()).map(str::to_string).collect(),
+                    prefix: prefix.trim_matches('/').to_string(),
+                    path: kv_path,
+                }
+            }
+            "token" => DiscoveryUrl::Token(rest.to_string()),
+            "zk" => DiscoveryUrl::Zk(rest.to_string()),
+            _ => {
+                let entries = expand_entries(rest.split(','))?;
+                if entries.is_empty() {
+                    return Err(UrlError::Empty { url: url.to_string() });
+                }
+                DiscoveryUrl::Nodes(entries)
+            }
+        })
+    }
+
+    /// The scheme name, for logs and metrics.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            DiscoveryUrl::Nodes(_) => "nodes",
+            DiscoveryUrl::File(_) => "file",
+            DiscoveryUrl::Etcd { .. } => "etcd",
+            DiscoveryUrl::Token(_) => "token",
+            DiscoveryUrl::Zk(_) => "zk",
+        }
+    }
+}
+
+/// Expands entries, each with at most one `[from:to]` numeric range, skipping blanks and
+/// `#` comments (the file format).
+pub fn expand_entries<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, UrlError> {
+    let mut out = Vec::new();
+    for raw in lines {
+        let entry = raw.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        match (entry.find('['), entry.find(']')) {
+            (Some(open), Some(close)) if open < close => {
+                let bad = || UrlError::BadRange { entry: entry.to_string() };
+                let (from, to) = entry[open + 1..close].split_once(':').ok_or_else(bad)?;
+                let (from, to): (u64, u64) = (from.parse().map_err(|_| bad())?, to.parse().map_err(|_| bad())?);
+                if from > to {
+                    return Err(bad());
+                }
+                for n in from..=to {
+                    out.push(format!("{}{}{}", &entry[..open], n, &entry[close + 1..]));
+                }
+            }
+            _ => out.push(entry.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_lists_are_nodes() {
+        assert_eq!(
+            DiscoveryUrl::parse("127.0.0.1:1,127.0.0.1:2", &[]).unwrap(),
+            DiscoveryUrl::Nodes(vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()])
+        );
+    }
+
+    #[test]
+    fn ranges_expand_in_addresses_and_ports() {
+        assert_eq!(
+            expand_entries(["10.0.0.[1:3]:2375"]).unwrap(),
+            vec!["10.0.0.1:2375", "10.0.0.2:2375", "10.0.0.3:2375"]
+        );
+        assert_eq!(expand_entries(["h:[2:3]375"]).unwrap(), vec!["h:2375", "h:3375"]);
+        assert!(expand_entries(["h:[3:2]"]).is_err());
+        assert!(expand_entries(["h:[a:2]"]).is_err());
+    }
+
+    #[test]
+    fn file_lines_skip_comments_and_blanks() {
+        let text = "# engines\n127.0.0.1:1\n\n127.0.0.1:[2:3] # two more\n";
+        assert_eq!(expand_entries(text.lines()).unwrap(), vec!["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]);
+    }
+
+    #[test]
+    fn etcd_urls_carry_endpoints_prefix_and_path() {
+        let url = DiscoveryUrl::parse("etcd://a:2379,b:2379/swarm", &[("kv.path".into(), "x/y".into())]).unwrap();
+        assert_eq!(
+            url,
+            DiscoveryUrl::Etcd { endpoints: vec!["a:2379".into(), "b:2379".into()], prefix: "swarm".into(), path: "x/y".into() }
+        );
+        assert!(DiscoveryUrl::parse("nodes://", &[]).is_err());
+    }
+}

@@ -1,0 +1,35 @@
+//! swarm: a highly available cluster manager that turns Docker engines into one virtual
+//! Docker host.
+//!
+//! # Layout
+//! - `cli`: clap definitions only.
+//! - `config`: validated settings and the classic error texts; timing defaults in one place.
+//! - `app`: the composition root: builds every subsystem, spawns, drains on shutdown.
+//! - `api`: the Docker Remote API front (routing, handlers per resource, proxy, errors).
+//! - `cluster`: engines seen from the manager: clients, cache, events, health.
+//! - `scheduler`: pure filters and strategies over node snapshots.
+//! - `discovery`: where engines come from (nodes, file; etcd and token to come).
+//! - `metrics`: Prometheus metrics; `body`: the HTTP body type; `telemetry`: logging.
+#![forbid(unsafe_code)]
+#![recursion_limit = "256"]
+
+pub mod api;
+pub mod app;
+pub mod body;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod discovery;
+pub mod metrics;
+pub mod scheduler;
+pub mod telemetry;
+
+/// The crate version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit this binary was built from, when known at build time.
+pub const GIT_COMMIT: &str = match option_env!("SWARM_GIT_COMMIT") {
+    Some(c) => c,
+    None => "unknown",
+};
+/// What `swarm --version` prints after the program name.
+pub const VERSION_LINE: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SWARM_GIT_COMMIT_OR_UNKNOWN"), ")");

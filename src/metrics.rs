@@ -1,0 +1,94 @@
+//! Prometheus metrics. Registered on a registry the composition root creates, never on a global
+//! one, so that every in-process manager (tests) has its own.
+
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+const NAMESPACE: &str = "swarm";
+
+/// Every metric the manager exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// API requests by method, route class and status code.
+    pub api_requests: IntCounterVec,
+    /// API request latency (to response headers) by method and route class.
+    pub api_duration: HistogramVec,
+    /// Requests proxied, by target (`engine`).
+    pub proxied: IntCounterVec,
+    /// Hijacked connections open now.
+    pub hijacked: IntGauge,
+    /// Nodes by state.
+    pub nodes: IntGaugeVec,
+    /// Full engine refreshes that failed.
+    pub refresh_errors: IntCounter,
+    /// Full engine refresh latency.
+    pub refresh_duration: Histogram,
+    /// Scheduling decisions by result (`ok` or a failure reason).
+    pub decisions: IntCounterVec,
+    /// Node health transitions by kind (`engine_connect`, ...).
+    pub node_transitions: IntCounterVec,
+    /// Events dropped because a `docker events` client read too slowly.
+    pub events_dropped: IntCounter,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace(NAMESPACE)
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn register(registry: &Registry) -> prometheus::Result<Metrics> {
+        // Latency buckets from 100 µs (a cached answer) to 30 s (a slow engine or a pull).
+        let latency = vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+        let m = Metrics {
+            api_requests: IntCounterVec::new(opts("api_requests_total", "Docker API requests served."), &["method", "route", "code"])?,
+            api_duration: HistogramVec::new(
+                HistogramOpts::new("api_request_duration_seconds", "Time to response headers of Docker API requests.")
+                    .namespace(NAMESPACE)
+                    .buckets(latency.clone()),
+                &["method", "route"],
+            )?,
+            proxied: IntCounterVec::new(opts("proxied_requests_total", "Requests forwarded unchanged."), &["target"])?,
+            hijacked: IntGauge::with_opts(opts("hijacked_connections", "Hijacked (attach, exec) connections open."))?,
+            nodes: IntGaugeVec::new(opts("nodes", "Engines by state."), &["state"])?,
+            refresh_errors: IntCounter::with_opts(opts("engine_refresh_errors_total", "Engine refreshes that failed."))?,
+            refresh_duration: Histogram::with_opts(
+                HistogramOpts::new("engine_refresh_duration_seconds", "Time of a full engine refresh.").namespace(NAMESPACE).buckets(latency),
+            )?,
+            decisions: IntCounterVec::new(opts("scheduler_decisions_total", "Scheduling decisions by result."), &["result"])?,
+            node_transitions: IntCounterVec::new(opts("node_transitions_total", "Engine health transitions."), &["kind"])?,
+            events_dropped: IntCounter::with_opts(opts("events_dropped_total", "Events a slow subscriber missed."))?,
+        };
+        registry.register(Box::new(m.api_requests.clone()))?;
+        registry.register(Box::new(m.api_duration.clone()))?;
+        registry.register(Box::new(m.proxied.clone()))?;
+        registry.register(Box::new(m.hijacked.clone()))?;
+        registry.register(Box::new(m.nodes.clone()))?;
+        registry.register(Box::new(m.refresh_errors.clone()))?;
+        registry.register(Box::new(m.refresh_duration.clone()))?;
+        registry.register(Box::new(m.decisions.clone()))?;
+        registry.register(Box::new(m.node_transitions.clone()))?;
+        registry.register(Box::new(m.events_dropped.clone()))?;
+        let build = IntGaugeVec::new(opts("build_info", "Build of this manager."), &["version"])?;
+        build.with_label_values(&[crate::VERSION]).set(1);
+        registry.register(Box::new(build))?;
+        Ok(m)
+    }
+}
+
+/// A registry with the process collector (unprefixed `process_*`, the convention) and swarm's
+/// metrics.
+pub fn new_registry() -> prometheus::Result<(Registry, Metrics)> {
+    let registry = Registry::new();
+    registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+    let metrics = Metrics::register(&registry)?;
+    Ok((registry, metrics))
+}
+
+/// The registry in Prometheus text format, with its content type.
+pub fn encode(registry: &Registry) -> (String, Vec<u8>) {
+    let encoder = TextEncoder::new();
+    let mut buf = Vec::new();
+    // Encoding our own well-formed families into a Vec cannot fail.
+    let _ = encoder.encode(&registry.gather(), &mut buf);
+    (encoder.format_type().to_string(), buf)
+}

@@ -1,0 +1,260 @@
+//! Where a container goes: filters, then a strategy, over node snapshots. Pure: no I/O, no
+//! tokio, no hyper; every decision is a function of its inputs (and the rng for `random`).
+//!
+//! - `expr`: constraint and affinity expressions.
+//! - `filter`: the classic filters, in order.
+//! - `strategy`: spread, binpack, random.
+
+pub mod expr;
+pub mod filter;
+pub mod strategy;
+
+use std::collections::BTreeMap;
+
+pub use expr::{Expr, ExprError};
+pub use filter::FilterKind;
+pub use strategy::StrategyKind;
+
+/// A container as the filters see it.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerView {
+    /// Full engine ID.
+    pub id: String,
+    /// Names without the leading slash.
+    pub names: Vec<String>,
+    /// Image as the container was created with.
+    pub image: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Host ports bound in bridge mode: (host IP, port); IP "" or "0.0.0.0" means all.
+    pub host_ports: Vec<(String, u16)>,
+    /// Exposed ports of a `--net=host` container, e.g. `80/tcp`.
+    pub host_mode_ports: Vec<String>,
+}
+
+/// An image present on a node.
+#[derive(Debug, Clone, Default)]
+pub struct ImageView {
+    /// `sha256:…`.
+    pub id: String,
+    /// `repo:tag` names.
+    pub repo_tags: Vec<String>,
+}
+
+/// One node, as of the snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSnapshot {
+    /// Stable key (the discovery address).
+    pub key: String,
+    /// Engine ID, classic form `<info.ID>|<addr>`.
+    pub engine_id: String,
+    /// Engine name.
+    pub name: String,
+    /// Engine labels plus the built-ins.
+    pub labels: BTreeMap<String, String>,
+    /// 100 when healthy with no recent failure, lower with failures, 0 when not healthy.
+    pub health_indicator: i64,
+    /// CPUs including overcommit.
+    pub total_cpus: i64,
+    /// Bytes including overcommit.
+    pub total_memory: i64,
+    /// CPUs reserved by containers (all states, and creates in flight).
+    pub used_cpus: i64,
+    /// Memory reserved by containers (all states, and creates in flight).
+    pub used_memory: i64,
+    /// Containers, including creates in flight.
+    pub containers: Vec<ContainerView>,
+    /// Images.
+    pub images: Vec<ImageView>,
+}
+
+/// What the request asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    /// Image reference.
+    pub image: String,
+    /// CPUs requested (classic: `CpuShares` counts CPUs).
+    pub cpus: i64,
+    /// Memory requested, bytes.
+    pub memory: i64,
+    /// Bridge-mode bindings: (host IP, host port).
+    pub host_ports: Vec<(String, u16)>,
+    /// Host-mode exposed ports (`--net=host`), e.g. `80/tcp`.
+    pub host_mode_ports: Vec<String>,
+    /// Containers this one depends on (`--volumes-from`, `--link`, `--net=container:`).
+    pub dependencies: Vec<String>,
+    /// Constraints.
+    pub constraints: Vec<Expr>,
+    /// Affinities.
+    pub affinities: Vec<Expr>,
+    /// Whitelists.
+    pub whitelists: Vec<Expr>,
+}
+
+/// Why no node was chosen.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScheduleError {
+    /// The cluster has no node at all.
+    #[error("No nodes available in the cluster")]
+    NoNodes,
+    /// No node passed the health filter.
+    #[error("No healthy node available in the cluster")]
+    NoHealthyNode,
+    /// A filter left no node; the text lists every filter's conditions up to the failing one.
+    #[error("Unable to find a node that satisfies the following conditions {conditions}")]
+    Unsatisfied {
+        /// One `\n[...]` line per filter.
+        conditions: String,
+    },
+    /// Dependencies cannot all be found on one node.
+    #[error("Unable to find a node fulfilling all dependencies: {0}")]
+    Dependencies(String),
+    /// The strategy found no node with room.
+    #[error("no resources available to schedule container")]
+    NoResources,
+}
+
+/// Filters plus a strategy.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    filters: Vec<FilterKind>,
+    strategy: StrategyKind,
+}
+
+impl Scheduler {
+    /// A scheduler with these filters, in order, and this strategy.
+    pub fn new(filters: Vec<FilterKind>, strategy: StrategyKind) -> Self {
+        Scheduler { filters, strategy }
+    }
+
+    /// The filters in force.
+    pub fn filters(&self) -> &[FilterKind] {
+        &self.filters
+    }
+
+    /// The strategy in force.
+    pub fn strategy(&self) -> StrategyKind {
+        self.strategy
+    }
+
+    /// Ranks the nodes that may take `spec`, best first. Soft expressions are enforced on a
+    /// first pass and dropped on a second, as classic Swarm did.
+    pub fn rank<'n>(
+        &self,
+        nodes: &'n [NodeSnapshot],
+        spec: &ContainerSpec,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Vec<&'n NodeSnapshot>, ScheduleError> {
+        strategy::rank(self.strategy, self.candidates(nodes, spec)?, spec, rng)
+    }
+
+    /// The best node for `spec`: the head of [`Scheduler::rank`] in one pass, without sorting.
+    pub fn select<'n>(
+        &self,
+        nodes: &'n [NodeSnapshot],
+        spec: &ContainerSpec,
+        rng: &mut impl rand::Rng,
+    ) -> Result<&'n NodeSnapshot, ScheduleError> {
+        strategy::best(self.strategy, self.candidates(nodes, spec)?, spec, rng)
+    }
+
+    fn candidates<'n>(&self, nodes: &'n [NodeSnapshot], spec: &ContainerSpec) -> Result<Vec<&'n NodeSnapshot>, ScheduleError> {
+        if nodes.is_empty() {
+            return Err(ScheduleError::NoNodes);
+        }
+        match self.filter(nodes, spec, true) {
+            Ok(c) => Ok(c),
+            Err(_) if has_soft(spec) => self.filter(nodes, spec, false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn filter<'n>(
+        &self,
+        nodes: &'n [NodeSnapshot],
+        spec: &ContainerSpec,
+        soft: bool,
+    ) -> Result<Vec<&'n NodeSnapshot>, ScheduleError> {
+        let mut candidates: Vec<&NodeSnapshot> = nodes.iter().collect();
+        for (i, f) in self.filters.iter().enumerate() {
+            candidates = f.apply(candidates, spec, soft)?;
+            if candidates.is_empty() {
+                if *f == FilterKind::Health {
+                    return Err(ScheduleError::NoHealthyNode);
+                }
+                let conditions: String = self.filters[..=i]
+                    .iter()
+                    .enumerate()
+                    .map(|(j, f)| f.conditions(spec, j == i))
+                    .filter(|c| !c.is_empty())
+                    .map(|c| format!("\n[{}]", c.join(" ")))
+                    .collect();
+                return Err(ScheduleError::Unsatisfied { conditions });
+            }
+        }
+        Ok(candidates)
+    }
+}
+
+fn has_soft(spec: &ContainerSpec) -> bool {
+    spec.constraints.iter().chain(&spec.affinities).any(|e| e.soft)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    pub fn node(name: &str, containers: usize) -> NodeSnapshot {
+        NodeSnapshot {
+            key: format!("127.0.0.1:{}", 2375 + name.len()),
+            engine_id: format!("ID-{name}"),
+            name: name.to_string(),
+            labels: BTreeMap::from([("storagedriver".into(), "overlay2".into())]),
+            health_indicator: 100,
+            total_cpus: 2,
+            total_memory: 2 << 30,
+            containers: (0..containers)
+                .map(|i| ContainerView { id: format!("{name}-c{i}"), names: vec![format!("{name}-c{i}")], ..Default::default() })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn rng() -> rand::rngs::StdRng {
+        rand::rngs::StdRng::seed_from_u64(7)
+    }
+
+    #[test]
+    fn empty_cluster_says_so() {
+        let s = Scheduler::new(FilterKind::defaults(), StrategyKind::Spread);
+        assert_eq!(s.rank(&[], &ContainerSpec::default(), &mut rng()).unwrap_err(), ScheduleError::NoNodes);
+    }
+
+    #[test]
+    fn unhealthy_nodes_give_the_health_message() {
+        let mut n = node("node-1", 0);
+        n.health_indicator = 0;
+        let s = Scheduler::new(FilterKind::defaults(), StrategyKind::Spread);
+        let err = s.rank(&[n], &ContainerSpec::default(), &mut rng()).unwrap_err();
+        assert_eq!(err.to_string(), "No healthy node available in the cluster");
+    }
+
+    #[test]
+    fn failing_filter_lists_conditions_up_to_it() {
+        let s = Scheduler::new(FilterKind::defaults(), StrategyKind::Spread);
+        let spec = ContainerSpec { constraints: vec![Expr::parse("node==node-9").unwrap()], ..Default::default() };
+        let err = s.rank(&[node("node-1", 0)], &spec, &mut rng()).unwrap_err();
+        assert_eq!(err.to_string(), "Unable to find a node that satisfies the following conditions \n[node==node-9]");
+    }
+
+    #[test]
+    fn soft_constraints_fall_back_on_the_second_pass() {
+        let s = Scheduler::new(FilterKind::defaults(), StrategyKind::Spread);
+        let spec = ContainerSpec { constraints: vec![Expr::parse("node==~node-9").unwrap()], ..Default::default() };
+        let nodes = [node("node-1", 0)];
+        let ranked = s.rank(&nodes, &spec, &mut rng()).unwrap();
+        assert_eq!(ranked[0].name, "node-1");
+    }
+}
