@@ -51,7 +51,14 @@ pub enum RunError {
 
 /// Runs the command line.
 pub async fn run(cli: Cli) -> Result<(), RunError> {
-    match cli.command {
+    if cli.version {
+        println!("swarm version {}", crate::VERSION_LINE);
+        return Ok(());
+    }
+    let Some(command) = cli.command else {
+        return Err(ConfigError("a command is required. See 'swarm --help'.".into()).into());
+    };
+    match command {
         Command::Create(args) => create(&args),
         Command::List(args) => list(ListConfig::try_from(&args)?).await,
         Command::Join(args) => join(JoinConfig::try_from(&args)?).await,

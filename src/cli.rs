@@ -5,11 +5,11 @@ use clap::{Args, Parser, Subcommand};
 
 /// `swarm`: a Docker-native clustering system.
 #[derive(Debug, Parser)]
-#[command(name = "swarm", version = crate::VERSION_LINE, disable_version_flag = true)]
+#[command(name = "swarm", disable_version_flag = true, arg_required_else_help = true)]
 pub struct Cli {
     /// Print the version and exit.
-    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version, global = true)]
-    pub version: Option<bool>,
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
     /// Debug mode: log at debug level.
     #[arg(long, env = "DEBUG", global = true)]
     pub debug: bool,
@@ -20,7 +20,25 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub experimental: bool,
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn manage_reads_classic_flags() {
+        let cli = Cli::try_parse_from(["swarm", "manage", "-H", "tcp://127.0.0.1:3375", "--strategy", "binpack", "-f", "health", "nodes://a:1"]).unwrap();
+        let Some(Command::Manage(m)) = cli.command else { panic!("not manage") };
+        assert_eq!((m.host[0].as_str(), m.strategy.as_str(), m.filter[0].as_str()), ("tcp://127.0.0.1:3375", "binpack", "health"));
+    }
 }
 
 /// The swarm commands.

@@ -15,7 +15,7 @@ use super::{Cluster, EngineError};
 use crate::body;
 
 /// Longest wait between two validation attempts of a pending node.
-const MAX_VALIDATE_BACKOFF: Duration = Duration::from_secs(30);
+const MAX_VALIDATE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Runs until `cancel`.
 pub async fn run_node(cluster: Cluster, key: String, cancel: CancellationToken) {
