@@ -92,7 +92,7 @@ pub fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
         q.get("since").map(str::to_string).or_else(|| filters.iter().find(|(k, _)| k == "since").and_then(|(_, v)| v.first().cloned())),
     );
     let all = q.bool("all") || limit.is_some() || before.is_some() || since.is_some();
-    let mut out: Vec<Value> = Vec::new();
+    let mut out: Vec<(i128, Value)> = Vec::new();
     let mut error = None;
     state.cluster.with_nodes(|nodes| {
         for n in nodes.values() {
@@ -125,7 +125,7 @@ pub fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
                     }
                 }
                 if keep {
-                    out.push(v);
+                    out.push((c.created_ns(), v));
                 }
             }
         }
@@ -133,7 +133,8 @@ pub fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     if let Some(e) = error {
         return Err(e);
     }
-    out.sort_by_key(|c| std::cmp::Reverse(c["Created"].as_i64().unwrap_or(0)));
+    out.sort_by_key(|(created, _)| std::cmp::Reverse(*created));
+    let mut out: Vec<Value> = out.into_iter().map(|(_, v)| v).collect();
     let position = |out: &[Value], ident: &str| {
         let r = state.cluster.find_container(ident).ok()?;
         out.iter().position(|c| c["Id"].as_str() == Some(r.id.as_str()))

@@ -124,12 +124,10 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
             if method == Method::DELETE {
                 return Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty()).unwrap_or_else(|_| Response::new(body::empty())));
             }
-            let docs: Vec<Value> = found.iter().filter_map(|(_, b, _)| serde_json::from_slice(b).ok()).collect();
-            let first_id = docs.first().map(|d| d["Id"].clone()).unwrap_or_default();
-            if docs.iter().any(|d| d["Id"] != first_id) {
-                return Err(ApiError::not_found(format!("network {name} is ambiguous ({} matches): name it as node/{name}", docs.len())));
-            }
-            Ok(json_response(StatusCode::OK, &docs[0]))
+            // A local network made on every node (`docker network create x`, compose) answers
+            // with the first node's copy, so that clients that inspect before create see it.
+            let doc: Value = serde_json::from_slice(found[0].1).map_err(|e| ApiError::internal(format!("engine sent invalid JSON: {e}")))?;
+            Ok(json_response(StatusCode::OK, &doc))
         }
         _ => Err(ApiError::not_found("page not found")),
     }

@@ -86,6 +86,8 @@ pub struct ContainerFacts {
     pub host_ports: Vec<(String, u16)>,
     /// `Config.ExposedPorts` of a host-network container.
     pub host_mode_ports: Vec<String>,
+    /// Nanoseconds within the creation second (`ps` orders by the exact creation time).
+    pub created_subsec_ns: u32,
 }
 
 impl ContainerFacts {
@@ -110,7 +112,9 @@ impl ContainerFacts {
         } else {
             Vec::new()
         };
+        let created_subsec_ns = inspect["Created"].as_str().map_or(0, subsec_nanos);
         ContainerFacts {
+            created_subsec_ns,
             memory: hc.get("Memory").and_then(Value::as_i64).unwrap_or(0),
             cpu_shares: hc.get("CpuShares").and_then(Value::as_i64).unwrap_or(0),
             nano_cpus: hc.get("NanoCpus").and_then(Value::as_i64).unwrap_or(0),
@@ -127,6 +131,13 @@ impl ContainerFacts {
         }
         self.cpu_shares * ncpu / 1024
     }
+}
+
+/// The fraction of an RFC 3339 time (`…:29.1234567Z`) as nanoseconds.
+fn subsec_nanos(time: &str) -> u32 {
+    let Some((_, frac)) = time.split_once('.') else { return 0 };
+    let digits: String = frac.chars().take_while(char::is_ascii_digit).take(9).collect();
+    format!("{digits:0<9}").parse().unwrap_or(0)
 }
 
 /// A container in the cache.
@@ -159,6 +170,11 @@ impl CachedContainer {
         let swarm_id = summary["Labels"][labels::SWARM_ID].as_str().map(str::to_string);
         let state = summary["State"].as_str().unwrap_or_default().to_string();
         CachedContainer { summary, id, names, swarm_id, state, facts, written: Instant::now() }
+    }
+
+    /// Creation time in nanoseconds since the epoch.
+    pub fn created_ns(&self) -> i128 {
+        i128::from(self.summary["Created"].as_i64().unwrap_or(0)) * 1_000_000_000 + i128::from(self.facts.created_subsec_ns)
     }
 
     /// The primary name (without links' `a/b` aliases).
@@ -252,6 +268,8 @@ mod tests {
         let inspect = json!({"HostConfig":{"Memory":64,"CpuShares":512,"NetworkMode":"default",
             "PortBindings":{"80/tcp":[{"HostIp":"","HostPort":"8080"}]}},"Config":{"ExposedPorts":{"80/tcp":{}}}});
         let f = ContainerFacts::from_inspect(&inspect);
+        assert_eq!(subsec_nanos("2026-11-25T17:10:29.1234567Z"), 123_456_700);
+        assert_eq!(subsec_nanos("2026-11-25T17:10:29Z"), 0);
         assert_eq!(f.host_ports, vec![("".to_string(), 8080)]);
         assert!(f.host_mode_ports.is_empty());
         assert_eq!((f.memory, f.cpus(2)), (64, 1));

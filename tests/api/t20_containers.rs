@@ -1,0 +1,99 @@
+use crate::support::*;
+
+#[test]
+fn runs_spread_over_nodes_and_list_as_node_slash_name() {
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(2);
+    m.docker(&["run", "-d", "--name", "a1", "busybox", "sleep", "300"]);
+    m.docker(&["run", "-d", "--name", "a2", "busybox", "sleep", "300"]);
+    let names = m.docker(&["ps", "--format", "{{.Names}}"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert!(names == ["node-1/a1", "node-2/a2"] || names == ["node-1/a2", "node-2/a1"], "{names:?}");
+    // Both engines hold exactly one, seen directly.
+    assert_eq!(es[0].container_names().len(), 1);
+    assert_eq!(es[1].container_names().len(), 1);
+    // Every container carries a swarm ID.
+    let id = m.docker(&["inspect", "-f", "{{index .Config.Labels \"com.docker.swarm.id\"}}", "a1"]);
+    assert_eq!(id.len(), 64, "{id}");
+    // Inspect by node/name, by ID prefix and by swarm ID, with the Node object.
+    let node = m.docker(&["inspect", "-f", "{{.Node.Name}}", "a1"]);
+    assert_eq!(m.docker(&["inspect", "-f", "{{.Name}}", &format!("{node}/a1")]), "/a1");
+    let full = m.docker(&["inspect", "-f", "{{.Id}}", "a1"]);
+    assert_eq!(m.docker(&["inspect", "-f", "{{.Name}}", &full[..12]]), "/a1");
+    assert_eq!(m.docker(&["inspect", "-f", "{{.Name}}", &id]), "/a1");
+}
+
+#[test]
+fn names_are_unique_across_the_cluster() {
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(2);
+    m.docker(&["run", "-d", "--name", "only", "busybox", "sleep", "300"]);
+    let err = m.docker_err(&["run", "-d", "--name", "only", "busybox", "sleep", "300"]);
+    assert!(err.contains("Conflict. The container name \"/only\" is already in use"), "{err}");
+    assert_eq!(m.docker(&["ps", "-a", "-q"]).lines().count(), 1);
+}
+
+#[test]
+fn lifecycle_operations_reach_the_owning_engine() {
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(2);
+    m.docker(&["run", "-d", "--name", "life0", "busybox", "sleep", "300"]);
+    // Rename first: dockerd 20.10 without a bridge loses the sandbox of a restarted container.
+    m.docker(&["rename", "life0", "life"]);
+    assert!(m.docker(&["ps", "--format", "{{.Names}}"]).ends_with("/life"));
+    m.docker(&["stop", "-t", "0", "life"]);
+    assert_eq!(m.docker(&["ps", "-q"]), "");
+    assert!(m.docker(&["ps", "-a", "--format", "{{.Status}}"]).starts_with("Exited"));
+    m.docker(&["start", "life"]);
+    assert_eq!(m.docker(&["ps", "--format", "{{.Names}}"]).lines().count(), 1);
+    m.docker(&["pause", "life"]);
+    assert_eq!(m.docker(&["inspect", "-f", "{{.State.Status}}", "life"]), "paused");
+    m.docker(&["unpause", "life"]);
+    m.docker(&["restart", "-t", "0", "life"]);
+    let other = m.docker_err(&["rename", "life", "life"]);
+    assert!(!other.is_empty());
+    let top = m.docker(&["top", "life"]);
+    assert!(top.contains("sleep"), "{top}");
+    m.docker(&["kill", "life"]);
+    m.docker(&["rm", "life"]);
+    assert_eq!(m.docker(&["ps", "-a", "-q"]), "");
+    let err = m.docker_err(&["inspect", "life"]);
+    assert!(err.contains("No such"), "{err}");
+}
+
+#[test]
+fn ps_filters_and_limits_work_cluster_wide() {
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(2);
+    m.docker(&["run", "-d", "--name", "f1", "-l", "tier=web", "busybox", "sleep", "300"]);
+    m.docker(&["run", "-d", "--name", "f2", "busybox", "sleep", "300"]);
+    m.docker(&["run", "--name", "f3", "busybox", "true"]);
+    assert_eq!(m.docker(&["ps", "--filter", "label=tier=web", "--format", "{{.Names}}"]).rsplit('/').next(), Some("f1"));
+    assert_eq!(m.docker(&["ps", "-a", "--filter", "status=exited", "--format", "{{.Names}}"]).rsplit('/').next(), Some("f3"));
+    assert_eq!(m.docker(&["ps", "-a", "--filter", "name=f2", "--format", "{{.Names}}"]).rsplit('/').next(), Some("f2"));
+    let node1 = m.docker(&["ps", "-a", "--filter", "node=node-1", "--format", "{{.Names}}"]);
+    assert!(node1.lines().all(|l| l.starts_with("node-1/")) && !node1.is_empty(), "{node1}");
+    assert_eq!(m.docker(&["ps", "-n", "1", "--format", "{{.Names}}"]).rsplit('/').next(), Some("f3"));
+}
+
+#[test]
+fn thirty_parallel_runs_on_three_nodes_spread_ten_each() {
+    let es = engines(&[("node-1", &[]), ("node-2", &[]), ("node-3", &[])]);
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(3);
+    let host = m.host();
+    std::thread::scope(|s| {
+        for i in 0..30 {
+            let host = host.clone();
+            s.spawn(move || docker_ok(&host, &["create", "--name", &format!("p{i}"), "busybox", "sleep", "300"]));
+        }
+    });
+    for e in &es {
+        assert_eq!(e.container_names().len(), 10, "{} holds {:?}", e.name, e.container_names());
+    }
+}

@@ -1,0 +1,392 @@
+//! Test harness: real dockerd engines and real managers, started per test and stopped by pid.
+//! A missing tool fails the test with the package to install; nothing is skipped.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The docker CLI users run today.
+pub const DOCKER_CLI: &str = "/usr/local/bin/docker";
+
+/// How long to wait for things that should happen, scaled by `SWARM_TEST_PATIENCE_MS`.
+pub fn patience(base: Duration) -> Duration {
+    match std::env::var("SWARM_TEST_PATIENCE_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        Some(ms) => base.max(Duration::from_millis(ms)),
+        None => base,
+    }
+}
+
+/// Polls `pred` until it holds or `timeout` passes; panics with `what` otherwise.
+pub fn wait_until(timeout: Duration, what: &str, mut pred: impl FnMut() -> bool) {
+    let deadline = Instant::now() + patience(timeout);
+    loop {
+        if pred() {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting until {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Fails with the package to install when a tool is missing.
+pub fn require(tool: &str, package: &str) -> PathBuf {
+    let found = if tool.contains('/') {
+        Path::new(tool).exists().then(|| PathBuf::from(tool))
+    } else {
+        std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(tool)).find(|c| c.exists()))
+    };
+    found.unwrap_or_else(|| panic!("`{tool}` is missing: install {package} (the README's test command does)"))
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local addr").port()
+}
+
+fn unique_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(prefix).tempdir_in(std::env::temp_dir()).expect("temp dir")
+}
+
+/// A busybox root filesystem tarball made from Debian's static busybox, built once.
+pub fn busybox_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let busybox = require("/bin/busybox", "busybox-static");
+        let dir = std::env::temp_dir().join(format!("swarm-test-busybox-{}", std::process::id()));
+        let root = dir.join("root");
+        std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+        std::fs::copy(&busybox, root.join("bin/busybox")).expect("copy busybox");
+        for applet in ["sh", "sleep", "echo", "cat", "ls", "httpd", "nc", "true", "env", "hostname", "top", "ps", "wget", "stty", "false"] {
+            let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
+        }
+        let tar = dir.join("busybox.tar");
+        let ok = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().expect("tar").success();
+        assert!(ok, "tar of busybox root failed");
+        tar
+    })
+}
+
+/// Runs a command, returning its output; panics if it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A docker CLI command against `host`, with a private config dir.
+pub fn docker_cmd(host: &str) -> Command {
+    let cli = require(DOCKER_CLI, "the docker CLI 28.x at /usr/local/bin/docker");
+    let mut c = Command::new(cli);
+    static CONFIG: OnceLock<PathBuf> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("swarm-test-docker-config-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        d
+    });
+    c.env("DOCKER_HOST", host).env("DOCKER_CONFIG", config).env_remove("DOCKER_API_VERSION");
+    c
+}
+
+/// Runs the docker CLI and asserts success; returns trimmed stdout.
+pub fn docker_ok(host: &str, args: &[&str]) -> String {
+    let o = run(docker_cmd(host).args(args));
+    assert!(o.status.success(), "docker {args:?} failed: {}{}", stdout(&o), stderr(&o));
+    stdout(&o).trim().to_string()
+}
+
+/// Runs the docker CLI expecting failure; returns stderr.
+pub fn docker_err(host: &str, args: &[&str]) -> String {
+    let o = run(docker_cmd(host).args(args));
+    assert!(!o.status.success(), "docker {args:?} should have failed: {}", stdout(&o));
+    stderr(&o)
+}
+
+fn terminate(pid: u32, grace: Duration) {
+    let pid_s = pid.to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid_s]).status();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The group holds dockerd's own containerd; it was started as its leader by us.
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.split_whitespace().nth(2) == Some("Z")).unwrap_or(true)
+}
+
+// === Engine ===
+
+/// A real dockerd with its own hostname, data root, exec root, key and loopback port.
+pub struct Engine {
+    /// Node name (its UTS hostname).
+    pub name: String,
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    labels: Vec<String>,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Engine {
+    /// Starts an engine named `name` with engine labels, imports busybox, waits until ready.
+    pub fn start(name: &str, labels: &[&str]) -> Engine {
+        require("dockerd", "docker.io");
+        require("unshare", "util-linux");
+        let dir = unique_dir(&format!("swarm-engine-{name}-"));
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut e = Engine { name: name.to_string(), addr, labels: labels.iter().map(|s| s.to_string()).collect(), dir, child: None };
+        e.spawn();
+        e.wait_ready();
+        let o = run(docker_cmd(&e.host()).args(["import", "-c", "CMD [\"/bin/sh\"]"]).arg(busybox_tar()).arg("busybox:latest"));
+        assert!(o.status.success(), "import busybox into {name}: {}", stderr(&o));
+        e
+    }
+
+    fn spawn(&mut self) {
+        let d = self.dir.path();
+        // Every engine on this machine would share /etc/docker/key.json, hence one engine ID.
+        std::fs::write(d.join("daemon.json"), format!("{{\"deprecated-key-path\": \"{}\"}}", d.join("key.json").display())).expect("daemon.json");
+        let mut script = format!(
+            "hostname {name}; exec dockerd --config-file {d}/daemon.json --data-root {d}/data --exec-root {d}/exec --pidfile {d}/pid \
+             -H tcp://{addr} -H unix://{d}/sock --bridge=none --iptables=false --ip6tables=false --shutdown-timeout 1",
+            name = self.name,
+            d = d.display(),
+            addr = self.addr
+        );
+        for l in &self.labels {
+            script.push_str(&format!(" --label {l}"));
+        }
+        let log = std::fs::File::create(d.join("log")).expect("log");
+        let child = Command::new("unshare")
+            .args(["--uts", "sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start dockerd");
+        self.child = Some(child);
+    }
+
+    fn wait_ready(&self) {
+        let host = self.host();
+        let log = self.dir.path().join("log");
+        wait_until(Duration::from_secs(60), &format!("engine {} answers", self.name), || {
+            run(docker_cmd(&host).args(["version", "--format", "{{.Server.Version}}"])).status.success()
+        });
+        let _ = log;
+    }
+
+    /// `tcp://addr`.
+    pub fn host(&self) -> String {
+        format!("tcp://{}", self.addr)
+    }
+
+    /// dockerd's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops dockerd (SIGTERM, as `systemctl stop docker`) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(child.id(), Duration::from_secs(30));
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts dockerd again with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_file(self.dir.path().join("pid"));
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Freezes dockerd (SIGSTOP): it keeps its socket but answers nothing.
+    pub fn freeze(&self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").args(["-STOP", &pid.to_string()]).status();
+        }
+    }
+
+    /// Resumes a frozen dockerd.
+    pub fn thaw(&self) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").args(["-CONT", &pid.to_string()]).status();
+        }
+    }
+
+    /// Names of containers on this engine, directly.
+    pub fn container_names(&self) -> Vec<String> {
+        docker_ok(&self.host(), &["ps", "-a", "--format", "{{.Names}}"]).lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.thaw();
+        self.stop();
+    }
+}
+
+/// Starts several engines in parallel.
+pub fn engines(specs: &[(&str, &[&str])]) -> Vec<Engine> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = specs.iter().map(|(name, labels)| s.spawn(move || Engine::start(name, labels))).collect();
+        handles.into_iter().map(|h| h.join().expect("engine start")).collect()
+    })
+}
+
+// === Manager ===
+
+/// A real `swarm manage` process.
+pub struct Manager {
+    /// `127.0.0.1:port`.
+    pub addr: String,
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Manager {
+    /// Starts `swarm manage` on a free port over `discovery`, with test-friendly timing unless
+    /// `extra` overrides it; waits until it answers `/_ping`.
+    pub fn start(discovery: &str, extra: &[&str]) -> Manager {
+        let dir = unique_dir("swarm-manager-");
+        let addr = format!("127.0.0.1:{}", free_port());
+        let log = dir.path().join("log");
+        let file = std::fs::File::create(&log).expect("log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarm"));
+        cmd.args(["manage", "-H", &addr, "--engine-refresh-min-interval", "2s", "--engine-refresh-max-interval", "4s"]);
+        cmd.args(extra).arg(discovery);
+        let child = cmd.stdin(Stdio::null()).stdout(file.try_clone().expect("log")).stderr(file).env("RUST_LOG", "info").spawn().expect("start swarm manage");
+        let m = Manager { addr, child: Some(child), log, _dir: dir };
+        wait_until(Duration::from_secs(20), "the manager answers /_ping", || http(&m.addr, "GET", "/_ping", None).0 == 200);
+        m
+    }
+
+    /// `tcp://addr`.
+    pub fn host(&self) -> String {
+        format!("tcp://{}", self.addr)
+    }
+
+    /// The manager's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `docker info` shows `n` healthy nodes.
+    pub fn wait_healthy(&self, n: usize) {
+        wait_until(Duration::from_secs(60), &format!("{n} nodes are Healthy"), || {
+            self.node_states().iter().filter(|(_, s)| s == "Healthy").count() == n
+        });
+    }
+
+    /// (node name, status) pairs from `docker info`.
+    pub fn node_states(&self) -> Vec<(String, String)> {
+        let o = run(docker_cmd(&self.host()).args(["info"]));
+        let text = stdout(&o);
+        let mut out = Vec::new();
+        let mut current = None;
+        for line in text.lines() {
+            let t = line.trim_start();
+            if let Some(status) = t.strip_prefix("└ Status: ") {
+                if let Some(name) = current.take() {
+                    out.push((name, status.trim().to_string()));
+                }
+            } else if !t.starts_with('└') && line.starts_with("  ") && !line.starts_with("   ") && t.contains(": ") {
+                current = t.split(": ").next().map(str::to_string);
+            }
+        }
+        out
+    }
+
+    /// Runs the docker CLI against the manager and asserts success.
+    pub fn docker(&self, args: &[&str]) -> String {
+        docker_ok(&self.host(), args)
+    }
+
+    /// Runs the docker CLI against the manager expecting failure; returns stderr.
+    pub fn docker_err(&self, args: &[&str]) -> String {
+        docker_err(&self.host(), args)
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(child.id(), Duration::from_secs(10));
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- manager log ---\n{}", self.log());
+        }
+    }
+}
+
+/// `nodes://a,b,...` for these engines.
+pub fn nodes_url(engines: &[Engine]) -> String {
+    format!("nodes://{}", engines.iter().map(|e| e.addr.as_str()).collect::<Vec<_>>().join(","))
+}
+
+/// A minimal HTTP/1.1 exchange (no keep-alive): (status, headers, body).
+pub fn http(addr: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, String, Vec<u8>) {
+    let Ok(mut s) = TcpStream::connect(addr) else { return (0, String::new(), Vec::new()) };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return (0, String::new(), Vec::new());
+    }
+    if let Some(b) = body {
+        let _ = s.write_all(b);
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
+    let head = String::from_utf8_lossy(&raw[..text_end]).into_owned();
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let mut body = raw.get(text_end + 4..).unwrap_or_default().to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&raw[..pos]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = pos + 2;
+        out.extend_from_slice(&raw[start..(start + size).min(raw.len())]);
+        raw = raw.get(start + size + 2..).unwrap_or_default();
+    }
+    out
+}
