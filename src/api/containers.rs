@@ -432,7 +432,9 @@ async fn inspect(state: &ApiState, c: &ContainerRef, target: &str) -> Result<Res
     let mut v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::internal(format!("engine sent invalid JSON: {e}")))?;
     let node = state.cluster.with_nodes(|nodes| {
         nodes.get(&c.node).map(|n| {
-            let (cpus, mem, labels) = n.info.as_ref().map_or((0, 0, BTreeMap::new()), |i| (i.ncpu, i.mem_total, i.labels.clone()));
+            let (cpus, mem) = n.info.as_ref().map_or((0, 0), |i| (i.ncpu, i.mem_total));
+            let labels: serde_json::Map<String, Value> =
+                n.info.iter().flat_map(|i| i.labels.iter()).map(|(k, v)| (k.to_string(), json!(&**v))).collect();
             json!({"ID": n.engine_id(), "IP": n.client.addr().host(), "Addr": n.addr, "Name": n.name(), "Cpus": cpus, "Memory": mem, "Labels": labels})
         })
     });

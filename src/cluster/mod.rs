@@ -296,6 +296,7 @@ impl Cluster {
                         engine_id: n.engine_id(),
                         name: n.name().to_string(),
                         labels: n.info.as_ref().map(|i| i.labels.clone()).unwrap_or_default(),
+                        container_slots: n.info.as_ref().and_then(|i| i.labels.get("containerslots")).and_then(|v| v.parse().ok()),
                         health_indicator: n.health.indicator(),
                         // Classic integer overcommit: `x + x * int(overcommit * 100) / 100`.
                         total_cpus: ncpu + ncpu * (overcommit * 100.0) as i64 / 100,

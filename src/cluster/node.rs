@@ -1,7 +1,10 @@
 //! One engine as the manager caches it: its info, containers and images, read from the
 //! engine's own JSON so that unknown fields pass through untouched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 use std::time::{Instant, SystemTime};
 
 use serde_json::Value;
@@ -9,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::EngineClient;
 use super::health::Health;
-use crate::scheduler::{ContainerView, ImageView};
+use crate::scheduler::{ContainerView, ImageView, NodeLabels};
 
 /// Swarm's own labels on containers.
 pub mod labels {
@@ -25,6 +28,19 @@ pub mod labels {
     pub const RESCHEDULE_POLICIES: &str = "com.docker.swarm.reschedule-policies";
 }
 
+/// One shared copy of each label string seen, for the life of the process (label names and
+/// values are few and small; engines come and go with the same ones).
+fn intern(text: &str) -> Arc<str> {
+    static STRINGS: OnceLock<Mutex<HashSet<Arc<str>>>> = OnceLock::new();
+    let mut set = STRINGS.get_or_init(Default::default).lock();
+    if let Some(s) = set.get(text) {
+        return s.clone();
+    }
+    let s: Arc<str> = Arc::from(text);
+    set.insert(s.clone());
+    s
+}
+
 /// What `/info` and `/version` said of the engine.
 #[derive(Debug, Clone, Default)]
 pub struct EngineInfo {
@@ -33,7 +49,7 @@ pub struct EngineInfo {
     /// `info.Name`: the node's name.
     pub name: String,
     /// Engine labels plus built-ins (`storagedriver`, `kernelversion`, `operatingsystem`, `ostype`).
-    pub labels: BTreeMap<String, String>,
+    pub labels: NodeLabels,
     /// CPUs.
     pub ncpu: i64,
     /// Memory, bytes.
@@ -49,18 +65,17 @@ impl EngineInfo {
     /// is ignored, as in classic Swarm.
     pub fn from_json(info: &Value, version: &Value) -> EngineInfo {
         let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-        let mut labels = BTreeMap::new();
+        let mut labels = NodeLabels::new();
         for l in info.get("Labels").and_then(Value::as_array).into_iter().flatten() {
             if let Some((k, v)) = l.as_str().and_then(|l| l.split_once('=')) {
                 if k != "node" {
-                    labels.insert(k.to_string(), v.to_string());
+                    labels.insert(intern(k), intern(v));
                 }
             }
         }
-        labels.insert("storagedriver".into(), s(info, "Driver"));
-        labels.insert("kernelversion".into(), s(info, "KernelVersion"));
-        labels.insert("operatingsystem".into(), s(info, "OperatingSystem"));
-        labels.insert("ostype".into(), s(info, "OSType"));
+        for (key, field) in [("storagedriver", "Driver"), ("kernelversion", "KernelVersion"), ("operatingsystem", "OperatingSystem"), ("ostype", "OSType")] {
+            labels.insert(intern(key), intern(&s(info, field)));
+        }
         EngineInfo {
             id: s(info, "ID"),
             name: s(info, "Name"),
@@ -257,8 +272,8 @@ mod tests {
         let info = json!({"ID":"X","Name":"node-1","Driver":"overlay2","KernelVersion":"6.1","OperatingSystem":"Debian","OSType":"linux",
             "NCPU":2,"MemTotal":1024,"Labels":["zone=a","storagedriver=fake","node=ignored"]});
         let e = EngineInfo::from_json(&info, &json!({"Version":"20.10.24","ApiVersion":"1.41"}));
-        assert_eq!(e.labels["zone"], "a");
-        assert_eq!(e.labels["storagedriver"], "overlay2");
+        assert_eq!(&*e.labels["zone"], "a");
+        assert_eq!(&*e.labels["storagedriver"], "overlay2");
         assert!(!e.labels.contains_key("node"));
         assert_eq!((e.ncpu, e.api_version.as_str()), (2, "1.41"));
     }

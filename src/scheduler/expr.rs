@@ -37,7 +37,23 @@ pub struct Expr {
     pub value: String,
     /// Soft expressions are dropped on the second scheduling pass.
     pub soft: bool,
-    matcher: Regex,
+    matcher: Matcher,
+}
+
+/// Literal values compare as strings; only globs and `/regex/` pay for a regex.
+#[derive(Debug, Clone)]
+enum Matcher {
+    Exact(String),
+    Pattern(Regex),
+}
+
+impl Matcher {
+    fn is_match(&self, candidate: &str) -> bool {
+        match self {
+            Matcher::Exact(v) => v == candidate,
+            Matcher::Pattern(re) => re.is_match(candidate),
+        }
+    }
 }
 
 impl PartialEq for Expr {
@@ -88,11 +104,15 @@ impl Expr {
             None => (false, value),
         };
         let pattern = match value.strip_prefix('/').and_then(|v| v.strip_suffix('/')) {
-            Some(re) if !re.is_empty() => re.to_string(),
+            Some(re) if !re.is_empty() => Some(re.to_string()),
             // Globs are anchored; classic did not escape other metacharacters, neither do we.
-            _ => format!("^{}$", value.replace('*', ".*")),
+            _ if value.contains(|c: char| "*.?+()[]{}^$|\\".contains(c)) => Some(format!("^{}$", value.replace('*', ".*"))),
+            _ => None,
         };
-        let matcher = Regex::new(&pattern).map_err(|_| ExprError::BadValue(value.to_string()))?;
+        let matcher = match pattern {
+            Some(p) => Matcher::Pattern(Regex::new(&p).map_err(|_| ExprError::BadValue(value.to_string()))?),
+            None => Matcher::Exact(value.to_string()),
+        };
         Ok(Expr { key: key.to_string(), op, value: value.to_string(), soft, matcher })
     }
 
@@ -135,6 +155,10 @@ mod tests {
 
     #[test]
     fn globs_are_anchored_and_regexes_are_not() {
+        let exact = Expr::parse("zone==a").unwrap();
+        assert!(exact.holds(["a"]) && !exact.holds(["ab"]));
+        let dot = Expr::parse("kernelversion==6.1").unwrap();
+        assert!(dot.holds(["6x1"]), "a dot is a regex dot, as in classic Swarm");
         let glob = Expr::parse("node==node-*").unwrap();
         assert!(glob.holds(["node-12"]));
         assert!(!glob.holds(["xnode-1"]));

@@ -78,6 +78,21 @@ impl FilterKind {
         }
     }
 
+    /// Whether one node passes this filter. `soft` says whether soft expressions count.
+    pub fn keeps(self, n: &NodeSnapshot, spec: &ContainerSpec, soft: bool) -> bool {
+        use FilterKind::*;
+        let counts = |e: &&Expr| soft || !e.soft;
+        match self {
+            Health => n.health_indicator > 0,
+            Port => (spec.host_ports.is_empty() && spec.host_mode_ports.is_empty()) || ports_free(n, spec),
+            ContainerSlots => n.container_slots.is_none_or(|slots| n.containers.len() < slots),
+            Dependency => spec.dependencies.iter().all(|d| has_dependency(n, d)),
+            Affinity => spec.affinities.iter().filter(counts).all(|e| affinity_holds(n, e)),
+            Constraint => spec.constraints.iter().filter(counts).all(|e| constraint_holds(n, e)),
+            Whitelist => spec.whitelists.iter().all(|e| e.value.split('|').any(|name| name == n.name)),
+        }
+    }
+
     /// Keeps the candidates that pass. `soft` says whether soft expressions count.
     pub fn apply<'n>(
         self,
@@ -95,13 +110,7 @@ impl FilterKind {
                 }
                 nodes.into_iter().filter(|n| ports_free(n, spec)).collect()
             }
-            ContainerSlots => nodes
-                .into_iter()
-                .filter(|n| match n.labels.get("containerslots").and_then(|v| v.parse::<usize>().ok()) {
-                    Some(slots) => n.containers.len() < slots,
-                    None => true,
-                })
-                .collect(),
+            ContainerSlots => nodes.into_iter().filter(|n| self.keeps(n, spec, soft)).collect(),
             Dependency => {
                 if spec.dependencies.is_empty() {
                     return Ok(nodes);
@@ -177,7 +186,7 @@ fn affinity_holds(node: &NodeSnapshot, e: &Expr) -> bool {
 fn constraint_holds(node: &NodeSnapshot, e: &Expr) -> bool {
     match e.key.as_str() {
         "node" => e.holds([node.engine_id.as_str(), node.name.as_str()]),
-        key => e.holds([node.labels.get(key).map_or("", String::as_str)]),
+        key => e.holds([node.labels.get(key).map_or("", |v| &**v)]),
     }
 }
 
@@ -224,9 +233,9 @@ mod tests {
     #[test]
     fn container_slots_count_every_container() {
         let mut a = node("node-1", 2);
-        a.labels.insert("containerslots".into(), "2".into());
+        a.container_slots = Some(2);
         let mut b = node("node-2", 2);
-        b.labels.insert("containerslots".into(), "3".into());
+        b.container_slots = Some(3);
         let c = node("node-3", 50);
         let kept = FilterKind::ContainerSlots.apply(vec![&a, &b, &c], &ContainerSpec::default(), true).unwrap();
         assert_eq!(names(&kept), ["node-2", "node-3"]);
