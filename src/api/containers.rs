@@ -289,9 +289,7 @@ async fn create_once(
         match sent {
             Ok((status, resp_headers, bytes)) if status == StatusCode::CREATED => {
                 let id = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["Id"].as_str().map(str::to_string)).unwrap_or_default();
-                if let Err(e) = state.cluster.learn_created(&node, &id).await {
-                    tracing::warn!(node = %handle.name, id = %id, error = %e, "Created container could not be read back; the next refresh will.");
-                }
+                state.cluster.learn_created(&node, &id, name, config);
                 let mut resp = Response::builder().status(status);
                 if let Some(ct) = resp_headers.get(header::CONTENT_TYPE) {
                     resp = resp.header(header::CONTENT_TYPE, ct);
@@ -396,10 +394,10 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
                     "Conflict. The container name \"/{new}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
                 )));
             }
-            forward_and_refresh(state, &c, req, &target).await
+            forward_and_refresh(state, ctx, &c, req, &target).await
         }
         (&Method::POST, Some("start" | "stop" | "kill" | "restart" | "pause" | "unpause" | "update")) => {
-            forward_and_refresh(state, &c, req, &target).await
+            forward_and_refresh(state, ctx, &c, req, &target).await
         }
         (&Method::DELETE, None) => {
             let resp = proxy::forward(state, &c.client, req, &target).await?;
@@ -414,13 +412,34 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
 
 /// Forwards, then re-reads the container before answering, so that the next `docker ps`
 /// through any path sees the change.
-async fn forward_and_refresh(state: &ApiState, c: &ContainerRef, req: Request<Incoming>, target: &str) -> Result<Response<Body>, ApiError> {
+async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req: Request<Incoming>, target: &str) -> Result<Response<Body>, ApiError> {
+    let action = ctx.segs.last().cloned().unwrap_or_default();
     let resp = proxy::forward(state, &c.client, req, target).await?;
-    if resp.status().is_success() {
-        if let Err(e) = state.cluster.refresh_container(&c.node, &c.id).await {
-            tracing::debug!(id = %c.id, error = %e, "Refresh after change failed.");
-        }
+    if !resp.status().is_success() {
+        return Ok(resp);
     }
+    let killed = ctx.query.get("signal").is_none_or(|s| matches!(s, "KILL" | "SIGKILL" | "9"));
+    let new_name = ctx.query.get("name").map(|n| n.trim_start_matches('/').to_string());
+    state.cluster.patch_container(&c.node, &c.id, |cached| match action.as_str() {
+        "start" | "restart" | "unpause" => cached.set_state("running", "Up Less than a second"),
+        "pause" => cached.set_state("paused", "Up (Paused)"),
+        "stop" => cached.set_state("exited", "Exited"),
+        "kill" if killed => cached.set_state("exited", "Exited (137)"),
+        "rename" => {
+            if let Some(n) = &new_name {
+                cached.rename(n);
+            }
+        }
+        _ => {}
+    });
+    // The engine's event re-reads the container; this re-read covers a lagging event stream.
+    let cluster = state.cluster.clone();
+    let (node, id) = (c.node.clone(), c.id.clone());
+    tokio::spawn(async move {
+        if let Err(e) = cluster.refresh_container(&node, &id).await {
+            tracing::debug!(id = %id, error = %e, "Refresh after change failed.");
+        }
+    });
     Ok(resp)
 }
 

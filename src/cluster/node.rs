@@ -187,6 +187,19 @@ impl CachedContainer {
         CachedContainer { summary, id, names, swarm_id, state, facts, written: Instant::now() }
     }
 
+    /// Sets the state and its `docker ps` text.
+    pub fn set_state(&mut self, state: &str, status: &str) {
+        self.state = state.to_string();
+        self.summary["State"] = Value::String(state.to_string());
+        self.summary["Status"] = Value::String(status.to_string());
+    }
+
+    /// Renames (the engine's own `rename` event re-reads the rest).
+    pub fn rename(&mut self, name: &str) {
+        self.names = vec![name.to_string()];
+        self.summary["Names"] = serde_json::json!([format!("/{name}")]);
+    }
+
     /// Creation time in nanoseconds since the epoch.
     pub fn created_ns(&self) -> i128 {
         i128::from(self.summary["Created"].as_i64().unwrap_or(0)) * 1_000_000_000 + i128::from(self.facts.created_subsec_ns)

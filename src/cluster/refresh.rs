@@ -132,10 +132,45 @@ impl Cluster {
         Ok(())
     }
 
-    /// Inserts a container the manager has just created, from its inspect document, so that it
-    /// is routable at once (the CLI sends `wait` before `start`, on another connection).
-    pub async fn learn_created(&self, key: &str, id: &str) -> Result<(), EngineError> {
-        self.refresh_container(key, id).await
+    /// Records a container the manager has just created, from the create request itself, so
+    /// that it is routable at once (the CLI sends `wait` before `start`, on another
+    /// connection) without another round trip; the engine's `create` event re-reads it.
+    pub fn learn_created(&self, key: &str, id: &str, name: Option<&str>, config: &serde_json::Map<String, Value>) {
+        let created = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let summary = serde_json::json!({
+            "Id": id,
+            "Names": name.map(|n| vec![format!("/{n}")]).unwrap_or_default(),
+            "Image": config.get("Image").cloned().unwrap_or_default(),
+            "ImageID": "",
+            "Command": config.get("Cmd").and_then(Value::as_array)
+                .map(|c| c.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(" ")).unwrap_or_default(),
+            "Created": created.as_secs(),
+            "Ports": [],
+            "Labels": config.get("Labels").cloned().unwrap_or_else(|| serde_json::json!({})),
+            "State": "created",
+            "Status": "Created",
+            "HostConfig": {"NetworkMode": config.get("HostConfig").and_then(|h| h.get("NetworkMode")).cloned().unwrap_or_else(|| "default".into())},
+            "NetworkSettings": {"Networks": {}},
+            "Mounts": [],
+        });
+        let as_inspect = serde_json::json!({"HostConfig": config.get("HostConfig").cloned().unwrap_or_default(), "Config": config});
+        let mut facts = ContainerFacts::from_inspect(&as_inspect);
+        facts.created_subsec_ns = created.subsec_nanos();
+        let entry = CachedContainer::new(summary, facts);
+        self.with_node_mut(key, |n| {
+            n.containers.entry(id.to_string()).or_insert(entry);
+        });
+    }
+
+    /// Applies what a successful change through the manager implies (a start runs the
+    /// container), so that the next `docker ps` agrees without waiting for the engine's event.
+    pub fn patch_container(&self, key: &str, id: &str, patch: impl FnOnce(&mut CachedContainer)) {
+        self.with_node_mut(key, |n| {
+            if let Some(c) = n.containers.get_mut(id) {
+                patch(c);
+                c.written = Instant::now();
+            }
+        });
     }
 
     /// Drops a container from the cache.
