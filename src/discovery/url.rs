@@ -74,6 +74,8 @@ impl DiscoveryUrl {
             }
             "token" => DiscoveryUrl::Token(rest.to_string()),
             "zk" => DiscoveryUrl::Zk(rest.to_string()),
+            // One engine on a unix socket, named by its own URL.
+            "unix" => DiscoveryUrl::Nodes(vec![url.to_string()]),
             _ => {
                 let entries = expand_entries(rest.split(','))?;
                 if entries.is_empty() {
@@ -160,5 +162,10 @@ mod tests {
             DiscoveryUrl::Etcd { endpoints: vec!["a:2379".into(), "b:2379".into()], prefix: "swarm".into(), path: "x/y".into() }
         );
         assert!(DiscoveryUrl::parse("nodes://", &[]).is_err());
+        assert_eq!(DiscoveryUrl::parse("unix:///run/d.sock", &[]).unwrap(), DiscoveryUrl::Nodes(vec!["unix:///run/d.sock".into()]));
+        assert_eq!(
+            DiscoveryUrl::parse("nodes://unix:///a.sock,127.0.0.1:1", &[]).unwrap(),
+            DiscoveryUrl::Nodes(vec!["unix:///a.sock".into(), "127.0.0.1:1".into()])
+        );
     }
 }

@@ -97,3 +97,38 @@ fn thirty_parallel_runs_on_three_nodes_spread_ten_each() {
         assert_eq!(e.container_names().len(), 10, "{} holds {:?}", e.name, e.container_names());
     }
 }
+
+#[test]
+fn copy_diff_export_commit_stats_update_port_and_build() {
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(2);
+    m.docker(&["run", "-d", "--name", "work", "-p", "8080:80", "busybox", "sleep", "300"]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("hello.txt");
+    std::fs::write(&src, "hello through swarm\n").unwrap();
+    m.docker(&["cp", src.to_str().unwrap(), "work:/hello.txt"]);
+    assert_eq!(m.docker(&["exec", "work", "cat", "/hello.txt"]), "hello through swarm");
+    let back = dir.path().join("back.txt");
+    m.docker(&["cp", "work:/hello.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "hello through swarm\n");
+    assert!(m.docker(&["diff", "work"]).contains("A /hello.txt"));
+    let tar = dir.path().join("export.tar");
+    m.docker(&["export", "-o", tar.to_str().unwrap(), "work"]);
+    assert!(std::fs::metadata(&tar).unwrap().len() > 100_000);
+    m.docker(&["commit", "work", "snapshot:1"]);
+    assert!(!m.docker(&["images", "-q", "snapshot:1"]).is_empty());
+    let stats = m.docker(&["stats", "--no-stream", "--format", "{{.Name}}", "work"]);
+    assert_eq!(stats, "work");
+    m.docker(&["update", "--memory", "64m", "--memory-swap", "-1", "work"]);
+    assert_eq!(m.docker(&["inspect", "-f", "{{.HostConfig.Memory}}", "work"]), "67108864");
+    // Engines without a bridge record bindings but publish none (`docker port` is empty even
+    // directly), so check what the engine recorded.
+    assert!(m.docker(&["inspect", "-f", "{{json .HostConfig.PortBindings}}", "work"]).contains("8080"));
+
+    std::fs::write(dir.path().join("Dockerfile"), "FROM busybox\nRUN echo built > /built.txt\nCMD [\"cat\", \"/built.txt\"]\n").unwrap();
+    let o = run(docker_cmd(&m.host()).env("DOCKER_BUILDKIT", "0").args(["build", "-q", "-t", "built:1"]).arg(dir.path()));
+    assert!(o.status.success(), "build: {}{}", stdout(&o), stderr(&o));
+    let o = run(docker_cmd(&m.host()).args(["run", "--rm", "built:1"]));
+    assert_eq!(stdout(&o).trim(), "built", "{}", stderr(&o));
+}

@@ -202,6 +202,11 @@ impl Engine {
         format!("tcp://{}", self.addr)
     }
 
+    /// `unix:///…/sock`: the engine's unix socket.
+    pub fn sock(&self) -> String {
+        format!("unix://{}", self.dir.path().join("sock").display())
+    }
+
     /// dockerd's pid.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

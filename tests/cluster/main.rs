@@ -1,0 +1,7 @@
+//! Engines seen from the manager: discovery, health, failures, on real dockerd engines.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod t10_discovery;
+mod t20_failures;

@@ -1,0 +1,62 @@
+use std::time::Duration;
+
+use crate::support::*;
+
+#[test]
+fn file_discovery_applies_edits_live_and_accepts_unix_sockets() {
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster");
+    std::fs::write(&file, format!("# engines\n{}\n", es[0].addr)).unwrap();
+    let url = format!("file://{}", file.display());
+    let m = Manager::start(&url, &["--heartbeat", "1s"]);
+    m.wait_healthy(1);
+    let listed = run(std::process::Command::new(env!("CARGO_BIN_EXE_swarm")).args(["list", &url]));
+    assert_eq!(stdout(&listed).trim(), es[0].addr);
+
+    // node-2 joins through its unix socket.
+    std::fs::write(&file, format!("{}\n{}\n", es[0].addr, es[1].sock())).unwrap();
+    m.wait_healthy(2);
+    m.docker(&["run", "-d", "--name", "u1", "--label", "x=1", "busybox", "sleep", "300"]);
+    m.docker(&["run", "-d", "--name", "u2", "--label", "x=1", "busybox", "sleep", "300"]);
+    assert_eq!(es[1].container_names().len(), 1, "the unix-socket engine takes its share");
+    assert_eq!(m.docker(&["exec", "u2", "echo", "via-unix"]).len(), "via-unix".len());
+
+    // node-1 leaves the file: it leaves `docker info`.
+    std::fs::write(&file, format!("{}\n", es[1].sock())).unwrap();
+    wait_until(Duration::from_secs(10), "node-1 leaves", || m.node_states().len() == 1);
+    assert_eq!(m.node_states()[0].0, "node-2");
+}
+
+#[test]
+fn discovery_urls_and_flags_are_validated_with_classic_messages() {
+    let swarm = env!("CARGO_BIN_EXE_swarm");
+    let cases: &[(&[&str], &str)] = &[
+        (&["manage"], "discovery required to manage a cluster. See 'swarm manage --help'."),
+        (&["manage", "--strategy", "fastest", "nodes://a:1"], "strategy not supported"),
+        (&["manage", "-f", "magic", "nodes://a:1"], "filter not supported"),
+        (&["manage", "--engine-refresh-min-interval", "10s", "--engine-refresh-max-interval", "5s", "nodes://a:1"], "max refresh interval cannot be less than min refresh interval"),
+        (&["manage", "--engine-failure-retry", "0", "nodes://a:1"], "invalid failure retry count"),
+        (&["manage", "--cluster-opt", "swarm.overcommit=-2", "nodes://a:1"], "swarm.overcommit should be larger than -1, -2.000000 is invalid"),
+        (&["manage", "--cluster-opt", "swarm.createretry=-1", "nodes://a:1"], "swarm.createretry can not be negative, -1 is invalid"),
+        (&["manage", "--replication", "nodes://a:1"], "--advertise address must be provided when using --leader-election"),
+        (&["manage", "--advertise", "nope", "nodes://a:1"], "--advertise should be of the form ip:port or hostname:port"),
+        (&["manage", "--heartbeat", "500ms", "nodes://a:1"], "--heartbeat should be at least one second"),
+        (&["join", "nodes://a:1"], "missing mandatory --advertise flag"),
+        (&["join", "--advertise", "a:1", "--heartbeat", "10s", "--ttl", "5s", "nodes://a:1"], "--ttl must be strictly superior to the heartbeat value"),
+        (&["join", "--advertise", "a:0", "nodes://a:1"], "--advertise should be of the form ip:port or hostname:port"),
+        (&["join", "--advertise", "a:1", "nodes://b:1"], "not implemented"),
+        (&["list"], "discovery required to list a cluster. See 'swarm list --help'."),
+        (&["create", "extra"], "the `create` command takes no arguments. See 'swarm create --help'."),
+    ];
+    for (args, want) in cases {
+        let o = run(std::process::Command::new(swarm).args(*args).env_remove("SWARM_DISCOVERY").env_remove("SWARM_HOST"));
+        assert!(!o.status.success(), "swarm {args:?} should fail");
+        assert!(stderr(&o).contains(want), "swarm {args:?}: wanted {want:?}, got {}", stderr(&o));
+    }
+    let token = stdout(&run(std::process::Command::new(swarm).arg("create")));
+    assert_eq!(token.trim().len(), 32);
+    assert!(stdout(&run(std::process::Command::new(swarm).arg("--version"))).starts_with("swarm version 0.1.0 ("));
+    let listed = stdout(&run(std::process::Command::new(swarm).args(["list", "127.0.0.1:[2375:2377]"])));
+    assert_eq!(listed, "127.0.0.1:2375\n127.0.0.1:2376\n127.0.0.1:2377\n");
+}

@@ -1,0 +1,41 @@
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+#[test]
+fn a_hung_engine_turns_unhealthy_and_calls_to_it_fail_clearly() {
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(2);
+    m.docker(&["run", "-d", "--name", "h1", "--label", "pin=1", "-e", "constraint:node==node-1", "busybox", "sleep", "300"]);
+    let mut events = docker_cmd(&m.host())
+        .args(["events", "--filter", "type=swarm", "--format", "{{.Action}} {{index .Actor.Attributes \"node.name\"}}"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    es[0].freeze();
+    let frozen = Instant::now();
+    // A call that reaches the hung engine fails with a Docker-shaped error, not a hang.
+    let (status, _, body) = http(&m.addr, "GET", "/v1.41/containers/h1/json", None);
+    assert!(status == 504 || status == 500, "status {status}: {}", String::from_utf8_lossy(&body));
+    assert!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["message"].is_string());
+    wait_until(Duration::from_secs(20), "node-1 is Unhealthy", || m.node_states().iter().any(|(n, s)| n == "node-1" && s == "Unhealthy"));
+    eprintln!("hung engine Unhealthy after {:?}", frozen.elapsed());
+    // New work goes to the healthy node.
+    m.docker(&["run", "-d", "--name", "h2", "busybox", "sleep", "300"]);
+    assert!(m.docker(&["ps", "--format", "{{.Names}}"]).contains("node-2/h2"));
+    let err = m.docker_err(&["inspect", "h1"]);
+    assert!(err.contains("unhealthy node node-1"), "{err}");
+
+    es[0].thaw();
+    wait_until(Duration::from_secs(20), "node-1 is Healthy again", || m.node_states().iter().all(|(_, s)| s == "Healthy"));
+    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
+    let seen: Vec<String> = (0..2).map(|_| lines.next().unwrap().unwrap()).collect();
+    let _ = events.kill();
+    let _ = events.wait();
+    assert_eq!(seen, ["engine_disconnect node-1", "engine_reconnect node-1"]);
+    assert_eq!(m.docker(&["inspect", "-f", "{{.State.Running}}", "h1"]), "true");
+}
