@@ -57,9 +57,9 @@ impl FilterKind {
         }
     }
 
-    /// What this filter asks of `spec`, for the failure message; `failed` says whether this
-    /// filter is the one that left no node (slots are only worth naming then).
-    pub fn conditions(self, spec: &ContainerSpec, failed: bool) -> Vec<String> {
+    /// What this filter asks of `spec`, for the failure message; `removed` says whether this
+    /// filter removed nodes (slots are only worth naming then).
+    pub fn conditions(self, spec: &ContainerSpec, removed: bool) -> Vec<String> {
         use FilterKind::*;
         match self {
             Health => vec![],
@@ -69,7 +69,7 @@ impl FilterKind {
                 .map(|(_, p)| format!("port {p} (Bridge mode)"))
                 .chain(spec.host_mode_ports.iter().map(|p| format!("port {p} (Host mode)")))
                 .collect(),
-            ContainerSlots if failed => vec!["available container slots".into()],
+            ContainerSlots if removed => vec!["available container slots".into()],
             ContainerSlots => vec![],
             Dependency => spec.dependencies.clone(),
             Affinity => spec.affinities.iter().map(Expr::text).collect(),

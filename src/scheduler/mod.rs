@@ -200,19 +200,21 @@ impl Scheduler {
         soft: bool,
     ) -> Result<Vec<&'n NodeSnapshot>, ScheduleError> {
         let mut candidates: Vec<&NodeSnapshot> = nodes.iter().collect();
-        for (i, f) in self.filters.iter().enumerate() {
+        // Name the conditions of every filter that removed nodes: together they are why none is left.
+        let mut conditions = String::new();
+        for f in &self.filters {
+            let before = candidates.len();
             candidates = f.apply(candidates, spec, soft)?;
+            if candidates.len() < before {
+                let c = f.conditions(spec, true);
+                if !c.is_empty() {
+                    conditions.push_str(&format!("\n[{}]", c.join(" ")));
+                }
+            }
             if candidates.is_empty() {
                 if *f == FilterKind::Health {
                     return Err(ScheduleError::NoHealthyNode);
                 }
-                let conditions: String = self.filters[..=i]
-                    .iter()
-                    .enumerate()
-                    .map(|(j, f)| f.conditions(spec, j == i))
-                    .filter(|c| !c.is_empty())
-                    .map(|c| format!("\n[{}]", c.join(" ")))
-                    .collect();
                 return Err(ScheduleError::Unsatisfied { conditions });
             }
         }
@@ -271,6 +273,16 @@ pub(crate) mod tests {
         let spec = ContainerSpec { constraints: vec![Expr::parse("node==node-9").unwrap()], ..Default::default() };
         let err = s.rank(&[node("node-1", 0)], &spec, &mut rng()).unwrap_err();
         assert_eq!(err.to_string(), "Unable to find a node that satisfies the following conditions \n[node==node-9]");
+    }
+
+    #[test]
+    fn every_filter_that_removed_nodes_is_named() {
+        let s = Scheduler::new(FilterKind::defaults(), StrategyKind::Spread);
+        let mut full = node("node-3", 2);
+        full.container_slots = Some(2);
+        let spec = ContainerSpec { constraints: vec![Expr::parse("node==node-3").unwrap()], ..Default::default() };
+        let err = s.rank(&[node("node-1", 0), full], &spec, &mut rng()).unwrap_err();
+        assert_eq!(err.to_string(), "Unable to find a node that satisfies the following conditions \n[available container slots]\n[node==node-3]");
     }
 
     #[test]
