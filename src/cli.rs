@@ -160,6 +160,9 @@ pub struct ManageArgs {
     /// Time after which an engine request (probe or API call waiting for headers) fails.
     #[arg(long = "engine-timeout", default_value = "3s")]
     pub engine_timeout: String,
+    /// Time an engine has to answer a container create before the manager gives up on it.
+    #[arg(long = "engine-create-timeout", default_value = "30s")]
+    pub engine_create_timeout: String,
     /// Discovery poll period (file://, token://).
     #[arg(long, default_value = "60s")]
     pub heartbeat: String,

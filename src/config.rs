@@ -41,6 +41,8 @@ pub struct Timing {
     pub engine_timeout: Duration,
     /// Discovery poll period.
     pub heartbeat: Duration,
+    /// Bound on an engine's answer to a container create.
+    pub create_timeout: Duration,
 }
 
 impl Timing {
@@ -54,6 +56,7 @@ impl Timing {
             probe_interval: Duration::from_secs(1),
             engine_timeout: Duration::from_secs(3),
             heartbeat: Duration::from_secs(60),
+            create_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -321,6 +324,7 @@ impl TryFrom<&ManageArgs> for ManageConfig {
                 probe_interval,
                 engine_timeout,
                 heartbeat,
+                create_timeout: parse_duration(&a.engine_create_timeout)?,
             },
             overcommit,
             create_retry,

@@ -285,7 +285,8 @@ async fn create_once(
     }
     let mut pulled = false;
     loop {
-        let sent = handle.client.call(Method::POST, &path, Some(payload.clone()), &headers, None).await;
+        let bound = Some(state.config.timing.create_timeout);
+        let sent = handle.client.call(Method::POST, &path, Some(payload.clone()), &headers, bound).await;
         match sent {
             Ok((status, resp_headers, bytes)) if status == StatusCode::CREATED => {
                 let id = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["Id"].as_str().map(str::to_string)).unwrap_or_default();
@@ -307,8 +308,10 @@ async fn create_once(
                 return Err(if status.is_server_error() { CreateFailure::Retryable(node, e) } else { fail(e) });
             }
             Err(e) => {
-                // The engine may have created it before failing: never leave a half-created one.
-                remove_by_swarm_id(&handle.client, swarm_id).await;
+                // The engine may have created it before failing, or may yet (a hung engine that
+                // resumes): keep trying to remove it, so that no half-created copy survives.
+                let (client, id) = (handle.client.clone(), swarm_id.to_string());
+                tokio::spawn(async move { remove_by_swarm_id_until_gone(client, id).await });
                 return Err(CreateFailure::Retryable(node, e.into()));
             }
         }
@@ -334,17 +337,33 @@ async fn pull_on(
     Ok(())
 }
 
-async fn remove_by_swarm_id(client: &crate::cluster::EngineClient, swarm_id: &str) {
+/// How long the manager keeps trying to remove a container whose create failed in flight.
+const ORPHAN_CLEANUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Removes every container carrying `swarm_id`; retries while the engine does not answer,
+/// within [`ORPHAN_CLEANUP_WINDOW`].
+async fn remove_by_swarm_id_until_gone(client: crate::cluster::EngineClient, swarm_id: String) {
     let filter = json!({"label": [format!("{}={swarm_id}", labels::SWARM_ID)]}).to_string();
     let query = form_urlencoded::Serializer::new(String::new()).append_pair("all", "1").append_pair("filters", &filter).finish();
     let path = format!("/containers/json?{query}");
-    if let Ok(list) = client.get_json(&path).await {
+    let deadline = tokio::time::Instant::now() + ORPHAN_CLEANUP_WINDOW;
+    while tokio::time::Instant::now() < deadline {
+        // A hung engine may still be processing the create: look again after it could have.
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let Ok(list) = client.get_json(&path).await else { continue };
+        let mut removed_all = true;
         for c in list.as_array().into_iter().flatten() {
             if let Some(id) = c["Id"].as_str() {
-                let _ = client.call(Method::DELETE, &format!("/containers/{id}?force=1"), None, &HeaderMap::new(), Some(client.timeout())).await;
+                let gone = client.call(Method::DELETE, &format!("/containers/{id}?force=1"), None, &HeaderMap::new(), Some(client.timeout())).await;
+                removed_all &= matches!(gone, Ok((s, _, _)) if s.is_success() || s == StatusCode::NOT_FOUND);
             }
         }
+        if removed_all {
+            tracing::info!(swarm_id = %swarm_id, "Create interrupted in flight: no copy left on the engine.");
+            return;
+        }
     }
+    tracing::error!(swarm_id = %swarm_id, "Could not confirm removal of a container whose create failed; remove it by its com.docker.swarm.id label.");
 }
 
 // === per-container routes ===

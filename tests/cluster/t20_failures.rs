@@ -39,3 +39,23 @@ fn a_hung_engine_turns_unhealthy_and_calls_to_it_fail_clearly() {
     assert_eq!(seen, ["engine_disconnect node-1", "engine_reconnect node-1"]);
     assert_eq!(m.docker(&["inspect", "-f", "{{.State.Running}}", "h1"]), "true");
 }
+
+#[test]
+fn a_create_on_a_hung_engine_retries_elsewhere_and_leaves_no_copy() {
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let m = Manager::start(
+        &nodes_url(&es),
+        &["--engine-create-timeout", "2s", "--cluster-opt", "swarm.createretry=1", "--engine-probe-interval", "60s"],
+    );
+    m.wait_healthy(2);
+    // Both nodes are empty: spread breaks the tie by name, so node-1 is chosen first.
+    es[0].freeze();
+    let started = Instant::now();
+    m.docker(&["run", "-d", "--name", "once", "busybox", "sleep", "300"]);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(m.docker(&["inspect", "-f", "{{.Node.Name}}", "once"]), "node-2");
+    // node-1 resumes and may finish the create it was given: the manager removes that copy.
+    es[0].thaw();
+    wait_until(Duration::from_secs(30), "node-1 holds no copy", || es[0].container_names().is_empty());
+    assert_eq!(es[1].container_names(), vec!["once".to_string()]);
+}
