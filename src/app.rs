@@ -93,9 +93,10 @@ async fn join(config: JoinConfig) -> Result<(), RunError> {
         tokio::time::sleep(wait).await;
     }
     info!(heartbeat = ?config.heartbeat, "Registering on the discovery service every {:?}...", config.heartbeat);
-    loop {
-        discovery::register(&config.discovery, &config.advertise, config.ttl).await?;
-        tokio::time::sleep(config.heartbeat).await;
+    let registering = discovery::register_forever(&config.discovery, &config.advertise, config.ttl, config.heartbeat);
+    tokio::select! {
+        r = registering => r.map_err(RunError::from),
+        _ = shutdown_signal() => Ok(()),
     }
 }
 
@@ -168,7 +169,16 @@ impl App {
         );
         let scheduler = Scheduler::new(config.filters.clone(), config.strategy);
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-        let state = ApiState::new(StateInner { cluster, scheduler, config, metrics, registry, hostname, started: SystemTime::now() });
+        let state = ApiState::new(StateInner {
+            cluster,
+            scheduler,
+            config,
+            metrics,
+            registry,
+            hostname,
+            started: SystemTime::now(),
+            tokens: Default::default(),
+        });
         Ok(App { state, listeners, tracker, cancel })
     }
 

@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod query;
 pub mod router;
 pub mod system;
+pub mod token;
 pub mod version;
 pub mod volumes;
 
@@ -63,6 +64,8 @@ pub struct StateInner {
     pub hostname: String,
     /// When the manager started.
     pub started: SystemTime,
+    /// Registrations of the token discovery service this manager serves.
+    pub tokens: crate::discovery::token::TokenRegistry,
 }
 
 impl std::ops::Deref for ApiState {

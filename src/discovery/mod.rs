@@ -3,6 +3,8 @@
 //!
 //! - `url`: parsing of discovery URLs and ranges.
 
+pub mod etcd;
+pub mod token;
 pub mod url;
 
 use std::collections::BTreeSet;
@@ -28,6 +30,12 @@ pub enum DiscoveryError {
     /// The file's content does not parse.
     #[error("invalid discovery entries")]
     Entries(#[from] url::UrlError),
+    /// etcd failed.
+    #[error("etcd: {0}")]
+    Etcd(String),
+    /// The token service failed.
+    #[error("token service: {0}")]
+    Token(String),
     /// The backend arrives with a later issue.
     #[error("{scheme}:// discovery is not available in this build yet")]
     Unsupported {
@@ -61,16 +69,20 @@ pub async fn fetch(url: &DiscoveryUrl) -> Result<BTreeSet<String>, DiscoveryErro
                 .map_err(|source| DiscoveryError::File { path: path.display().to_string(), source })?;
             Ok(url::expand_entries(text.lines())?.into_iter().collect())
         }
+        DiscoveryUrl::Etcd { endpoints, prefix, path } => etcd::fetch(&etcd::EtcdNodes::new(endpoints, prefix, path)).await,
+        DiscoveryUrl::Token(rest) => token::fetch(&token::TokenUrl::parse(rest)).await,
         other => Err(DiscoveryError::Unsupported { scheme: other.scheme() }),
     }
 }
 
-/// Registers an engine address (`swarm join`).
-pub async fn register(url: &DiscoveryUrl, _addr: &str, _ttl: Duration) -> Result<(), DiscoveryError> {
+/// Keeps an engine address registered (`swarm join`): every `heartbeat`, with a `ttl`.
+pub async fn register_forever(url: &DiscoveryUrl, addr: &str, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
     match url {
-        DiscoveryUrl::Nodes(_) | DiscoveryUrl::File(_) => {
-            Err(DiscoveryError::RegisterUnsupported { scheme: url.scheme() })
+        DiscoveryUrl::Nodes(_) | DiscoveryUrl::File(_) => Err(DiscoveryError::RegisterUnsupported { scheme: url.scheme() }),
+        DiscoveryUrl::Etcd { endpoints, prefix, path } => {
+            etcd::register_forever(etcd::EtcdNodes::new(endpoints, prefix, path), addr.to_string(), ttl, heartbeat).await
         }
+        DiscoveryUrl::Token(rest) => token::register_forever(token::TokenUrl::parse(rest), addr.to_string(), ttl, heartbeat).await,
         other => Err(DiscoveryError::Unsupported { scheme: other.scheme() }),
     }
 }
@@ -78,10 +90,14 @@ pub async fn register(url: &DiscoveryUrl, _addr: &str, _ttl: Duration) -> Result
 /// Sends the entry set now and whenever it changes (file: polled every `heartbeat`), until the
 /// receiver is dropped. Static lists send once and return.
 pub async fn watch(url: DiscoveryUrl, heartbeat: Duration, tx: mpsc::Sender<DiscoveryEvent>) {
+    if let DiscoveryUrl::Etcd { endpoints, prefix, path } = &url {
+        return etcd::watch(etcd::EtcdNodes::new(endpoints, prefix, path), tx).await;
+    }
     let mut last: Option<BTreeSet<String>> = None;
     loop {
         let event = match fetch(&url).await {
             Ok(set) if last.as_ref() == Some(&set) => None,
+            // A poll that failed keeps the previous set: a restarting service drops no node.
             Ok(set) => {
                 last = Some(set.clone());
                 Some(DiscoveryEvent::Entries(set))

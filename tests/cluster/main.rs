@@ -5,3 +5,5 @@ mod support;
 
 mod t10_discovery;
 mod t20_failures;
+mod t30_etcd;
+mod t40_token;

@@ -278,8 +278,13 @@ impl Manager {
     /// Starts `swarm manage` on a free port over `discovery`, with test-friendly timing unless
     /// `extra` overrides it; waits until it answers `/_ping`.
     pub fn start(discovery: &str, extra: &[&str]) -> Manager {
+        Manager::start_on(free_port(), discovery, extra)
+    }
+
+    /// Like [`Manager::start`] on a given port.
+    pub fn start_on(port: u16, discovery: &str, extra: &[&str]) -> Manager {
         let dir = unique_dir("swarm-manager-");
-        let addr = format!("127.0.0.1:{}", free_port());
+        let addr = format!("127.0.0.1:{port}");
         let log = dir.path().join("log");
         let file = std::fs::File::create(&log).expect("log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarm"));
@@ -394,4 +399,150 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
         raw = raw.get(start + size + 2..).unwrap_or_default();
     }
     out
+}
+
+impl Manager {
+    /// Starts a manager whose discovery URL names its own address (token discovery served by
+    /// the manager itself).
+    pub fn start_with(discovery: impl FnOnce(&str) -> String, extra: &[&str]) -> Manager {
+        let port = free_port();
+        let url = discovery(&format!("127.0.0.1:{port}"));
+        Manager::start_on(port, &url, extra)
+    }
+}
+
+// === etcd ===
+
+/// A real etcd member, stopped by pid.
+pub struct Etcd {
+    /// Its name in the cluster.
+    pub name: String,
+    /// `127.0.0.1:port` for clients.
+    pub client_addr: String,
+    peer_addr: String,
+    initial_cluster: String,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Etcd {
+    /// A one-member etcd.
+    pub fn single() -> Etcd {
+        Etcd::cluster(1).pop().expect("one member")
+    }
+
+    /// An `n`-member etcd cluster, started together.
+    pub fn cluster(n: usize) -> Vec<Etcd> {
+        require("etcd", "etcd-server");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial = (0..n).map(|i| format!("e{i}=http://127.0.0.1:{}", ports[i].1)).collect::<Vec<_>>().join(",");
+        let mut members: Vec<Etcd> = (0..n)
+            .map(|i| Etcd {
+                name: format!("e{i}"),
+                client_addr: format!("127.0.0.1:{}", ports[i].0),
+                peer_addr: format!("127.0.0.1:{}", ports[i].1),
+                initial_cluster: initial.clone(),
+                dir: unique_dir("swarm-etcd-"),
+                child: None,
+            })
+            .collect();
+        for m in &mut members {
+            m.spawn();
+        }
+        for m in &members {
+            m.wait_ready();
+        }
+        members
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("log")).expect("log");
+        let child = Command::new("etcd")
+            .args(["--name", &self.name, "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &format!("http://{}", self.client_addr)])
+            .args(["--advertise-client-urls", &format!("http://{}", self.client_addr)])
+            .args(["--listen-peer-urls", &format!("http://{}", self.peer_addr)])
+            .args(["--initial-advertise-peer-urls", &format!("http://{}", self.peer_addr)])
+            .args(["--initial-cluster", &self.initial_cluster, "--initial-cluster-state", "new"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start etcd");
+        self.child = Some(child);
+    }
+
+    fn wait_ready(&self) {
+        let addr = self.client_addr.clone();
+        wait_until(Duration::from_secs(30), &format!("etcd {} is healthy", self.name), || {
+            let (status, _, body) = http(&addr, "GET", "/health", None);
+            status == 200 && String::from_utf8_lossy(&body).contains("true")
+        });
+    }
+
+    /// Stops the member (SIGTERM).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            terminate(child.id(), Duration::from_secs(10));
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the member again on its data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+        self.wait_ready();
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `etcd://a,b,c/prefix`.
+pub fn etcd_url(members: &[Etcd], prefix: &str) -> String {
+    format!("etcd://{}/{prefix}", members.iter().map(|m| m.client_addr.as_str()).collect::<Vec<_>>().join(","))
+}
+
+/// A `swarm join` process, stopped by pid.
+pub struct Join {
+    child: Child,
+}
+
+impl Join {
+    /// Registers `advertise` in `discovery` every `heartbeat` with `ttl`.
+    pub fn start(advertise: &str, discovery: &str, heartbeat: &str, ttl: &str) -> Join {
+        let child = Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args(["join", "--advertise", advertise, "--heartbeat", heartbeat, "--ttl", ttl, discovery])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start swarm join");
+        Join { child }
+    }
+
+    /// Kills it (SIGKILL): its registration must expire by itself.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Join {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `swarm list <discovery>`, sorted lines.
+pub fn swarm_list(discovery: &str) -> Vec<String> {
+    let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["list", "--timeout", "5s", discovery]));
+    let mut lines: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+    lines.sort();
+    lines
 }

@@ -1,0 +1,179 @@
+//! etcd v3 discovery: engines registered under `<prefix>/<kv.path>/<addr>` with a lease as TTL.
+//! The watcher lists then watches the prefix, and keeps the last set while etcd is away, so an
+//! etcd restart drops no node.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::{DiscoveryError, DiscoveryEvent};
+
+/// Bound on connecting to etcd and on each of its calls.
+const ETCD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Where the nodes live in etcd.
+#[derive(Debug, Clone)]
+pub struct EtcdNodes {
+    /// Client endpoints.
+    pub endpoints: Vec<String>,
+    /// `<prefix>/<path>/`, the key prefix of node entries.
+    pub key_prefix: String,
+}
+
+impl EtcdNodes {
+    /// Builds the key prefix from the URL's prefix and `kv.path`.
+    pub fn new(endpoints: &[String], prefix: &str, path: &str) -> Self {
+        let parts: Vec<&str> = [prefix, path].into_iter().map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()).collect();
+        EtcdNodes { endpoints: endpoints.to_vec(), key_prefix: format!("{}/", parts.join("/")) }
+    }
+
+    fn key(&self, addr: &str) -> String {
+        format!("{}{addr}", self.key_prefix)
+    }
+}
+
+fn failed(e: etcd_client::Error) -> DiscoveryError {
+    DiscoveryError::Etcd(e.to_string())
+}
+
+async fn connect(endpoints: &[String]) -> Result<Client, DiscoveryError> {
+    let opts = ConnectOptions::new().with_connect_timeout(ETCD_TIMEOUT).with_timeout(ETCD_TIMEOUT);
+    Client::connect(endpoints, Some(opts)).await.map_err(failed)
+}
+
+/// The current entries, and the revision they were read at.
+async fn list(client: &mut Client, nodes: &EtcdNodes) -> Result<(BTreeSet<String>, i64), DiscoveryError> {
+    let resp = client.get(nodes.key_prefix.as_str(), Some(GetOptions::new().with_prefix())).await.map_err(failed)?;
+    let revision = resp.header().map_or(0, |h| h.revision());
+    let entries = resp
+        .kvs()
+        .iter()
+        .filter_map(|kv| kv.key_str().ok().and_then(|k| k.strip_prefix(nodes.key_prefix.as_str())).map(str::to_string))
+        .filter(|a| !a.is_empty())
+        .collect();
+    Ok((entries, revision))
+}
+
+/// Reads the entries once (`swarm list`).
+pub async fn fetch(nodes: &EtcdNodes) -> Result<BTreeSet<String>, DiscoveryError> {
+    let mut client = connect(&nodes.endpoints).await?;
+    Ok(list(&mut client, nodes).await?.0)
+}
+
+/// Lists, then follows changes; on any failure waits and starts over with a fresh list. The
+/// receiver keeps the previous set until a new one arrives.
+pub async fn watch(nodes: EtcdNodes, tx: mpsc::Sender<DiscoveryEvent>) {
+    let mut backoff = Duration::from_millis(250);
+    let mut last: Option<BTreeSet<String>> = None;
+    loop {
+        let outcome = follow(&nodes, &tx, &mut last).await;
+        if tx.is_closed() {
+            return;
+        }
+        if let Err(e) = outcome {
+            warn!(error = %e, "etcd watch failed; keeping the last known engines.");
+            if tx.send(DiscoveryEvent::Failed(e)).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = tx.closed() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn follow(nodes: &EtcdNodes, tx: &mpsc::Sender<DiscoveryEvent>, last: &mut Option<BTreeSet<String>>) -> Result<(), DiscoveryError> {
+    let mut client = connect(&nodes.endpoints).await?;
+    let (mut entries, revision) = list(&mut client, nodes).await?;
+    if last.as_ref() != Some(&entries) {
+        *last = Some(entries.clone());
+        if tx.send(DiscoveryEvent::Entries(entries.clone())).await.is_err() {
+            return Ok(());
+        }
+    }
+    let opts = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
+    let mut stream = client.watch(nodes.key_prefix.as_str(), Some(opts)).await.map_err(failed)?;
+    loop {
+        let msg = tokio::select! {
+            m = stream.message() => m.map_err(failed)?,
+            _ = tx.closed() => return Ok(()),
+        };
+        let Some(resp) = msg else { return Err(DiscoveryError::Etcd("watch stream ended".into())) };
+        if resp.canceled() {
+            return Err(DiscoveryError::Etcd(format!("watch canceled: {}", resp.cancel_reason())));
+        }
+        for ev in resp.events() {
+            let Some(addr) = ev.kv().and_then(|kv| kv.key_str().ok()).and_then(|k| k.strip_prefix(nodes.key_prefix.as_str())) else { continue };
+            match ev.event_type() {
+                EventType::Put => entries.insert(addr.to_string()),
+                EventType::Delete => entries.remove(addr),
+            };
+        }
+        if last.as_ref() != Some(&entries) {
+            *last = Some(entries.clone());
+            if tx.send(DiscoveryEvent::Entries(entries.clone())).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Keeps `addr` registered: a lease of `ttl`, renewed every `heartbeat`; a lost lease (etcd
+/// restarted from scratch, or the join was partitioned past its TTL) is granted again and the
+/// key written again. Runs until the process stops.
+pub async fn register_forever(nodes: EtcdNodes, addr: String, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
+    let key = nodes.key(&addr);
+    let ttl_secs = ttl.as_secs().max(2) as i64;
+    let mut client: Option<Client> = None;
+    let mut lease: Option<i64> = None;
+    loop {
+        let outcome: Result<(), DiscoveryError> = async {
+            if client.is_none() {
+                client = Some(connect(&nodes.endpoints).await?);
+            }
+            let c = client.as_mut().expect("connected above");
+            if let Some(id) = lease {
+                let (mut keeper, mut responses) = c.lease_keep_alive(id).await.map_err(failed)?;
+                keeper.keep_alive().await.map_err(failed)?;
+                let alive = responses.message().await.map_err(failed)?.is_some_and(|r| r.ttl() > 0);
+                if !alive {
+                    lease = None;
+                }
+            }
+            if lease.is_none() {
+                let id = c.lease_grant(ttl_secs, None).await.map_err(failed)?.id();
+                c.put(key.as_str(), addr.as_str(), Some(PutOptions::new().with_lease(id))).await.map_err(failed)?;
+                lease = Some(id);
+                info!(key = %key, ttl = ttl_secs, "Registered on etcd.");
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            warn!(error = %e, "Registration failed; retrying.");
+            client = None;
+            tokio::time::sleep(heartbeat.min(MAX_BACKOFF)).await;
+            continue;
+        }
+        tokio::time::sleep(heartbeat).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_live_under_prefix_and_path() {
+        let n = EtcdNodes::new(&["a:2379".into()], "swarm", "docker/swarm/nodes");
+        assert_eq!(n.key("127.0.0.1:2375"), "swarm/docker/swarm/nodes/127.0.0.1:2375");
+        assert_eq!(EtcdNodes::new(&[], "", "/x/y/").key_prefix, "x/y/");
+    }
+}

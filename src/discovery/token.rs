@@ -1,0 +1,136 @@
+//! `token://` discovery without Docker Hub: the hub's small API (`POST /v1/clusters/<token>?ttl=N`
+//! with the address as body, `GET /v1/clusters/<token>` for the JSON list) is served by swarm's
+//! manager itself; this module is its client and its in-memory registry.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use parking_lot::Mutex;
+use tracing::{info, warn};
+
+use super::DiscoveryError;
+
+/// Where a token lives: `token://host:port/v1/<token>` (or `token://host:port/<token>`), and a
+/// bare `token://<token>` on the default manager address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUrl {
+    /// `http://host:port/v1` (no trailing slash).
+    pub base: String,
+    /// The cluster token.
+    pub token: String,
+}
+
+/// The service address a bare `token://<token>` uses: the manager's default listen address.
+pub const DEFAULT_SERVICE: &str = "127.0.0.1:2375/v1";
+
+impl TokenUrl {
+    /// Parses what follows `token://`.
+    pub fn parse(rest: &str) -> TokenUrl {
+        let (service, token) = match rest.rsplit_once('/') {
+            Some((service, token)) => (service, token),
+            None => (DEFAULT_SERVICE, rest),
+        };
+        TokenUrl { base: format!("http://{}", service.trim_end_matches('/')), token: token.to_string() }
+    }
+
+    fn cluster_url(&self) -> String {
+        format!("{}/clusters/{}", self.base, self.token)
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> DiscoveryError {
+    DiscoveryError::Token(e.to_string())
+}
+
+async fn request(method: http::Method, url: &str, body: Bytes) -> Result<(http::StatusCode, Bytes), DiscoveryError> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = http::Request::builder().method(method).uri(url).body(Full::new(body)).map_err(failed)?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), client.request(req)).await.map_err(failed)?.map_err(failed)?;
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.map_err(failed)?.to_bytes();
+    Ok((status, bytes))
+}
+
+/// The registered entries.
+pub async fn fetch(url: &TokenUrl) -> Result<BTreeSet<String>, DiscoveryError> {
+    let (status, body) = request(http::Method::GET, &url.cluster_url(), Bytes::new()).await?;
+    if !status.is_success() {
+        return Err(DiscoveryError::Token(format!("{} answered {status}", url.cluster_url())));
+    }
+    let list: Vec<String> = serde_json::from_slice(&body).map_err(failed)?;
+    Ok(list.into_iter().collect())
+}
+
+/// Registers `addr` every `heartbeat` with a TTL, forever.
+pub async fn register_forever(url: TokenUrl, addr: String, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
+    let target = format!("{}?ttl={}", url.cluster_url(), ttl.as_secs().max(1));
+    let mut registered = false;
+    loop {
+        match request(http::Method::POST, &target, Bytes::from(addr.clone())).await {
+            Ok((s, _)) if s.is_success() => {
+                if !registered {
+                    info!(token = %url.token, addr = %addr, "Registered with the token service.");
+                }
+                registered = true;
+            }
+            Ok((s, _)) => warn!(status = %s, "Token service refused the registration; retrying."),
+            Err(e) => warn!(error = %e, "Token service unreachable; retrying."),
+        }
+        tokio::time::sleep(heartbeat).await;
+    }
+}
+
+/// The service side: tokens and their entries, each entry with an expiry.
+#[derive(Debug, Default)]
+pub struct TokenRegistry {
+    clusters: Mutex<HashMap<String, HashMap<String, Instant>>>,
+}
+
+impl TokenRegistry {
+    /// Records `addr` under `token` for `ttl`.
+    pub fn register(&self, token: &str, addr: &str, ttl: Duration) {
+        self.clusters.lock().entry(token.to_string()).or_default().insert(addr.to_string(), Instant::now() + ttl);
+    }
+
+    /// The live entries of `token`, expired ones dropped.
+    pub fn entries(&self, token: &str) -> Vec<String> {
+        let now = Instant::now();
+        let mut clusters = self.clusters.lock();
+        let Some(entries) = clusters.get_mut(token) else { return Vec::new() };
+        entries.retain(|_, expiry| *expiry > now);
+        let mut list: Vec<String> = entries.keys().cloned().collect();
+        list.sort();
+        list
+    }
+
+    /// Forgets a token.
+    pub fn delete(&self, token: &str) {
+        self.clusters.lock().remove(token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_urls_name_their_service() {
+        assert_eq!(TokenUrl::parse("abc"), TokenUrl { base: "http://127.0.0.1:2375/v1".into(), token: "abc".into() });
+        assert_eq!(TokenUrl::parse("127.0.0.1:4000/v1/abc"), TokenUrl { base: "http://127.0.0.1:4000/v1".into(), token: "abc".into() });
+    }
+
+    #[test]
+    fn entries_expire() {
+        let r = TokenRegistry::default();
+        r.register("t", "a:1", Duration::from_secs(60));
+        r.register("t", "b:1", Duration::from_millis(0));
+        assert_eq!(r.entries("t"), vec!["a:1".to_string()]);
+        assert!(r.entries("other").is_empty());
+        r.delete("t");
+        assert!(r.entries("t").is_empty());
+    }
+}

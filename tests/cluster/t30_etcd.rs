@@ -1,0 +1,54 @@
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+#[test]
+fn etcd_joins_before_and_after_the_manager_and_expire_with_their_ttl() {
+    let mut etcd = Etcd::single();
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let url = etcd_url(std::slice::from_ref(&etcd), "swarm");
+    let mut j1 = Join::start(&es[0].addr, &url, "1s", "3s");
+    wait_until(Duration::from_secs(10), "node-1 registered", || swarm_list(&url) == vec![es[0].addr.clone()]);
+    let m = Manager::start(&url, &[]);
+    m.wait_healthy(1);
+    let _j2 = Join::start(&es[1].addr, &url, "1s", "3s");
+    m.wait_healthy(2);
+    let mut want = vec![es[0].addr.clone(), es[1].addr.clone()];
+    want.sort();
+    assert_eq!(swarm_list(&url), want);
+
+    // etcd restarts: the manager keeps its nodes, and the joins carry on.
+    etcd.restart();
+    assert_eq!(m.node_states().len(), 2);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(m.node_states().len(), 2, "an etcd restart dropped nodes");
+    assert_eq!(swarm_list(&url), want);
+
+    // A join that dies stops renewing: its entry leaves within ttl + heartbeat.
+    j1.kill();
+    let killed = Instant::now();
+    wait_until(Duration::from_secs(10), "node-1 leaves the cluster", || m.node_states().len() == 1);
+    eprintln!("expired join removed after {:?} (ttl 3s, heartbeat 1s)", killed.elapsed());
+    assert_eq!(m.node_states()[0].0, "node-2");
+    assert_eq!(swarm_list(&url), vec![es[1].addr.clone()]);
+}
+
+#[test]
+fn a_three_member_etcd_losing_one_member_drops_no_node() {
+    let mut etcd = Etcd::cluster(3);
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let url = etcd_url(&etcd, "ha");
+    let _j1 = Join::start(&es[0].addr, &url, "1s", "4s");
+    let m = Manager::start(&url, &["--discovery-opt", "kv.path=custom/nodes"]);
+    // kv.path moves the keys: the join wrote under the default path, so nothing yet.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(m.node_states().len(), 0);
+    drop(m);
+    let m = Manager::start(&url, &[]);
+    m.wait_healthy(1);
+    etcd[0].stop();
+    let _j2 = Join::start(&es[1].addr, &url, "1s", "4s");
+    m.wait_healthy(2);
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(m.node_states().iter().filter(|(_, s)| s == "Healthy").count(), 2);
+}
