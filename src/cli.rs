@@ -157,6 +157,9 @@ pub struct ManageArgs {
     /// Period of the light health probe (GET /_ping) sent to every engine.
     #[arg(long = "engine-probe-interval", default_value = "1s")]
     pub engine_probe_interval: String,
+    /// Bound on one health probe.
+    #[arg(long = "engine-probe-timeout", default_value = "2s")]
+    pub engine_probe_timeout: String,
     /// Time after which an engine request (probe or API call waiting for headers) fails.
     #[arg(long = "engine-timeout", default_value = "3s")]
     pub engine_timeout: String,

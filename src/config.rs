@@ -37,6 +37,9 @@ pub struct Timing {
     pub failure_retry: u32,
     /// Period of the `/_ping` health probe.
     pub probe_interval: Duration,
+    /// Bound on one probe: a hung engine is Unhealthy after about
+    /// `failure_retry * (probe_interval + probe_timeout)`.
+    pub probe_timeout: Duration,
     /// Bound on waiting for an engine's response headers (and on connecting).
     pub engine_timeout: Duration,
     /// Discovery poll period.
@@ -54,6 +57,7 @@ impl Timing {
             refresh_max: Duration::from_secs(60),
             failure_retry: 3,
             probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_secs(2),
             engine_timeout: Duration::from_secs(3),
             heartbeat: Duration::from_secs(60),
             create_timeout: Duration::from_secs(30),
@@ -322,6 +326,7 @@ impl TryFrom<&ManageArgs> for ManageConfig {
                 refresh_max,
                 failure_retry: a.engine_failure_retry as u32,
                 probe_interval,
+                probe_timeout: parse_duration(&a.engine_probe_timeout)?,
                 engine_timeout,
                 heartbeat,
                 create_timeout: parse_duration(&a.engine_create_timeout)?,

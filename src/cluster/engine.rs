@@ -337,10 +337,9 @@ impl EngineClient {
             .map_err(|e| EngineError::Protocol { addr: self.inner.addr.to_string(), detail: e.to_string() })
     }
 
-    /// `GET /_ping` within the timeout: the light health probe.
-    pub async fn ping(&self) -> Result<(), EngineError> {
-        let (status, _, body) =
-            self.call(Method::GET, "/_ping", None, &HeaderMap::new(), Some(self.inner.timeout)).await?;
+    /// `GET /_ping` within `timeout`: the light health probe.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), EngineError> {
+        let (status, _, body) = self.call(Method::GET, "/_ping", None, &HeaderMap::new(), Some(timeout)).await?;
         if status.is_success() {
             Ok(())
         } else {

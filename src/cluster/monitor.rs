@@ -53,11 +53,11 @@ fn state(cluster: &Cluster, key: &str) -> Option<NodeState> {
 /// `GET /_ping` every probe interval: what turns a stopped or hung engine Unhealthy in seconds.
 async fn probe_loop(cluster: &Cluster, key: &str) {
     let Some(client) = cluster.with_nodes(|n| n.get(key).map(|n| n.client.clone())) else { return };
-    let interval = cluster.options().timing.probe_interval;
+    let (interval, timeout) = (cluster.options().timing.probe_interval, cluster.options().timing.probe_timeout);
     loop {
         tokio::time::sleep(interval).await;
         let was = state(cluster, key);
-        let result = client.ping().await;
+        let result = client.ping(timeout).await;
         cluster.record(key, result.as_ref().map(|_| ()));
         if was == Some(NodeState::Unhealthy) && state(cluster, key) == Some(NodeState::Healthy) {
             // Back from a failure: containers may have changed while we could not see them.
