@@ -288,7 +288,10 @@ impl Manager {
         let log = dir.path().join("log");
         let file = std::fs::File::create(&log).expect("log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarm"));
-        cmd.args(["manage", "-H", &addr, "--engine-refresh-min-interval", "2s", "--engine-refresh-max-interval", "4s"]);
+        cmd.args(["manage", "-H", &addr]);
+        if !extra.iter().any(|a| a.starts_with("--engine-refresh")) {
+            cmd.args(["--engine-refresh-min-interval", "2s", "--engine-refresh-max-interval", "4s"]);
+        }
         cmd.args(extra).arg(discovery);
         let child = cmd.stdin(Stdio::null()).stdout(file.try_clone().expect("log")).stderr(file).env("RUST_LOG", "info").spawn().expect("start swarm manage");
         let m = Manager { addr, child: Some(child), log, _dir: dir };
