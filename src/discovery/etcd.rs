@@ -5,10 +5,11 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, PutOptions, WatchOptions};
+use etcd_client::{Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, PutOptions, TlsOptions, WatchOptions};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::url::KvTls;
 use super::{DiscoveryError, DiscoveryEvent};
 
 /// Bound on connecting to etcd and on each of its calls.
@@ -23,13 +24,15 @@ pub struct EtcdNodes {
     pub endpoints: Vec<String>,
     /// `<prefix>/<path>/`, the key prefix of node entries.
     pub key_prefix: String,
+    /// Client TLS, when the store wants it.
+    pub tls: Option<KvTls>,
 }
 
 impl EtcdNodes {
     /// Builds the key prefix from the URL's prefix and `kv.path`.
-    pub fn new(endpoints: &[String], prefix: &str, path: &str) -> Self {
+    pub fn new(endpoints: &[String], prefix: &str, path: &str, tls: Option<KvTls>) -> Self {
         let parts: Vec<&str> = [prefix, path].into_iter().map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()).collect();
-        EtcdNodes { endpoints: endpoints.to_vec(), key_prefix: format!("{}/", parts.join("/")) }
+        EtcdNodes { endpoints: endpoints.to_vec(), key_prefix: format!("{}/", parts.join("/")), tls }
     }
 
     fn key(&self, addr: &str) -> String {
@@ -41,8 +44,17 @@ fn failed(e: etcd_client::Error) -> DiscoveryError {
     DiscoveryError::Etcd(e.to_string())
 }
 
-async fn connect(endpoints: &[String]) -> Result<Client, DiscoveryError> {
-    let opts = ConnectOptions::new().with_connect_timeout(ETCD_TIMEOUT).with_timeout(ETCD_TIMEOUT);
+async fn connect(nodes: &EtcdNodes) -> Result<Client, DiscoveryError> {
+    let mut opts = ConnectOptions::new().with_connect_timeout(ETCD_TIMEOUT).with_timeout(ETCD_TIMEOUT);
+    let mut endpoints = nodes.endpoints.clone();
+    if let Some(tls) = &nodes.tls {
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| DiscoveryError::Etcd(format!("cannot read {}: {e}", p.display())));
+        let options = TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(read(&tls.ca)?))
+            .identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+        opts = opts.with_tls(options);
+        endpoints = endpoints.iter().map(|e| if e.contains("://") { e.clone() } else { format!("https://{e}") }).collect();
+    }
     Client::connect(endpoints, Some(opts)).await.map_err(failed)
 }
 
@@ -61,7 +73,7 @@ async fn list(client: &mut Client, nodes: &EtcdNodes) -> Result<(BTreeSet<String
 
 /// Reads the entries once (`swarm list`).
 pub async fn fetch(nodes: &EtcdNodes) -> Result<BTreeSet<String>, DiscoveryError> {
-    let mut client = connect(&nodes.endpoints).await?;
+    let mut client = connect(nodes).await?;
     Ok(list(&mut client, nodes).await?.0)
 }
 
@@ -90,7 +102,7 @@ pub async fn watch(nodes: EtcdNodes, tx: mpsc::Sender<DiscoveryEvent>) {
 }
 
 async fn follow(nodes: &EtcdNodes, tx: &mpsc::Sender<DiscoveryEvent>, last: &mut Option<BTreeSet<String>>) -> Result<(), DiscoveryError> {
-    let mut client = connect(&nodes.endpoints).await?;
+    let mut client = connect(nodes).await?;
     let (mut entries, revision) = list(&mut client, nodes).await?;
     if last.as_ref() != Some(&entries) {
         *last = Some(entries.clone());
@@ -136,7 +148,7 @@ pub async fn register_forever(nodes: EtcdNodes, addr: String, ttl: Duration, hea
     loop {
         let outcome: Result<(), DiscoveryError> = async {
             if client.is_none() {
-                client = Some(connect(&nodes.endpoints).await?);
+                client = Some(connect(&nodes).await?);
             }
             let c = client.as_mut().expect("connected above");
             if let Some(id) = lease {
@@ -172,8 +184,8 @@ mod tests {
 
     #[test]
     fn keys_live_under_prefix_and_path() {
-        let n = EtcdNodes::new(&["a:2379".into()], "swarm", "docker/swarm/nodes");
+        let n = EtcdNodes::new(&["a:2379".into()], "swarm", "docker/swarm/nodes", None);
         assert_eq!(n.key("127.0.0.1:2375"), "swarm/docker/swarm/nodes/127.0.0.1:2375");
-        assert_eq!(EtcdNodes::new(&[], "", "/x/y/").key_prefix, "x/y/");
+        assert_eq!(EtcdNodes::new(&[], "", "/x/y/", None).key_prefix, "x/y/");
     }
 }

@@ -69,7 +69,7 @@ pub async fn fetch(url: &DiscoveryUrl) -> Result<BTreeSet<String>, DiscoveryErro
                 .map_err(|source| DiscoveryError::File { path: path.display().to_string(), source })?;
             Ok(url::expand_entries(text.lines())?.into_iter().collect())
         }
-        DiscoveryUrl::Etcd { endpoints, prefix, path } => etcd::fetch(&etcd::EtcdNodes::new(endpoints, prefix, path)).await,
+        DiscoveryUrl::Etcd { endpoints, prefix, path, tls } => etcd::fetch(&etcd::EtcdNodes::new(endpoints, prefix, path, tls.clone())).await,
         DiscoveryUrl::Token(rest) => token::fetch(&token::TokenUrl::parse(rest)).await,
         other => Err(DiscoveryError::Unsupported { scheme: other.scheme() }),
     }
@@ -79,8 +79,8 @@ pub async fn fetch(url: &DiscoveryUrl) -> Result<BTreeSet<String>, DiscoveryErro
 pub async fn register_forever(url: &DiscoveryUrl, addr: &str, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
     match url {
         DiscoveryUrl::Nodes(_) | DiscoveryUrl::File(_) => Err(DiscoveryError::RegisterUnsupported { scheme: url.scheme() }),
-        DiscoveryUrl::Etcd { endpoints, prefix, path } => {
-            etcd::register_forever(etcd::EtcdNodes::new(endpoints, prefix, path), addr.to_string(), ttl, heartbeat).await
+        DiscoveryUrl::Etcd { endpoints, prefix, path, tls } => {
+            etcd::register_forever(etcd::EtcdNodes::new(endpoints, prefix, path, tls.clone()), addr.to_string(), ttl, heartbeat).await
         }
         DiscoveryUrl::Token(rest) => token::register_forever(token::TokenUrl::parse(rest), addr.to_string(), ttl, heartbeat).await,
         other => Err(DiscoveryError::Unsupported { scheme: other.scheme() }),
@@ -90,8 +90,8 @@ pub async fn register_forever(url: &DiscoveryUrl, addr: &str, ttl: Duration, hea
 /// Sends the entry set now and whenever it changes (file: polled every `heartbeat`), until the
 /// receiver is dropped. Static lists send once and return.
 pub async fn watch(url: DiscoveryUrl, heartbeat: Duration, tx: mpsc::Sender<DiscoveryEvent>) {
-    if let DiscoveryUrl::Etcd { endpoints, prefix, path } = &url {
-        return etcd::watch(etcd::EtcdNodes::new(endpoints, prefix, path), tx).await;
+    if let DiscoveryUrl::Etcd { endpoints, prefix, path, tls } = &url {
+        return etcd::watch(etcd::EtcdNodes::new(endpoints, prefix, path, tls.clone()), tx).await;
     }
     let mut last: Option<BTreeSet<String>> = None;
     loop {

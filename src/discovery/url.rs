@@ -19,12 +19,26 @@ pub enum UrlError {
         /// The URL as written.
         url: String,
     },
+    /// Some but not all of the `kv.*` TLS files.
+    #[error("kv.cacertfile, kv.certfile and kv.keyfile must be given together")]
+    PartialTls,
     /// An unknown `--discovery-opt` key.
     #[error("unsupported discovery option \"{key}\"")]
     UnknownOption {
         /// The key.
         key: String,
     },
+}
+
+/// TLS files for the key-value store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvTls {
+    /// CA that signed the store's certificate.
+    pub ca: PathBuf,
+    /// Client certificate.
+    pub cert: PathBuf,
+    /// Client key.
+    pub key: PathBuf,
 }
 
 /// Where engines come from.
@@ -43,6 +57,8 @@ pub enum DiscoveryUrl {
         prefix: String,
         /// `kv.path`, default `docker/swarm/nodes`.
         path: String,
+        /// Client TLS from `kv.cacertfile`, `kv.certfile`, `kv.keyfile`.
+        tls: Option<KvTls>,
     },
     /// A token served by swarm's own hub-compatible service.
     Token(String),
@@ -54,13 +70,21 @@ impl DiscoveryUrl {
     /// Parses a URL and its `--discovery-opt` pairs.
     pub fn parse(url: &str, options: &[(String, String)]) -> Result<Self, UrlError> {
         let mut kv_path = "docker/swarm/nodes".to_string();
+        let (mut ca, mut cert, mut key) = (None, None, None);
         for (k, v) in options {
             match k.as_str() {
                 "kv.path" => kv_path = v.trim_matches('/').to_string(),
-                "kv.cacertfile" | "kv.certfile" | "kv.keyfile" => {}
+                "kv.cacertfile" => ca = Some(PathBuf::from(v)),
+                "kv.certfile" => cert = Some(PathBuf::from(v)),
+                "kv.keyfile" => key = Some(PathBuf::from(v)),
                 other => return Err(UrlError::UnknownOption { key: other.to_string() }),
             }
         }
+        let tls = match (ca, cert, key) {
+            (Some(ca), Some(cert), Some(key)) => Some(KvTls { ca, cert, key }),
+            (None, None, None) => None,
+            _ => return Err(UrlError::PartialTls),
+        };
         let (scheme, rest) = url.split_once("://").unwrap_or(("nodes", url));
         Ok(match scheme {
             "file" => DiscoveryUrl::File(PathBuf::from(rest)),
@@ -70,6 +94,7 @@ impl DiscoveryUrl {
                     endpoints: hosts.split(',').filter(|h| !h.is_empty()).map(str::to_string).collect(),
                     prefix: prefix.trim_matches('/').to_string(),
                     path: kv_path,
+                    tls,
                 }
             }
             "token" => DiscoveryUrl::Token(rest.to_string()),
@@ -159,8 +184,9 @@ mod tests {
         let url = DiscoveryUrl::parse("etcd://a:2379,b:2379/swarm", &[("kv.path".into(), "x/y".into())]).unwrap();
         assert_eq!(
             url,
-            DiscoveryUrl::Etcd { endpoints: vec!["a:2379".into(), "b:2379".into()], prefix: "swarm".into(), path: "x/y".into() }
+            DiscoveryUrl::Etcd { endpoints: vec!["a:2379".into(), "b:2379".into()], prefix: "swarm".into(), path: "x/y".into(), tls: None }
         );
+        assert_eq!(DiscoveryUrl::parse("etcd://a/p", &[("kv.certfile".into(), "c".into())]).unwrap_err(), UrlError::PartialTls);
         assert!(DiscoveryUrl::parse("nodes://", &[]).is_err());
         assert_eq!(DiscoveryUrl::parse("unix:///run/d.sock", &[]).unwrap(), DiscoveryUrl::Nodes(vec!["unix:///run/d.sock".into()]));
         assert_eq!(

@@ -52,3 +52,22 @@ fn a_three_member_etcd_losing_one_member_drops_no_node() {
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(m.node_states().iter().filter(|(_, s)| s == "Healthy").count(), 2);
 }
+
+#[test]
+fn etcd_with_client_certificates_through_the_kv_tls_options() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let etcd = Etcd::single_tls(certs.path());
+    let es = engines(&[("node-1", &[])]);
+    let url = format!("etcd://{}/secure", etcd.client_addr);
+    let opts = tls_opts(certs.path());
+    let _join = Join::start_with(&es[0].addr, &url, "1s", "3s", &opts);
+    let extra: Vec<&str> = opts.iter().map(String::as_str).collect();
+    let m = Manager::start(&url, &extra);
+    m.wait_healthy(1);
+    // Without the certificates etcd refuses us.
+    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_swarm")).args(["list", "--timeout", "3s", &url]));
+    assert!(!o.status.success());
+    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_swarm")).args(["list", "--discovery-opt", "kv.certfile=x", &url]));
+    assert!(stderr(&o).contains("kv.cacertfile, kv.certfile and kv.keyfile must be given together"), "{}", stderr(&o));
+}

@@ -426,6 +426,23 @@ pub struct Etcd {
     initial_cluster: String,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    tls: Option<PathBuf>,
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+pub fn make_certs(dir: &Path) {
+    require("openssl", "openssl");
+    let sh = |script: &str| {
+        let o = run(Command::new("sh").arg("-ec").arg(script).current_dir(dir));
+        assert!(o.status.success(), "openssl: {}", stderr(&o));
+    };
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=swarm-test-ca 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' > server.ext
+        printf 'extendedKeyUsage=clientAuth\n' > client.ext
+        for who in server client; do
+          openssl req -newkey rsa:2048 -nodes -keyout $who.key -out $who.csr -subj /CN=$who 2>/dev/null
+          openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $who.pem -days 2 -extfile $who.ext 2>/dev/null
+        done");
 }
 
 impl Etcd {
@@ -447,6 +464,7 @@ impl Etcd {
                 initial_cluster: initial.clone(),
                 dir: unique_dir("swarm-etcd-"),
                 child: None,
+                tls: None,
             })
             .collect();
         for m in &mut members {
@@ -458,13 +476,45 @@ impl Etcd {
         members
     }
 
+    /// A one-member etcd that serves clients over TLS and requires client certificates signed
+    /// by the CA in `certs` (see [`make_certs`]).
+    pub fn single_tls(certs: &Path) -> Etcd {
+        require("etcd", "etcd-server");
+        let (client, peer) = (free_port(), free_port());
+        let mut e = Etcd {
+            name: "tls0".into(),
+            client_addr: format!("127.0.0.1:{client}"),
+            peer_addr: format!("127.0.0.1:{peer}"),
+            initial_cluster: format!("tls0=http://127.0.0.1:{peer}"),
+            dir: unique_dir("swarm-etcd-tls-"),
+            child: None,
+            tls: Some(certs.to_path_buf()),
+        };
+        e.spawn();
+        let url = format!("etcd://{}/probe", e.client_addr);
+        let opts = tls_opts(certs);
+        wait_until(Duration::from_secs(30), "TLS etcd answers", || {
+            let mut args = vec!["list".to_string(), "--timeout".into(), "2s".into()];
+            args.extend(opts.iter().cloned());
+            args.push(url.clone());
+            run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(&args)).status.success()
+        });
+        e
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("log")).expect("log");
-        let child = Command::new("etcd")
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut cmd = Command::new("etcd");
+        if let Some(certs) = &self.tls {
+            cmd.arg("--cert-file").arg(certs.join("server.pem")).arg("--key-file").arg(certs.join("server.key"));
+            cmd.arg("--trusted-ca-file").arg(certs.join("ca.pem")).arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", &self.name, "--data-dir"])
             .arg(self.dir.path().join("data"))
-            .args(["--listen-client-urls", &format!("http://{}", self.client_addr)])
-            .args(["--advertise-client-urls", &format!("http://{}", self.client_addr)])
+            .args(["--listen-client-urls", &format!("{scheme}://{}", self.client_addr)])
+            .args(["--advertise-client-urls", &format!("{scheme}://{}", self.client_addr)])
             .args(["--listen-peer-urls", &format!("http://{}", self.peer_addr)])
             .args(["--initial-advertise-peer-urls", &format!("http://{}", self.peer_addr)])
             .args(["--initial-cluster", &self.initial_cluster, "--initial-cluster-state", "new"])
@@ -506,6 +556,16 @@ impl Drop for Etcd {
     }
 }
 
+/// `--discovery-opt kv.*` flags for the certificates of [`make_certs`].
+pub fn tls_opts(certs: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, f) in [("kv.cacertfile", "ca.pem"), ("kv.certfile", "client.pem"), ("kv.keyfile", "client.key")] {
+        out.push("--discovery-opt".to_string());
+        out.push(format!("{k}={}", certs.join(f).display()));
+    }
+    out
+}
+
 /// `etcd://a,b,c/prefix`.
 pub fn etcd_url(members: &[Etcd], prefix: &str) -> String {
     format!("etcd://{}/{prefix}", members.iter().map(|m| m.client_addr.as_str()).collect::<Vec<_>>().join(","))
@@ -519,8 +579,15 @@ pub struct Join {
 impl Join {
     /// Registers `advertise` in `discovery` every `heartbeat` with `ttl`.
     pub fn start(advertise: &str, discovery: &str, heartbeat: &str, ttl: &str) -> Join {
+        Join::start_with(advertise, discovery, heartbeat, ttl, &[])
+    }
+
+    /// Like [`Join::start`] with extra flags.
+    pub fn start_with(advertise: &str, discovery: &str, heartbeat: &str, ttl: &str, extra: &[String]) -> Join {
         let child = Command::new(env!("CARGO_BIN_EXE_swarm"))
-            .args(["join", "--advertise", advertise, "--heartbeat", heartbeat, "--ttl", ttl, discovery])
+            .args(["join", "--advertise", advertise, "--heartbeat", heartbeat, "--ttl", ttl])
+            .args(extra)
+            .arg(discovery)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
