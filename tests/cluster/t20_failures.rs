@@ -59,3 +59,19 @@ fn a_create_on_a_hung_engine_retries_elsewhere_and_leaves_no_copy() {
     wait_until(Duration::from_secs(30), "node-1 holds no copy", || es[0].container_names().is_empty());
     assert_eq!(es[1].container_names(), vec!["once".to_string()]);
 }
+
+#[test]
+fn cloned_engines_with_one_id_are_refused_not_merged() {
+    let original = Engine::start("node-1", &[]);
+    let clone = Engine::start_clone("node-2", &original);
+    let m = Manager::start(&format!("nodes://{},{}", original.addr, clone.addr), &[]);
+    m.wait_healthy(1);
+    std::thread::sleep(Duration::from_secs(2));
+    let info = m.docker(&["info"]);
+    assert!(info.contains("Nodes: 2"), "{info}");
+    assert!(info.contains("└ Status: Pending"), "{info}");
+    assert!(info.contains("ID duplicated."), "{info}");
+    assert!(info.contains(&format!("shared by this node {} and another node {}", clone.addr, original.addr))
+        || info.contains(&format!("shared by this node {} and another node {}", original.addr, clone.addr)), "{info}");
+    assert_eq!(m.node_states().iter().filter(|(_, s)| s == "Healthy").count(), 1);
+}

@@ -145,16 +145,28 @@ pub struct Engine {
     labels: Vec<String>,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    key: Option<PathBuf>,
 }
 
 impl Engine {
+    /// Starts an engine that shares `clone_of`'s identity key, as a cloned machine would.
+    pub fn start_clone(name: &str, clone_of: &Engine) -> Engine {
+        let dir = unique_dir(&format!("swarm-engine-{name}-"));
+        let addr = format!("127.0.0.1:{}", free_port());
+        let key = Some(clone_of.dir.path().join("key.json"));
+        let mut e = Engine { name: name.to_string(), addr, labels: vec![], dir, child: None, key };
+        e.spawn();
+        e.wait_ready();
+        e
+    }
+
     /// Starts an engine named `name` with engine labels, imports busybox, waits until ready.
     pub fn start(name: &str, labels: &[&str]) -> Engine {
         require("dockerd", "docker.io");
         require("unshare", "util-linux");
         let dir = unique_dir(&format!("swarm-engine-{name}-"));
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut e = Engine { name: name.to_string(), addr, labels: labels.iter().map(|s| s.to_string()).collect(), dir, child: None };
+        let mut e = Engine { name: name.to_string(), addr, labels: labels.iter().map(|s| s.to_string()).collect(), dir, child: None, key: None };
         e.spawn();
         e.wait_ready();
         let o = run(docker_cmd(&e.host()).args(["import", "-c", "CMD [\"/bin/sh\"]"]).arg(busybox_tar()).arg("busybox:latest"));
@@ -165,7 +177,8 @@ impl Engine {
     fn spawn(&mut self) {
         let d = self.dir.path();
         // Every engine on this machine would share /etc/docker/key.json, hence one engine ID.
-        std::fs::write(d.join("daemon.json"), format!("{{\"deprecated-key-path\": \"{}\"}}", d.join("key.json").display())).expect("daemon.json");
+        let key = self.key.clone().unwrap_or_else(|| d.join("key.json"));
+        std::fs::write(d.join("daemon.json"), format!("{{\"deprecated-key-path\": \"{}\"}}", key.display())).expect("daemon.json");
         let mut script = format!(
             "hostname {name}; exec dockerd --config-file {d}/daemon.json --data-root {d}/data --exec-root {d}/exec --pidfile {d}/pid \
              -H tcp://{addr} -H unix://{d}/sock --bridge=none --iptables=false --ip6tables=false --shutdown-timeout 1",
