@@ -15,6 +15,8 @@ use crate::cli::{Cli, Command, CreateArgs};
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::config::{ConfigError, JoinConfig, ListenAddr, ListConfig, ManageConfig};
 use crate::discovery::{self, DiscoveryError, DiscoveryEvent};
+use crate::discovery::DiscoveryUrl;
+use crate::leadership::{self, etcd::EtcdElection, Leadership, LeadershipMetrics};
 use crate::scheduler::Scheduler;
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -168,6 +170,10 @@ impl App {
             cancel.child_token(),
         );
         let scheduler = Scheduler::new(config.filters.clone(), config.strategy);
+        let leadership = match &config.replication {
+            Some(r) => Leadership::replicated(&r.advertise, LeadershipMetrics::register(&registry)?),
+            None => Leadership::standalone(),
+        };
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
         let state = ApiState::new(StateInner {
             cluster,
@@ -178,6 +184,8 @@ impl App {
             hostname,
             started: SystemTime::now(),
             tokens: Default::default(),
+            leadership,
+            leader_client: Default::default(),
         });
         Ok(App { state, listeners, tracker, cancel })
     }
@@ -215,6 +223,14 @@ impl App {
                 }
             }
         });
+        if let (Some(r), DiscoveryUrl::Etcd { endpoints, prefix, tls, .. }) = (&config.replication, &config.discovery) {
+            let key = [prefix.as_str(), "docker/swarm/leader"].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
+            let election = EtcdElection { endpoints: endpoints.clone(), tls: tls.clone(), key, advertise: r.advertise.clone(), ttl: r.ttl };
+            tracker.spawn(
+                leadership::etcd::run(election, state.leadership.clone(), cancel.clone())
+                    .instrument(tracing::info_span!("leadership", backend = "etcd")),
+            );
+        }
         for (addr, listener) in listeners {
             api::log_listening(&addr);
             tracker.spawn(api::serve(listener, state.clone(), cancel.clone(), tracker.clone()));

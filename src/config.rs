@@ -82,6 +82,17 @@ impl Default for Limits {
     }
 }
 
+/// Leader election settings (`--replication`).
+#[derive(Debug, Clone)]
+pub struct Replication {
+    /// Address peers and followers reach this manager at.
+    pub advertise: String,
+    /// Lease time to live: the failover bound.
+    pub ttl: Duration,
+    /// How long a follower with no known leader holds a request before answering 503.
+    pub leader_wait: Duration,
+}
+
 /// Settings of `swarm manage`.
 #[derive(Debug, Clone)]
 pub struct ManageConfig {
@@ -111,6 +122,8 @@ pub struct ManageConfig {
     pub refresh_on_node_filter: bool,
     /// `--container-name-refresh-filter`.
     pub container_name_refresh_filter: String,
+    /// Leader election, when `--replication` is on.
+    pub replication: Option<Replication>,
 }
 
 impl ManageConfig {
@@ -130,6 +143,7 @@ impl ManageConfig {
             advertise: None,
             refresh_on_node_filter: false,
             container_name_refresh_filter: String::new(),
+            replication: None,
         }
     }
 }
@@ -304,17 +318,24 @@ impl TryFrom<&ManageArgs> for ManageConfig {
         if ttl.is_zero() {
             return Err(bad("--replication-ttl should be a positive number"));
         }
+        let leader_wait = parse_duration(&a.replication_leader_wait)?;
         if let Some(adv) = &a.advertise {
             if !validate_host_port(adv) {
                 return Err(bad("--advertise should be of the form ip:port or hostname:port"));
             }
         }
-        if a.replication {
-            if a.advertise.is_none() {
-                return Err(bad("--advertise address must be provided when using --leader-election"));
+        let replication = if a.replication {
+            let advertise = a.advertise.clone().ok_or_else(|| bad("--advertise address must be provided when using --leader-election"))?;
+            if !matches!(discovery, DiscoveryUrl::Etcd { .. }) {
+                return Err(bad("Leader election is only supported with etcd discovery in this build (embedded Raft for other discoveries is not in it yet)"));
             }
-            return Err(bad("--replication is not available yet: leader election on etcd and embedded Raft arrive with their own issues"));
-        }
+            if ttl < Duration::from_secs(2) {
+                return Err(bad("--replication-ttl should be at least 2s, etcd's shortest lease"));
+            }
+            Some(Replication { advertise, ttl, leader_wait })
+        } else {
+            None
+        };
 
         Ok(ManageConfig {
             listen,
@@ -343,6 +364,7 @@ impl TryFrom<&ManageArgs> for ManageConfig {
             advertise: a.advertise.clone(),
             refresh_on_node_filter: a.refresh_on_node_filter,
             container_name_refresh_filter: a.container_name_refresh_filter.clone(),
+            replication,
         })
     }
 }

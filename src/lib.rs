@@ -20,6 +20,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod discovery;
+pub mod leadership;
 pub mod metrics;
 pub mod scheduler;
 pub mod telemetry;

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub node_transitions: IntCounterVec,
     /// Events dropped because a `docker events` client read too slowly.
     pub events_dropped: IntCounter,
+    /// Time to response headers of requests a follower forwarded to the leader.
+    pub leader_proxy_duration: Histogram,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -57,6 +59,11 @@ impl Metrics {
             decisions: IntCounterVec::new(opts("scheduler_decisions_total", "Scheduling decisions by result."), &["result"])?,
             node_transitions: IntCounterVec::new(opts("node_transitions_total", "Engine health transitions."), &["kind"])?,
             events_dropped: IntCounter::with_opts(opts("events_dropped_total", "Events a slow subscriber missed."))?,
+            leader_proxy_duration: Histogram::with_opts(
+                HistogramOpts::new("leader_proxy_duration_seconds", "Time to response headers of requests forwarded to the leader.")
+                    .namespace(NAMESPACE)
+                    .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            )?,
         };
         registry.register(Box::new(m.api_requests.clone()))?;
         registry.register(Box::new(m.api_duration.clone()))?;
@@ -68,6 +75,7 @@ impl Metrics {
         registry.register(Box::new(m.decisions.clone()))?;
         registry.register(Box::new(m.node_transitions.clone()))?;
         registry.register(Box::new(m.events_dropped.clone()))?;
+        registry.register(Box::new(m.leader_proxy_duration.clone()))?;
         let build = IntGaugeVec::new(opts("build_info", "Build of this manager."), &["version"])?;
         build.with_label_values(&[crate::VERSION]).set(1);
         registry.register(Box::new(build))?;

@@ -15,6 +15,7 @@ pub mod images;
 pub mod networks;
 pub mod proxy;
 pub mod query;
+pub mod replica;
 pub mod router;
 pub mod system;
 pub mod token;
@@ -66,6 +67,10 @@ pub struct StateInner {
     pub started: SystemTime,
     /// Registrations of the token discovery service this manager serves.
     pub tokens: crate::discovery::token::TokenRegistry,
+    /// Who leads.
+    pub leadership: crate::leadership::Leadership,
+    /// The pooled client to the current leader, for followers.
+    pub leader_client: parking_lot::Mutex<Option<(String, crate::cluster::EngineClient)>>,
 }
 
 impl std::ops::Deref for ApiState {
@@ -148,7 +153,14 @@ async fn accept(listener: &Listener) -> std::io::Result<Io> {
 pub async fn handle(state: ApiState, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
-    let (route, result) = router::route(&state, req).await;
+    let follower = state.leadership.is_replicated() && !replica::is_local(req.uri().path()) && !state.leadership.is_leader();
+    let leader = if follower { replica::leader_for(&state).await } else { Ok(None) };
+    let (route, result) = match leader {
+        Ok(Some(addr)) => ("leader", replica::forward(&state, req, &addr).await.map_err(ApiError::into_response)),
+        Err(e) => ("leader", Err(e.into_response())),
+        // Leading (or became leader while waiting): serve it here.
+        Ok(None) => router::route(&state, req).await,
+    };
     let mut resp = match result {
         Ok(r) | Err(r) => r,
     };

@@ -32,8 +32,21 @@ pub fn wants_upgrade(req: &Request<Incoming>) -> bool {
 }
 
 /// Forwards `req` to `client` at `path_and_query`, streaming the answer back.
-pub async fn forward(state: &ApiState, client: &EngineClient, mut req: Request<Incoming>, path_and_query: &str) -> Result<Response<Body>, ApiError> {
-    state.metrics.proxied.with_label_values(&["engine"]).inc();
+pub async fn forward(state: &ApiState, client: &EngineClient, req: Request<Incoming>, path_and_query: &str) -> Result<Response<Body>, ApiError> {
+    forward_counted(state, client, req, path_and_query, true).await
+}
+
+/// [`forward`], counting the request as proxied to an engine when `to_engine`.
+pub async fn forward_counted(
+    state: &ApiState,
+    client: &EngineClient,
+    mut req: Request<Incoming>,
+    path_and_query: &str,
+    to_engine: bool,
+) -> Result<Response<Body>, ApiError> {
+    if to_engine {
+        state.metrics.proxied.with_label_values(&["engine"]).inc();
+    }
     let upgrade = wants_upgrade(&req);
     // Must be taken before the request moves on; it resolves once we answer 101.
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));

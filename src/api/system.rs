@@ -105,6 +105,15 @@ pub fn info(state: &ApiState) -> Response<Body> {
     let overcommit = state.config.overcommit;
     let snapshot = state.cluster.snapshot();
     let mut status: Vec<[String; 2]> = Vec::new();
+    if state.leadership.is_replicated() {
+        match state.leadership.role() {
+            crate::leadership::Role::Leader => status.push(["Role".into(), "primary".into()]),
+            crate::leadership::Role::Follower { leader } => {
+                status.push(["Role".into(), "replica".into()]);
+                status.push(["Primary".into(), leader.unwrap_or_default()]);
+            }
+        }
+    }
     status.push(["Strategy".into(), state.scheduler.strategy().name().into()]);
     status.push([
         "Filters".into(),

@@ -45,9 +45,14 @@ fn failed(e: etcd_client::Error) -> DiscoveryError {
 }
 
 async fn connect(nodes: &EtcdNodes) -> Result<Client, DiscoveryError> {
+    connect_client(&nodes.endpoints, nodes.tls.as_ref()).await
+}
+
+/// An etcd client with swarm's timeouts, over TLS when `tls` is given.
+pub async fn connect_client(endpoints: &[String], tls: Option<&KvTls>) -> Result<Client, DiscoveryError> {
     let mut opts = ConnectOptions::new().with_connect_timeout(ETCD_TIMEOUT).with_timeout(ETCD_TIMEOUT);
-    let mut endpoints = nodes.endpoints.clone();
-    if let Some(tls) = &nodes.tls {
+    let mut endpoints = endpoints.to_vec();
+    if let Some(tls) = tls {
         let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| DiscoveryError::Etcd(format!("cannot read {}: {e}", p.display())));
         let options = TlsOptions::new()
             .ca_certificate(Certificate::from_pem(read(&tls.ca)?))

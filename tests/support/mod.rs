@@ -378,8 +378,13 @@ pub fn nodes_url(engines: &[Engine]) -> String {
 
 /// A minimal HTTP/1.1 exchange (no keep-alive): (status, headers, body).
 pub fn http(addr: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, String, Vec<u8>) {
+    http_within(addr, method, path, body, Duration::from_secs(30))
+}
+
+/// [`http`] with a bound on waiting for the answer (a paused server accepts but never answers).
+pub fn http_within(addr: &str, method: &str, path: &str, body: Option<&[u8]>, bound: Duration) -> (u16, String, Vec<u8>) {
     let Ok(mut s) = TcpStream::connect(addr) else { return (0, String::new(), Vec::new()) };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = s.set_read_timeout(Some(bound));
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(b) = body {
         req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
@@ -628,4 +633,55 @@ pub fn swarm_list(discovery: &str) -> Vec<String> {
     let mut lines: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
     lines.sort();
     lines
+}
+
+impl Manager {
+    /// A manager in an etcd-elected group, advertising its own address.
+    pub fn start_replica(discovery: &str, extra: &[&str]) -> Manager {
+        let port = free_port();
+        let me = format!("127.0.0.1:{port}");
+        let mut args = vec!["--replication", "--advertise", me.as_str()];
+        args.extend_from_slice(extra);
+        Manager::start_on(port, discovery, &args)
+    }
+
+    /// `Role` and `Primary` from `/info` (empty when it does not answer).
+    pub fn role(&self) -> (String, String) {
+        let (status, _, body) = http_within(&self.addr, "GET", "/info", None, Duration::from_secs(2));
+        if status != 200 {
+            return (String::new(), String::new());
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let pairs = v["SystemStatus"].as_array().cloned().unwrap_or_default();
+        let get = |k: &str| pairs.iter().find(|p| p[0] == k).and_then(|p| p[1].as_str()).unwrap_or_default().to_string();
+        (get("Role"), get("Primary"))
+    }
+
+    /// Sends a signal to the manager process.
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").args([&format!("-{sig}"), &c.id().to_string()]).status();
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and reap.
+    pub fn terminate(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            terminate(c.id(), Duration::from_secs(10));
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Indexes of managers that say `Role: primary`.
+pub fn primaries(ms: &[Manager]) -> Vec<usize> {
+    ms.iter().enumerate().filter(|(_, m)| m.role().0 == "primary").map(|(i, _)| i).collect()
 }

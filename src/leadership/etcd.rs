@@ -1,0 +1,163 @@
+//! Leader election through an etcd lease: campaign on `<prefix>/docker/swarm/leader` with the
+//! advertise address as value, keep the lease alive every TTL/3, and hold leadership only until
+//! shortly before the lease could expire on the server. SIGTERM resigns at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, ResignOptions};
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::Leadership;
+use crate::discovery::etcd::connect_client;
+use crate::discovery::url::KvTls;
+
+/// What to campaign for, where.
+#[derive(Debug, Clone)]
+pub struct EtcdElection {
+    /// etcd client endpoints.
+    pub endpoints: Vec<String>,
+    /// Client TLS.
+    pub tls: Option<KvTls>,
+    /// The election name (`<prefix>/docker/swarm/leader`).
+    pub key: String,
+    /// This manager's advertise address: the value a leader publishes.
+    pub advertise: String,
+    /// Lease time to live.
+    pub ttl: Duration,
+}
+
+impl EtcdElection {
+    /// Leadership ends this long before the lease could expire on the server: the server
+    /// counts the TTL from when it received our keepalive, which is after we sent it, so a
+    /// deadline computed from the send time is already early; the margin covers scheduling.
+    fn margin(&self) -> Duration {
+        (self.ttl / 5).clamp(Duration::from_millis(200), Duration::from_secs(2))
+    }
+}
+
+/// Campaigns until `shutdown`; observes the leader meanwhile.
+pub async fn run(e: EtcdElection, leadership: Leadership, shutdown: CancellationToken) {
+    let observer = tokio::spawn(observe(e.clone(), leadership.clone(), shutdown.clone()));
+    let mut backoff = Duration::from_millis(200);
+    while !shutdown.is_cancelled() {
+        match campaign(&e, &leadership, &shutdown).await {
+            Ok(()) => break,
+            Err(err) => {
+                if leadership.is_leader() || *leadership.subscribe().borrow() == super::Role::Leader {
+                    leadership.step_down(None);
+                }
+                warn!(error = %err, "Leader Election: campaign interrupted; retrying.");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(e.ttl / 2);
+            }
+        }
+    }
+    observer.abort();
+}
+
+fn failed(err: etcd_client::Error) -> String {
+    err.to_string()
+}
+
+/// One lease's life: grant, keep alive, campaign, lead until the lease is lost or shutdown.
+async fn campaign(e: &EtcdElection, leadership: &Leadership, shutdown: &CancellationToken) -> Result<(), String> {
+    let mut client: Client = connect_client(&e.endpoints, e.tls.as_ref()).await.map_err(|x| x.to_string())?;
+    let ttl_secs = e.ttl.as_secs().max(2) as i64;
+    let granted_at = Instant::now();
+    let lease = client.lease_grant(ttl_secs, None).await.map_err(failed)?.id();
+    let (mut keeper, mut responses) = client.lease_keep_alive(lease).await.map_err(failed)?;
+    let last_renewal = Arc::new(Mutex::new(granted_at));
+    let ttl = Duration::from_secs(ttl_secs as u64);
+    let margin = e.margin();
+
+    let keep_alive = {
+        let last_renewal = last_renewal.clone();
+        let leadership = leadership.clone();
+        async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                let sent = Instant::now();
+                keeper.keep_alive().await.map_err(failed)?;
+                match responses.message().await.map_err(failed)? {
+                    Some(r) if r.ttl() > 0 => {
+                        *last_renewal.lock() = sent;
+                        if leadership.is_leader() {
+                            leadership.renewed(sent + ttl - margin);
+                        }
+                    }
+                    _ => return Err::<(), String>("lease expired".into()),
+                }
+            }
+        }
+    };
+
+    let mut campaigner = client.clone();
+    let lead = async {
+        let won = campaigner.campaign(e.key.as_str(), e.advertise.as_str(), lease).await.map_err(failed)?;
+        let deadline = *last_renewal.lock() + ttl - margin;
+        if Instant::now() >= deadline {
+            return Err("elected on a lease that may already be gone".to_string());
+        }
+        leadership.became_leader(deadline);
+        info!(lease = lease, "Leader Election: elected.");
+        Ok::<_, String>(won.leader().cloned())
+    };
+
+    tokio::pin!(keep_alive);
+    let leader_key = tokio::select! {
+        r = &mut keep_alive => return r,
+        r = lead => r?,
+        _ = shutdown.cancelled() => {
+            let _ = client.lease_revoke(lease).await;
+            return Ok(());
+        }
+    };
+    // Leading: until the lease is lost or we are asked to stop.
+    tokio::select! {
+        r = &mut keep_alive => {
+            leadership.step_down(None);
+            r
+        }
+        _ = shutdown.cancelled() => {
+            // Hand over at once instead of letting the lease run out.
+            leadership.step_down(None);
+            if let Some(key) = leader_key {
+                let _ = client.resign(Some(ResignOptions::new().with_leader(key))).await;
+            }
+            let _ = client.lease_revoke(lease).await;
+            info!("Leader Election: resigned.");
+            Ok(())
+        }
+    }
+}
+
+/// Follows the elected leader's address.
+async fn observe(e: EtcdElection, leadership: Leadership, shutdown: CancellationToken) {
+    loop {
+        let outcome: Result<(), String> = async {
+            let mut client = connect_client(&e.endpoints, e.tls.as_ref()).await.map_err(|x| x.to_string())?;
+            // On etcd 3.4 this returns only once a leader exists: it runs in its own task.
+            let mut stream = client.observe(e.key.as_str()).await.map_err(failed)?;
+            while let Some(resp) = stream.message().await.map_err(failed)? {
+                if let Some(value) = resp.kv().and_then(|kv| kv.value_str().ok()) {
+                    leadership.follow(Some(value.to_string()));
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(err) = outcome {
+            warn!(error = %err, "Leader Election: observing the leader failed; retrying.");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Who leads. A backend (etcd lease election; embedded Raft later) publishes the role; the API
+//! reads it. Leadership is held only until a local deadline that falls before the backend's
+//! lease can expire, so a leader that cannot renew (partitioned, paused) stops acting as leader
+//! before anyone else can be elected: every check compares the clock with that deadline.
+//!
+//! - `etcd`: election through an etcd lease.
+
+pub mod etcd;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use prometheus::{IntCounter, IntGauge, Opts, Registry};
+use tokio::sync::watch;
+
+/// This manager's role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// Schedules and answers everything.
+    Leader,
+    /// Proxies to the leader, when one is known.
+    Follower {
+        /// The leader's advertise address.
+        leader: Option<String>,
+    },
+}
+
+/// Leadership metrics.
+#[derive(Debug, Clone)]
+pub struct LeadershipMetrics {
+    /// 1 while leading.
+    pub is_leader: IntGauge,
+    /// Times this manager won an election.
+    pub elections_won: IntCounter,
+    /// Changes of the known leader, seen from this manager.
+    pub leader_changes: IntCounter,
+    /// Milliseconds spent without a known leader.
+    pub leaderless_ms: IntCounter,
+}
+
+impl LeadershipMetrics {
+    /// Creates and registers the metrics.
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let o = |n: &str, h: &str| Opts::new(n, h).namespace("swarm");
+        let m = LeadershipMetrics {
+            is_leader: IntGauge::with_opts(o("is_leader", "1 while this manager leads."))?,
+            elections_won: IntCounter::with_opts(o("elections_won_total", "Elections this manager won."))?,
+            leader_changes: IntCounter::with_opts(o("leader_changes_total", "Changes of the known leader."))?,
+            leaderless_ms: IntCounter::with_opts(o("leaderless_milliseconds_total", "Time spent with no known leader."))?,
+        };
+        registry.register(Box::new(m.is_leader.clone()))?;
+        registry.register(Box::new(m.elections_won.clone()))?;
+        registry.register(Box::new(m.leader_changes.clone()))?;
+        registry.register(Box::new(m.leaderless_ms.clone()))?;
+        Ok(m)
+    }
+}
+
+/// The shared leadership state; cheap to clone.
+#[derive(Clone)]
+pub struct Leadership {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    role: watch::Sender<Role>,
+    /// Leading is valid until this instant (None: no bound, the standalone case).
+    deadline: Mutex<Option<Instant>>,
+    replicated: bool,
+    advertise: String,
+    metrics: Option<LeadershipMetrics>,
+    leaderless_since: Mutex<Option<Instant>>,
+    /// The last leader the backend reported, ours included: a manager that steps down may
+    /// already have been told who leads now.
+    last_observed: Mutex<Option<String>>,
+}
+
+impl Leadership {
+    /// A single manager without replication: always the leader.
+    pub fn standalone() -> Self {
+        Leadership::build(Role::Leader, false, String::new(), None)
+    }
+
+    /// A replicated manager: a follower with no known leader until the backend says otherwise.
+    pub fn replicated(advertise: &str, metrics: LeadershipMetrics) -> Self {
+        Leadership::build(Role::Follower { leader: None }, true, advertise.to_string(), Some(metrics))
+    }
+
+    fn build(role: Role, replicated: bool, advertise: String, metrics: Option<LeadershipMetrics>) -> Self {
+        let leaderless = (role != Role::Leader).then(Instant::now);
+        Leadership {
+            inner: Arc::new(Inner {
+                role: watch::channel(role).0,
+                deadline: Mutex::new(None),
+                replicated,
+                advertise,
+                metrics,
+                leaderless_since: Mutex::new(leaderless),
+                last_observed: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Whether managers elect a leader at all.
+    pub fn is_replicated(&self) -> bool {
+        self.inner.replicated
+    }
+
+    /// This manager's advertise address.
+    pub fn advertise(&self) -> &str {
+        &self.inner.advertise
+    }
+
+    /// Whether this manager may act as leader now: elected, and before its lease deadline.
+    pub fn is_leader(&self) -> bool {
+        if *self.inner.role.borrow() != Role::Leader {
+            return false;
+        }
+        // Copied out: step_down takes the same lock.
+        let deadline = *self.inner.deadline.lock();
+        match deadline {
+            Some(deadline) if Instant::now() >= deadline => {
+                // The lease may be gone by now: stop acting before anyone else can start.
+                self.step_down(None);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// The role now (a lapsed leadership reads as follower).
+    pub fn role(&self) -> Role {
+        if self.is_leader() {
+            return Role::Leader;
+        }
+        self.inner.role.borrow().clone()
+    }
+
+    /// The leader's address, when another manager leads.
+    pub fn leader_addr(&self) -> Option<String> {
+        match self.role() {
+            Role::Follower { leader } => leader,
+            Role::Leader => Some(self.inner.advertise.clone()),
+        }
+    }
+
+    /// Watches role changes.
+    pub fn subscribe(&self) -> watch::Receiver<Role> {
+        self.inner.role.subscribe()
+    }
+
+    /// Waits up to `bound` for a role other than leaderless follower.
+    pub async fn wait_for_leader(&self, bound: Duration) -> Role {
+        let mut rx = self.subscribe();
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let role = self.role();
+            if role != (Role::Follower { leader: None }) {
+                return role;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                return self.role();
+            }
+        }
+    }
+
+    /// Won an election; leading is valid until `deadline`.
+    pub fn became_leader(&self, deadline: Instant) {
+        *self.inner.deadline.lock() = Some(deadline);
+        self.set(Role::Leader);
+        if let Some(m) = &self.inner.metrics {
+            m.elections_won.inc();
+        }
+    }
+
+    /// The lease was renewed: leading stays valid until `deadline`.
+    pub fn renewed(&self, deadline: Instant) {
+        let mut d = self.inner.deadline.lock();
+        if d.is_none_or(|old| deadline > old) {
+            *d = Some(deadline);
+        }
+    }
+
+    /// Stops leading (lost lease, resign) and follows `leader`, or else the last leader the
+    /// backend reported if that is another manager.
+    pub fn step_down(&self, leader: Option<String>) {
+        *self.inner.deadline.lock() = None;
+        let observed = self.inner.last_observed.lock().clone().filter(|l| *l != self.inner.advertise);
+        self.set(Role::Follower { leader: leader.or(observed) });
+    }
+
+    /// Another manager leads (or none, with `None`).
+    pub fn follow(&self, leader: Option<String>) {
+        *self.inner.last_observed.lock() = leader.clone();
+        if leader.as_deref() == Some(self.inner.advertise.as_str()) {
+            return;
+        }
+        if *self.inner.role.borrow() == Role::Leader && self.is_leader() {
+            // Our own lease is still valid: a stale observation cannot unseat us.
+            return;
+        }
+        self.set(Role::Follower { leader });
+    }
+
+    fn set(&self, role: Role) {
+        let changed = self.inner.role.send_if_modified(|r| {
+            if *r == role {
+                return false;
+            }
+            *r = role.clone();
+            true
+        });
+        if !changed {
+            return;
+        }
+        let leaderless = role == Role::Follower { leader: None };
+        let mut since = self.inner.leaderless_since.lock();
+        if let Some(m) = &self.inner.metrics {
+            m.is_leader.set(i64::from(role == Role::Leader));
+            m.leader_changes.inc();
+            if let Some(start) = since.take() {
+                m.leaderless_ms.inc_by(start.elapsed().as_millis() as u64);
+            }
+        }
+        if leaderless {
+            *since = Some(Instant::now());
+        }
+        match &role {
+            Role::Leader => tracing::info!(advertise = %self.inner.advertise, "Leader Election: Cluster leadership acquired."),
+            Role::Follower { leader: Some(l) } => tracing::info!(leader = %l, "New leader elected."),
+            Role::Follower { leader: None } => tracing::warn!("No leader known."),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replicated() -> Leadership {
+        Leadership::replicated("a:1", LeadershipMetrics::register(&Registry::new()).unwrap())
+    }
+
+    #[test]
+    fn standalone_always_leads() {
+        let l = Leadership::standalone();
+        assert!(l.is_leader());
+        assert!(!l.is_replicated());
+    }
+
+    #[test]
+    fn leadership_lapses_at_its_deadline_without_any_task_running() {
+        let l = replicated();
+        assert_eq!(l.role(), Role::Follower { leader: None });
+        l.became_leader(Instant::now() + Duration::from_millis(30));
+        assert!(l.is_leader());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!l.is_leader());
+        assert_eq!(l.role(), Role::Follower { leader: None });
+    }
+
+    #[test]
+    fn renewals_extend_and_observations_do_not_unseat_a_valid_leader() {
+        let l = replicated();
+        l.became_leader(Instant::now() + Duration::from_millis(30));
+        l.renewed(Instant::now() + Duration::from_secs(60));
+        l.follow(Some("b:1".into()));
+        assert!(l.is_leader());
+        l.step_down(None);
+        assert_eq!(l.leader_addr().as_deref(), Some("b:1"), "stepping down follows the leader already reported");
+        assert_eq!(l.leader_addr().as_deref(), Some("b:1"));
+        l.follow(Some("a:1".into()));
+        assert_eq!(l.leader_addr().as_deref(), Some("b:1"), "our own address is not a leader to follow");
+    }
+}

@@ -1,0 +1,135 @@
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+const TTL: &str = "3s";
+
+fn group(etcd: &[Etcd], es: &[Engine]) -> Vec<Manager> {
+    let url = etcd_url(etcd, "ha");
+    let _ = es;
+    let ms: Vec<Manager> = (0..3).map(|_| Manager::start_replica(&url, &["--replication-ttl", TTL])).collect();
+    wait_until(Duration::from_secs(20), "exactly one primary", || primaries(&ms).len() == 1);
+    ms
+}
+
+fn register(etcd: &[Etcd], es: &[Engine]) -> Vec<Join> {
+    let url = etcd_url(etcd, "ha");
+    es.iter().map(|e| Join::start(&e.addr, &url, "1s", "5s")).collect()
+}
+
+#[test]
+fn one_primary_and_replicas_proxy_streams_and_hijacks() {
+    let etcd = vec![Etcd::single()];
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let _joins = register(&etcd, &es);
+    let ms = group(&etcd, &es);
+    let leader = primaries(&ms)[0];
+    for (i, m) in ms.iter().enumerate() {
+        m.wait_healthy(2);
+        let (role, primary) = m.role();
+        if i == leader {
+            assert_eq!(role, "primary");
+        } else {
+            assert_eq!((role.as_str(), primary.as_str()), ("replica", ms[leader].addr.as_str()));
+            assert!(m.docker(&["info"]).contains("Role: replica"));
+        }
+    }
+    let replica = &ms[(leader + 1) % 3];
+    replica.docker(&["run", "-d", "--name", "r1", "busybox", "sh", "-c", "echo one; sleep 0.5; echo two; sleep 300"]);
+    assert!(ms[leader].docker(&["ps", "--format", "{{.Names}}"]).contains("/r1"));
+    assert_eq!(replica.docker(&["exec", "r1", "echo", "via-replica"]), "via-replica");
+    let o = run(docker_cmd(&replica.host()).args(["exec", "r1", "sh", "-c", "exit 6"]));
+    assert_eq!(o.status.code(), Some(6));
+    let mut child = docker_cmd(&replica.host()).args(["run", "--rm", "-i", "busybox", "cat"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"stdin through a replica\n").unwrap();
+    assert_eq!(String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout), "stdin through a replica\n");
+    wait_until(Duration::from_secs(10), "logs through a replica show both lines", || {
+        stdout(&run(docker_cmd(&replica.host()).args(["logs", "--tail", "all", "r1"]))) == "one\ntwo\n"
+    });
+    replica.docker(&["run", "-d", "--name", "short", "busybox", "sh", "-c", "echo a; sleep 0.3; echo b"]);
+    let follow = run(docker_cmd(&replica.host()).args(["logs", "-f", "short"]));
+    assert_eq!(stdout(&follow), "a\nb\n");
+    // The proxied requests show in the follower's metrics.
+    let (_, _, metrics) = http(&replica.addr, "GET", "/metrics", None);
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(metrics.contains("swarm_proxied_requests_total{target=\"leader\"}"), "{metrics}");
+    assert!(metrics.contains("swarm_is_leader 0"));
+}
+
+#[test]
+fn a_killed_leader_is_replaced_within_ttl_plus_a_second() {
+    let etcd = vec![Etcd::single()];
+    let es = engines(&[("node-1", &[])]);
+    let _joins = register(&etcd, &es);
+    let mut ms = group(&etcd, &es);
+    let old = primaries(&ms)[0];
+    ms[old].kill_hard();
+    let killed = Instant::now();
+    wait_until(Duration::from_secs(10), "a new primary", || ms.iter().enumerate().any(|(i, m)| i != old && m.role().0 == "primary"));
+    let took = killed.elapsed();
+    eprintln!("SIGKILL failover took {took:?} (ttl {TTL})");
+    assert!(took <= Duration::from_secs(4) + Duration::from_millis(500), "failover took {took:?}");
+    let survivor = ms.iter().enumerate().find(|(i, m)| *i != old && m.role().0 == "replica").map(|(_, m)| m).unwrap();
+    wait_until(Duration::from_secs(5), "the replica follows the new primary", || survivor.role().1 != ms[old].addr);
+    survivor.wait_healthy(1);
+    survivor.docker(&["run", "-d", "--name", "after-kill", "busybox", "sleep", "300"]);
+}
+
+#[test]
+fn a_terminated_leader_hands_over_in_under_a_second() {
+    let etcd = vec![Etcd::single()];
+    let es = engines(&[("node-1", &[])]);
+    let _joins = register(&etcd, &es);
+    let mut ms = group(&etcd, &es);
+    let old = primaries(&ms)[0];
+    let started = Instant::now();
+    ms[old].signal("TERM");
+    wait_until(Duration::from_secs(5), "a new primary", || ms.iter().enumerate().any(|(i, m)| i != old && m.role().0 == "primary"));
+    let took = started.elapsed();
+    eprintln!("SIGTERM handover took {took:?}");
+    assert!(took < Duration::from_secs(1), "handover took {took:?}");
+    ms[old].terminate();
+}
+
+#[test]
+fn a_paused_leader_steps_down_and_never_leads_beside_another() {
+    let etcd = vec![Etcd::single()];
+    let es = engines(&[("node-1", &[])]);
+    let _joins = register(&etcd, &es);
+    let ms = group(&etcd, &es);
+    let old = primaries(&ms)[0];
+    ms[old].signal("STOP");
+    wait_until(Duration::from_secs(10), "a new primary", || ms.iter().enumerate().any(|(i, m)| i != old && m.role().0 == "primary"));
+    ms[old].signal("CONT");
+    // From its first answer after resuming, the old leader is a replica: its lease deadline
+    // passed while it was stopped.
+    let (role, primary) = ms[old].role();
+    assert_eq!(role, "replica", "a resumed leader still claims leadership");
+    let _ = primary;
+    for _ in 0..30 {
+        assert!(primaries(&ms).len() <= 1, "two primaries at once");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_until(Duration::from_secs(10), "the old leader follows the new one", || {
+        let (r, p) = ms[old].role();
+        r == "replica" && !p.is_empty() && p != ms[old].addr
+    });
+    assert_eq!(primaries(&ms).len(), 1);
+}
+
+#[test]
+fn losing_one_of_three_etcd_members_changes_no_leader() {
+    let mut etcd = Etcd::cluster(3);
+    let es = engines(&[("node-1", &[])]);
+    let _joins = register(&etcd, &es);
+    let ms = group(&etcd, &es);
+    let leader = primaries(&ms)[0];
+    etcd[2].stop();
+    for _ in 0..40 {
+        assert_eq!(primaries(&ms), vec![leader], "leadership changed after losing one etcd member");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ms[(leader + 1) % 3].docker(&["run", "-d", "--name", "still", "busybox", "sleep", "300"]);
+}
