@@ -150,6 +150,7 @@ pub async fn register_forever(nodes: EtcdNodes, addr: String, ttl: Duration, hea
     let ttl_secs = ttl.as_secs().max(2) as i64;
     let mut client: Option<Client> = None;
     let mut lease: Option<i64> = None;
+    let renew_bound = (ttl / 4).max(Duration::from_millis(500));
     loop {
         let outcome: Result<(), DiscoveryError> = async {
             if client.is_none() {
@@ -157,9 +158,16 @@ pub async fn register_forever(nodes: EtcdNodes, addr: String, ttl: Duration, hea
             }
             let c = client.as_mut().expect("connected above");
             if let Some(id) = lease {
-                let (mut keeper, mut responses) = c.lease_keep_alive(id).await.map_err(failed)?;
-                keeper.keep_alive().await.map_err(failed)?;
-                let alive = responses.message().await.map_err(failed)?.is_some_and(|r| r.ttl() > 0);
+                // A renewal on a connection to a member that just died can hang: bound it well
+                // inside the TTL and start over on a fresh connection.
+                let renew = async {
+                    let (mut keeper, mut responses) = c.lease_keep_alive(id).await.map_err(failed)?;
+                    keeper.keep_alive().await.map_err(failed)?;
+                    Ok::<_, DiscoveryError>(responses.message().await.map_err(failed)?.is_some_and(|r| r.ttl() > 0))
+                };
+                let alive = tokio::time::timeout(renew_bound, renew)
+                    .await
+                    .map_err(|_| DiscoveryError::Etcd(format!("lease renewal took over {renew_bound:?}")))??;
                 if !alive {
                     lease = None;
                 }
@@ -174,9 +182,9 @@ pub async fn register_forever(nodes: EtcdNodes, addr: String, ttl: Duration, hea
         }
         .await;
         if let Err(e) = outcome {
-            warn!(error = %e, "Registration failed; retrying.");
+            warn!(error = %e, "Registration failed; retrying on a fresh connection.");
             client = None;
-            tokio::time::sleep(heartbeat.min(MAX_BACKOFF)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
         tokio::time::sleep(heartbeat).await;

@@ -83,8 +83,13 @@ async fn campaign(e: &EtcdElection, leadership: &Leadership, shutdown: &Cancella
             loop {
                 tokio::time::sleep(ttl / 3).await;
                 let sent = Instant::now();
-                keeper.keep_alive().await.map_err(failed)?;
-                match responses.message().await.map_err(failed)? {
+                // A renewal stuck on a dead member's connection must not outlast the lease.
+                let exchange = async {
+                    keeper.keep_alive().await.map_err(failed)?;
+                    responses.message().await.map_err(failed)
+                };
+                let answer = tokio::time::timeout(ttl / 4, exchange).await.map_err(|_| "lease renewal timed out".to_string())??;
+                match answer {
                     Some(r) if r.ttl() > 0 => {
                         *last_renewal.lock() = sent;
                         if leadership.is_leader() {
