@@ -14,6 +14,7 @@ mkdir -p "$state"
 pids=()
 
 stop_all() {
+  trap - EXIT INT TERM
   echo "stopping the cluster..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do
