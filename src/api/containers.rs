@@ -259,7 +259,7 @@ async fn create_once(
         });
         (chosen, guard)
     };
-    let Some(handle) = state.cluster.nodes().into_iter().find(|n| n.key == node) else {
+    let Some(handle) = state.cluster.node(&node) else {
         return Err(CreateFailure::Retryable(node.clone(), ApiError::internal("node left the cluster")));
     };
     // Classic: CpuShares counts CPUs in swarm; the engine wants real shares.
@@ -388,7 +388,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
     if c.node_state != NodeState::Healthy {
         return Err(ApiError::internal(format!("Container {} running on unhealthy node {}", ctx.segs[1], c.node_name)));
     }
-    let api = state.cluster.nodes().into_iter().find(|n| n.key == c.node).and_then(|n| n.api_version);
+    let api = c.api_version.clone();
     let action = rest.first().map(String::as_str);
     let mut path = format!("/containers/{}", c.id);
     for s in rest {
@@ -497,7 +497,7 @@ async fn remember_exec(state: &ApiState, node: &str, resp: Response<Body>) -> Re
 pub async fn commit(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let ident = ctx.query.get("container").unwrap_or_default();
     let c = state.cluster.find_container(ident)?;
-    let api = state.cluster.nodes().into_iter().find(|n| n.key == c.node).and_then(|n| n.api_version);
+    let api = c.api_version.clone();
     let mut overrides = BTreeMap::new();
     overrides.insert("container", Some(c.id.clone()));
     let query = ctx.query.encode_with(&overrides);

@@ -249,7 +249,7 @@ pub async fn build(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
         let nodes = state.cluster.snapshot();
         state.scheduler.select(&nodes, &spec, &mut rand::rng())?.key.clone()
     };
-    let node = state.cluster.nodes().into_iter().find(|n| n.key == key).ok_or_else(|| ApiError::internal("node left the cluster"))?;
+    let node = state.cluster.node(&key).ok_or_else(|| ApiError::internal("node left the cluster"))?;
     let resp = proxy::forward(state, &node.client, req, &ctx.engine_path_same_query(node.api_version.as_deref(), "/build")).await?;
     Ok(resp)
 }

@@ -96,7 +96,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
             let ident = config["Container"].as_str().unwrap_or_default().to_string();
             let c = state.cluster.find_container(&ident)?;
             config["Container"] = json!(c.id);
-            let n = state.cluster.nodes().into_iter().find(|n| n.key == c.node).ok_or_else(|| ApiError::internal("node left the cluster"))?;
+            let n = state.cluster.node(&c.node).ok_or_else(|| ApiError::internal("node left the cluster"))?;
             let answers = call_all(&[n], Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), Some(Bytes::from(config.to_string())), &HeaderMap::new()).await;
             match &answers[0] {
                 Ok((s, _)) if s.is_success() => {

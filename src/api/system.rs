@@ -103,7 +103,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// `GET /info`: totals over the cluster and the classic node table in `SystemStatus`.
 pub fn info(state: &ApiState) -> Response<Body> {
     let overcommit = state.config.overcommit;
-    let snapshot = state.cluster.snapshot();
+    let reserved = state.cluster.reservations();
     let mut status: Vec<[String; 2]> = Vec::new();
     if state.leadership.is_replicated() {
         match state.leadership.role() {
@@ -134,7 +134,7 @@ pub fn info(state: &ApiState) -> Response<Body> {
                 paused += c_paused;
                 images += n.images.len();
             }
-            let snap = snapshot.iter().find(|s| s.key == n.addr);
+            let (used_cpus, used_mem) = reserved.get(&n.addr).copied().unwrap_or((0, 0));
             let (n_cpu, n_mem) = n.info.as_ref().map_or((0, 0), |i| (i.ncpu, i.mem_total));
             let total_cpus = n_cpu + n_cpu * (overcommit * 100.0) as i64 / 100;
             let total_mem = n_mem + n_mem * (overcommit * 100.0) as i64 / 100;
@@ -154,11 +154,8 @@ pub fn info(state: &ApiState) -> Response<Body> {
                     c_total.to_string()
                 },
             );
-            push("Reserved CPUs", format!("{} / {}", snap.map_or(0, |s| s.used_cpus), total_cpus));
-            push(
-                "Reserved Memory",
-                format!("{} / {}", bytes_size(snap.map_or(0, |s| s.used_memory) as f64), bytes_size(total_mem as f64)),
-            );
+            push("Reserved CPUs", format!("{used_cpus} / {total_cpus}"));
+            push("Reserved Memory", format!("{} / {}", bytes_size(used_mem as f64), bytes_size(total_mem as f64)));
             let labels = n.info.as_ref().map(|i| i.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "));
             push("Labels", labels.unwrap_or_default());
             push("Error", n.health.last_error().unwrap_or("(none)").to_string());

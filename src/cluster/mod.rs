@@ -69,6 +69,8 @@ pub struct ContainerRef {
     pub id: String,
     /// The engine's client.
     pub client: EngineClient,
+    /// The engine's API version, once known.
+    pub api_version: Option<String>,
 }
 
 /// A node's handle for fan-out calls.
@@ -222,19 +224,12 @@ impl Cluster {
 
     /// Every node's handle.
     pub fn nodes(&self) -> Vec<NodeHandle> {
-        self.with_nodes(|nodes| {
-            nodes
-                .values()
-                .map(|n| NodeHandle {
-                    key: n.addr.clone(),
-                    name: n.name().to_string(),
-                    engine_id: n.engine_id(),
-                    client: n.client.clone(),
-                    state: n.health.state(),
-                    api_version: n.info.as_ref().map(|i| i.api_version.clone()),
-                })
-                .collect()
-        })
+        self.with_nodes(|nodes| nodes.values().map(handle_of).collect())
+    }
+
+    /// The handle of the node with this key.
+    pub fn node(&self, key: &str) -> Option<NodeHandle> {
+        self.with_nodes(|nodes| nodes.get(key).map(handle_of))
     }
 
     /// Handles of healthy nodes.
@@ -244,7 +239,7 @@ impl Cluster {
 
     /// The node of this key or name.
     pub fn node_by_name(&self, name: &str) -> Option<NodeHandle> {
-        self.nodes().into_iter().find(|n| n.name == name || n.key == name)
+        self.with_nodes(|nodes| nodes.values().find(|n| n.name() == name || n.addr == name).map(handle_of))
     }
 
     /// The lowest API version among validated engines: what the manager can promise.
@@ -280,6 +275,29 @@ impl Cluster {
         self.with_nodes(|nodes| {
             nodes.values().flat_map(|n| n.containers.values()).find(|c| c.name() == name).map(|c| c.id.clone())
         })
+    }
+
+    /// CPUs and memory reserved per node (containers of every state plus creates in flight):
+    /// what `docker info` shows, without building the scheduler's views.
+    pub fn reservations(&self) -> HashMap<String, (i64, i64)> {
+        let mut out: HashMap<String, (i64, i64)> = self.with_nodes(|nodes| {
+            nodes
+                .values()
+                .map(|n| {
+                    let ncpu = n.info.as_ref().map_or(0, |i| i.ncpu);
+                    let cpus = n.containers.values().map(|c| c.facts.cpus(ncpu)).sum();
+                    let mem = n.containers.values().map(|c| c.facts.memory).sum();
+                    (n.addr.clone(), (cpus, mem))
+                })
+                .collect()
+        });
+        for p in self.shared.pending.lock().values() {
+            if let Some(r) = out.get_mut(&p.node) {
+                r.0 += p.cpus;
+                r.1 += p.memory;
+            }
+        }
+        out
     }
 
     /// Snapshots of every node, creates in flight included, for the scheduler.
@@ -332,6 +350,7 @@ impl Cluster {
                 node_state: n.health.state(),
                 id: c.id.clone(),
                 client: n.client.clone(),
+                api_version: n.info.as_ref().map(|i| i.api_version.clone()),
             };
             let all = || nodes.values().flat_map(|n| n.containers.values().map(move |c| (n, c)));
             if let Some((n, c)) = all().find(|(_, c)| c.id == ident || c.swarm_id.as_deref() == Some(ident)) {
@@ -371,7 +390,7 @@ impl Cluster {
     /// The node of an exec instance, if this manager saw it created.
     pub fn exec_node(&self, exec_id: &str) -> Option<NodeHandle> {
         let key = self.shared.execs.lock().get(exec_id).cloned()?;
-        self.nodes().into_iter().find(|n| n.key == key)
+        self.node(&key)
     }
 
     /// Subscribes to the merged event stream.
@@ -447,4 +466,15 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     text
+}
+
+fn handle_of(n: &Node) -> NodeHandle {
+    NodeHandle {
+        key: n.addr.clone(),
+        name: n.name().to_string(),
+        engine_id: n.engine_id(),
+        client: n.client.clone(),
+        state: n.health.state(),
+        api_version: n.info.as_ref().map(|i| i.api_version.clone()),
+    }
 }
