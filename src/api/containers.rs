@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
@@ -415,6 +416,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
             }
             forward_and_refresh(state, ctx, &c, req, &target).await
         }
+        (&Method::POST, Some("wait")) => wait(state, ctx, &c, req, &target).await,
         (&Method::POST, Some("start" | "stop" | "kill" | "restart" | "pause" | "unpause" | "update")) => {
             forward_and_refresh(state, ctx, &c, req, &target).await
         }
@@ -460,6 +462,32 @@ async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req:
         }
     });
     Ok(resp)
+}
+
+/// `wait` answers when the container stops: the cache learns the exit before the client does,
+/// so a `docker ps` right after `docker run` never shows the container still running.
+async fn wait(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req: Request<Incoming>, target: &str) -> Result<Response<Body>, ApiError> {
+    let resp = proxy::forward(state, &c.client, req, target).await?;
+    if !resp.status().is_success() {
+        return Ok(resp);
+    }
+    let removed = ctx.query.get("condition") == Some("removed");
+    let (cluster, node, id) = (state.cluster.clone(), c.node.clone(), c.id.clone());
+    let (parts, incoming) = resp.into_parts();
+    let observed = incoming.map_frame(move |frame| {
+        if let Some(data) = frame.data_ref() {
+            let code = serde_json::from_slice::<Value>(data).ok().and_then(|v| v["StatusCode"].as_i64());
+            if let Some(code) = code {
+                if removed {
+                    cluster.forget_container(&node, &id);
+                } else {
+                    cluster.patch_container(&node, &id, |cached| cached.set_state("exited", &format!("Exited ({code}) Less than a second ago")));
+                }
+            }
+        }
+        frame
+    });
+    Ok(Response::from_parts(parts, observed.boxed_unsync()))
 }
 
 async fn inspect(state: &ApiState, c: &ContainerRef, target: &str) -> Result<Response<Body>, ApiError> {
