@@ -32,43 +32,14 @@ fn exit_codes_stdin_and_logs_follow_pass_through() {
 
 #[test]
 fn interactive_tty_sessions_work_through_the_manager() {
-    require("tmux", "tmux");
     let es = engines(&[("node-1", &[])]);
     let m = Manager::start(&nodes_url(&es), &[]);
     m.wait_healthy(1);
-    let session = format!("swarm-it-{}", std::process::id());
-    let config = std::env::temp_dir().join(format!("swarm-test-docker-config-{}", std::process::id()));
-    let shell = format!("env DOCKER_HOST={} DOCKER_CONFIG={} bash --norc --noprofile", m.host(), config.display());
-    assert!(run(std::process::Command::new("tmux").args(["new-session", "-d", "-s", &session, "-x", "100", "-y", "25", &shell])).status.success());
-    let send = |keys: &str| {
-        run(std::process::Command::new("tmux").args(["send-keys", "-t", &session, keys, "Enter"]));
-    };
-    let screen = || stdout(&run(std::process::Command::new("tmux").args(["capture-pane", "-p", "-t", &session])));
-    // Keys typed before the CLI exits would go to the container: wait for the host prompt.
-    let at_host_prompt = || screen().lines().rev().find(|l| !l.trim().is_empty()).is_some_and(|l| l.starts_with("bash-"));
-    send(&format!("{DOCKER_CLI} run -it --rm --name inter busybox sh"));
-    wait_until(Duration::from_secs(20), "the container shell prompts", || screen().contains("/ #"));
-    send("echo got-$((6*7))");
-    wait_until(Duration::from_secs(10), "the shell answers", || screen().contains("got-42"));
-    // The CLI sends its resize after `start`, so the shell may have run before it landed.
-    wait_until(Duration::from_secs(10), "the resize reaches the TTY", || {
-        send("stty size");
-        std::thread::sleep(Duration::from_millis(300));
-        screen().contains("25 100")
-    });
-    send("exit 9");
-    wait_until(Duration::from_secs(10), "the CLI returns", at_host_prompt);
-    send("echo rc=$?");
-    wait_until(Duration::from_secs(10), "the exit code comes back", || screen().contains("rc=9"));
-
     m.docker(&["run", "-d", "--name", "ex", "busybox", "sleep", "300"]);
-    send(&format!("{DOCKER_CLI} exec -it ex sh"));
-    wait_until(Duration::from_secs(10), "exec shell prompts", || screen().matches("/ #").count() >= 2);
-    send("hostname; exit 5");
-    wait_until(Duration::from_secs(10), "the exec CLI returns", at_host_prompt);
-    send("echo exec-rc=$?");
-    wait_until(Duration::from_secs(10), "exec exit code comes back", || screen().contains("exec-rc=5"));
-    let _ = run(std::process::Command::new("tmux").args(["kill-session", "-t", &session]));
+    let tty = Tty::open(&m.host(), "it");
+    interactive_session(&tty, "ex");
+    m.docker(&["run", "-dit", "--name", "att", "busybox", "sh"]);
+    attach_session(&tty, "att");
 }
 
 #[test]

@@ -59,6 +59,24 @@ fn one_primary_and_replicas_proxy_streams_and_hijacks() {
 }
 
 #[test]
+fn terminals_attach_and_stats_stream_through_a_replica() {
+    let etcd = vec![Etcd::single()];
+    let es = engines(&[("node-1", &[])]);
+    let _joins = register(&etcd, &es);
+    let ms = group(&etcd, &es);
+    let replica = &ms[(primaries(&ms)[0] + 1) % 3];
+    replica.wait_healthy(1);
+    replica.docker(&["run", "-d", "--name", "busy", "busybox", "sleep", "300"]);
+    let tty = Tty::open(&replica.host(), "ha-it");
+    interactive_session(&tty, "busy");
+    replica.docker(&["run", "-dit", "--name", "att", "busybox", "sh"]);
+    attach_session(&tty, "att");
+    // Two samples a second apart arrive one by one: the stream is relayed, not buffered.
+    let stats = http_stream_until(&replica.addr, "/v1.41/containers/busy/stats?stream=1", "\"cpu_stats\"", 2, Duration::from_secs(15));
+    assert!(stats.contains("\"memory_stats\""), "{stats}");
+}
+
+#[test]
 fn a_killed_leader_is_replaced_within_ttl_plus_a_second() {
     let etcd = vec![Etcd::single()];
     let es = engines(&[("node-1", &[])]);

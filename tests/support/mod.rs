@@ -10,6 +10,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod tty;
+#[allow(unused_imports)]
+pub use tty::{attach_session, interactive_session, Tty};
+
 /// The docker CLI users run today.
 pub const DOCKER_CLI: &str = "/usr/local/bin/docker";
 
@@ -684,4 +688,28 @@ impl Manager {
 /// Indexes of managers that say `Role: primary`.
 pub fn primaries(ms: &[Manager]) -> Vec<usize> {
     ms.iter().enumerate().filter(|(_, m)| m.role().0 == "primary").map(|(i, _)| i).collect()
+}
+
+/// Opens a streaming GET and returns the body's raw bytes once `needle` has been seen `n`
+/// times, proving the response streams rather than arriving at the end.
+pub fn http_stream_until(addr: &str, path: &str, needle: &str, n: usize, bound: Duration) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let deadline = Instant::now() + patience(bound);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 16384];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => seen.extend_from_slice(&buf[..k]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => panic!("stream from {addr}{path} failed: {e}"),
+        }
+        let text = String::from_utf8_lossy(&seen);
+        if text.matches(needle).count() >= n {
+            return text.into_owned();
+        }
+    }
+    panic!("{addr}{path}: saw {needle:?} fewer than {n} times within {bound:?}: {}", String::from_utf8_lossy(&seen));
 }
