@@ -70,21 +70,20 @@ fn main() {
     ms[leader].wait_healthy(1);
     ms[follower].wait_healthy(1);
     docker_ok(&ms[leader].host(), &["run", "-d", "--name", "probe", "busybox", "sleep", "3600"]);
-    let path = "/v1.41/containers/probe/json";
-    let (d50, d99, drate) = measure(&ms[leader].addr, path, 3000);
-    let (f50, f99, frate) = measure(&ms[follower].addr, path, 3000);
-    println!(
-        "GET /containers/{{id}}/json  leader p50 {:>5.0} us p99 {:>5.0} us {:>6.0} req/s | via follower p50 {:>5.0} us p99 {:>5.0} us {:>6.0} req/s | added p50 {:+.0} us p99 {:+.0} us, throughput {:.0}%",
-        d50.as_secs_f64() * 1e6, d99.as_secs_f64() * 1e6, drate,
-        f50.as_secs_f64() * 1e6, f99.as_secs_f64() * 1e6, frate,
-        (f50.as_secs_f64() - d50.as_secs_f64()) * 1e6, (f99.as_secs_f64() - d99.as_secs_f64()) * 1e6, frate / drate * 100.0
-    );
-    let (d50, _, drate) = measure(&ms[leader].addr, "/v1.41/version", 3000);
-    let (f50, _, frate) = measure(&ms[follower].addr, "/v1.41/version", 3000);
-    println!(
-        "GET /version (answered by the leader) leader p50 {:>5.0} us | via follower p50 {:>5.0} us | added p50 {:+.0} us, throughput {:.0}%",
-        d50.as_secs_f64() * 1e6, f50.as_secs_f64() * 1e6, (f50.as_secs_f64() - d50.as_secs_f64()) * 1e6, frate / drate * 100.0
-    );
+    for (path, note) in [
+        ("/v1.41/containers/probe/json", "proxied to the leader"),
+        ("/v1.41/version", "proxied to the leader"),
+        ("/_ping", "answered by each manager"),
+    ] {
+        let (d50, d99, drate) = measure(&ms[leader].addr, path, 3000);
+        let (f50, f99, frate) = measure(&ms[follower].addr, path, 3000);
+        println!(
+            "GET {path} ({note}): leader p50 {:.0} us p99 {:.0} us {:.0} req/s | via follower p50 {:.0} us p99 {:.0} us {:.0} req/s | added p50 {:+.0} us p99 {:+.0} us, throughput {:.0}%",
+            d50.as_secs_f64() * 1e6, d99.as_secs_f64() * 1e6, drate,
+            f50.as_secs_f64() * 1e6, f99.as_secs_f64() * 1e6, frate,
+            (f50.as_secs_f64() - d50.as_secs_f64()) * 1e6, (f99.as_secs_f64() - d99.as_secs_f64()) * 1e6, frate / drate * 100.0
+        );
+    }
 
     let (mut kills, mut terms) = (Vec::new(), Vec::new());
     for round in 0..trials * 2 {

@@ -131,6 +131,9 @@ struct Shared {
     /// Serialises scheduling decisions with their reservations (never held across `.await`).
     schedule: Mutex<()>,
     execs: Mutex<HashMap<String, String>>,
+    /// The lowest API version among the engines, kept current as engines come and go: every
+    /// response carries it.
+    min_api_version: RwLock<Option<String>>,
     events: broadcast::Sender<Arc<Value>>,
     opts: ClusterOptions,
     metrics: Metrics,
@@ -149,6 +152,7 @@ impl Cluster {
                 next_pending: AtomicU64::new(1),
                 schedule: Mutex::new(()),
                 execs: Mutex::new(HashMap::new()),
+                min_api_version: RwLock::new(None),
                 events,
                 opts,
                 metrics,
@@ -211,6 +215,7 @@ impl Cluster {
             self.shared.tracker.spawn(task.instrument(tracing::info_span!("node", addr = %addr)));
         }
         self.update_node_gauges();
+        self.update_min_api_version();
     }
 
     /// Runs `f` over the nodes under the read lock (keep it short: no `.await` inside).
@@ -244,13 +249,19 @@ impl Cluster {
 
     /// The lowest API version among validated engines: what the manager can promise.
     pub fn min_api_version(&self) -> Option<String> {
-        self.with_nodes(|nodes| {
+        self.shared.min_api_version.read().clone()
+    }
+
+    /// Recomputes [`Cluster::min_api_version`] after an engine's info changed or it left.
+    pub(crate) fn update_min_api_version(&self) {
+        let min = self.with_nodes(|nodes| {
             nodes
                 .values()
                 .filter_map(|n| n.info.as_ref().map(|i| i.api_version.clone()))
                 .filter(|v| !v.is_empty())
                 .min_by(|a, b| crate::api::version::compare(a, b))
-        })
+        });
+        *self.shared.min_api_version.write() = min;
     }
 
     /// Serialises a scheduling decision with its reservation.

@@ -42,6 +42,7 @@ impl Cluster {
         }
         let name = engine.name.clone();
         self.with_node_mut(key, |n| n.info = Some(engine));
+        self.update_min_api_version();
         self.refresh_node(key).await?;
         let transition = self.with_node_mut(key, |n| n.health.validated().map(|t| (t, events::node_fields(n))));
         if let Some(Some((t, fields))) = transition {
@@ -105,6 +106,7 @@ impl Cluster {
             }
             n.updated_at = Some(SystemTime::now());
         });
+        self.update_min_api_version();
         debug!(addr = %key, "Engine refreshed.");
         Ok(())
     }

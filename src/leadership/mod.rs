@@ -152,6 +152,10 @@ impl Leadership {
 
     /// Waits up to `bound` for a role other than leaderless follower.
     pub async fn wait_for_leader(&self, bound: Duration) -> Role {
+        let role = self.role();
+        if role != (Role::Follower { leader: None }) {
+            return role;
+        }
         let mut rx = self.subscribe();
         let deadline = tokio::time::Instant::now() + bound;
         loop {
