@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job: a local cluster of three real Docker engines (node-1..3, each with its own
-# hostname, data root and labels) and a swarm manager over them. Prints the DOCKER_HOST to use,
-# then runs in the foreground until Ctrl-C, when it stops everything it started, by pid.
-#   SWARM_ENGINES=3  SWARM_PORT=4000  SWARM_STATE=/tmp/swarm-cluster  (overridable)
+# hostname, data root and labels) and three swarm managers replicating through embedded Raft
+# (no etcd). Each engine joins through the managers (`swarm join ... swarm://`). Prints the
+# DOCKER_HOST to use, then runs in the foreground until Ctrl-C, when it stops everything it
+# started, by pid.
+#   SWARM_ENGINES=3  SWARM_PORT=4000 (managers on 4000-4002)  SWARM_STATE=/tmp/swarm-cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -50,20 +52,34 @@ for i in $(seq 1 "$n_engines"); do
   echo "engine node-$i ready at $addr"
 done
 
-discovery="nodes://$(IFS=,; echo "${entries[*]}")"
-./target/release/swarm manage -H "127.0.0.1:$port" "$discovery" >"$state/manager.log" 2>&1 &
-pids+=("$!")
+managers=()
+for k in 0 1 2; do managers+=("127.0.0.1:$((port + k))"); done
+peers=$(IFS=,; echo "${managers[*]}")
+for k in 0 1 2; do
+  ./target/release/swarm manage -H "${managers[$k]}" --replication --advertise "${managers[$k]}" \
+    --replication-peers "$peers" --data-dir "$state/manager-$k" "swarm://$peers" >"$state/manager-$k.log" 2>&1 &
+  pids+=("$!")
+done
+for e in "${entries[@]}"; do
+  ./target/release/swarm join --advertise "$e" --heartbeat 5s --ttl 20s "swarm://$peers" >"$state/join-${e##*:}.log" 2>&1 &
+  pids+=("$!")
+done
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/_ping" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do
+  [ "$(./target/release/swarm list --timeout 2s "swarm://$peers" 2>/dev/null | wc -l)" -ge "$n_engines" ] && break; sleep 0.2
+done
 cat <<MSG
 
-The cluster is up: ${n_engines} engines behind one manager (log: $state/manager.log).
-Use it from another shell:
+The cluster is up: ${n_engines} engines, three managers on embedded Raft at $peers
+(logs and Raft data: $state/manager-*). Any manager serves the Docker API; followers pass
+requests to the primary. Use it from another shell:
 
     export DOCKER_HOST=tcp://127.0.0.1:$port
-    docker info
+    docker info                       # Role: primary or replica, and every node
     docker run -d --name web busybox httpd -f -p 8080
+    ./target/release/swarm members list --manager 127.0.0.1:$port
 
 Metrics: curl http://127.0.0.1:$port/metrics
 Press Ctrl-C to stop everything.
 MSG
-wait "${pids[-1]}"
+wait

@@ -2,6 +2,7 @@
 //! cluster, spawns long-lived tasks and drains them on shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::net::{TcpListener, UnixListener};
@@ -11,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn, Instrument};
 
 use crate::api::{self, ApiState, Listener, StateInner};
-use crate::cli::{Cli, Command, CreateArgs};
+use crate::cli::{Cli, Command, CreateArgs, MembersArgs};
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::config::{ConfigError, JoinConfig, ListenAddr, ListConfig, ManageConfig};
 use crate::discovery::{self, DiscoveryError, DiscoveryEvent};
@@ -49,6 +50,12 @@ pub enum RunError {
     /// Metrics could not be registered.
     #[error("failed to register metrics")]
     Metrics(#[from] prometheus::Error),
+    /// `swarm members` failed.
+    #[error("{0}")]
+    Members(String),
+    /// The embedded Raft could not start.
+    #[error(transparent)]
+    Raft(#[from] crate::raft::RaftFailure),
 }
 
 /// Runs the command line.
@@ -64,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
         Command::Create(args) => create(&args),
         Command::List(args) => list(ListConfig::try_from(&args)?).await,
         Command::Join(args) => join(JoinConfig::try_from(&args)?).await,
+        Command::Members(args) => members(&args).await,
         Command::Manage(args) => {
             let mut config = ManageConfig::try_from(&*args)?;
             config.experimental = cli.experimental;
@@ -100,6 +108,43 @@ async fn join(config: JoinConfig) -> Result<(), RunError> {
         r = registering => r.map_err(RunError::from),
         _ = shutdown_signal() => Ok(()),
     }
+}
+
+/// `swarm members`: asks a manager (followers pass changes on to the leader).
+async fn members(args: &MembersArgs) -> Result<(), RunError> {
+    use http::Method;
+    let (method, path) = match (args.action.as_str(), &args.addr) {
+        ("list", None) => (Method::GET, "/_swarm/members".to_string()),
+        ("add", Some(a)) => (Method::POST, format!("/_swarm/members/{a}")),
+        ("remove", Some(a)) => (Method::DELETE, format!("/_swarm/members/{a}")),
+        ("list", Some(_)) => return Err(ConfigError("`swarm members list` takes no address".into()).into()),
+        (action, None) => return Err(ConfigError(format!("`swarm members {action}` needs the manager's address")).into()),
+        _ => return Err(ConfigError("unknown action".into()).into()),
+    };
+    if !crate::config::validate_host_port(&args.manager) {
+        return Err(ConfigError("--manager should be of the form ip:port or hostname:port".into()).into());
+    }
+    // Adding waits for the new manager to catch up.
+    let bound = Duration::from_secs(60);
+    let client = crate::cluster::EngineClient::new(&args.manager, bound);
+    let (status, _, body) = client
+        .call(method, &path, None, &http::HeaderMap::new(), Some(bound))
+        .await
+        .map_err(|e| RunError::Members(format!("{}: {}", args.manager, crate::cluster::error_chain(&e))))?;
+    if !status.is_success() {
+        return Err(RunError::Members(crate::cluster::engine::error_message(&body)));
+    }
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| RunError::Members(e.to_string()))?;
+    for m in list {
+        match m {
+            serde_json::Value::String(addr) => println!("{addr}"),
+            m => {
+                let role = if m["Leader"] == true { "primary" } else if m["Voter"] == true { "replica" } else { "learner" };
+                println!("{}\t{role}", m["Addr"].as_str().unwrap_or_default());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
@@ -174,6 +219,18 @@ impl App {
             Some(r) => Leadership::replicated(&r.advertise, LeadershipMetrics::register(&registry)?),
             None => Leadership::standalone(),
         };
+        let raft = match config.replication.as_ref().and_then(|r| r.raft.as_ref()) {
+            Some(settings) => Some(crate::raft::RaftNode::start(settings).await?),
+            None => None,
+        };
+        let fence = crate::store::etcd::Fence::default();
+        let store: crate::store::Store = match (&config.replication, &raft, &config.discovery) {
+            (Some(_), Some(node), _) => Arc::new(crate::store::RaftStore(node.clone())),
+            (Some(r), None, DiscoveryUrl::Etcd { endpoints, prefix, tls, .. }) => {
+                Arc::new(crate::store::etcd::EtcdStore::new(endpoints.clone(), tls.clone(), prefix, &r.advertise, fence.clone()))
+            }
+            _ => Arc::new(crate::store::LocalStore::default()),
+        };
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
         let state = ApiState::new(StateInner {
             cluster,
@@ -186,6 +243,9 @@ impl App {
             tokens: Default::default(),
             leadership,
             leader_client: Default::default(),
+            raft,
+            store,
+            fence,
         });
         Ok(App { state, listeners, tracker, cancel })
     }
@@ -201,9 +261,13 @@ impl App {
         let config = &state.config;
         let (tx, mut rx) = mpsc::channel::<DiscoveryEvent>(8);
         let url = config.discovery.clone();
-        tracker.spawn(
-            discovery::watch(url.clone(), config.timing.heartbeat, tx).instrument(tracing::info_span!("discovery", backend = url.scheme())),
-        );
+        let span = tracing::info_span!("discovery", backend = url.scheme());
+        if let (DiscoveryUrl::Managers(_), Some(_)) = (&url, &state.raft) {
+            // Our own copy of the replicated registry: no round trip, no leader needed.
+            tracker.spawn(discovery::managers::watch_store(state.store.clone(), config.timing.heartbeat, tx).instrument(span));
+        } else {
+            tracker.spawn(discovery::watch(url.clone(), config.timing.heartbeat, tx).instrument(span));
+        }
         let cluster = state.cluster.clone();
         let discovery_cancel = cancel.clone();
         tracker.spawn(async move {
@@ -223,13 +287,28 @@ impl App {
                 }
             }
         });
-        if let (Some(r), DiscoveryUrl::Etcd { endpoints, prefix, tls, .. }) = (&config.replication, &config.discovery) {
+        if let (Some(r @ crate::config::Replication { raft: None, .. }), DiscoveryUrl::Etcd { endpoints, prefix, tls, .. }) = (&config.replication, &config.discovery) {
             let key = [prefix.as_str(), "docker/swarm/leader"].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
-            let election = EtcdElection { endpoints: endpoints.clone(), tls: tls.clone(), key, advertise: r.advertise.clone(), ttl: r.ttl };
+            let election =
+                EtcdElection { endpoints: endpoints.clone(), tls: tls.clone(), key, advertise: r.advertise.clone(), ttl: r.ttl, fence: state.fence.clone() };
             tracker.spawn(
                 leadership::etcd::run(election, state.leadership.clone(), cancel.clone())
                     .instrument(tracing::info_span!("leadership", backend = "etcd")),
             );
+        }
+        if let (Some(r), Some(node)) = (&config.replication, &state.raft) {
+            // openraft's followers campaign no earlier than the longest election timeout (their
+            // leader lease) plus their own timeout after the last heartbeat they received, and
+            // grant votes only after that lease: the leader acts for the longest timeout less a
+            // heartbeat after a quorum last acknowledged it, so it stops before anyone is elected.
+            let settings = r.raft.as_ref().map(|s| (s.election_timeout * 2, s.heartbeat));
+            let (longest, heartbeat) = settings.unwrap_or_default();
+            tracker.spawn(
+                node.clone()
+                    .publish_leadership(state.leadership.clone(), longest.saturating_sub(heartbeat), cancel.clone())
+                    .instrument(tracing::info_span!("leadership", backend = "raft")),
+            );
+            tracker.spawn(node.clone().expire_entries(state.leadership.clone(), Duration::from_secs(1), cancel.clone()));
         }
         for (addr, listener) in listeners {
             api::log_listening(&addr);
@@ -238,6 +317,9 @@ impl App {
         shutdown.await;
         cancel.cancel();
         state.cluster.shutdown();
+        if let Some(node) = &state.raft {
+            node.shutdown().await;
+        }
         tracker.close();
         match tokio::time::timeout(DRAIN_GRACE, tracker.wait()).await {
             Ok(()) => info!("Drained; bye."),

@@ -56,6 +56,22 @@ pub enum Command {
     /// Join a Docker engine to a cluster.
     #[command(visible_alias = "j")]
     Join(JoinArgs),
+    /// List, add or remove the managers of an embedded-Raft group.
+    Members(MembersArgs),
+}
+
+/// `swarm members`.
+#[derive(Debug, Args)]
+pub struct MembersArgs {
+    /// `list`, `add ADDR` (start the new manager first, with the group's --replication-peers)
+    /// or `remove ADDR` (then stop that manager).
+    #[arg(value_parser = ["list", "add", "remove"], default_value = "list")]
+    pub action: String,
+    /// The manager to add or remove, host:port (its --advertise address).
+    pub addr: Option<String>,
+    /// Any manager of the group, host:port.
+    #[arg(long = "manager", short = 'm', env = "SWARM_MANAGER")]
+    pub manager: String,
 }
 
 /// `swarm create` takes no arguments.
@@ -203,4 +219,12 @@ pub struct ManageArgs {
     /// Directory for the embedded Raft log and snapshots.
     #[arg(long = "data-dir")]
     pub data_dir: Option<String>,
+    /// Embedded Raft: how often the leader sends heartbeats (openraft's default).
+    #[arg(long = "replication-heartbeat", default_value = "50ms")]
+    pub replication_heartbeat: String,
+    /// Embedded Raft: shortest election timeout, T (openraft's default); the longest is 2T.
+    /// A follower campaigns 2T to 4T after the last heartbeat; the leader stops acting 2T less
+    /// a heartbeat after its last quorum acknowledgement, before anyone can be elected.
+    #[arg(long = "replication-election-timeout", default_value = "150ms")]
+    pub replication_election_timeout: String,
 }

@@ -91,6 +91,28 @@ pub struct Replication {
     pub ttl: Duration,
     /// How long a follower with no known leader holds a request before answering 503.
     pub leader_wait: Duration,
+    /// Embedded Raft among `--replication-peers`; `None` elects through etcd.
+    pub raft: Option<crate::raft::RaftSettings>,
+}
+
+/// Embedded Raft settings from the flags.
+fn raft_settings(a: &ManageArgs, advertise: &str) -> Result<crate::raft::RaftSettings, ConfigError> {
+    let mut peers = Vec::new();
+    for p in a.replication_peers.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        if !validate_host_port(p) {
+            return Err(bad(format!("--replication-peers: \"{p}\" should be of the form ip:port or hostname:port")));
+        }
+        if !peers.iter().any(|q| q == p) {
+            peers.push(p.to_string());
+        }
+    }
+    let data_dir = a.data_dir.as_deref().filter(|d| !d.is_empty()).ok_or_else(|| bad("--data-dir is required with --replication-peers"))?;
+    let heartbeat = parse_duration(&a.replication_heartbeat)?;
+    let election_timeout = parse_duration(&a.replication_election_timeout)?;
+    if heartbeat.is_zero() || election_timeout < heartbeat * 3 {
+        return Err(bad("--replication-election-timeout should be at least three --replication-heartbeat periods"));
+    }
+    Ok(crate::raft::RaftSettings { advertise: advertise.to_string(), peers, data_dir: data_dir.into(), heartbeat, election_timeout })
 }
 
 /// Settings of `swarm manage`.
@@ -326,13 +348,18 @@ impl TryFrom<&ManageArgs> for ManageConfig {
         }
         let replication = if a.replication {
             let advertise = a.advertise.clone().ok_or_else(|| bad("--advertise address must be provided when using --leader-election"))?;
-            if !matches!(discovery, DiscoveryUrl::Etcd { .. }) {
-                return Err(bad("Leader election is only supported with etcd discovery in this build (embedded Raft for other discoveries is not in it yet)"));
-            }
-            if ttl < Duration::from_secs(2) {
-                return Err(bad("--replication-ttl should be at least 2s, etcd's shortest lease"));
-            }
-            Some(Replication { advertise, ttl, leader_wait })
+            let raft = if a.replication_peers.is_empty() {
+                if !matches!(discovery, DiscoveryUrl::Etcd { .. }) {
+                    return Err(bad("--replication-peers is required for replication without etcd discovery"));
+                }
+                if ttl < Duration::from_secs(2) {
+                    return Err(bad("--replication-ttl should be at least 2s, etcd's shortest lease"));
+                }
+                None
+            } else {
+                Some(raft_settings(a, &advertise)?)
+            };
+            Some(Replication { advertise, ttl, leader_wait, raft })
         } else {
             None
         };
@@ -457,5 +484,28 @@ mod tests {
         assert_eq!(parse_listen(":3375").unwrap(), ListenAddr::Tcp("0.0.0.0:3375".into()));
         assert_eq!(parse_listen("unix:///tmp/s.sock").unwrap(), ListenAddr::Unix("/tmp/s.sock".into()));
         assert!(parse_listen("tcp://nope").is_err());
+    }
+
+    fn manage(args: &[&str]) -> Result<ManageConfig, ConfigError> {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from([&["swarm", "manage"], args].concat()).expect("flags parse");
+        let Some(crate::cli::Command::Manage(m)) = cli.command else { panic!("not manage") };
+        ManageConfig::try_from(&*m)
+    }
+
+    #[test]
+    fn replication_picks_raft_with_peers_and_etcd_without() {
+        let raft = manage(&["--replication", "--advertise", "127.0.0.1:4000", "--replication-peers", "127.0.0.1:4000,127.0.0.1:4001", "--data-dir", "/tmp/d", "swarm://127.0.0.1:4000"]).unwrap();
+        let settings = raft.replication.unwrap().raft.unwrap();
+        assert_eq!(settings.peers, ["127.0.0.1:4000", "127.0.0.1:4001"]);
+        assert_eq!((settings.heartbeat, settings.election_timeout), (Duration::from_millis(50), Duration::from_millis(150)));
+        let etcd = manage(&["--replication", "--advertise", "127.0.0.1:4000", "etcd://127.0.0.1:2379/p"]).unwrap();
+        assert!(etcd.replication.unwrap().raft.is_none());
+        let err = |args: &[&str]| manage(args).unwrap_err().0;
+        assert_eq!(err(&["--replication", "--advertise", "127.0.0.1:4000", "nodes://a:1"]), "--replication-peers is required for replication without etcd discovery");
+        assert_eq!(err(&["--replication", "--advertise", "127.0.0.1:4000", "--replication-peers", "127.0.0.1:4000", "nodes://a:1"]), "--data-dir is required with --replication-peers");
+        assert!(err(&["--replication", "--advertise", "127.0.0.1:4000", "--replication-peers", "bad", "--data-dir", "/d", "nodes://a:1"]).contains("should be of the form"));
+        let slow = ["--replication", "--advertise", "127.0.0.1:4000", "--replication-peers", "127.0.0.1:4000", "--data-dir", "/d", "--replication-election-timeout", "100ms", "nodes://a:1"];
+        assert_eq!(err(&slow), "--replication-election-timeout should be at least three --replication-heartbeat periods");
     }
 }

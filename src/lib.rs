@@ -22,7 +22,9 @@ pub mod config;
 pub mod discovery;
 pub mod leadership;
 pub mod metrics;
+pub mod raft;
 pub mod scheduler;
+pub mod store;
 pub mod telemetry;
 
 /// The crate version.

@@ -15,6 +15,7 @@ pub mod images;
 pub mod networks;
 pub mod proxy;
 pub mod query;
+pub mod registry;
 pub mod replica;
 pub mod router;
 pub mod system;
@@ -71,6 +72,12 @@ pub struct StateInner {
     pub leadership: crate::leadership::Leadership,
     /// The pooled client to the current leader, for followers.
     pub leader_client: parking_lot::Mutex<Option<(String, crate::cluster::EngineClient)>>,
+    /// The embedded Raft member, when replicating without etcd.
+    pub raft: Option<crate::raft::RaftNode>,
+    /// Cluster metadata: registry, creates in flight, reschedules.
+    pub store: crate::store::Store,
+    /// The etcd election key while leading (fences etcd store writes).
+    pub fence: crate::store::etcd::Fence,
 }
 
 impl std::ops::Deref for ApiState {
@@ -153,7 +160,10 @@ async fn accept(listener: &Listener) -> std::io::Result<Io> {
 pub async fn handle(state: ApiState, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
-    let follower = state.leadership.is_replicated() && !replica::is_local(req.uri().path()) && !state.leadership.is_leader();
+    if let Some(rpc) = req.uri().path().strip_prefix(crate::raft::network::RPC_PREFIX) {
+        return raft_rpc(&state, rpc.to_string(), req).await;
+    }
+    let follower = state.leadership.is_replicated() && !replica::is_local(req.method(), req.uri().path()) && !state.leadership.is_leader();
     let leader = if follower { replica::leader_for(&state).await } else { Ok(None) };
     let (route, result) = match leader {
         Ok(Some(addr)) => ("leader", replica::forward(&state, req, &addr).await.map_err(ApiError::into_response)),
@@ -182,6 +192,27 @@ pub async fn handle(state: ApiState, req: Request<Incoming>) -> Response<Body> {
     state.metrics.api_requests.with_label_values(&[method.as_str(), route, &code]).inc();
     state.metrics.api_duration.with_label_values(&[method.as_str(), route]).observe(started.elapsed().as_secs_f64());
     resp
+}
+
+/// A Raft RPC from a peer manager, answered by the local member whatever its role.
+async fn raft_rpc(state: &ApiState, rpc: String, req: Request<Incoming>) -> Response<Body> {
+    let Some(node) = &state.raft else {
+        return ApiError::not_found("this manager runs no embedded Raft").into_response();
+    };
+    if req.method() != http::Method::POST {
+        return ApiError::new(http::StatusCode::METHOD_NOT_ALLOWED, "raft RPCs are POSTs").into_response();
+    }
+    let body = match crate::body::collect_limited(req.into_body(), state.config.limits.max_upload_bytes).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
+    };
+    match node.serve_rpc(&rpc, &body).await {
+        Ok(bytes) => Response::builder()
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(crate::body::full(bytes))
+            .unwrap_or_else(|_| Response::new(crate::body::empty())),
+        Err(msg) => ApiError::bad_request(msg).into_response(),
+    }
 }
 
 /// Logs where the API listens.

@@ -1,4 +1,4 @@
-//! A follower's answers: `/_ping`, `/info` and `/metrics` locally, everything else forwarded to
+//! A follower's answers: `/_ping`, `/info`, `/metrics` and the registry's reads locally, everything else forwarded to
 //! the leader byte for byte (streams and hijacked connections included). With no leader known
 //! it waits a bounded time, then answers 503; it never answers a write from its own cache.
 
@@ -14,9 +14,9 @@ use crate::cluster::EngineClient;
 use crate::leadership::Role;
 
 /// Whether a follower answers this path itself.
-pub fn is_local(path: &str) -> bool {
+pub fn is_local(method: &http::Method, path: &str) -> bool {
     let (_, rest) = version::split_path(path);
-    matches!(rest, "/_ping" | "/info" | "/metrics")
+    matches!(rest, "/_ping" | "/info" | "/metrics") || (method == http::Method::GET && matches!(path, "/_swarm/nodes" | "/_swarm/members"))
 }
 
 /// Where a follower sends a request: the leader's address, `None` when this manager leads (it

@@ -4,6 +4,7 @@
 //! - `url`: parsing of discovery URLs and ranges.
 
 pub mod etcd;
+pub mod managers;
 pub mod token;
 pub mod url;
 
@@ -33,6 +34,9 @@ pub enum DiscoveryError {
     /// etcd failed.
     #[error("etcd: {0}")]
     Etcd(String),
+    /// No manager answered (`swarm://`).
+    #[error("managers: {0}")]
+    Managers(String),
     /// The token service failed.
     #[error("token service: {0}")]
     Token(String),
@@ -71,6 +75,7 @@ pub async fn fetch(url: &DiscoveryUrl) -> Result<BTreeSet<String>, DiscoveryErro
         }
         DiscoveryUrl::Etcd { endpoints, prefix, path, tls } => etcd::fetch(&etcd::EtcdNodes::new(endpoints, prefix, path, tls.clone())).await,
         DiscoveryUrl::Token(rest) => token::fetch(&token::TokenUrl::parse(rest)).await,
+        DiscoveryUrl::Managers(list) => managers::fetch(list).await,
         other => Err(DiscoveryError::Unsupported { scheme: other.scheme() }),
     }
 }
@@ -83,6 +88,7 @@ pub async fn register_forever(url: &DiscoveryUrl, addr: &str, ttl: Duration, hea
             etcd::register_forever(etcd::EtcdNodes::new(endpoints, prefix, path, tls.clone()), addr.to_string(), ttl, heartbeat).await
         }
         DiscoveryUrl::Token(rest) => token::register_forever(token::TokenUrl::parse(rest), addr.to_string(), ttl, heartbeat).await,
+        DiscoveryUrl::Managers(list) => managers::register_forever(list.clone(), addr.to_string(), ttl, heartbeat).await,
         other => Err(DiscoveryError::Unsupported { scheme: other.scheme() }),
     }
 }

@@ -64,6 +64,8 @@ pub enum DiscoveryUrl {
     Token(String),
     /// ZooKeeper ensemble.
     Zk(String),
+    /// The managers' own registry (`swarm://m1:port,m2:port`), kept in their embedded Raft.
+    Managers(Vec<String>),
 }
 
 impl DiscoveryUrl {
@@ -99,6 +101,13 @@ impl DiscoveryUrl {
             }
             "token" => DiscoveryUrl::Token(rest.to_string()),
             "zk" => DiscoveryUrl::Zk(rest.to_string()),
+            "swarm" => {
+                let managers = expand_entries(rest.split(','))?;
+                if managers.is_empty() {
+                    return Err(UrlError::Empty { url: url.to_string() });
+                }
+                DiscoveryUrl::Managers(managers)
+            }
             // One engine on a unix socket, named by its own URL.
             "unix" => DiscoveryUrl::Nodes(vec![url.to_string()]),
             _ => {
@@ -119,6 +128,7 @@ impl DiscoveryUrl {
             DiscoveryUrl::Etcd { .. } => "etcd",
             DiscoveryUrl::Token(_) => "token",
             DiscoveryUrl::Zk(_) => "zk",
+            DiscoveryUrl::Managers(_) => "swarm",
         }
     }
 }

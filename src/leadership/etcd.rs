@@ -27,6 +27,8 @@ pub struct EtcdElection {
     pub advertise: String,
     /// Lease time to live.
     pub ttl: Duration,
+    /// Holds our election key while we lead, fencing the store's writes.
+    pub fence: crate::store::etcd::Fence,
 }
 
 impl EtcdElection {
@@ -109,6 +111,7 @@ async fn campaign(e: &EtcdElection, leadership: &Leadership, shutdown: &Cancella
         if Instant::now() >= deadline {
             return Err("elected on a lease that may already be gone".to_string());
         }
+        *e.fence.lock() = won.leader().map(|k| k.key().to_vec());
         leadership.became_leader(deadline);
         info!(lease = lease, "Leader Election: elected.");
         Ok::<_, String>(won.leader().cloned())
@@ -124,7 +127,7 @@ async fn campaign(e: &EtcdElection, leadership: &Leadership, shutdown: &Cancella
         }
     };
     // Leading: until the lease is lost or we are asked to stop.
-    tokio::select! {
+    let outcome = tokio::select! {
         r = &mut keep_alive => {
             leadership.step_down(None);
             r
@@ -139,7 +142,9 @@ async fn campaign(e: &EtcdElection, leadership: &Leadership, shutdown: &Cancella
             info!("Leader Election: resigned.");
             Ok(())
         }
-    }
+    };
+    *e.fence.lock() = None;
+    outcome
 }
 
 /// Follows the elected leader's address.

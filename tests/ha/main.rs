@@ -1,7 +1,9 @@
-//! High availability on etcd: three managers, one leader, followers proxying to it.
+//! High availability: three managers, one leader (etcd lease or embedded Raft), followers
+//! proxying to it.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod t10_etcd_leader;
 mod t20_load_balancer;
+mod t30_raft;

@@ -10,7 +10,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod raft;
 mod tty;
+#[allow(unused_imports)]
+pub use raft::{Partition, RaftGroup};
 #[allow(unused_imports)]
 pub use tty::{attach_session, interactive_session, Tty};
 
@@ -300,6 +303,12 @@ impl Manager {
 
     /// Like [`Manager::start`] on a given port.
     pub fn start_on(port: u16, discovery: &str, extra: &[&str]) -> Manager {
+        Manager::start_as(port, discovery, extra, None)
+    }
+
+    /// Like [`Manager::start_on`], run as user `uid` when given (to single its traffic out
+    /// with iptables' owner match).
+    pub fn start_as(port: u16, discovery: &str, extra: &[&str], uid: Option<u32>) -> Manager {
         let dir = unique_dir("swarm-manager-");
         let addr = format!("127.0.0.1:{port}");
         let log = dir.path().join("log");
@@ -310,7 +319,10 @@ impl Manager {
             cmd.args(["--engine-refresh-min-interval", "2s", "--engine-refresh-max-interval", "4s"]);
         }
         cmd.args(extra).arg(discovery);
-        let child = cmd.stdin(Stdio::null()).stdout(file.try_clone().expect("log")).stderr(file).env("RUST_LOG", "info").spawn().expect("start swarm manage");
+        if let Some(uid) = uid {
+            cmd.uid(uid).gid(uid);
+        }
+        let child = cmd.stdin(Stdio::null()).stdout(file.try_clone().expect("log")).stderr(file).env("RUST_LOG", "info,openraft=warn").spawn().expect("start swarm manage");
         let m = Manager { addr, child: Some(child), log, _dir: dir };
         wait_until(Duration::from_secs(20), "the manager answers /_ping", || http(&m.addr, "GET", "/_ping", None).0 == 200);
         m

@@ -1,0 +1,89 @@
+//! `swarm://m1:port,m2:port,...`: engines register with the managers themselves, which keep
+//! the registry in their replicated store (embedded Raft) with a TTL. No etcd, no hub.
+//! Any manager answers; followers pass registrations on to the leader.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::{DiscoveryError, DiscoveryEvent};
+use crate::cluster::EngineClient;
+use crate::store::Store;
+
+/// Per-manager timeout; the next manager is tried after it.
+const MANAGER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where registrations live in the managers' store.
+pub const NODES_PREFIX: &str = "nodes/";
+
+fn failed(e: impl std::fmt::Display) -> DiscoveryError {
+    DiscoveryError::Managers(e.to_string())
+}
+
+/// Tries each manager in turn until one answers 2xx.
+async fn ask(managers: &[String], method: Method, path: &str) -> Result<Bytes, DiscoveryError> {
+    let mut last = String::from("no managers listed");
+    for m in managers {
+        let client = EngineClient::new(m, MANAGER_TIMEOUT);
+        match client.call(method.clone(), path, None, &HeaderMap::new(), Some(MANAGER_TIMEOUT)).await {
+            Ok((s, _, body)) if s.is_success() => return Ok(body),
+            Ok((s, _, body)) => last = format!("{m} answered {s}: {}", String::from_utf8_lossy(&body).trim()),
+            Err(e) => last = format!("{m}: {e}"),
+        }
+    }
+    Err(failed(last))
+}
+
+/// The registered engines.
+pub async fn fetch(managers: &[String]) -> Result<BTreeSet<String>, DiscoveryError> {
+    let body = ask(managers, Method::GET, "/_swarm/nodes").await?;
+    let list: Vec<String> = serde_json::from_slice(&body).map_err(failed)?;
+    Ok(list.into_iter().collect())
+}
+
+/// Registers `addr` every `heartbeat` with a TTL, forever.
+pub async fn register_forever(managers: Vec<String>, addr: String, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
+    let path = format!("/_swarm/nodes/{addr}?ttl={}", ttl.as_secs().max(1));
+    let mut registered = false;
+    loop {
+        match ask(&managers, Method::PUT, &path).await {
+            Ok(_) if !registered => {
+                info!(addr = %addr, "Registered with the managers.");
+                registered = true;
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "No manager took the registration; retrying."),
+        }
+        tokio::time::sleep(heartbeat).await;
+    }
+}
+
+/// A manager's own view: its copy of the replicated registry, read every `heartbeat`.
+pub async fn watch_store(store: Store, heartbeat: Duration, tx: mpsc::Sender<DiscoveryEvent>) {
+    let mut last = None;
+    loop {
+        let event = match store.list(NODES_PREFIX.to_string()).await {
+            Ok(entries) => {
+                let set: BTreeSet<String> = entries.into_iter().map(|(k, _)| k[NODES_PREFIX.len()..].to_string()).collect();
+                (last.as_ref() != Some(&set)).then(|| {
+                    last = Some(set.clone());
+                    DiscoveryEvent::Entries(set)
+                })
+            }
+            Err(e) => Some(DiscoveryEvent::Failed(failed(e))),
+        };
+        if let Some(ev) = event {
+            if tx.send(ev).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(heartbeat) => {}
+            _ = tx.closed() => return,
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The replicated state machine: a small key-value map of cluster metadata (node registry,
+//! creates in flight, reschedules), with optional expiry. Entries expire on the leader's clock:
+//! the writer stamps the expiry time and readers filter on it, so applying stays deterministic.
+//! Snapshots are written to disk whole; with the log they bound what a restart replays.
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError, StoredMembership};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use super::log::replace_file;
+use super::{codec, NodeId, TypeConfig};
+
+type Entry = openraft::Entry<TypeConfig>;
+type Node = openraft::BasicNode;
+
+/// A write to the replicated map.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    /// Sets `key`; with `expires_ms` (milliseconds since the epoch) it lapses unless written again.
+    Put {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Vec<u8>,
+        /// Expiry on the writer's clock.
+        expires_ms: Option<u64>,
+    },
+    /// Removes `key`.
+    Delete {
+        /// Key.
+        key: String,
+    },
+    /// Drops every entry that expired at or before `now_ms`.
+    Expire {
+        /// The leader's clock.
+        now_ms: u64,
+    },
+}
+
+/// What a command did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Reply {
+    /// Whether the map changed.
+    pub changed: bool,
+}
+
+/// One value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Value {
+    /// Bytes as written.
+    pub bytes: Vec<u8>,
+    /// Expiry, milliseconds since the epoch.
+    pub expires_ms: Option<u64>,
+}
+
+/// The map.
+pub type Map = BTreeMap<String, Value>;
+
+/// State shared between the Raft core and readers.
+#[derive(Default)]
+pub struct Shared {
+    /// The map.
+    pub map: Map,
+    applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, Node>,
+}
+
+impl Shared {
+    fn apply(&mut self, cmd: &Command) -> Reply {
+        let changed = match cmd {
+            Command::Put { key, value, expires_ms } => {
+                let v = Value { bytes: value.clone(), expires_ms: *expires_ms };
+                self.map.insert(key.clone(), v.clone()) != Some(v)
+            }
+            Command::Delete { key } => self.map.remove(key).is_some(),
+            Command::Expire { now_ms } => {
+                let before = self.map.len();
+                self.map.retain(|_, v| v.expires_ms.is_none_or(|e| e > *now_ms));
+                self.map.len() != before
+            }
+        };
+        Reply { changed }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, Node>,
+    data: Vec<u8>,
+}
+
+/// The state machine; clones share state.
+#[derive(Clone)]
+pub struct Machine {
+    shared: Arc<RwLock<Shared>>,
+    dir: PathBuf,
+    current: Arc<RwLock<Option<StoredSnapshot>>>,
+}
+
+fn sm_err(e: impl std::error::Error + 'static) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(openraft::AnyError::new(&e)).into()
+}
+
+impl Machine {
+    /// Opens the machine under `dir`, starting from the snapshot there if any.
+    pub fn open(dir: &Path) -> std::io::Result<Machine> {
+        std::fs::create_dir_all(dir)?;
+        let mut shared = Shared::default();
+        let mut current = None;
+        match std::fs::read(dir.join("snapshot")) {
+            Ok(bytes) => {
+                let snap: StoredSnapshot = codec::decode(&bytes).map_err(std::io::Error::other)?;
+                shared.map = codec::decode(&snap.data).map_err(std::io::Error::other)?;
+                shared.applied = snap.meta.last_log_id;
+                shared.membership = snap.meta.last_membership.clone();
+                current = Some(snap);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        Ok(Machine { shared: Arc::new(RwLock::new(shared)), dir: dir.to_path_buf(), current: Arc::new(RwLock::new(current)) })
+    }
+
+    /// The shared state, for readers.
+    pub fn shared(&self) -> Arc<RwLock<Shared>> {
+        self.shared.clone()
+    }
+
+    fn save(&self, snap: StoredSnapshot) -> Result<(), StorageError<NodeId>> {
+        let bytes = codec::encode(&snap).map_err(sm_err)?;
+        replace_file(&self.dir.join("snapshot"), &bytes).map_err(sm_err)?;
+        *self.current.write() = Some(snap);
+        Ok(())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for Machine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let (data, applied, membership) = {
+            let s = self.shared.read();
+            (codec::encode(&s.map).map_err(sm_err)?, s.applied, s.membership.clone())
+        };
+        let id = applied.map_or_else(|| "none".to_string(), |l| format!("{}-{}", l.leader_id, l.index));
+        let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id: id };
+        self.save(StoredSnapshot { meta: meta.clone(), data: data.clone() })?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for Machine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>), StorageError<NodeId>> {
+        let s = self.shared.read();
+        Ok((s.applied, s.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut s = self.shared.write();
+        let mut replies = Vec::new();
+        for e in entries {
+            s.applied = Some(e.log_id);
+            // One reply per entry, blank and membership entries included.
+            replies.push(match &e.payload {
+                EntryPayload::Blank => Reply::default(),
+                EntryPayload::Normal(cmd) => s.apply(cmd),
+                EntryPayload::Membership(m) => {
+                    s.membership = StoredMembership::new(Some(e.log_id), m.clone());
+                    Reply::default()
+                }
+            });
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta<NodeId, Node>, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError<NodeId>> {
+        let data = snapshot.into_inner();
+        let map: Map = codec::decode(&data).map_err(sm_err)?;
+        {
+            let mut s = self.shared.write();
+            s.map = map;
+            s.applied = meta.last_log_id;
+            s.membership = meta.last_membership.clone();
+        }
+        self.save(StoredSnapshot { meta: meta.clone(), data })
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        Ok(self.current.read().as_ref().map(|s| Snapshot { meta: s.meta.clone(), snapshot: Box::new(Cursor::new(s.data.clone())) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_and_deletes_apply_deterministically() {
+        let mut s = Shared::default();
+        let put = |k: &str, e| Command::Put { key: k.into(), value: b"v".to_vec(), expires_ms: e };
+        assert!(s.apply(&put("a", Some(100))).changed);
+        assert!(!s.apply(&put("a", Some(100))).changed);
+        assert!(s.apply(&put("b", None)).changed);
+        assert!(!s.apply(&Command::Expire { now_ms: 99 }).changed);
+        assert!(s.apply(&Command::Expire { now_ms: 100 }).changed);
+        assert_eq!(s.map.keys().collect::<Vec<_>>(), ["b"]);
+        assert!(s.apply(&Command::Delete { key: "b".into() }).changed);
+        assert!(s.map.is_empty());
+    }
+}

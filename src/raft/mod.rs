@@ -1,0 +1,262 @@
+//! Embedded Raft (openraft 0.9) among the managers, for replication without etcd: leader
+//! election, and a replicated key-value store for the metadata engines cannot hold. The log,
+//! vote and snapshots live under `--data-dir`; RPCs travel on the managers' own listeners.
+//!
+//! - `log`: the log and vote on disk.
+//! - `machine`: the replicated map and its snapshots.
+//! - `network`: RPC clients; [`serve_rpc`] is the server side.
+
+pub mod log;
+pub mod machine;
+pub mod network;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::leadership::Leadership;
+pub use machine::{Command, Reply};
+
+openraft::declare_raft_types!(
+    /// Swarm's Raft types: commands on the replicated map.
+    pub TypeConfig: D = Command, R = Reply
+);
+
+/// Raft node IDs.
+pub type NodeId = u64;
+
+/// bincode 2 through serde, one configuration everywhere.
+pub mod codec {
+    /// Encodes `v`.
+    pub fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, bincode::error::EncodeError> {
+        bincode::serde::encode_to_vec(v, bincode::config::standard())
+    }
+
+    /// Decodes a whole value.
+    pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, bincode::error::DecodeError> {
+        bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map(|(v, _)| v)
+    }
+}
+
+/// A manager's Raft ID, derived from its advertise address (FNV-1a), so that every manager
+/// computes the same membership from the same `--replication-peers`.
+pub fn node_id(addr: &str) -> NodeId {
+    addr.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Raft settings (`--replication-peers`, `--data-dir`, timing flags).
+#[derive(Debug, Clone)]
+pub struct RaftSettings {
+    /// This manager's advertise address.
+    pub advertise: String,
+    /// The initial members. A manager not among them starts empty and waits to be added.
+    pub peers: Vec<String>,
+    /// Where the log, vote and snapshots live.
+    pub data_dir: PathBuf,
+    /// Leader heartbeat period.
+    pub heartbeat: Duration,
+    /// Shortest election timeout; the longest is twice that.
+    pub election_timeout: Duration,
+}
+
+/// A running Raft member.
+#[derive(Clone)]
+pub struct RaftNode {
+    raft: Raft<TypeConfig>,
+    map: Arc<RwLock<machine::Shared>>,
+    id: NodeId,
+}
+
+/// Failures of the embedded Raft.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RaftFailure {
+    /// The data directory could not be used.
+    #[error("cannot use the Raft data directory {dir}")]
+    Storage {
+        /// The directory.
+        dir: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// openraft refused to start or failed.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// This manager does not lead.
+    #[error("not the leader")]
+    NotLeader,
+}
+
+impl RaftNode {
+    /// Opens the on-disk state and starts the member. A pristine member proposes the initial
+    /// membership from the peers list; every member does so with the same list, which openraft
+    /// allows, so start order does not matter.
+    pub async fn start(s: &RaftSettings) -> Result<RaftNode, RaftFailure> {
+        let storage = |source| RaftFailure::Storage { dir: s.data_dir.display().to_string(), source };
+        let log = log::LogStore::open(&s.data_dir.join("raft")).map_err(storage)?;
+        let sm = machine::Machine::open(&s.data_dir.join("raft")).map_err(storage)?;
+        let map = sm.shared();
+        let heartbeat = s.heartbeat.as_millis() as u64;
+        let election = s.election_timeout.as_millis() as u64;
+        let config = openraft::Config {
+            cluster_name: "swarm".into(),
+            heartbeat_interval: heartbeat,
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
+            max_in_snapshot_log_to_keep: 100,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| RaftFailure::Raft(e.to_string()))?;
+        let id = node_id(&s.advertise);
+        let pristine = log.is_empty() && map.read().map.is_empty();
+        let raft = Raft::new(id, Arc::new(config), network::Network, log, sm).await.map_err(|e| RaftFailure::Raft(e.to_string()))?;
+        let member = s.peers.iter().any(|p| *p == s.advertise);
+        if !member {
+            info!(peers = ?s.peers, "Not among --replication-peers: waiting to be added with `swarm members add`.");
+        } else if pristine && !raft.is_initialized().await.map_err(|e| RaftFailure::Raft(e.to_string()))? {
+            let members: BTreeMap<NodeId, BasicNode> = s.peers.iter().map(|p| (node_id(p), BasicNode { addr: p.clone() })).collect();
+            match raft.initialize(members).await {
+                Ok(()) => info!(peers = ?s.peers, "Raft group initialized."),
+                Err(e) => info!(error = %e, "Raft group already initialized."),
+            }
+        }
+        Ok(RaftNode { raft, map, id })
+    }
+
+    /// The openraft handle.
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    /// Proposes `cmd`; only the leader can.
+    pub async fn write(&self, cmd: Command) -> Result<Reply, RaftFailure> {
+        match self.raft.client_write(cmd).await {
+            Ok(r) => Ok(r.data),
+            Err(e) if e.forward_to_leader().is_some() => Err(RaftFailure::NotLeader),
+            Err(e) => Err(RaftFailure::Raft(e.to_string())),
+        }
+    }
+
+    /// Live entries under `prefix` from this member's copy of the map.
+    pub fn list(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        let now = now_ms();
+        self.map
+            .read()
+            .map
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter(|(_, v)| v.expires_ms.is_none_or(|e| e > now))
+            .map(|(k, v)| (k.clone(), v.bytes.clone()))
+            .collect()
+    }
+
+    /// Stops the member.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            warn!(error = %e, "Raft did not shut down cleanly.");
+        }
+    }
+
+    /// Answers one RPC from a peer: `rpc` is the path after [`network::RPC_PREFIX`].
+    pub async fn serve_rpc(&self, rpc: &str, body: &[u8]) -> Result<Vec<u8>, String> {
+        let bad = |e: bincode::error::DecodeError| format!("undecodable {rpc} request: {e}");
+        let encoded = match rpc {
+            "append" => codec::encode(&self.raft.append_entries(codec::decode(body).map_err(bad)?).await),
+            "vote" => codec::encode(&self.raft.vote(codec::decode(body).map_err(bad)?).await),
+            "snapshot" => codec::encode(&self.raft.install_snapshot(codec::decode(body).map_err(bad)?).await),
+            other => return Err(format!("unknown raft rpc {other:?}")),
+        };
+        encoded.map_err(|e| e.to_string())
+    }
+
+    /// Publishes Raft's view of the leader into `leadership` until `cancel`. While leading,
+    /// leadership is valid until the last quorum acknowledgement plus `lease`, which is shorter
+    /// than the election timeout: a leader cut off from its quorum stops acting before
+    /// another can be elected.
+    pub async fn publish_leadership(self, leadership: Leadership, lease: Duration, cancel: CancellationToken) {
+        let mut rx = self.raft.metrics();
+        let mut led_term = None;
+        loop {
+            let (state, leader, term, acked_ms, leader_addr) = {
+                let m = rx.borrow_and_update();
+                let addr = m.current_leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
+                (m.state, m.current_leader, m.current_term, m.millis_since_quorum_ack, addr)
+            };
+            match (state, acked_ms) {
+                (ServerState::Leader, Some(ms)) if leader == Some(self.id) && Duration::from_millis(ms) < lease => {
+                    let deadline = Instant::now() + lease - Duration::from_millis(ms);
+                    if led_term == Some(term) && leadership.is_leader() {
+                        leadership.renewed(deadline);
+                    } else {
+                        if led_term != Some(term) {
+                            info!(term, "Elected primary by Raft.");
+                        }
+                        led_term = Some(term);
+                        leadership.became_leader(deadline);
+                    }
+                }
+                // Leading without a recent quorum: wait for acknowledgements.
+                (ServerState::Leader, _) => {
+                    if leadership.is_leader() {
+                        leadership.step_down(None);
+                    }
+                }
+                _ => {
+                    if leadership.is_leader() {
+                        leadership.step_down(leader_addr.clone());
+                    }
+                    leadership.follow(leader_addr);
+                }
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                changed = rx.changed() => if changed.is_err() { return },
+                // A leader's quorum age grows even when nothing else changes.
+                _ = tokio::time::sleep(lease / 4), if state == ServerState::Leader => {}
+            }
+        }
+    }
+
+    /// Drops expired entries now and then; only the leader's proposal takes effect.
+    pub async fn expire_entries(self, leadership: Leadership, every: Duration, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let now = now_ms();
+            let due = self.map.read().map.values().any(|v| v.expires_ms.is_some_and(|e| e <= now));
+            if due && leadership.is_leader() {
+                if let Err(e) = self.write(Command::Expire { now_ms: now }).await {
+                    tracing::debug!(error = %e, "Expiring entries failed.");
+                }
+            }
+        }
+    }
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        assert_eq!(node_id("127.0.0.1:4000"), node_id("127.0.0.1:4000"));
+        assert_ne!(node_id("127.0.0.1:4000"), node_id("127.0.0.1:4001"));
+    }
+}

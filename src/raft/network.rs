@@ -1,0 +1,101 @@
+//! Raft RPCs between managers: bincode over HTTP on each manager's own listener, under
+//! [`RPC_PREFIX`]. Peers are reached through pooled keep-alive clients.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
+use openraft::BasicNode;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{codec, NodeId, TypeConfig};
+use crate::cluster::{EngineClient, EngineError};
+
+/// Where Raft RPCs are served on every manager's listener.
+pub const RPC_PREFIX: &str = "/_swarm/raft/";
+
+/// Makes one client per peer.
+#[derive(Clone, Default)]
+pub struct Network;
+
+/// A peer.
+pub struct Peer {
+    target: NodeId,
+    node: BasicNode,
+    client: EngineClient,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        // The per-call timeout comes from openraft's RPC options.
+        Peer { target, node: node.clone(), client: EngineClient::new(&node.addr, std::time::Duration::from_secs(2)) }
+    }
+}
+
+/// How a call failed: the peer is down, or it answered an error.
+enum CallError<E> {
+    Unreachable(EngineError),
+    Network(String),
+    Remote(E),
+}
+
+impl Peer {
+    async fn call<Req, Resp, E>(&self, rpc: &str, req: &Req, option: &RPCOption) -> Result<Resp, CallError<E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: DeserializeOwned,
+    {
+        let body = codec::encode(req).map_err(|e| CallError::Network(e.to_string()))?;
+        let path = format!("{RPC_PREFIX}{rpc}");
+        let sent = self.client.call(Method::POST, &path, Some(Bytes::from(body)), &HeaderMap::new(), Some(option.hard_ttl())).await;
+        let (status, _, bytes) = match sent {
+            Ok(r) => r,
+            Err(e @ (EngineError::Unreachable { .. } | EngineError::Timeout { .. })) => return Err(CallError::Unreachable(e)),
+            Err(e) => return Err(CallError::Network(e.to_string())),
+        };
+        if status != StatusCode::OK {
+            return Err(CallError::Network(format!("peer answered {status}: {}", String::from_utf8_lossy(&bytes))));
+        }
+        let result: Result<Resp, E> = codec::decode(&bytes).map_err(|e| CallError::Network(e.to_string()))?;
+        result.map_err(CallError::Remote)
+    }
+
+    fn rpc_error<E: std::error::Error>(&self, e: CallError<E>) -> RPCError<NodeId, BasicNode, E> {
+        match e {
+            CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Network(msg) => RPCError::Network(NetworkError::new(&std::io::Error::other(msg))),
+            CallError::Remote(e) => RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call("append", &rpc, &option).await.map_err(|e| self.rpc_error(e))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>> {
+        self.call("snapshot", &rpc, &option).await.map_err(|e| self.rpc_error(e))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+        self.call("vote", &rpc, &option).await.map_err(|e| self.rpc_error(e))
+    }
+}

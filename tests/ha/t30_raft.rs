@@ -1,0 +1,156 @@
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+/// Engines joined through the managers themselves (`swarm://`), no etcd anywhere.
+fn joined(g: &RaftGroup, es: &[Engine]) -> Vec<Join> {
+    es.iter().map(|e| Join::start(&e.addr, &g.swarm_url(), "1s", "30s")).collect()
+}
+
+fn role_over(host: &str) -> String {
+    let o = run(docker_cmd(host).args(["info", "--format", "{{range .SystemStatus}}{{index . 0}}={{index . 1}};{{end}}"]));
+    let s = stdout(&o);
+    s.split(';').find_map(|p| p.strip_prefix("Role=")).unwrap_or_default().to_string()
+}
+
+#[test]
+fn raft_managers_elect_one_primary_and_replicas_proxy_everything() {
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &[]);
+    let _joins = joined(&g, &es);
+    wait_until(Duration::from_secs(20), "both engines in the registry", || swarm_list(&g.swarm_url()) == sorted(vec![es[0].addr.clone(), es[1].addr.clone()]));
+    let leader = g.wait_one_primary(Duration::from_secs(10));
+    for i in g.running() {
+        g.m(i).wait_healthy(2);
+        let (role, primary) = g.m(i).role();
+        if i == leader {
+            assert_eq!(role, "primary");
+        } else {
+            assert_eq!((role.as_str(), primary.as_str()), ("replica", g.addr(leader).as_str()));
+        }
+    }
+    let members = g.members(g.other(leader));
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert_eq!(members.iter().filter(|l| l.ends_with("\tprimary")).count(), 1, "{members:?}");
+
+    let replica = g.m(g.other(leader));
+    replica.docker(&["run", "-d", "--name", "busy", "busybox", "sh", "-c", "echo one; sleep 300"]);
+    assert!(g.m(leader).docker(&["ps", "--format", "{{.Names}}"]).contains("/busy"));
+    assert_eq!(replica.docker(&["exec", "busy", "echo", "via-raft-replica"]), "via-raft-replica");
+    let tty = Tty::open(&replica.host(), "raft-it");
+    interactive_session(&tty, "busy");
+    replica.docker(&["run", "-dit", "--name", "att", "busybox", "sh"]);
+    attach_session(&tty, "att");
+    replica.docker(&["run", "-d", "--name", "short", "busybox", "sh", "-c", "echo a; sleep 0.3; echo b"]);
+    assert_eq!(stdout(&run(docker_cmd(&replica.host()).args(["logs", "-f", "short"]))), "a\nb\n");
+    let stats = http_stream_until(&replica.addr, "/v1.41/containers/busy/stats?stream=1", "\"cpu_stats\"", 2, Duration::from_secs(15));
+    assert!(stats.contains("\"memory_stats\""), "{stats}");
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn a_killed_raft_leader_is_replaced_and_rejoins_from_disk() {
+    let es = engines(&[("node-1", &[])]);
+    let mut g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &[]);
+    let _joins = joined(&g, &es);
+    let leader = g.wait_one_primary(Duration::from_secs(10));
+    for i in g.running() {
+        g.m(i).wait_healthy(1);
+    }
+    g.m(leader).docker(&["run", "-d", "--name", "before", "busybox", "sleep", "300"]);
+    let killed_at = Instant::now();
+    g.kill(leader);
+    let next = g.wait_one_primary(Duration::from_secs(5));
+    assert_ne!(next, leader);
+    assert!(killed_at.elapsed() < patience(Duration::from_secs(3)), "failover took {:?}", killed_at.elapsed());
+    // A write through the remaining follower reaches the new leader.
+    let follower = g.other(next);
+    g.m(follower).docker(&["run", "-d", "--name", "after", "busybox", "sleep", "300"]);
+    g.restart(leader);
+    wait_until(Duration::from_secs(10), "the old leader is back as a replica", || {
+        g.m(leader).role() == ("replica".to_string(), g.addr(next))
+    });
+    assert_eq!(g.primary(), Some(next));
+    g.m(leader).wait_healthy(1);
+    let names = g.m(leader).docker(&["ps", "--format", "{{.Names}}"]);
+    assert!(names.contains("/before") && names.contains("/after"), "{names}");
+}
+
+#[test]
+fn a_full_restart_restores_the_registry_and_one_primary_from_disk() {
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let mut g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &[]);
+    // A TTL that outlives the restart, however slow the machine.
+    let mut joins: Vec<Join> = es.iter().map(|e| Join::start(&e.addr, &g.swarm_url(), "1s", "300s")).collect();
+    let want = sorted(vec![es[0].addr.clone(), es[1].addr.clone()]);
+    wait_until(Duration::from_secs(20), "both engines registered", || swarm_list(&g.swarm_url()) == want);
+    // No one re-registers: whatever the managers know after the restart comes from disk.
+    for j in &mut joins {
+        j.kill();
+    }
+    for i in g.running() {
+        g.stop(i);
+    }
+    for i in 0..3 {
+        g.restart(i);
+    }
+    g.wait_one_primary(Duration::from_secs(20));
+    for i in 0..3 {
+        let one = format!("swarm://{}", g.addr(i));
+        wait_until(Duration::from_secs(5), "each manager lists the registry it had", || swarm_list(&one) == want);
+    }
+    for i in g.running() {
+        g.m(i).wait_healthy(2);
+    }
+}
+
+#[test]
+fn managers_are_added_and_removed_at_runtime() {
+    let es = engines(&[("node-1", &[])]);
+    let mut g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &[]);
+    let _joins = joined(&g, &es);
+    let leader = g.wait_one_primary(Duration::from_secs(10));
+    let fourth = g.start_extra();
+    // Not a member yet: it knows no leader.
+    assert_ne!(g.m(fourth).role().0, "primary");
+    g.change_members(g.other(leader), "add", &g.addr(fourth));
+    wait_until(Duration::from_secs(10), "four voters", || g.members(leader).len() == 4);
+    wait_until(Duration::from_secs(10), "the new manager follows the leader", || g.m(fourth).role() == ("replica".to_string(), g.addr(leader)));
+    g.m(fourth).wait_healthy(1);
+    g.m(fourth).docker(&["run", "-d", "--name", "via-new", "busybox", "sleep", "300"]);
+
+    let removed = g.other(leader);
+    g.change_members(leader, "remove", &g.addr(removed));
+    wait_until(Duration::from_secs(10), "three voters", || g.members(leader).len() == 3);
+    assert!(!g.members(leader).iter().any(|l| l.starts_with(&format!("{}\t", g.addr(removed)))));
+    g.stop(removed);
+    // The three that remain still elect a leader when the current one dies.
+    g.kill(leader);
+    let next = g.wait_one_primary(Duration::from_secs(10));
+    assert!(next != leader && next != removed);
+}
+
+#[test]
+fn a_leader_cut_off_from_its_quorum_stops_leading_and_rejoins() {
+    let es = engines(&[("node-1", &[])]);
+    let g = RaftGroup::start_with(3, |_| nodes_url(&es), &[], true);
+    let leader = g.wait_one_primary(Duration::from_secs(10));
+    let mut cut = Partition::isolate(g.port(leader), g.uid(leader));
+    let cut_at = Instant::now();
+    // The cut-off leader steps down on its own (seen through its unix socket)...
+    wait_until(Duration::from_secs(5), "the isolated leader stops leading", || role_over(&g.sock(leader)) == "replica");
+    let stepped_down = cut_at.elapsed();
+    // ...and the majority elects another.
+    let others: Vec<usize> = g.running().into_iter().filter(|i| *i != leader).collect();
+    wait_until(Duration::from_secs(10), "the majority elects a leader", || others.iter().filter(|i| g.m(**i).role().0 == "primary").count() == 1);
+    let next = *others.iter().find(|i| g.m(**i).role().0 == "primary").unwrap();
+    assert_ne!(role_over(&g.sock(leader)), "primary", "two primaries");
+    cut.heal();
+    wait_until(Duration::from_secs(10), "the old leader rejoins as a replica", || g.m(leader).role() == ("replica".to_string(), g.addr(next)));
+    assert_eq!(g.primary(), Some(next));
+    eprintln!("stepped down {stepped_down:?} after the cut");
+}

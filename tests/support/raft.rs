@@ -1,0 +1,210 @@
+//! Managers replicating through embedded Raft: fixed ports and data directories that outlive
+//! each process, so members can be killed, restarted, added and removed.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use super::{free_port, require, run, unique_dir, wait_until, Manager};
+
+/// Member `i` runs as this user plus `i`, so iptables' owner match can single out its
+/// traffic; the users need not exist.
+pub const FIRST_UID: u32 = 61000;
+
+/// A Raft group of managers over one discovery URL.
+pub struct RaftGroup {
+    /// Members by index; `None` while stopped.
+    pub ms: Vec<Option<Manager>>,
+    ports: Vec<u16>,
+    initial: usize,
+    discovery: String,
+    extra: Vec<String>,
+    /// Run members as [`FIRST_UID`] + index.
+    own_users: bool,
+    root: tempfile::TempDir,
+}
+
+impl RaftGroup {
+    /// Starts `n` managers, all with the same `--replication-peers`, and waits for one primary.
+    pub fn start(n: usize, discovery: impl FnOnce(&str) -> String, extra: &[&str]) -> RaftGroup {
+        RaftGroup::start_with(n, discovery, extra, false)
+    }
+
+    /// Like [`RaftGroup::start`]; with `own_users`, each member runs as its own user and also
+    /// listens on a unix socket ([`RaftGroup::sock`]) that iptables cannot cut.
+    pub fn start_with(n: usize, discovery: impl FnOnce(&str) -> String, extra: &[&str], own_users: bool) -> RaftGroup {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let root = unique_dir("swarm-raft-");
+        // Readable by a manager run as nobody.
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let discovery = discovery(&peers);
+        let mut g = RaftGroup { ms: Vec::new(), ports, initial: n, discovery, extra: extra.iter().map(|s| s.to_string()).collect(), own_users, root };
+        for i in 0..n {
+            let m = g.launch(i);
+            g.ms.push(Some(m));
+        }
+        g.wait_one_primary(Duration::from_secs(20));
+        g
+    }
+
+    /// `swarm://` URL naming the initial managers.
+    pub fn swarm_url(&self) -> String {
+        format!("swarm://{}", self.peers())
+    }
+
+    /// The initial members' addresses, comma-separated.
+    pub fn peers(&self) -> String {
+        self.ports[..self.initial].iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// Port of member `i`.
+    pub fn port(&self, i: usize) -> u16 {
+        self.ports[i]
+    }
+
+    /// Address of member `i`.
+    pub fn addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.ports[i])
+    }
+
+    fn data_dir(&self, i: usize) -> PathBuf {
+        self.root.path().join(format!("m{i}"))
+    }
+
+    /// The unix socket member `i` also listens on (with own users).
+    pub fn sock(&self, i: usize) -> String {
+        format!("unix://{}", self.root.path().join(format!("m{i}.sock")).display())
+    }
+
+    /// The user member `i` runs as (with own users).
+    pub fn uid(&self, i: usize) -> u32 {
+        FIRST_UID + i as u32
+    }
+
+    fn launch(&self, i: usize) -> Manager {
+        let me = self.addr(i);
+        let data = self.data_dir(i);
+        std::fs::create_dir_all(&data).unwrap();
+        let uid = self.own_users.then(|| self.uid(i));
+        if let Some(uid) = uid {
+            let _ = run(Command::new("chown").args(["-R", &format!("{uid}:{uid}"), data.to_str().unwrap()]));
+        }
+        let peers = self.peers();
+        let sock = self.sock(i);
+        let mut args = vec!["--replication", "--advertise", &me, "--replication-peers", &peers, "--data-dir", data.to_str().unwrap()];
+        if uid.is_some() {
+            args.extend(["-H", sock.as_str()]);
+        }
+        args.extend(self.extra.iter().map(String::as_str));
+        Manager::start_as(self.ports[i], &self.discovery, &args, uid)
+    }
+
+    /// (Re)starts member `i` on its port and data directory.
+    pub fn restart(&mut self, i: usize) {
+        let m = self.launch(i);
+        self.ms[i] = Some(m);
+    }
+
+    /// Starts one more manager, not among the initial peers: it waits to be added.
+    pub fn start_extra(&mut self) -> usize {
+        self.ports.push(free_port());
+        let i = self.ports.len() - 1;
+        let m = self.launch(i);
+        self.ms.push(Some(m));
+        i
+    }
+
+    /// Member `i` (panics when stopped).
+    pub fn m(&self, i: usize) -> &Manager {
+        self.ms[i].as_ref().expect("manager stopped")
+    }
+
+    /// Indexes of running members.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.ms.len()).filter(|i| self.ms[*i].is_some()).collect()
+    }
+
+    /// The primary's index among running members, when exactly one says so.
+    pub fn primary(&self) -> Option<usize> {
+        let running: Vec<usize> = self.running();
+        let ms: Vec<&Manager> = running.iter().map(|i| self.m(*i)).collect();
+        let found: Vec<usize> = ms.iter().enumerate().filter(|(_, m)| m.role().0 == "primary").map(|(k, _)| running[k]).collect();
+        (found.len() == 1).then(|| found[0])
+    }
+
+    /// Waits until exactly one running member is primary; returns it.
+    pub fn wait_one_primary(&self, bound: Duration) -> usize {
+        wait_until(bound, "exactly one primary", || self.primary().is_some());
+        self.primary().unwrap()
+    }
+
+    /// A running member other than `not`.
+    pub fn other(&self, not: usize) -> usize {
+        self.running().into_iter().find(|i| *i != not).expect("another running manager")
+    }
+
+    /// SIGKILL of member `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut m) = self.ms[i].take() {
+            m.kill_hard();
+        }
+    }
+
+    /// SIGTERM of member `i`.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut m) = self.ms[i].take() {
+            m.terminate();
+        }
+    }
+
+    /// `swarm members list` lines from member `via`.
+    pub fn members(&self, via: usize) -> Vec<String> {
+        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["members", "list", "--manager", &self.addr(via)]));
+        let mut lines: Vec<String> = super::stdout(&o).lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    }
+
+    /// `swarm members add|remove addr` through member `via`; asserts success.
+    pub fn change_members(&self, via: usize, action: &str, addr: &str) {
+        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["members", action, addr, "--manager", &self.addr(via)]));
+        assert!(o.status.success(), "swarm members {action} {addr}: {}", super::stderr(&o));
+    }
+}
+
+/// iptables rules cutting one manager off the others: nothing reaches its port, nothing its
+/// user sends leaves. Removed on heal or drop.
+pub struct Partition {
+    rules: Vec<Vec<String>>,
+}
+
+impl Partition {
+    /// Cuts off the manager listening on `port`.
+    pub fn isolate(port: u16, uid: u32) -> Partition {
+        require("iptables", "iptables");
+        let rules = vec![
+            vec!["INPUT".to_string(), "-p".into(), "tcp".into(), "--dport".into(), port.to_string(), "-j".into(), "DROP".into()],
+            vec!["OUTPUT".to_string(), "-m".into(), "owner".into(), "--uid-owner".into(), uid.to_string(), "-j".into(), "DROP".into()],
+        ];
+        for r in &rules {
+            let o = run(Command::new("iptables").arg("-I").args(r));
+            assert!(o.status.success(), "iptables -I {r:?}: {}", super::stderr(&o));
+        }
+        Partition { rules }
+    }
+
+    /// Removes the rules.
+    pub fn heal(&mut self) {
+        for r in self.rules.drain(..) {
+            let _ = run(Command::new("iptables").arg("-D").args(&r));
+        }
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        self.heal();
+    }
+}
