@@ -55,7 +55,7 @@ pub enum RunError {
     Members(String),
     /// The embedded Raft could not start.
     #[error(transparent)]
-    Raft(#[from] crate::raft::RaftFailure),
+    Raft(#[from] crate::leadership::raft::RaftFailure),
 }
 
 /// Runs the command line.
@@ -220,7 +220,7 @@ impl App {
             None => Leadership::standalone(),
         };
         let raft = match config.replication.as_ref().and_then(|r| r.raft.as_ref()) {
-            Some(settings) => Some(crate::raft::RaftNode::start(settings).await?),
+            Some(settings) => Some(crate::leadership::raft::RaftNode::start(settings).await?),
             None => None,
         };
         let fence = crate::store::etcd::Fence::default();
@@ -310,6 +310,7 @@ impl App {
             );
             tracker.spawn(node.clone().expire_entries(state.leadership.clone(), Duration::from_secs(1), cancel.clone()));
         }
+        tracker.spawn(api::reschedule::run(state.clone(), cancel.clone()).instrument(tracing::info_span!("reschedule")));
         for (addr, listener) in listeners {
             api::log_listening(&addr);
             tracker.spawn(api::serve(listener, state.clone(), cancel.clone(), tracker.clone()));

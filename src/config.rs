@@ -92,11 +92,11 @@ pub struct Replication {
     /// How long a follower with no known leader holds a request before answering 503.
     pub leader_wait: Duration,
     /// Embedded Raft among `--replication-peers`; `None` elects through etcd.
-    pub raft: Option<crate::raft::RaftSettings>,
+    pub raft: Option<crate::leadership::raft::RaftSettings>,
 }
 
 /// Embedded Raft settings from the flags.
-fn raft_settings(a: &ManageArgs, advertise: &str) -> Result<crate::raft::RaftSettings, ConfigError> {
+fn raft_settings(a: &ManageArgs, advertise: &str) -> Result<crate::leadership::raft::RaftSettings, ConfigError> {
     let mut peers = Vec::new();
     for p in a.replication_peers.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
         if !validate_host_port(p) {
@@ -112,7 +112,7 @@ fn raft_settings(a: &ManageArgs, advertise: &str) -> Result<crate::raft::RaftSet
     if heartbeat.is_zero() || election_timeout < heartbeat * 3 {
         return Err(bad("--replication-election-timeout should be at least three --replication-heartbeat periods"));
     }
-    Ok(crate::raft::RaftSettings { advertise: advertise.to_string(), peers, data_dir: data_dir.into(), heartbeat, election_timeout })
+    Ok(crate::leadership::raft::RaftSettings { advertise: advertise.to_string(), peers, data_dir: data_dir.into(), heartbeat, election_timeout })
 }
 
 /// Settings of `swarm manage`.

@@ -22,7 +22,6 @@ pub mod config;
 pub mod discovery;
 pub mod leadership;
 pub mod metrics;
-pub mod raft;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub events_dropped: IntCounter,
     /// Time to response headers of requests a follower forwarded to the leader.
     pub leader_proxy_duration: Histogram,
+    /// Containers recreated on another node after theirs failed.
+    pub rescheduled: IntCounter,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -59,6 +61,7 @@ impl Metrics {
             decisions: IntCounterVec::new(opts("scheduler_decisions_total", "Scheduling decisions by result."), &["result"])?,
             node_transitions: IntCounterVec::new(opts("node_transitions_total", "Engine health transitions."), &["kind"])?,
             events_dropped: IntCounter::with_opts(opts("events_dropped_total", "Events a slow subscriber missed."))?,
+            rescheduled: IntCounter::with_opts(opts("containers_rescheduled_total", "Containers recreated after their node failed."))?,
             leader_proxy_duration: Histogram::with_opts(
                 HistogramOpts::new("leader_proxy_duration_seconds", "Time to response headers of requests forwarded to the leader.")
                     .namespace(NAMESPACE)
@@ -76,6 +79,7 @@ impl Metrics {
         registry.register(Box::new(m.node_transitions.clone()))?;
         registry.register(Box::new(m.events_dropped.clone()))?;
         registry.register(Box::new(m.leader_proxy_duration.clone()))?;
+        registry.register(Box::new(m.rescheduled.clone()))?;
         let build = IntGaugeVec::new(opts("build_info", "Build of this manager."), &["version"])?;
         build.with_label_values(&[crate::VERSION]).set(1);
         registry.register(Box::new(build))?;

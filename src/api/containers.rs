@@ -167,11 +167,39 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
     }
     let auth = req.headers().get("x-registry-auth").cloned();
     let raw = body::collect_limited(req.into_body(), state.config.limits.max_body_bytes).await?;
-    let mut config: Map<String, Value> = match serde_json::from_slice(&raw) {
+    let config: Map<String, Value> = match serde_json::from_slice(&raw) {
         Ok(Value::Object(m)) => m,
         Ok(_) => return Err(ApiError::bad_request("container config must be a JSON object")),
         Err(e) => return Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
     };
+    let created = create_container(state, ctx, config, name, auth).await?;
+    let mut resp = Response::builder().status(StatusCode::CREATED);
+    if let Some(ct) = created.content_type {
+        resp = resp.header(header::CONTENT_TYPE, ct);
+    }
+    Ok(resp.body(body::full(created.answer)).unwrap_or_else(|_| Response::new(body::empty())))
+}
+
+/// A container the engine created.
+pub struct Created {
+    /// The node's key.
+    pub node: String,
+    /// The engine's container ID.
+    pub id: String,
+    /// The engine's answer, passed on to the client.
+    answer: Bytes,
+    content_type: Option<http::HeaderValue>,
+}
+
+/// Schedules and creates a container from a create body: the API's create and the
+/// rescheduler's. The swarm ID in the labels is kept, or a new one is given.
+pub async fn create_container(
+    state: &ApiState,
+    ctx: &Ctx,
+    mut config: Map<String, Value>,
+    name: Option<String>,
+    auth: Option<http::HeaderValue>,
+) -> Result<Created, ApiError> {
     let spec = build_spec(&mut config)?;
     let swarm_id = match config.get("Labels").and_then(|l| l.get(labels::SWARM_ID)).and_then(Value::as_str) {
         Some(id) => id.to_string(),
@@ -190,9 +218,9 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
     let mut last_err = None;
     for _ in 0..attempts {
         match create_once(state, ctx, &config, &spec, name.as_deref(), &swarm_id, auth.as_ref(), &excluded).await {
-            Ok(resp) => return Ok(resp),
+            Ok(created) => return Ok(created),
             Err(CreateFailure::Final(e)) => return Err(e),
-            Err(CreateFailure::Retryable(node, e)) => {
+            Err(CreateFailure::Retryable(node, e) | CreateFailure::Interrupted(node, e)) => {
                 excluded.push(node);
                 last_err = Some(e);
             }
@@ -201,9 +229,30 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
     Err(last_err.unwrap_or_else(|| ApiError::internal("create failed")))
 }
 
+/// Where a create in flight is recorded, by swarm ID.
+pub const CREATES_PREFIX: &str = "creates/";
+
+/// A create in flight, as recorded in the store.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct InFlight {
+    /// The node it was sent to.
+    pub node: String,
+    /// Its name, if any.
+    pub name: Option<String>,
+}
+
+fn store_failure(e: crate::store::StoreError) -> ApiError {
+    match e {
+        crate::store::StoreError::NotLeader => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "This manager is no longer the primary; retry"),
+        other => ApiError::internal(format!("cannot record the create: {other}")),
+    }
+}
+
 enum CreateFailure {
     Final(ApiError),
     Retryable(String, ApiError),
+    /// The engine stopped answering mid-create; a cleanup task now owns the in-flight record.
+    Interrupted(String, ApiError),
 }
 
 fn random_id() -> String {
@@ -221,7 +270,7 @@ async fn create_once(
     swarm_id: &str,
     auth: Option<&http::HeaderValue>,
     excluded: &[String],
-) -> Result<Response<Body>, CreateFailure> {
+) -> Result<Created, CreateFailure> {
     let fail = |e: ApiError| CreateFailure::Final(e);
     let (node, _guard) = {
         let _lock = state.cluster.schedule_lock();
@@ -263,6 +312,33 @@ async fn create_once(
     let Some(handle) = state.cluster.node(&node) else {
         return Err(CreateFailure::Retryable(node.clone(), ApiError::internal("node left the cluster")));
     };
+    // Recorded before the engine hears of it, so that a leader that dies now leaves the next
+    // one enough to finish or undo it; a deposed leader cannot record, so cannot create.
+    let record = format!("{CREATES_PREFIX}{swarm_id}");
+    let in_flight = serde_json::to_vec(&InFlight { node: node.clone(), name: name.map(str::to_string) }).unwrap_or_default();
+    state.store.put(record.clone(), in_flight, None).await.map_err(|e| fail(store_failure(e)))?;
+    let outcome = send_create(state, ctx, config, spec, name, swarm_id, auth, &node, &handle).await;
+    // An interrupted create keeps its record until its cleanup confirms that no copy is left.
+    if !matches!(outcome, Err(CreateFailure::Interrupted(..))) {
+        let _ = state.store.delete(record).await;
+    }
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_create(
+    state: &ApiState,
+    ctx: &Ctx,
+    config: &Map<String, Value>,
+    spec: &ContainerSpec,
+    name: Option<&str>,
+    swarm_id: &str,
+    auth: Option<&http::HeaderValue>,
+    node: &str,
+    handle: &crate::cluster::NodeHandle,
+) -> Result<Created, CreateFailure> {
+    let fail = |e: ApiError| CreateFailure::Final(e);
+    let node = node.to_string();
     // Classic: CpuShares counts CPUs in swarm; the engine wants real shares.
     let mut body = config.clone();
     if spec.cpus > 0 {
@@ -292,11 +368,7 @@ async fn create_once(
             Ok((status, resp_headers, bytes)) if status == StatusCode::CREATED => {
                 let id = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["Id"].as_str().map(str::to_string)).unwrap_or_default();
                 state.cluster.learn_created(&node, &id, name, config);
-                let mut resp = Response::builder().status(status);
-                if let Some(ct) = resp_headers.get(header::CONTENT_TYPE) {
-                    resp = resp.header(header::CONTENT_TYPE, ct);
-                }
-                return Ok(resp.body(body::full(bytes)).unwrap_or_else(|_| Response::new(body::empty())));
+                return Ok(Created { node, id, answer: bytes, content_type: resp_headers.get(header::CONTENT_TYPE).cloned() });
             }
             Ok((StatusCode::NOT_FOUND, _, bytes)) if !pulled && crate::cluster::engine::error_message(&bytes).contains("No such image") => {
                 pulled = true;
@@ -311,9 +383,13 @@ async fn create_once(
             Err(e) => {
                 // The engine may have created it before failing, or may yet (a hung engine that
                 // resumes): keep trying to remove it, so that no half-created copy survives.
-                let (client, id) = (handle.client.clone(), swarm_id.to_string());
-                tokio::spawn(async move { remove_by_swarm_id_until_gone(client, id).await });
-                return Err(CreateFailure::Retryable(node, e.into()));
+                let (client, id, store) = (handle.client.clone(), swarm_id.to_string(), state.store.clone());
+                tokio::spawn(async move {
+                    if remove_by_swarm_id_until_gone(client, id.clone()).await {
+                        let _ = store.delete(format!("{CREATES_PREFIX}{id}")).await;
+                    }
+                });
+                return Err(CreateFailure::Interrupted(node, e.into()));
             }
         }
     }
@@ -342,8 +418,8 @@ async fn pull_on(
 const ORPHAN_CLEANUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Removes every container carrying `swarm_id`; retries while the engine does not answer,
-/// within [`ORPHAN_CLEANUP_WINDOW`].
-async fn remove_by_swarm_id_until_gone(client: crate::cluster::EngineClient, swarm_id: String) {
+/// within [`ORPHAN_CLEANUP_WINDOW`]. True once no copy is left.
+pub async fn remove_by_swarm_id_until_gone(client: crate::cluster::EngineClient, swarm_id: String) -> bool {
     let filter = json!({"label": [format!("{}={swarm_id}", labels::SWARM_ID)]}).to_string();
     let query = form_urlencoded::Serializer::new(String::new()).append_pair("all", "1").append_pair("filters", &filter).finish();
     let path = format!("/containers/json?{query}");
@@ -361,10 +437,11 @@ async fn remove_by_swarm_id_until_gone(client: crate::cluster::EngineClient, swa
         }
         if removed_all {
             tracing::info!(swarm_id = %swarm_id, "Create interrupted in flight: no copy left on the engine.");
-            return;
+            return true;
         }
     }
     tracing::error!(swarm_id = %swarm_id, "Could not confirm removal of a container whose create failed; remove it by its com.docker.swarm.id label.");
+    false
 }
 
 // === per-container routes ===
@@ -435,13 +512,15 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
 /// through any path sees the change.
 async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req: Request<Incoming>, target: &str) -> Result<Response<Body>, ApiError> {
     let action = ctx.segs.last().cloned().unwrap_or_default();
+    let sent_at = std::time::Instant::now();
     let resp = proxy::forward(state, &c.client, req, target).await?;
     if !resp.status().is_success() {
         return Ok(resp);
     }
     let killed = ctx.query.get("signal").is_none_or(|s| matches!(s, "KILL" | "SIGKILL" | "9"));
     let new_name = ctx.query.get("name").map(|n| n.trim_start_matches('/').to_string());
-    state.cluster.patch_container(&c.node, &c.id, |cached| match action.as_str() {
+    // Whatever was learnt after the request left (an exit seen by `wait`, an event) is newer.
+    state.cluster.patch_container_unless_newer(&c.node, &c.id, sent_at, |cached| match action.as_str() {
         "start" | "restart" | "unpause" => cached.set_state("running", "Up Less than a second"),
         "pause" => cached.set_state("paused", "Up (Paused)"),
         "stop" => cached.set_state("exited", "Exited"),

@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod query;
 pub mod registry;
 pub mod replica;
+pub mod reschedule;
 pub mod router;
 pub mod system;
 pub mod token;
@@ -73,7 +74,7 @@ pub struct StateInner {
     /// The pooled client to the current leader, for followers.
     pub leader_client: parking_lot::Mutex<Option<(String, crate::cluster::EngineClient)>>,
     /// The embedded Raft member, when replicating without etcd.
-    pub raft: Option<crate::raft::RaftNode>,
+    pub raft: Option<crate::leadership::raft::RaftNode>,
     /// Cluster metadata: registry, creates in flight, reschedules.
     pub store: crate::store::Store,
     /// The etcd election key while leading (fences etcd store writes).
@@ -160,7 +161,7 @@ async fn accept(listener: &Listener) -> std::io::Result<Io> {
 pub async fn handle(state: ApiState, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
-    if let Some(rpc) = req.uri().path().strip_prefix(crate::raft::network::RPC_PREFIX) {
+    if let Some(rpc) = req.uri().path().strip_prefix(crate::leadership::raft::network::RPC_PREFIX) {
         return raft_rpc(&state, rpc.to_string(), req).await;
     }
     let follower = state.leadership.is_replicated() && !replica::is_local(req.method(), req.uri().path()) && !state.leadership.is_leader();

@@ -52,7 +52,7 @@ pub async fn handle(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
     }
 }
 
-fn raft_node(state: &ApiState) -> Result<&crate::raft::RaftNode, ApiError> {
+fn raft_node(state: &ApiState) -> Result<&crate::leadership::raft::RaftNode, ApiError> {
     state.raft.as_ref().ok_or_else(|| ApiError::bad_request("this manager does not run embedded Raft (--replication-peers)"))
 }
 
@@ -74,7 +74,7 @@ async fn change_members(state: &ApiState, addr: &str, add: bool) -> Result<Respo
         return Err(ApiError::bad_request(format!("invalid address {addr:?}: expected host:port")));
     }
     let raft = raft_node(state)?.raft();
-    let id = crate::raft::node_id(addr);
+    let id = crate::leadership::raft::node_id(addr);
     let fail = |e: String| ApiError::internal(format!("membership change failed: {e}"));
     let mut voters: BTreeSet<u64> = raft.metrics().borrow().membership_config.membership().voter_ids().collect();
     if add {

@@ -15,7 +15,7 @@ pub mod monitor;
 pub mod node;
 pub mod refresh;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -134,6 +134,8 @@ struct Shared {
     /// The lowest API version among the engines, kept current as engines come and go: every
     /// response carries it.
     min_api_version: RwLock<Option<String>>,
+    /// Containers replaced elsewhere by a reschedule, kept out of the cache.
+    superseded: RwLock<HashSet<String>>,
     events: broadcast::Sender<Arc<Value>>,
     opts: ClusterOptions,
     metrics: Metrics,
@@ -153,6 +155,7 @@ impl Cluster {
                 schedule: Mutex::new(()),
                 execs: Mutex::new(HashMap::new()),
                 min_api_version: RwLock::new(None),
+                superseded: RwLock::new(HashSet::new()),
                 events,
                 opts,
                 metrics,
@@ -286,6 +289,16 @@ impl Cluster {
         self.with_nodes(|nodes| {
             nodes.values().flat_map(|n| n.containers.values()).find(|c| c.name() == name).map(|c| c.id.clone())
         })
+    }
+
+    /// Whether a create carrying this swarm ID is in flight here.
+    pub fn is_pending(&self, swarm_id: &str) -> bool {
+        self.shared.pending.lock().values().any(|p| p.view.labels.get(labels::SWARM_ID).map(String::as_str) == Some(swarm_id))
+    }
+
+    /// Whether any cached container carries this swarm ID.
+    pub fn has_swarm_id(&self, swarm_id: &str) -> bool {
+        self.with_nodes(|nodes| nodes.values().flat_map(|n| n.containers.values()).any(|c| c.swarm_id.as_deref() == Some(swarm_id)))
     }
 
     /// CPUs and memory reserved per node (containers of every state plus creates in flight):

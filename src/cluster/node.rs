@@ -103,6 +103,9 @@ pub struct ContainerFacts {
     pub host_mode_ports: Vec<String>,
     /// Nanoseconds within the creation second (`ps` orders by the exact creation time).
     pub created_subsec_ns: u32,
+    /// For a container with the `on-node-failure` policy: the create body that recreates it
+    /// elsewhere (its Config with its HostConfig, labels and swarm ID included).
+    pub recreate: Option<Arc<Value>>,
 }
 
 impl ContainerFacts {
@@ -129,6 +132,7 @@ impl ContainerFacts {
         };
         let created_subsec_ns = inspect["Created"].as_str().map_or(0, subsec_nanos);
         ContainerFacts {
+            recreate: reschedulable(&inspect["Config"]["Labels"]).then(|| Arc::new(recreate_body(inspect))),
             created_subsec_ns,
             memory: hc.get("Memory").and_then(Value::as_i64).unwrap_or(0),
             cpu_shares: hc.get("CpuShares").and_then(Value::as_i64).unwrap_or(0),
@@ -146,6 +150,26 @@ impl ContainerFacts {
         }
         self.cpu_shares * ncpu / 1024
     }
+}
+
+/// Whether labels carry the `on-node-failure` reschedule policy.
+pub fn reschedulable(labels: &Value) -> bool {
+    labels[labels::RESCHEDULE_POLICIES]
+        .as_str()
+        .and_then(|p| serde_json::from_str::<Vec<String>>(p).ok())
+        .is_some_and(|p| p.iter().any(|p| p == "on-node-failure"))
+}
+
+/// A create body from an inspect document (or from a create body seen as one): Config plus
+/// HostConfig, without what the engine generated (the hostname from the ID).
+fn recreate_body(inspect: &Value) -> Value {
+    let mut body = inspect["Config"].as_object().cloned().unwrap_or_default();
+    let id = inspect["Id"].as_str().unwrap_or_default();
+    if body.get("Hostname").and_then(Value::as_str).is_some_and(|h| !id.is_empty() && id.starts_with(h)) {
+        body.remove("Hostname");
+    }
+    body.insert("HostConfig".into(), inspect["HostConfig"].clone());
+    Value::Object(body)
 }
 
 /// The fraction of an RFC 3339 time (`…:29.1234567Z`) as nanoseconds.

@@ -78,6 +78,9 @@ impl Cluster {
         let mut fresh = HashMap::new();
         for summary in list.as_array().into_iter().flatten() {
             let Some(id) = summary["Id"].as_str() else { continue };
+            if self.is_superseded(id) {
+                continue;
+            }
             let facts = match known.get(id) {
                 Some(f) => f.clone(),
                 None => match client.get_json(&format!("/containers/{id}/json")).await {
@@ -117,7 +120,7 @@ impl Cluster {
         let filter = percent(&format!("{{\"id\":[\"{id}\"]}}"));
         let list = client.get_json(&format!("/containers/json?all=1&filters={filter}")).await?;
         let summary = list.as_array().and_then(|a| a.iter().find(|c| c["Id"].as_str() == Some(id)).cloned());
-        let Some(summary) = summary else {
+        let Some(summary) = summary.filter(|_| !self.is_superseded(id)) else {
             self.forget_container(key, id);
             return Ok(());
         };
@@ -175,9 +178,36 @@ impl Cluster {
         });
     }
 
+    /// Like [`Cluster::patch_container`], unless the entry was written after `since`.
+    pub fn patch_container_unless_newer(&self, key: &str, id: &str, since: Instant, patch: impl FnOnce(&mut CachedContainer)) {
+        self.with_node_mut(key, |n| {
+            if let Some(c) = n.containers.get_mut(id).filter(|c| c.written <= since) {
+                patch(c);
+                c.written = Instant::now();
+            }
+        });
+    }
+
     /// Drops a container from the cache.
     pub fn forget_container(&self, key: &str, id: &str) {
         self.with_node_mut(key, |n| n.containers.remove(id));
+    }
+
+    /// Marks a container as replaced by a reschedule: it leaves the cache and stays out of it
+    /// (its node may come back with it) until the leader has removed it from its engine.
+    pub fn supersede(&self, key: &str, id: &str) {
+        self.shared.superseded.write().insert(id.to_string());
+        self.forget_container(key, id);
+    }
+
+    /// Lets a container back into the cache (its reschedule failed, or it is gone).
+    pub fn unsupersede(&self, id: &str) {
+        self.shared.superseded.write().remove(id);
+    }
+
+    /// Whether a reschedule replaced this container.
+    pub fn is_superseded(&self, id: &str) -> bool {
+        self.shared.superseded.read().contains(id)
     }
 
     /// Re-reads a node's image list.

@@ -4,8 +4,10 @@
 //! before anyone else can be elected: every check compares the clock with that deadline.
 //!
 //! - `etcd`: election through an etcd lease.
+//! - `raft`: embedded openraft among the managers, which also replicates the store.
 
 pub mod etcd;
+pub mod raft;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 
-use crate::raft::{Command, RaftFailure, RaftNode};
+use crate::leadership::raft::{Command, RaftFailure, RaftNode};
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
@@ -81,7 +81,7 @@ fn raft_err(e: RaftFailure) -> StoreError {
 
 impl StateStore for RaftStore {
     fn put(&self, key: String, value: Vec<u8>, ttl: Option<Duration>) -> BoxFuture<'_, Result<(), StoreError>> {
-        let expires_ms = ttl.map(|t| crate::raft::now_ms() + t.as_millis() as u64);
+        let expires_ms = ttl.map(|t| crate::leadership::raft::now_ms() + t.as_millis() as u64);
         Box::pin(async move { self.0.write(Command::Put { key, value, expires_ms }).await.map(|_| ()).map_err(raft_err) })
     }
 

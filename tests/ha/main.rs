@@ -7,3 +7,4 @@ mod support;
 mod t10_etcd_leader;
 mod t20_load_balancer;
 mod t30_raft;
+mod t40_repairs;
