@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use prometheus::{IntCounter, IntGauge, Opts, Registry};
+use prometheus::{Counter, IntCounter, IntGauge, Opts, Registry};
 use tokio::sync::watch;
 
 /// This manager's role.
@@ -37,8 +37,8 @@ pub struct LeadershipMetrics {
     pub elections_won: IntCounter,
     /// Changes of the known leader, seen from this manager.
     pub leader_changes: IntCounter,
-    /// Milliseconds spent without a known leader.
-    pub leaderless_ms: IntCounter,
+    /// Seconds spent without a known leader.
+    pub leaderless: Counter,
 }
 
 impl LeadershipMetrics {
@@ -49,12 +49,12 @@ impl LeadershipMetrics {
             is_leader: IntGauge::with_opts(o("is_leader", "1 while this manager leads."))?,
             elections_won: IntCounter::with_opts(o("elections_won_total", "Elections this manager won."))?,
             leader_changes: IntCounter::with_opts(o("leader_changes_total", "Changes of the known leader."))?,
-            leaderless_ms: IntCounter::with_opts(o("leaderless_milliseconds_total", "Time spent with no known leader."))?,
+            leaderless: Counter::with_opts(o("leaderless_seconds_total", "Time spent with no known leader."))?,
         };
         registry.register(Box::new(m.is_leader.clone()))?;
         registry.register(Box::new(m.elections_won.clone()))?;
         registry.register(Box::new(m.leader_changes.clone()))?;
-        registry.register(Box::new(m.leaderless_ms.clone()))?;
+        registry.register(Box::new(m.leaderless.clone()))?;
         Ok(m)
     }
 }
@@ -226,7 +226,7 @@ impl Leadership {
             m.is_leader.set(i64::from(role == Role::Leader));
             m.leader_changes.inc();
             if let Some(start) = since.take() {
-                m.leaderless_ms.inc_by(start.elapsed().as_millis() as u64);
+                m.leaderless.inc_by(start.elapsed().as_secs_f64());
             }
         }
         if leaderless {

@@ -8,3 +8,4 @@ mod t10_etcd_leader;
 mod t20_load_balancer;
 mod t30_raft;
 mod t40_repairs;
+mod t50_metrics;

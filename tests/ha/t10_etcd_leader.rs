@@ -146,7 +146,12 @@ fn losing_one_of_three_etcd_members_changes_no_leader() {
     let leader = primaries(&ms)[0];
     etcd[2].stop();
     for _ in 0..40 {
-        assert_eq!(primaries(&ms), vec![leader], "leadership changed after losing one etcd member");
+        let roles: Vec<(String, String)> = ms.iter().map(Manager::role).collect();
+        // A sample where some manager did not answer in time says nothing about leadership.
+        if roles.iter().all(|(r, _)| !r.is_empty()) {
+            let leading: Vec<usize> = (0..3).filter(|i| roles[*i].0 == "primary").collect();
+            assert_eq!(leading, vec![leader], "leadership changed after losing one etcd member: {roles:?}");
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     ms[(leader + 1) % 3].docker(&["run", "-d", "--name", "still", "busybox", "sleep", "300"]);

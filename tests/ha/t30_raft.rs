@@ -154,3 +154,24 @@ fn a_leader_cut_off_from_its_quorum_stops_leading_and_rejoins() {
     assert_eq!(g.primary(), Some(next));
     eprintln!("stepped down {stepped_down:?} after the cut");
 }
+
+#[test]
+fn snapshots_keep_the_raft_log_bounded() {
+    let es = engines(&[("node-1", &[])]);
+    let g = RaftGroup::start(3, |_| nodes_url(&es), &[]);
+    let leader = g.wait_one_primary(Duration::from_secs(10));
+    // Registry writes go through the Raft log: 2,500 of them outgrow the 1,000-entry policy.
+    for i in 0..2500 {
+        let (status, _, body) = http(&g.addr(leader), "PUT", &format!("/_swarm/nodes/127.0.0.1:{}?ttl=600", 30000 + i), None);
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    for i in g.running() {
+        let dir = g.raft_dir(i);
+        wait_until(Duration::from_secs(10), "a snapshot and a compacted log", || {
+            let log = std::fs::metadata(dir.join("log")).map(|m| m.len()).unwrap_or(u64::MAX);
+            dir.join("snapshot").exists() && log < 600 * 1024
+        });
+    }
+    let listed = swarm_list(&format!("swarm://{}", g.addr(g.other(leader))));
+    assert_eq!(listed.len(), 2500);
+}

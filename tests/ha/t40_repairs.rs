@@ -126,10 +126,15 @@ fn host_fails_whole_with(ms: &mut Vec<Option<Manager>>, leader: usize, es: &mut 
     }
     wait_until(Duration::from_secs(20), "a new leader", || check(ms).is_some());
     let m = ms[check(ms).unwrap()].as_ref().unwrap();
-    wait_until(Duration::from_secs(30), "the next leader reschedules node-1's containers", || {
-        let now = ps_all(m);
-        moved.iter().all(|n| now.get(n).is_some_and(|(node, state, _)| node == "node-2" && *state == before[n].1))
-    });
+    let deadline = Instant::now() + patience(Duration::from_secs(30));
+    loop {
+        let last = ps_all(m);
+        if moved.iter().all(|n| last.get(n).is_some_and(|(node, state, _)| node == "node-2" && *state == before[n].1)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the next leader did not reschedule {moved:?} from node-1 within 30 s; before {before:?}, now {last:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert_rescheduled(m, &before, &moved, "node-1");
     assert!(doubled_ids(m).is_empty());
 }

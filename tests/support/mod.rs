@@ -10,8 +10,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod prometheus;
 mod raft;
 mod tty;
+#[allow(unused_imports)]
+pub use prometheus::Prometheus;
 #[allow(unused_imports)]
 pub use raft::{Partition, RaftGroup};
 #[allow(unused_imports)]
@@ -322,7 +325,7 @@ impl Manager {
         if let Some(uid) = uid {
             cmd.uid(uid).gid(uid);
         }
-        let child = cmd.stdin(Stdio::null()).stdout(file.try_clone().expect("log")).stderr(file).env("RUST_LOG", "info,openraft=warn").spawn().expect("start swarm manage");
+        let child = cmd.stdin(Stdio::null()).stdout(file.try_clone().expect("log")).stderr(file).env("RUST_LOG", "info,openraft=off").spawn().expect("start swarm manage");
         let m = Manager { addr, child: Some(child), log, _dir: dir };
         wait_until(Duration::from_secs(20), "the manager answers /_ping", || http(&m.addr, "GET", "/_ping", None).0 == 200);
         m

@@ -73,6 +73,11 @@ impl RaftGroup {
         self.root.path().join(format!("m{i}"))
     }
 
+    /// Where member `i` keeps its Raft log and snapshots.
+    pub fn raft_dir(&self, i: usize) -> PathBuf {
+        self.data_dir(i).join("raft")
+    }
+
     /// The unix socket member `i` also listens on (with own users).
     pub fn sock(&self, i: usize) -> String {
         format!("unix://{}", self.root.path().join(format!("m{i}.sock")).display())
