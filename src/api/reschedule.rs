@@ -3,13 +3,16 @@
 //!
 //! - recreates those of a node that failed or left discovery on healthy nodes, through the
 //!   normal create path (same name, configuration and swarm ID), and starts those that ran;
-//! - removes a rescheduled container's stale copy when its node comes back;
+//! - removes a rescheduled container's stale copy when its node comes back, and a second
+//!   healthy copy if a reschedule ever raced a leader change (the oldest copy stays);
 //! - on taking over, finishes what the previous leader left: reschedules in progress (whose
 //!   records fence the stale copies out of the cache) and creates in flight (kept if the
 //!   engine has the container, otherwise removed from the engine they were sent to).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method};
@@ -31,6 +34,8 @@ const TICK: Duration = Duration::from_millis(500);
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// A reschedule record outlives a node that never comes back by this long.
 const RECORD_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Tries to start a recreated container.
+const START_ATTEMPTS: u32 = 3;
 /// Where reschedules are recorded, by swarm ID.
 pub const RESCHEDULES_PREFIX: &str = "reschedules/";
 
@@ -45,11 +50,13 @@ struct Candidate {
     running: bool,
 }
 
-/// A reschedule in the store: the copy it replaced.
+/// A reschedule in the store: the copy it replaced, and whether the new copy must run.
 #[derive(Debug, Serialize, Deserialize)]
 struct Rescheduled {
     from: String,
     old_id: String,
+    #[serde(default)]
+    running: bool,
 }
 
 /// What the cache says now.
@@ -62,11 +69,13 @@ struct View {
     present: HashSet<String>,
     /// Swarm IDs living on healthy nodes.
     live: HashSet<String>,
+    /// Whether a reschedulable swarm ID lives twice among them.
+    doubled: bool,
 }
 
 fn observe(state: &ApiState) -> View {
     state.cluster.with_nodes(|nodes| {
-        let mut v = View { healthy: HashMap::new(), failed: HashSet::new(), present: HashSet::new(), live: HashSet::new() };
+        let mut v = View { healthy: HashMap::new(), failed: HashSet::new(), present: HashSet::new(), live: HashSet::new(), doubled: false };
         for (key, n) in nodes {
             v.present.insert(key.clone());
             match n.health.state() {
@@ -74,15 +83,16 @@ fn observe(state: &ApiState) -> View {
                     let mut cands = Vec::new();
                     for c in n.containers.values() {
                         if let Some(sid) = &c.swarm_id {
-                            v.live.insert(sid.clone());
+                            let first = v.live.insert(sid.clone());
                             if let Some(body) = &c.facts.recreate {
+                                v.doubled |= !first;
                                 cands.push(Candidate {
                                     node: key.clone(),
                                     id: c.id.clone(),
                                     swarm_id: sid.clone(),
                                     name: c.names.first().cloned(),
                                     body: body.clone(),
-                                    running: c.state == "running" || c.state == "restarting",
+                                    running: matches!(c.state.as_str(), "running" | "restarting" | "paused"),
                                 });
                             }
                         }
@@ -104,6 +114,7 @@ pub async fn run(state: ApiState, cancel: CancellationToken) {
     let mut known: HashMap<String, Vec<Candidate>> = HashMap::new();
     let mut not_before: HashMap<String, Instant> = HashMap::new();
     let mut leading = false;
+    let cleaning: Arc<Mutex<HashSet<String>>> = Arc::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -121,14 +132,29 @@ pub async fn run(state: ApiState, cancel: CancellationToken) {
             leading = true;
             take_over(&state).await;
         }
+        resolve_creates(&state, &cleaning).await;
         let gone: Vec<String> = known.keys().filter(|k| view.failed.contains(*k) || !view.present.contains(*k)).cloned().collect();
         let now = Instant::now();
-        let due: Vec<Candidate> = gone
+        let mut due: Vec<Candidate> = gone
             .iter()
             .flat_map(|node| known[node].iter())
             .filter(|c| !view.live.contains(&c.swarm_id) && not_before.get(&c.swarm_id).is_none_or(|t| *t <= now))
             .cloned()
             .collect();
+        if !due.is_empty() {
+            // The cache may lag what a previous leader just did: ask the engines and the store.
+            match copies_on_engines(&state).await {
+                Ok(copies) => due.retain(|c| !copies.contains_key(&c.swarm_id)),
+                Err(e) => {
+                    warn!(error = %e, "Cannot list the engines before rescheduling; retrying.");
+                    due.clear();
+                }
+            }
+            match state.store.list(CREATES_PREFIX.to_string()).await {
+                Ok(in_flight) => due.retain(|c| !in_flight.iter().any(|(k, _)| k[CREATES_PREFIX.len()..] == c.swarm_id)),
+                Err(_) => due.clear(),
+            }
+        }
         if !due.is_empty() {
             let started = Instant::now();
             let results = futures_util::future::join_all(due.iter().map(|c| reschedule(&state, c))).await;
@@ -145,6 +171,48 @@ pub async fn run(state: ApiState, cancel: CancellationToken) {
         // A node gone for good, all of whose containers live elsewhere, needs no memory.
         known.retain(|node, cands| view.present.contains(node) || cands.iter().any(|c| !view.live.contains(&c.swarm_id)));
         remove_stale_copies(&state).await;
+        remove_doubles(&state, &view).await;
+    }
+}
+
+/// Reschedulable containers on the healthy engines, by swarm ID, read from the engines
+/// themselves: `(node, id, created)` of each copy.
+async fn copies_on_engines(state: &ApiState) -> Result<HashMap<String, Vec<(String, String, i64)>>, String> {
+    let filter = serde_json::json!({"label": [labels::RESCHEDULE_POLICIES]}).to_string();
+    let query: String = form_urlencoded::Serializer::new(String::new()).append_pair("all", "1").append_pair("filters", &filter).finish();
+    let mut copies: HashMap<String, Vec<(String, String, i64)>> = HashMap::new();
+    for h in state.cluster.nodes().into_iter().filter(|h| h.state == NodeState::Healthy) {
+        let list = h.client.get_json(&format!("/containers/json?{query}")).await.map_err(|e| format!("{}: {e}", h.name))?;
+        for c in list.as_array().into_iter().flatten() {
+            let (Some(sid), Some(id)) = (c["Labels"][labels::SWARM_ID].as_str(), c["Id"].as_str()) else { continue };
+            if state.cluster.is_superseded(id) {
+                continue;
+            }
+            copies.entry(sid.to_string()).or_default().push((h.key.clone(), id.to_string(), c["Created"].as_i64().unwrap_or(0)));
+        }
+    }
+    Ok(copies)
+}
+
+/// Two healthy copies of one reschedulable container (a reschedule raced a leader change):
+/// keep the oldest, remove the others.
+async fn remove_doubles(state: &ApiState, view: &View) {
+    if !view.doubled {
+        return;
+    }
+    let Ok(copies) = copies_on_engines(state).await else { return };
+    for (sid, mut list) in copies.into_iter().filter(|(_, l)| l.len() > 1) {
+        list.sort_by_key(|(_, id, created)| (*created, id.clone()));
+        for (node, id, _) in list.into_iter().skip(1) {
+            let Some(h) = state.cluster.node(&node) else { continue };
+            let path = format!("/containers/{id}?force=1");
+            if let Ok((s, _, _)) = h.client.call(Method::DELETE, &path, None, &HeaderMap::new(), Some(h.client.timeout())).await {
+                if s.is_success() || s == http::StatusCode::NOT_FOUND {
+                    warn!(swarm_id = %sid, node = %h.name, id = %id, "Removed a second copy of a rescheduled container.");
+                    state.cluster.forget_container(&node, &id);
+                }
+            }
+        }
     }
 }
 
@@ -153,7 +221,7 @@ async fn reschedule(state: &ApiState, c: &Candidate) -> Result<(), String> {
     // Out of the cache first, so the name is free for the new copy and `ps` never shows two.
     state.cluster.supersede(&c.node, &c.id);
     let record = format!("{RESCHEDULES_PREFIX}{}", c.swarm_id);
-    let value = serde_json::to_vec(&Rescheduled { from: c.node.clone(), old_id: c.id.clone() }).unwrap_or_default();
+    let value = serde_json::to_vec(&Rescheduled { from: c.node.clone(), old_id: c.id.clone(), running: c.running }).unwrap_or_default();
     if let Err(e) = state.store.put(record.clone(), value, Some(RECORD_TTL)).await {
         state.cluster.unsupersede(&c.id);
         return Err(format!("cannot record the reschedule: {e}"));
@@ -169,26 +237,66 @@ async fn reschedule(state: &ApiState, c: &Candidate) -> Result<(), String> {
         }
     };
     info!(name = ?c.name, from = %c.node, to = %created.node, "Container rescheduled.");
-    if c.running {
-        let handle = state.cluster.node(&created.node).ok_or("the new node left")?;
-        let path = format!("/containers/{}/start", created.id);
-        match handle.client.call(Method::POST, &path, None, &HeaderMap::new(), Some(handle.client.timeout())).await {
-            Ok((s, _, _)) if s.is_success() => {
+    if !c.running {
+        return Ok(());
+    }
+    let handle = state.cluster.node(&created.node).ok_or("the new node left")?;
+    let path = format!("/containers/{}/start", created.id);
+    // A busy engine (many reschedules at once) gets the create's patience, and a few tries.
+    let mut last = String::new();
+    for attempt in 0..START_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        match handle.client.call(Method::POST, &path, None, &HeaderMap::new(), Some(state.config.timing.create_timeout)).await {
+            // 304: an earlier try had started it.
+            Ok((s, _, _)) if s.is_success() || s == http::StatusCode::NOT_MODIFIED => {
                 state.cluster.patch_container(&created.node, &created.id, |cached| cached.set_state("running", "Up Less than a second"));
+                return Ok(());
             }
-            Ok((s, _, body)) => return Err(format!("recreated, but start answered {s}: {}", crate::cluster::engine::error_message(&body))),
-            Err(e) => return Err(format!("recreated, but start failed: {e}")),
+            Ok((s, _, body)) => last = format!("start answered {s}: {}", crate::cluster::engine::error_message(&body)),
+            Err(e) => last = format!("start failed: {e}"),
         }
     }
-    Ok(())
+    Err(format!("recreated, but {last}"))
 }
 
-/// Removes the copies that reschedules replaced, once their nodes answer again.
+/// The copies of `swarm_id` on healthy nodes: `(node, id, state)`.
+fn live_copies(state: &ApiState, swarm_id: &str) -> Vec<(String, String, String)> {
+    state.cluster.with_nodes(|nodes| {
+        nodes
+            .iter()
+            .filter(|(_, n)| n.health.state() == NodeState::Healthy)
+            .flat_map(|(key, n)| n.containers.values().map(move |c| (key, c)))
+            .filter(|(_, c)| c.swarm_id.as_deref() == Some(swarm_id))
+            .map(|(key, c)| (key.clone(), c.id.clone(), c.state.clone()))
+            .collect()
+    })
+}
+
+/// Finishes reschedules: starts a new copy that should run but was only created (its leader
+/// died between the two), and removes the copies they replaced once their nodes answer again.
 async fn remove_stale_copies(state: &ApiState) {
     let Ok(records) = state.store.list(RESCHEDULES_PREFIX.to_string()).await else { return };
     for (key, value) in records {
         let Ok(r) = serde_json::from_slice::<Rescheduled>(&value) else { continue };
+        let swarm_id = &key[RESCHEDULES_PREFIX.len()..];
+        let copies = live_copies(state, swarm_id);
+        if r.running {
+            for (node, id, _) in copies.iter().filter(|(_, _, st)| st == "created") {
+                let Some(h) = state.cluster.node(node) else { continue };
+                let started = h.client.call(Method::POST, &format!("/containers/{id}/start"), None, &HeaderMap::new(), Some(h.client.timeout())).await;
+                if matches!(started, Ok((s, _, _)) if s.is_success() || s == http::StatusCode::NOT_MODIFIED) {
+                    info!(node = %h.name, id = %id, "Started a rescheduled copy its leader had only created.");
+                    state.cluster.patch_container(node, id, |cached| cached.set_state("running", "Up Less than a second"));
+                }
+            }
+        }
+        let settled = !r.running || copies.iter().any(|(_, _, st)| st == "running");
         let Some(handle) = state.cluster.node(&r.from).filter(|h| h.state == NodeState::Healthy) else { continue };
+        if !settled {
+            continue;
+        }
         let path = format!("/containers/{}?force=1", r.old_id);
         let removed = handle.client.call(Method::DELETE, &path, None, &HeaderMap::new(), Some(handle.client.timeout())).await;
         if matches!(removed, Ok((s, _, _)) if s.is_success() || s == http::StatusCode::NOT_FOUND) {
@@ -200,7 +308,7 @@ async fn remove_stale_copies(state: &ApiState) {
     }
 }
 
-/// Picks up where the previous leader stopped.
+/// Picks up the reschedules the previous leader recorded: their stale copies stay out of view.
 async fn take_over(state: &ApiState) {
     match state.store.list(RESCHEDULES_PREFIX.to_string()).await {
         Ok(records) => {
@@ -212,28 +320,36 @@ async fn take_over(state: &ApiState) {
         }
         Err(e) => error!(error = %e, "Cannot read reschedules in progress."),
     }
-    let creates = match state.store.list(CREATES_PREFIX.to_string()).await {
-        Ok(c) => c,
-        Err(e) => {
-            error!(error = %e, "Cannot read creates in flight.");
-            return;
-        }
-    };
+}
+
+/// Settles creates that a leader recorded and never cleared: kept when their engine has the
+/// container (the client may have been told), removed for good otherwise (the engine may still
+/// be working on it). An engine that does not answer is asked again next time.
+async fn resolve_creates(state: &ApiState, cleaning: &Arc<Mutex<HashSet<String>>>) {
+    let Ok(creates) = state.store.list(CREATES_PREFIX.to_string()).await else { return };
     for (key, value) in creates {
         let swarm_id = key[CREATES_PREFIX.len()..].to_string();
         let Ok(record) = serde_json::from_slice::<InFlight>(&value) else { continue };
-        if state.cluster.is_pending(&swarm_id) {
-            continue; // Our own, still in flight.
-        }
-        if state.cluster.has_swarm_id(&swarm_id) {
-            info!(swarm_id = %swarm_id, name = ?record.name, "A create interrupted by a leader change had completed; kept.");
-            let _ = state.store.delete(key).await;
+        // Our own, still in flight, or already being cleaned up.
+        if state.cluster.is_pending(&swarm_id) || cleaning.lock().contains(&swarm_id) {
             continue;
         }
         let Some(handle) = state.cluster.node(&record.node) else {
             let _ = state.store.delete(key).await;
             continue;
         };
+        if handle.state != NodeState::Healthy {
+            continue;
+        }
+        let filter = serde_json::json!({"label": [format!("{}={swarm_id}", labels::SWARM_ID)]}).to_string();
+        let query: String = form_urlencoded::Serializer::new(String::new()).append_pair("all", "1").append_pair("filters", &filter).finish();
+        let Ok(found) = handle.client.get_json(&format!("/containers/json?{query}")).await else { continue };
+        if found.as_array().is_some_and(|a| !a.is_empty()) {
+            info!(swarm_id = %swarm_id, name = ?record.name, "A create interrupted by a leader change had completed; kept.");
+            let _ = state.store.delete(key).await;
+            continue;
+        }
+        cleaning.lock().insert(swarm_id.clone());
         // Hold the name while the engine might still create it, then make sure it did not.
         let guard = state.cluster.reserve(PendingCreate {
             node: record.node.clone(),
@@ -242,12 +358,14 @@ async fn take_over(state: &ApiState) {
             memory: 0,
             view: ContainerView { labels: [(labels::SWARM_ID.to_string(), swarm_id.clone())].into(), ..Default::default() },
         });
+        let cleaning = cleaning.clone();
         let store = state.store.clone();
         tokio::spawn(async move {
             if remove_by_swarm_id_until_gone(handle.client, swarm_id.clone()).await {
                 let _ = store.delete(key).await;
             }
             drop(guard);
+            cleaning.lock().remove(&swarm_id);
         });
     }
 }

@@ -190,6 +190,7 @@ impl Cluster {
                         health: health::Health::new(self.shared.opts.timing.failure_retry),
                         info: None,
                         containers: HashMap::new(),
+                        forgotten: HashMap::new(),
                         images: Vec::new(),
                         updated_at: None,
                         cancel: self.shared.cancel.child_token(),

@@ -279,6 +279,9 @@ pub struct Node {
     pub info: Option<EngineInfo>,
     /// Containers by full ID.
     pub containers: HashMap<String, CachedContainer>,
+    /// When containers left the cache, so that a full refresh listed before their removal
+    /// does not bring them back.
+    pub forgotten: HashMap<String, Instant>,
     /// Images.
     pub images: Vec<ImageView>,
     /// Last full refresh.

@@ -96,12 +96,15 @@ impl Cluster {
         }
         let engine = EngineInfo::from_json(&info, &version);
         self.with_node_mut(key, |n| {
-            // Keep entries written after this refresh began (a create through the manager).
+            // What was learnt after this refresh listed the engine is newer than the list: a
+            // create through the manager, an event's re-read, a removal.
             for (id, c) in n.containers.drain() {
-                if c.written > started && !fresh.contains_key(&id) {
+                if c.written > started {
                     fresh.insert(id, c);
                 }
             }
+            fresh.retain(|id, _| n.forgotten.get(id).is_none_or(|at| *at <= started));
+            n.forgotten.retain(|_, at| *at > started);
             n.containers = fresh;
             n.images = images_from_json(&images);
             if n.info.as_ref().is_some_and(|old| old.id == engine.id) {
@@ -190,7 +193,10 @@ impl Cluster {
 
     /// Drops a container from the cache.
     pub fn forget_container(&self, key: &str, id: &str) {
-        self.with_node_mut(key, |n| n.containers.remove(id));
+        self.with_node_mut(key, |n| {
+            n.containers.remove(id);
+            n.forgotten.insert(id.to_string(), Instant::now());
+        });
     }
 
     /// Marks a container as replaced by a reschedule: it leaves the cache and stays out of it
