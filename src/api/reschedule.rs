@@ -282,19 +282,31 @@ async fn remove_stale_copies(state: &ApiState) {
         let Ok(r) = serde_json::from_slice::<Rescheduled>(&value) else { continue };
         let swarm_id = &key[RESCHEDULES_PREFIX.len()..];
         let copies = live_copies(state, swarm_id);
-        if r.running {
+        let from = state.cluster.node(&r.from).filter(|h| h.state == NodeState::Healthy);
+        // A start that reached the old copy while its node hung (and landed after the
+        // reschedule) counts too: the user was told it runs.
+        let mut old_running = false;
+        if let Some(h) = &from {
+            match h.client.get_json(&format!("/containers/{}/json", r.old_id)).await {
+                Ok(v) => old_running = v["State"]["Running"] == true,
+                Err(crate::cluster::EngineError::Status { .. }) => {}
+                Err(_) => continue,
+            }
+        }
+        let mut running = copies.iter().any(|(_, _, st)| st == "running");
+        if (r.running || old_running) && !running {
             for (node, id, _) in copies.iter().filter(|(_, _, st)| st == "created") {
                 let Some(h) = state.cluster.node(node) else { continue };
                 let started = h.client.call(Method::POST, &format!("/containers/{id}/start"), None, &HeaderMap::new(), Some(h.client.timeout())).await;
                 if matches!(started, Ok((s, _, _)) if s.is_success() || s == http::StatusCode::NOT_MODIFIED) {
-                    info!(node = %h.name, id = %id, "Started a rescheduled copy its leader had only created.");
+                    info!(node = %h.name, id = %id, "Started a rescheduled copy that should run.");
                     state.cluster.patch_container(node, id, |cached| cached.set_state("running", "Up Less than a second"));
+                    running = true;
                 }
             }
         }
-        let settled = !r.running || copies.iter().any(|(_, _, st)| st == "running");
-        let Some(handle) = state.cluster.node(&r.from).filter(|h| h.state == NodeState::Healthy) else { continue };
-        if !settled {
+        let Some(handle) = from else { continue };
+        if (r.running || old_running) && !running {
             continue;
         }
         let path = format!("/containers/{}?force=1", r.old_id);

@@ -119,6 +119,7 @@ impl Cluster {
 
     /// Re-reads one container; forgets it when the engine no longer has it.
     pub async fn refresh_container(&self, key: &str, id: &str) -> Result<(), EngineError> {
+        let started = Instant::now();
         let client = self.with_node_mut(key, |n| n.client.clone()).ok_or_else(|| gone(key))?;
         let filter = percent(&format!("{{\"id\":[\"{id}\"]}}"));
         let list = client.get_json(&format!("/containers/json?all=1&filters={filter}")).await?;
@@ -136,7 +137,12 @@ impl Cluster {
             Err(e) => return Err(e),
         };
         let entry = CachedContainer::new(summary, ContainerFacts::from_inspect(&inspect));
-        self.with_node_mut(key, |n| n.containers.insert(id.to_string(), entry));
+        self.with_node_mut(key, |n| {
+            // Something learnt while we were reading (an exit seen by `wait`) is newer.
+            if n.containers.get(id).is_none_or(|old| old.written <= started) {
+                n.containers.insert(id.to_string(), entry);
+            }
+        });
         Ok(())
     }
 

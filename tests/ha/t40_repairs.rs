@@ -62,25 +62,23 @@ fn assert_rescheduled(m: &Manager, before: &BTreeMap<String, (String, String, St
     }
 }
 
-#[test]
-fn a_failed_node_s_containers_are_rescheduled_and_its_stale_copies_removed() {
-    let mut es = engines(&[("node-1", &[]), ("node-2", &[])]);
-    let m = Manager::start(&nodes_url(&es), &[]);
-    m.wait_healthy(2);
-    let moved = place_on(&m, "node-1", 3);
+/// Reschedulable containers (running and created, with ports and labels) on node-1, whose
+/// engine stops: they move to node-2 through `m`; when node-1 returns, its stale copies go.
+fn reschedule_and_return(m: &Manager, es: &mut [Engine]) {
+    let moved = place_on(m, "node-1", 3);
     m.docker(&["run", "-d", "--name", "stays", "--label", "com.docker.swarm.constraints=[\"node==node-1\"]", "busybox", "sleep", "300"]);
-    let before = ps_all(&m);
+    let before = ps_all(m);
     let stopped_at = Instant::now();
     es[0].stop();
     wait_until(Duration::from_secs(20), "the containers of node-1 run on node-2", || {
-        let now = ps_all(&m);
+        let now = ps_all(m);
         moved.iter().all(|n| now.get(n).is_some_and(|(node, state, _)| node == "node-2" && *state == before[n].1))
     });
     eprintln!("rescheduled {} containers {:?} after the engine stopped", moved.len(), stopped_at.elapsed());
-    assert_rescheduled(&m, &before, &moved, "node-1");
+    assert_rescheduled(m, &before, &moved, "node-1");
     // Without the policy, a container stays where it was, shown as down.
-    assert_eq!(ps_all(&m)["stays"].0, "node-1");
-    assert!(doubled_ids(&m).is_empty());
+    assert_eq!(ps_all(m)["stays"].0, "node-1");
+    assert!(doubled_ids(m).is_empty());
 
     es[0].restart();
     m.wait_healthy(2);
@@ -88,8 +86,50 @@ fn a_failed_node_s_containers_are_rescheduled_and_its_stale_copies_removed() {
         let left = es[0].container_names();
         moved.iter().all(|n| !left.iter().any(|l| l.trim_start_matches('/') == n))
     });
-    assert!(doubled_ids(&m).is_empty(), "{:?}", ps_all(&m));
-    assert_eq!(ps_all(&m)["stays"].0, "node-1");
+    assert!(doubled_ids(m).is_empty(), "{:?}", ps_all(m));
+    assert_eq!(ps_all(m)["stays"].0, "node-1");
+}
+
+#[test]
+fn a_single_manager_reschedules_a_stopped_engine_s_containers() {
+    let mut es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(2);
+    reschedule_and_return(&m, &mut es);
+}
+
+/// Three etcd-elected managers over `es`, joined through etcd; waits for one primary.
+fn etcd_group(etcd: &[Etcd], es: &[Engine], prefix: &str) -> (Vec<Join>, Vec<Option<Manager>>) {
+    let url = etcd_url(etcd, prefix);
+    let joins: Vec<Join> = es.iter().map(|e| Join::start(&e.addr, &url, "1s", "5s")).collect();
+    let ms: Vec<Option<Manager>> = (0..3).map(|_| Some(Manager::start_replica(&url, &["--replication-ttl", "3s"]))).collect();
+    wait_until(Duration::from_secs(20), "one primary", || one_primary(&ms).is_some());
+    for m in ms.iter().flatten() {
+        m.wait_healthy(es.len());
+    }
+    (joins, ms)
+}
+
+#[test]
+fn etcd_managers_reschedule_a_stopped_engine_s_containers() {
+    let etcd = vec![Etcd::single()];
+    let mut es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let (_joins, ms) = etcd_group(&etcd, &es, "stopped");
+    // Through a replica: the leader does the work, whoever is asked.
+    let replica = ms.iter().flatten().find(|m| m.role().0 == "replica").unwrap();
+    reschedule_and_return(replica, &mut es);
+}
+
+#[test]
+fn raft_managers_reschedule_a_stopped_engine_s_containers() {
+    let mut es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let url = nodes_url(&es);
+    let g = RaftGroup::start(3, |_| url.clone(), &[]);
+    let leader = g.wait_one_primary(Duration::from_secs(10));
+    for i in g.running() {
+        g.m(i).wait_healthy(2);
+    }
+    reschedule_and_return(g.m(g.other(leader)), &mut es);
 }
 
 #[test]
@@ -143,13 +183,7 @@ fn host_fails_whole_with(ms: &mut Vec<Option<Manager>>, leader: usize, es: &mut 
 fn a_host_failing_whole_on_etcd_is_repaired_by_the_next_leader() {
     let etcd = vec![Etcd::single()];
     let mut es = engines(&[("node-1", &[]), ("node-2", &[])]);
-    let url = etcd_url(&etcd, "repairs");
-    let _joins: Vec<Join> = es.iter().map(|e| Join::start(&e.addr, &url, "1s", "5s")).collect();
-    let mut ms: Vec<Option<Manager>> = (0..3).map(|_| Some(Manager::start_replica(&url, &["--replication-ttl", "3s"]))).collect();
-    wait_until(Duration::from_secs(20), "one primary", || one_primary(&ms).is_some());
-    for m in ms.iter().flatten() {
-        m.wait_healthy(2);
-    }
+    let (_joins, mut ms) = etcd_group(&etcd, &es, "repairs");
     let leader = one_primary(&ms).unwrap();
     host_fails_whole_with(&mut ms, leader, &mut es, one_primary);
 }
@@ -190,15 +224,7 @@ fn creates_across_a_raft_leader_kill_exist_exactly_once_and_a_full_restart_chang
     let via_m = g.ms[via].take().unwrap();
     burst(&via_m, 12, || g.kill(leader));
     g.ms[via] = Some(via_m);
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for e in &es {
-        for n in e.container_names() {
-            *counts.entry(n.trim_start_matches('/').to_string()).or_insert(0) += 1;
-        }
-    }
-    for i in 0..12 {
-        assert_eq!(counts.get(&format!("b{i}")), Some(&1), "b{i} on the engines: {counts:?}");
-    }
+    assert_each_once(&es, 12);
     g.restart(leader);
     let primary = g.wait_one_primary(Duration::from_secs(10));
     g.m(primary).docker(&["start", "b1"]);
@@ -213,6 +239,35 @@ fn creates_across_a_raft_leader_kill_exist_exactly_once_and_a_full_restart_chang
     let primary = g.wait_one_primary(Duration::from_secs(20));
     g.m(primary).wait_healthy(2);
     assert_eq!(ps_all(g.m(primary)), before);
+}
+
+/// Each of `n` names on exactly one engine.
+fn assert_each_once(es: &[Engine], n: usize) {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for e in es {
+        for name in e.container_names() {
+            *counts.entry(name.trim_start_matches('/').to_string()).or_insert(0) += 1;
+        }
+    }
+    for i in 0..n {
+        assert_eq!(counts.get(&format!("b{i}")), Some(&1), "b{i} on the engines: {counts:?}");
+    }
+}
+
+#[test]
+fn creates_across_an_etcd_leader_kill_exist_exactly_once() {
+    let etcd = vec![Etcd::single()];
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let (_joins, mut ms) = etcd_group(&etcd, &es, "burst");
+    let leader = one_primary(&ms).unwrap();
+    let via = (leader + 1) % 3;
+    let via_m = ms[via].take().unwrap();
+    burst(&via_m, 12, || {
+        if let Some(mut m) = ms[leader].take() {
+            m.kill_hard();
+        }
+    });
+    assert_each_once(&es, 12);
 }
 
 #[test]
