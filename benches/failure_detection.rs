@@ -88,6 +88,7 @@ fn main() {
     stop_load.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = load.join();
     let _ = events.kill();
+    let _ = events.wait();
     summary("stopped engine (refused) -> Unhealthy", &mut refused_down);
     summary("restarted engine ready -> Healthy", &mut refused_up);
     summary("hung engine (SIGSTOP) -> Unhealthy", &mut hung_down);

@@ -78,7 +78,7 @@ impl StateStore for EtcdStore {
         Box::pin(async move { self.fenced(TxnOp::delete(format!("{}{key}", self.root), None)).await })
     }
 
-    fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<(String, Vec<u8>)>, StoreError>> {
+    fn list(&self, prefix: String) -> BoxFuture<'_, Result<super::Entries, StoreError>> {
         Box::pin(async move {
             let mut client = self.client().await?;
             let resp = client.get(format!("{}{prefix}", self.root), Some(GetOptions::new().with_prefix())).await.map_err(backend)?;

@@ -29,6 +29,9 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// Entries as listed: key (without the prefix's root) and value.
+pub type Entries = Vec<(String, Vec<u8>)>;
+
 /// Keys and values of cluster metadata.
 pub trait StateStore: Send + Sync {
     /// Writes `value` at `key`; with a `ttl` it lapses unless written again.
@@ -36,7 +39,7 @@ pub trait StateStore: Send + Sync {
     /// Removes `key` (absent is fine).
     fn delete(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Every live entry under `prefix`, in key order.
-    fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<(String, Vec<u8>)>, StoreError>>;
+    fn list(&self, prefix: String) -> BoxFuture<'_, Result<Entries, StoreError>>;
 }
 
 /// A shared store.
@@ -46,8 +49,11 @@ pub type Store = Arc<dyn StateStore>;
 /// still rebuild containers).
 #[derive(Default)]
 pub struct LocalStore {
-    map: Mutex<BTreeMap<String, (Vec<u8>, Option<Instant>)>>,
+    /// Value and expiry by key.
+    map: Mutex<BTreeMap<String, Expiring>>,
 }
+
+type Expiring = (Vec<u8>, Option<Instant>);
 
 impl StateStore for LocalStore {
     fn put(&self, key: String, value: Vec<u8>, ttl: Option<Duration>) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -60,7 +66,7 @@ impl StateStore for LocalStore {
         Box::pin(async { Ok(()) })
     }
 
-    fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<(String, Vec<u8>)>, StoreError>> {
+    fn list(&self, prefix: String) -> BoxFuture<'_, Result<Entries, StoreError>> {
         let now = Instant::now();
         let mut map = self.map.lock();
         map.retain(|_, (_, exp)| exp.is_none_or(|e| e > now));
@@ -89,7 +95,7 @@ impl StateStore for RaftStore {
         Box::pin(async move { self.0.write(Command::Delete { key }).await.map(|_| ()).map_err(raft_err) })
     }
 
-    fn list(&self, prefix: String) -> BoxFuture<'_, Result<Vec<(String, Vec<u8>)>, StoreError>> {
+    fn list(&self, prefix: String) -> BoxFuture<'_, Result<Entries, StoreError>> {
         let found = self.0.list(&prefix);
         Box::pin(async { Ok(found) })
     }

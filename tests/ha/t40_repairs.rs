@@ -154,7 +154,7 @@ fn one_primary(ms: &[Option<Manager>]) -> Option<usize> {
 
 /// Reschedulable containers on node-1; node-1's engine and the leader go down together; the
 /// next leader must move them to node-2.
-fn host_fails_whole_with(ms: &mut Vec<Option<Manager>>, leader: usize, es: &mut [Engine], check: impl Fn(&[Option<Manager>]) -> Option<usize>) {
+fn host_fails_whole_with(ms: &mut [Option<Manager>], leader: usize, es: &mut [Engine], check: impl Fn(&[Option<Manager>]) -> Option<usize>) {
     let m = ms[leader].as_ref().unwrap();
     let moved = place_on(m, "node-1", 3);
     let before = ps_all(m);

@@ -33,7 +33,7 @@ fn prometheus_scrapes_managers_and_the_dashboard_queries_real_metrics() {
     m.wait_healthy(1);
     m.docker(&["run", "-d", "--name", "traffic", "busybox", "sleep", "300"]);
     m.docker(&["ps"]);
-    let prom = Prometheus::scraping(&[m.addr.clone()]);
+    let prom = Prometheus::scraping(std::slice::from_ref(&m.addr));
     wait_until(Duration::from_secs(30), "prometheus scrapes the manager", || {
         prom.query("swarm_is_leader").iter().any(|r| r["value"][1] == "1")
     });

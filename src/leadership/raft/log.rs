@@ -129,6 +129,7 @@ impl LogStore {
         Ok(LogStore { inner: Arc::new(Mutex::new(Inner { dir: dir.to_path_buf(), file, entries, purged, committed, vote })) })
     }
 
+    #[allow(clippy::result_large_err)] // openraft's own error type
     fn write(&self, records: &[Record]) -> Result<(), StorageIOError<NodeId>> {
         let mut inner = self.inner.lock();
         for r in records {

@@ -132,6 +132,7 @@ impl Machine {
         self.shared.clone()
     }
 
+    #[allow(clippy::result_large_err)] // openraft's own error type
     fn save(&self, snap: StoredSnapshot) -> Result<(), StorageError<NodeId>> {
         let bytes = codec::encode(&snap).map_err(sm_err)?;
         replace_file(&self.dir.join("snapshot"), &bytes).map_err(sm_err)?;

@@ -120,7 +120,7 @@ impl RaftNode {
         let id = node_id(&s.advertise);
         let pristine = log.is_empty() && map.read().map.is_empty();
         let raft = Raft::new(id, Arc::new(config), network::Network, log, sm).await.map_err(|e| RaftFailure::Raft(e.to_string()))?;
-        let member = s.peers.iter().any(|p| *p == s.advertise);
+        let member = s.peers.contains(&s.advertise);
         if !member {
             info!(peers = ?s.peers, "Not among --replication-peers: waiting to be added with `swarm members add`.");
         } else if pristine && !raft.is_initialized().await.map_err(|e| RaftFailure::Raft(e.to_string()))? {
