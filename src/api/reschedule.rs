@@ -34,6 +34,9 @@ const TICK: Duration = Duration::from_millis(500);
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// A reschedule record outlives a node that never comes back by this long.
 const RECORD_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// A container seen running this recently before its node failed is restarted elsewhere: a
+/// daemon that shuts down (or a host going down cleanly) stops its containers first.
+const RAN_RECENTLY: Duration = Duration::from_secs(30);
 /// Tries to start a recreated container.
 const START_ATTEMPTS: u32 = 3;
 /// Where reschedules are recorded, by swarm ID.
@@ -115,6 +118,7 @@ pub async fn run(state: ApiState, cancel: CancellationToken) {
     let mut not_before: HashMap<String, Instant> = HashMap::new();
     let mut leading = false;
     let cleaning: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut ran_at: HashMap<String, Instant> = HashMap::new();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -122,8 +126,12 @@ pub async fn run(state: ApiState, cancel: CancellationToken) {
         }
         let view = observe(&state);
         for (node, cands) in &view.healthy {
+            for c in cands.iter().filter(|c| c.running) {
+                ran_at.insert(c.swarm_id.clone(), Instant::now());
+            }
             known.insert(node.clone(), cands.clone());
         }
+        ran_at.retain(|_, at| at.elapsed() < RAN_RECENTLY);
         if !state.leadership.is_leader() {
             leading = false;
             continue;
@@ -140,6 +148,11 @@ pub async fn run(state: ApiState, cancel: CancellationToken) {
             .flat_map(|node| known[node].iter())
             .filter(|c| !view.live.contains(&c.swarm_id) && not_before.get(&c.swarm_id).is_none_or(|t| *t <= now))
             .cloned()
+            .map(|mut c| {
+                // A daemon that shuts down stops its containers first: they ran until then.
+                c.running |= ran_at.contains_key(&c.swarm_id);
+                c
+            })
             .collect();
         if !due.is_empty() {
             // The cache may lag what a previous leader just did: ask the engines and the store.
