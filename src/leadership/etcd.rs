@@ -63,6 +63,9 @@ pub async fn run(e: EtcdElection, leadership: Leadership, shutdown: Cancellation
     observer.abort();
 }
 
+/// Wait between attempts to renew through a fresh connection.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
+
 fn failed(err: etcd_client::Error) -> String {
     err.to_string()
 }
@@ -82,23 +85,38 @@ async fn campaign(e: &EtcdElection, leadership: &Leadership, shutdown: &Cancella
         let last_renewal = last_renewal.clone();
         let leadership = leadership.clone();
         async move {
+            let mut pause = ttl / 3;
             loop {
-                tokio::time::sleep(ttl / 3).await;
+                tokio::time::sleep(pause).await;
                 let sent = Instant::now();
                 // A renewal stuck on a dead member's connection must not outlast the lease.
                 let exchange = async {
                     keeper.keep_alive().await.map_err(failed)?;
                     responses.message().await.map_err(failed)
                 };
-                let answer = tokio::time::timeout(ttl / 4, exchange).await.map_err(|_| "lease renewal timed out".to_string())??;
-                match answer {
-                    Some(r) if r.ttl() > 0 => {
+                match tokio::time::timeout(ttl / 4, exchange).await {
+                    Ok(Ok(Some(r))) if r.ttl() > 0 => {
                         *last_renewal.lock() = sent;
                         if leadership.is_leader() {
                             leadership.renewed(sent + ttl - margin);
                         }
+                        pause = ttl / 3;
                     }
-                    _ => return Err::<(), String>("lease expired".into()),
+                    Ok(Ok(_)) => return Err::<(), String>("lease expired".into()),
+                    // The member we renewed through may be gone while the lease lives on in the
+                    // others: renew the same lease through a fresh connection while there is time.
+                    outcome => {
+                        if Instant::now() + RECONNECT_PAUSE >= *last_renewal.lock() + ttl - margin {
+                            return Err(format!("lease renewal failed: {}", outcome.map_or_else(|_| "timed out".to_string(), |r| r.err().unwrap_or_default())));
+                        }
+                        warn!("Leader Election: lease renewal failed; renewing through another connection.");
+                        if let Ok(mut fresh) = connect_client(&e.endpoints, e.tls.as_ref()).await {
+                            if let Ok((k, r)) = fresh.lease_keep_alive(lease).await {
+                                (keeper, responses) = (k, r);
+                            }
+                        }
+                        pause = RECONNECT_PAUSE;
+                    }
                 }
             }
         }

@@ -32,6 +32,12 @@ impl Tty {
         stdout(&run(Command::new("tmux").args(["capture-pane", "-p", "-t", &self.session])))
     }
 
+    /// Clears the screen at the host prompt and waits until it is empty of old output.
+    pub fn clear(&self) {
+        self.send("clear");
+        self.wait_for("the screen clears", |s| !s.contains("/ #") && !s.contains("rc="));
+    }
+
     /// Waits until the screen satisfies `pred`.
     pub fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) {
         wait_until(Duration::from_secs(20), what, || pred(&self.screen()));
@@ -71,8 +77,10 @@ pub fn interactive_session(tty: &Tty, running: &str) {
     tty.wait_host_prompt("the CLI returns");
     tty.expect_exit_code("rc", 9);
 
+    // Earlier prompts would satisfy the wait below: start from an empty screen.
+    tty.clear();
     tty.send(&format!("{DOCKER_CLI} exec -it {running} sh"));
-    tty.wait_for("exec shell prompts", |s| s.matches("/ #").count() >= 2);
+    tty.wait_for("exec shell prompts", |s| s.contains("/ #"));
     tty.send("hostname; exit 5");
     tty.wait_host_prompt("the exec CLI returns");
     tty.expect_exit_code("exec-rc", 5);
