@@ -10,4 +10,4 @@ if grep -rEn "(tokio|hyper)::|use (tokio|hyper)" src/scheduler; then echo "src/s
 # Benchmarks are built (so they keep compiling) but not run: `cargo bench` runs them.
 cargo build --all-targets
 # Engines are heavy on 2 cores: bound how many tests start theirs at once.
-cargo test --lib --bins --tests -- --test-threads "${SWARM_TEST_THREADS:-3}"
+cargo test --no-fail-fast --lib --bins --tests -- --test-threads "${SWARM_TEST_THREADS:-3}"

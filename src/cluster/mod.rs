@@ -227,6 +227,10 @@ impl Cluster {
         f(&self.shared.nodes.read())
     }
 
+    pub(crate) fn with_nodes_mut<R>(&self, f: impl FnOnce(&mut BTreeMap<String, Node>) -> R) -> R {
+        f(&mut self.shared.nodes.write())
+    }
+
     pub(crate) fn with_node_mut<R>(&self, key: &str, f: impl FnOnce(&mut Node) -> R) -> Option<R> {
         self.shared.nodes.write().get_mut(key).map(f)
     }

@@ -28,20 +28,24 @@ impl Cluster {
                 reason: format!("cannot get resources for this engine, make sure {key} is a Docker Engine, not a Swarm manager"),
             });
         }
-        let duplicate = self.with_nodes(|nodes| {
-            nodes
-                .values()
-                .find(|n| n.addr != key && n.info.as_ref().is_some_and(|i| i.id == engine.id))
-                .map(|n| n.addr.clone())
+        let (id, name) = (engine.id.clone(), engine.name.clone());
+        // Checked and claimed under one write lock: two clones validating at once must not
+        // both see the other without an ID yet.
+        let duplicate = self.with_nodes_mut(|nodes| {
+            let other = nodes.values().find(|n| n.addr != key && n.info.as_ref().is_some_and(|i| i.id == id)).map(|n| n.addr.clone());
+            if other.is_none() {
+                if let Some(n) = nodes.get_mut(key) {
+                    n.info = Some(engine);
+                }
+            }
+            other
         });
         if let Some(other) = duplicate {
             return Err(EngineError::Refused {
                 addr: key.to_string(),
-                reason: format!("ID duplicated. {} shared by this node {} and another node {}", engine.id, key, other),
+                reason: format!("ID duplicated. {id} shared by this node {key} and another node {other}"),
             });
         }
-        let name = engine.name.clone();
-        self.with_node_mut(key, |n| n.info = Some(engine));
         self.update_min_api_version();
         self.refresh_node(key).await?;
         let transition = self.with_node_mut(key, |n| n.health.validated().map(|t| (t, events::node_fields(n))));
