@@ -62,8 +62,14 @@ pub async fn register_forever(managers: Vec<String>, addr: String, ttl: Duration
     }
 }
 
-/// A manager's own view: its copy of the replicated registry, read every `heartbeat`.
+/// How often a manager reads its own copy of the registry: a local read, so often enough
+/// that a joined engine is seen at once, whatever `--heartbeat` is.
+const REGISTRY_POLL: Duration = Duration::from_secs(1);
+
+/// A manager's own view: its copy of the replicated registry, read every [`REGISTRY_POLL`]
+/// (or `heartbeat`, if shorter).
 pub async fn watch_store(store: Store, heartbeat: Duration, tx: mpsc::Sender<DiscoveryEvent>) {
+    let every = heartbeat.min(REGISTRY_POLL);
     let mut last = None;
     loop {
         let event = match store.list(NODES_PREFIX.to_string()).await {
@@ -82,7 +88,7 @@ pub async fn watch_store(store: Store, heartbeat: Duration, tx: mpsc::Sender<Dis
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(heartbeat) => {}
+            _ = tokio::time::sleep(every) => {}
             _ = tx.closed() => return,
         }
     }
