@@ -417,12 +417,18 @@ async fn pull_on(
 /// How long the manager keeps trying to remove a container whose create failed in flight.
 const ORPHAN_CLEANUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// The engine path listing every container (running or not) that carries `label` (`key` or
+/// `key=value`).
+pub fn list_by_label(label: &str) -> String {
+    let filter = json!({"label": [label]}).to_string();
+    let query = form_urlencoded::Serializer::new(String::new()).append_pair("all", "1").append_pair("filters", &filter).finish();
+    format!("/containers/json?{query}")
+}
+
 /// Removes every container carrying `swarm_id`; retries while the engine does not answer,
 /// within [`ORPHAN_CLEANUP_WINDOW`]. True once no copy is left.
 pub async fn remove_by_swarm_id_until_gone(client: crate::cluster::EngineClient, swarm_id: String) -> bool {
-    let filter = json!({"label": [format!("{}={swarm_id}", labels::SWARM_ID)]}).to_string();
-    let query = form_urlencoded::Serializer::new(String::new()).append_pair("all", "1").append_pair("filters", &filter).finish();
-    let path = format!("/containers/json?{query}");
+    let path = list_by_label(&format!("{}={swarm_id}", labels::SWARM_ID));
     let deadline = tokio::time::Instant::now() + ORPHAN_CLEANUP_WINDOW;
     while tokio::time::Instant::now() < deadline {
         // A hung engine may still be processing the create: look again after it could have.

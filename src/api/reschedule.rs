@@ -21,7 +21,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::containers::{create_container, remove_by_swarm_id_until_gone, InFlight, CREATES_PREFIX};
+use super::containers::{create_container, list_by_label, remove_by_swarm_id_until_gone, InFlight, CREATES_PREFIX};
 use super::query::Query;
 use super::router::Ctx;
 use super::ApiState;
@@ -191,11 +191,10 @@ pub async fn run(state: ApiState, cancel: CancellationToken) {
 /// Reschedulable containers on the healthy engines, by swarm ID, read from the engines
 /// themselves: `(node, id, created)` of each copy.
 async fn copies_on_engines(state: &ApiState) -> Result<HashMap<String, Vec<(String, String, i64)>>, String> {
-    let filter = serde_json::json!({"label": [labels::RESCHEDULE_POLICIES]}).to_string();
-    let query: String = form_urlencoded::Serializer::new(String::new()).append_pair("all", "1").append_pair("filters", &filter).finish();
+    let path = list_by_label(labels::RESCHEDULE_POLICIES);
     let mut copies: HashMap<String, Vec<(String, String, i64)>> = HashMap::new();
     for h in state.cluster.nodes().into_iter().filter(|h| h.state == NodeState::Healthy) {
-        let list = h.client.get_json(&format!("/containers/json?{query}")).await.map_err(|e| format!("{}: {e}", h.name))?;
+        let list = h.client.get_json(&path).await.map_err(|e| format!("{}: {e}", h.name))?;
         for c in list.as_array().into_iter().flatten() {
             let (Some(sid), Some(id)) = (c["Labels"][labels::SWARM_ID].as_str(), c["Id"].as_str()) else { continue };
             if state.cluster.is_superseded(id) {
@@ -216,6 +215,7 @@ async fn remove_doubles(state: &ApiState, view: &View) {
     let Ok(copies) = copies_on_engines(state).await else { return };
     for (sid, mut list) in copies.into_iter().filter(|(_, l)| l.len() > 1) {
         list.sort_by_key(|(_, id, created)| (*created, id.clone()));
+        // The first (oldest) copy is the one kept; every later one is a double.
         for (node, id, _) in list.into_iter().skip(1) {
             let Some(h) = state.cluster.node(&node) else { continue };
             let path = format!("/containers/{id}?force=1");
@@ -253,25 +253,33 @@ async fn reschedule(state: &ApiState, c: &Candidate) -> Result<(), String> {
     if !c.running {
         return Ok(());
     }
-    let handle = state.cluster.node(&created.node).ok_or("the new node left")?;
-    let path = format!("/containers/{}/start", created.id);
     // A busy engine (many reschedules at once) gets the create's patience, and a few tries.
     let mut last = String::new();
     for attempt in 0..START_ATTEMPTS {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        match handle.client.call(Method::POST, &path, None, &HeaderMap::new(), Some(state.config.timing.create_timeout)).await {
-            // 304: an earlier try had started it.
-            Ok((s, _, _)) if s.is_success() || s == http::StatusCode::NOT_MODIFIED => {
-                state.cluster.patch_container(&created.node, &created.id, |cached| cached.set_state("running", "Up Less than a second"));
-                return Ok(());
-            }
-            Ok((s, _, body)) => last = format!("start answered {s}: {}", crate::cluster::engine::error_message(&body)),
-            Err(e) => last = format!("start failed: {e}"),
+        match start_copy(state, &created.node, &created.id, state.config.timing.create_timeout).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
         }
     }
     Err(format!("recreated, but {last}"))
+}
+
+/// Starts container `id` on `node` (already running counts) and records it as running.
+async fn start_copy(state: &ApiState, node: &str, id: &str, bound: Duration) -> Result<(), String> {
+    let handle = state.cluster.node(node).ok_or("the node left")?;
+    let path = format!("/containers/{id}/start");
+    match handle.client.call(Method::POST, &path, None, &HeaderMap::new(), Some(bound)).await {
+        // 304: an earlier try had started it.
+        Ok((s, _, _)) if s.is_success() || s == http::StatusCode::NOT_MODIFIED => {
+            state.cluster.patch_container(node, id, |cached| cached.set_state("running", "Up Less than a second"));
+            Ok(())
+        }
+        Ok((s, _, body)) => Err(format!("start answered {s}: {}", crate::cluster::engine::error_message(&body))),
+        Err(e) => Err(format!("start failed: {e}")),
+    }
 }
 
 /// The copies of `swarm_id` on healthy nodes: `(node, id, state)`.
@@ -309,11 +317,8 @@ async fn remove_stale_copies(state: &ApiState) {
         let mut running = copies.iter().any(|(_, _, st)| st == "running");
         if (r.running || old_running) && !running {
             for (node, id, _) in copies.iter().filter(|(_, _, st)| st == "created") {
-                let Some(h) = state.cluster.node(node) else { continue };
-                let started = h.client.call(Method::POST, &format!("/containers/{id}/start"), None, &HeaderMap::new(), Some(h.client.timeout())).await;
-                if matches!(started, Ok((s, _, _)) if s.is_success() || s == http::StatusCode::NOT_MODIFIED) {
-                    info!(node = %h.name, id = %id, "Started a rescheduled copy that should run.");
-                    state.cluster.patch_container(node, id, |cached| cached.set_state("running", "Up Less than a second"));
+                if start_copy(state, node, id, state.config.timing.engine_timeout).await.is_ok() {
+                    info!(node = %node, id = %id, "Started a rescheduled copy that should run.");
                     running = true;
                 }
             }
@@ -366,9 +371,8 @@ async fn resolve_creates(state: &ApiState, cleaning: &Arc<Mutex<HashSet<String>>
         if handle.state != NodeState::Healthy {
             continue;
         }
-        let filter = serde_json::json!({"label": [format!("{}={swarm_id}", labels::SWARM_ID)]}).to_string();
-        let query: String = form_urlencoded::Serializer::new(String::new()).append_pair("all", "1").append_pair("filters", &filter).finish();
-        let Ok(found) = handle.client.get_json(&format!("/containers/json?{query}")).await else { continue };
+        let path = list_by_label(&format!("{}={swarm_id}", labels::SWARM_ID));
+        let Ok(found) = handle.client.get_json(&path).await else { continue };
         if found.as_array().is_some_and(|a| !a.is_empty()) {
             info!(swarm_id = %swarm_id, name = ?record.name, "A create interrupted by a leader change had completed; kept.");
             let _ = state.store.delete(key).await;
