@@ -1,6 +1,7 @@
 //! High availability on etcd, in one run: latency and throughput of small calls to the leader
-//! directly and through a follower (keep-alive HTTP), then failover times over repeated
-//! SIGKILL and SIGTERM of the leader (time until another manager reports `Role: primary`).
+//! directly, through a follower, and through HAProxy as a reference hop (keep-alive HTTP,
+//! interleaved rounds), then failover times over repeated SIGKILL and SIGTERM of the leader
+//! (time until another manager reports `Role: primary`).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -32,23 +33,53 @@ fn get(reader: &mut BufReader<TcpStream>, writer: &mut TcpStream, path: &str) {
     reader.read_exact(&mut body).unwrap();
 }
 
-fn measure(addr: &str, path: &str, n: usize) -> (Duration, Duration, f64) {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_nodelay(true).unwrap();
-    let (mut r, mut w) = (BufReader::new(s.try_clone().unwrap()), s);
-    for _ in 0..100 {
-        get(&mut r, &mut w, path);
+/// One keep-alive connection and the samples taken on it.
+struct Target {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    samples: Vec<Duration>,
+    busy: Duration,
+}
+
+impl Target {
+    fn connect(addr: &str, path: &str) -> Target {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut t = Target { reader: BufReader::new(s.try_clone().unwrap()), writer: s, samples: Vec::new(), busy: Duration::ZERO };
+        for _ in 0..100 {
+            get(&mut t.reader, &mut t.writer, path);
+        }
+        t
     }
-    let mut samples = Vec::with_capacity(n);
-    let started = Instant::now();
-    for _ in 0..n {
-        let t = Instant::now();
-        get(&mut r, &mut w, path);
-        samples.push(t.elapsed());
+
+    fn take(&mut self, path: &str, n: usize) {
+        let started = Instant::now();
+        for _ in 0..n {
+            let t = Instant::now();
+            get(&mut self.reader, &mut self.writer, path);
+            self.samples.push(t.elapsed());
+        }
+        self.busy += started.elapsed();
     }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
-    samples.sort();
-    (samples[n / 2], samples[n * 99 / 100], rate)
+
+    /// p50, p99 and requests per second.
+    fn figures(&mut self) -> (f64, f64, f64) {
+        let rate = self.samples.len() as f64 / self.busy.as_secs_f64();
+        let (p50, p99) = (pct(&mut self.samples, 0.5), pct(&mut self.samples, 0.99));
+        (p50.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6, rate)
+    }
+}
+
+/// Samples every target in interleaved rounds, so that drift on the machine (CPU placement on
+/// 2 cores moves p50 by tens of µs) hits them all alike.
+fn measure<const N: usize>(path: &str, addrs: [&str; N], rounds: usize, per_round: usize) -> [(f64, f64, f64); N] {
+    let mut targets = addrs.map(|a| Target::connect(a, path));
+    for _ in 0..rounds {
+        for t in targets.iter_mut() {
+            t.take(path, per_round);
+        }
+    }
+    targets.map(|mut t| t.figures())
 }
 
 fn pct(v: &mut [Duration], q: f64) -> Duration {
@@ -70,20 +101,30 @@ fn main() {
     ms[leader].wait_healthy(1);
     ms[follower].wait_healthy(1);
     docker_ok(&ms[leader].host(), &["run", "-d", "--name", "probe", "busybox", "sleep", "3600"]);
+    // Reference hops in front of the leader alone, the repository's HAProxy in TCP mode (bytes
+    // copied, nothing parsed) and HAProxy in HTTP mode (every message parsed, as a follower
+    // must to route each request): what each adds is this machine's price of one more process
+    // on the path.
+    let leader_addr = ms[leader].addr.clone();
+    let tcp_lb = LoadBalancer::start(&[leader_addr.clone(), leader_addr.clone(), leader_addr.clone()]);
+    let http_lb = LoadBalancer::start_http(&leader_addr);
     for (path, note) in [
         ("/v1.41/containers/probe/json", "proxied to the leader"),
         ("/v1.41/version", "proxied to the leader"),
         ("/_ping", "answered by each manager"),
     ] {
-        let (d50, d99, drate) = measure(&ms[leader].addr, path, 3000);
-        let (f50, f99, frate) = measure(&ms[follower].addr, path, 3000);
-        println!(
-            "GET {path} ({note}): leader p50 {:.0} us p99 {:.0} us {:.0} req/s | via follower p50 {:.0} us p99 {:.0} us {:.0} req/s | added p50 {:+.0} us p99 {:+.0} us, throughput {:.0}%",
-            d50.as_secs_f64() * 1e6, d99.as_secs_f64() * 1e6, drate,
-            f50.as_secs_f64() * 1e6, f99.as_secs_f64() * 1e6, frate,
-            (f50.as_secs_f64() - d50.as_secs_f64()) * 1e6, (f99.as_secs_f64() - d99.as_secs_f64()) * 1e6, frate / drate * 100.0
-        );
+        let rows = measure(path, [&ms[leader].addr, &ms[follower].addr, &tcp_lb.addr, &http_lb.addr], 10, 500);
+        println!("GET {path} ({note}), n=5000 each, interleaved:");
+        let (d50, d99, drate) = rows[0];
+        for (name, (p50, p99, rate)) in ["leader direct", "via a follower", "via HAProxy tcp", "via HAProxy http"].iter().zip(rows) {
+            print!("  {name:<17} p50 {p50:>5.0} us  p99 {p99:>5.0} us  {rate:>6.0} req/s");
+            if *name != "leader direct" {
+                print!("  added p50 {:+.0} us p99 {:+.0} us, throughput {:.0}%", p50 - d50, p99 - d99, rate / drate * 100.0);
+            }
+            println!();
+        }
     }
+    drop((tcp_lb, http_lb));
 
     let (mut kills, mut terms) = (Vec::new(), Vec::new());
     for round in 0..trials * 2 {

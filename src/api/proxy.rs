@@ -1,7 +1,7 @@
 //! Forwarding a client's request to one engine: bodies stream both ways untouched, and
 //! hijacked connections (attach, exec start) are spliced byte for byte, half-close included.
 
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderName};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -17,12 +17,14 @@ const HOP_BY_HOP: [&str; 6] = ["keep-alive", "proxy-connection", "te", "trailer"
 /// Drops hop-by-hop headers; `connection` and `upgrade` stay on hijacks, since dockerd reads
 /// `Upgrade` to choose between `101` and a raw `200`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    for h in HOP_BY_HOP {
-        headers.remove(h);
+    let hop = |name: &HeaderName| HOP_BY_HOP.contains(&name.as_str()) || (!keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE));
+    // One pass over the names: most messages carry none, and removing by name hashes each.
+    if !headers.keys().any(hop) {
+        return;
     }
-    if !keep_upgrade {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
+    let found: Vec<HeaderName> = headers.keys().filter(|n| hop(n)).cloned().collect();
+    for name in found {
+        headers.remove(name);
     }
 }
 
@@ -53,9 +55,7 @@ pub async fn forward_counted(
     let (mut parts, incoming) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers, upgrade);
     parts.uri = client.uri(path_and_query);
-    if let Some(host) = parts.uri.authority().and_then(|a| http::HeaderValue::from_str(a.as_str()).ok()) {
-        parts.headers.insert(header::HOST, host);
-    }
+    parts.headers.insert(header::HOST, client.host_header());
     let upstream_req = Request::from_parts(parts, body::incoming(incoming));
 
     if let Some(client_upgrade) = client_upgrade {
@@ -119,4 +119,31 @@ async fn hijack(
         parts.headers.insert(header::UPGRADE, http::HeaderValue::from_static("tcp"));
     }
     Ok(Response::from_parts(parts, body::empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_go_and_upgrades_stay_on_hijacks() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [("connection", "Upgrade"), ("upgrade", "tcp"), ("keep-alive", "5"), ("te", "trailers"), ("content-type", "application/json")] {
+            h.insert(HeaderName::from_static(k), v.parse().unwrap());
+        }
+        let mut hijack = h.clone();
+        strip_hop_by_hop(&mut hijack, true);
+        assert_eq!(hijack.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["connection", "upgrade", "content-type"]);
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["content-type"]);
+    }
+
+    #[test]
+    fn engine_uris_keep_the_path_and_query() {
+        let c = EngineClient::new("127.0.0.1:2375", std::time::Duration::from_secs(1));
+        assert_eq!(c.uri("/v1.41/containers/json?all=1").to_string(), "http://127.0.0.1:2375/v1.41/containers/json?all=1");
+        assert_eq!(c.host_header(), "127.0.0.1:2375");
+        let u = EngineClient::new("unix:///run/docker.sock", std::time::Duration::from_secs(1));
+        assert_eq!(u.uri("/_ping").to_string(), "http://localhost/_ping");
+    }
 }

@@ -239,6 +239,9 @@ struct Inner {
     addr: EngineAddr,
     http: Client<Connector, Body>,
     timeout: Duration,
+    /// Parsed once: every proxied request needs both.
+    authority: http::uri::Authority,
+    host: http::HeaderValue,
 }
 
 impl std::fmt::Debug for EngineClient {
@@ -255,7 +258,9 @@ impl EngineClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
             .build(Connector { addr: addr.clone(), timeout });
-        EngineClient { inner: Arc::new(Inner { addr, http, timeout }) }
+        let authority = addr.authority().parse().unwrap_or_else(|_| http::uri::Authority::from_static("localhost"));
+        let host = http::HeaderValue::from_str(addr.authority()).unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
+        EngineClient { inner: Arc::new(Inner { addr, http, timeout, authority, host }) }
     }
 
     /// Where the engine listens.
@@ -270,9 +275,16 @@ impl EngineClient {
 
     /// A URI for `path_and_query` on this engine.
     pub fn uri(&self, path_and_query: &str) -> Uri {
-        format!("http://{}{}", self.inner.addr.authority(), path_and_query)
-            .parse()
-            .unwrap_or_else(|_| Uri::from_static("http://localhost/"))
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(http::uri::Scheme::HTTP);
+        parts.authority = Some(self.inner.authority.clone());
+        parts.path_and_query = path_and_query.parse().ok();
+        Uri::from_parts(parts).unwrap_or_else(|_| Uri::from_static("http://localhost/"))
+    }
+
+    /// The `Host` header for requests to this engine.
+    pub fn host_header(&self) -> http::HeaderValue {
+        self.inner.host.clone()
     }
 
     /// A fresh, unpooled connection (hijacked streams need a connection of their own).

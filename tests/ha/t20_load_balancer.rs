@@ -1,41 +1,6 @@
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-
-/// A real HAProxy with the repository's configuration, stopped by pid.
-struct LoadBalancer {
-    addr: String,
-    child: Child,
-}
-
-impl LoadBalancer {
-    fn start(managers: &[String]) -> LoadBalancer {
-        let bin = require("haproxy", "haproxy");
-        let addr = format!("127.0.0.1:{}", free_port());
-        let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/haproxy/haproxy.cfg");
-        let child = Command::new(bin)
-            .args(["-f", cfg, "-db"])
-            .env("SWARM_LB", &addr)
-            .env("SWARM_M1", &managers[0])
-            .env("SWARM_M2", &managers[1])
-            .env("SWARM_M3", &managers[2])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start haproxy");
-        wait_until(Duration::from_secs(10), "haproxy answers", || http(&addr, "GET", "/_ping", None).0 == 200);
-        LoadBalancer { addr, child }
-    }
-}
-
-impl Drop for LoadBalancer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn a_client_behind_haproxy_keeps_working_across_a_leader_kill() {

@@ -10,9 +10,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod haproxy;
 mod prometheus;
 mod raft;
 mod tty;
+#[allow(unused_imports)]
+pub use haproxy::LoadBalancer;
 #[allow(unused_imports)]
 pub use prometheus::Prometheus;
 #[allow(unused_imports)]
