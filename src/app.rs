@@ -205,11 +205,20 @@ impl App {
         for addr in &config.listen {
             listeners.push(bind(addr).await?);
         }
+        let tls = match &config.tls {
+            Some(files) => Some(crate::tls::Tls::load(files).map_err(|e| ConfigError(e.to_string()))?),
+            None => None,
+        };
         let (registry, metrics) = crate::metrics::new_registry()?;
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
         let cluster = Cluster::new(
-            ClusterOptions { timing: config.timing.clone(), overcommit: config.overcommit, event_buffer: config.limits.event_buffer },
+            ClusterOptions {
+                timing: config.timing.clone(),
+                overcommit: config.overcommit,
+                event_buffer: config.limits.event_buffer,
+                tls: tls.as_ref().map(|t| t.client.clone()),
+            },
             metrics.clone(),
             tracker.clone(),
             cancel.child_token(),
@@ -220,7 +229,7 @@ impl App {
             None => Leadership::standalone(),
         };
         let raft = match config.replication.as_ref().and_then(|r| r.raft.as_ref()) {
-            Some(settings) => Some(crate::leadership::raft::RaftNode::start(settings).await?),
+            Some(settings) => Some(crate::leadership::raft::RaftNode::start(settings, tls.as_ref().map(|t| t.client.clone())).await?),
             None => None,
         };
         let fence = crate::store::etcd::Fence::default();
@@ -246,6 +255,7 @@ impl App {
             raft,
             store,
             fence,
+            tls,
         });
         Ok(App { state, listeners, tracker, cancel })
     }

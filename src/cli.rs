@@ -198,6 +198,9 @@ pub struct ManageArgs {
     /// Largest upload the manager buffers to fan out (image load and import), in bytes.
     #[arg(long = "api-max-upload-bytes", default_value_t = 1024 * 1024 * 1024)]
     pub api_max_upload_bytes: u64,
+    /// How long a client may take to finish the TLS handshake with the API front.
+    #[arg(long = "tls-handshake-timeout", default_value = "10s")]
+    pub tls_handshake_timeout: String,
     /// Cluster driver; only "swarm".
     #[arg(short = 'c', long = "cluster-driver", default_value = "swarm")]
     pub cluster_driver: String,

@@ -74,11 +74,13 @@ pub struct Limits {
     pub max_upload_bytes: u64,
     /// Events kept per subscriber before a slow `docker events` client drops some.
     pub event_buffer: usize,
+    /// Time a client has to finish the TLS handshake.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: 4 << 20, max_upload_bytes: 1 << 30, event_buffer: 10_000 }
+        Limits { max_body_bytes: 4 << 20, max_upload_bytes: 1 << 30, event_buffer: 10_000, tls_handshake_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -146,6 +148,8 @@ pub struct ManageConfig {
     pub container_name_refresh_filter: String,
     /// Leader election, when `--replication` is on.
     pub replication: Option<Replication>,
+    /// `--tls`/`--tlsverify` with their files.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl ManageConfig {
@@ -166,6 +170,7 @@ impl ManageConfig {
             refresh_on_node_filter: false,
             container_name_refresh_filter: String::new(),
             replication: None,
+            tls: None,
         }
     }
 }
@@ -281,8 +286,11 @@ impl TryFrom<&ManageArgs> for ManageConfig {
             if a.tlsverify && a.tlscacert.is_none() {
                 return Err(bad("--tlscacert must be provided when using --tlsverify"));
             }
-            return Err(bad("TLS is not supported by this build of swarm yet: serve it behind a TLS-terminating proxy"));
         }
+        let tls = match (&a.tlscert, &a.tlskey) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { verify: a.tlsverify, ca: a.tlscacert.as_ref().map(Into::into), cert: cert.into(), key: key.into() }),
+            _ => None,
+        };
 
         let refresh_min = parse_duration(&a.engine_refresh_min_interval)?;
         let refresh_max = parse_duration(&a.engine_refresh_max_interval)?;
@@ -384,6 +392,7 @@ impl TryFrom<&ManageArgs> for ManageConfig {
             limits: Limits {
                 max_body_bytes: a.api_max_body_bytes,
                 max_upload_bytes: a.api_max_upload_bytes,
+                tls_handshake_timeout: parse_duration(&a.tls_handshake_timeout)?,
                 ..Limits::default()
             },
             experimental: false,
@@ -392,6 +401,7 @@ impl TryFrom<&ManageArgs> for ManageConfig {
             refresh_on_node_filter: a.refresh_on_node_filter,
             container_name_refresh_filter: a.container_name_refresh_filter.clone(),
             replication,
+            tls,
         })
     }
 }

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

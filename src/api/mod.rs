@@ -39,6 +39,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::body::Body;
+use crate::cluster::engine::EngineStream;
 use crate::cluster::Cluster;
 use crate::config::ManageConfig;
 use crate::metrics::Metrics;
@@ -79,6 +80,8 @@ pub struct StateInner {
     pub store: crate::store::Store,
     /// The etcd election key while leading (fences etcd store writes).
     pub fence: crate::store::etcd::Fence,
+    /// `--tls`/`--tlsverify`: the API front serves TLS, and calls to managers use it.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 impl std::ops::Deref for ApiState {
@@ -112,13 +115,14 @@ pub enum Listener {
 /// Serves the API on `listener` until `shutdown`; connections are tracked on `tracker` so the
 /// caller can drain them.
 pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationToken, tracker: TaskTracker) {
+    let tls = state.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
             a = accept(&listener) => a,
         };
-        let io = match accepted {
-            Ok(io) => io,
+        let stream = match accepted {
+            Ok(stream) => stream,
             Err(e) => {
                 debug!(error = %e, "Accept failed.");
                 // Out of descriptors or similar: back off instead of spinning.
@@ -128,12 +132,22 @@ pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationTo
         };
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tracker.spawn(async move {
+            // The handshake runs here, not in the accept loop, so a slow client delays no one.
+            let stream = match (tls, stream) {
+                (Some(acceptor), EngineStream::Tcp(tcp)) => match tokio::time::timeout(state.config.limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => EngineStream::TlsServer(Box::new(tls)),
+                    Ok(Err(e)) => return debug!(error = %e, "TLS handshake failed."),
+                    Err(_) => return debug!("TLS handshake timed out."),
+                },
+                (_, stream) => stream,
+            };
             let svc = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(handle(state, req).await) }
             });
-            let conn = http1::Builder::new().serve_connection(io, svc).with_upgrades();
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => if let Err(e) = r { debug!(error = %e, "Client connection ended."); },
@@ -143,17 +157,15 @@ pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationTo
     }
 }
 
-type Io = TokioIo<crate::cluster::engine::EngineStream>;
-
-async fn accept(listener: &Listener) -> std::io::Result<Io> {
-    use crate::cluster::engine::EngineStream;
+/// TLS, when on, applies to TCP listeners; unix sockets are guarded by file permissions.
+async fn accept(listener: &Listener) -> std::io::Result<EngineStream> {
     Ok(match listener {
         Listener::Tcp(l) => {
             let (s, _) = l.accept().await?;
             s.set_nodelay(true)?;
-            TokioIo::new(EngineStream::Tcp(s))
+            EngineStream::Tcp(s)
         }
-        Listener::Unix(l) => TokioIo::new(EngineStream::Unix(l.accept().await?.0)),
+        Listener::Unix(l) => EngineStream::Unix(l.accept().await?.0),
     })
 }
 

@@ -130,6 +130,10 @@ pub enum EngineStream {
     Tcp(TcpStream),
     /// Unix socket.
     Unix(UnixStream),
+    /// TLS to an engine or another manager.
+    TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// TLS from an API client.
+    TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 impl AsyncRead for EngineStream {
@@ -137,6 +141,8 @@ impl AsyncRead for EngineStream {
         match self.get_mut() {
             EngineStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             EngineStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            EngineStream::TlsClient(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            EngineStream::TlsServer(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -146,18 +152,24 @@ impl AsyncWrite for EngineStream {
         match self.get_mut() {
             EngineStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             EngineStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            EngineStream::TlsClient(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            EngineStream::TlsServer(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             EngineStream::Tcp(s) => Pin::new(s).poll_flush(cx),
             EngineStream::Unix(s) => Pin::new(s).poll_flush(cx),
+            EngineStream::TlsClient(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            EngineStream::TlsServer(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             EngineStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             EngineStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            EngineStream::TlsClient(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            EngineStream::TlsServer(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -189,14 +201,21 @@ impl Connection for EngineIo {
     }
 }
 
-async fn connect(addr: &EngineAddr, timeout: Duration) -> io::Result<EngineStream> {
+async fn connect(addr: &EngineAddr, timeout: Duration, tls: Option<&Arc<rustls::ClientConfig>>) -> io::Result<EngineStream> {
     let attempt = async {
         Ok(match addr {
             EngineAddr::Tcp(hp) => {
                 let s = TcpStream::connect(hp.as_str()).await?;
                 // Small request/response pairs: Nagle would add delay to every proxied call.
                 s.set_nodelay(true)?;
-                EngineStream::Tcp(s)
+                match tls {
+                    Some(config) => {
+                        let name = crate::tls::server_name(hp).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{hp} has no host name for TLS")))?;
+                        let stream = tokio_rustls::TlsConnector::from(config.clone()).connect(name, s).await?;
+                        EngineStream::TlsClient(Box::new(stream))
+                    }
+                    None => EngineStream::Tcp(s),
+                }
             }
             EngineAddr::Unix(p) => EngineStream::Unix(UnixStream::connect(p).await?),
         })
@@ -210,6 +229,7 @@ async fn connect(addr: &EngineAddr, timeout: Duration) -> io::Result<EngineStrea
 struct Connector {
     addr: EngineAddr,
     timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -222,8 +242,8 @@ impl tower_service::Service<Uri> for Connector {
     }
 
     fn call(&mut self, _: Uri) -> Self::Future {
-        let (addr, timeout) = (self.addr.clone(), self.timeout);
-        Box::pin(async move { connect(&addr, timeout).await.map(|s| EngineIo(TokioIo::new(s))) })
+        let (addr, timeout, tls) = (self.addr.clone(), self.timeout, self.tls.clone());
+        Box::pin(async move { connect(&addr, timeout, tls.as_ref()).await.map(|s| EngineIo(TokioIo::new(s))) })
     }
 }
 
@@ -239,6 +259,7 @@ struct Inner {
     addr: EngineAddr,
     http: Client<Connector, Body>,
     timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// Parsed once: every proxied request needs both.
     authority: http::uri::Authority,
     host: http::HeaderValue,
@@ -253,14 +274,19 @@ impl std::fmt::Debug for EngineClient {
 impl EngineClient {
     /// A client for `addr`; `timeout` bounds connecting and the manager's own calls.
     pub fn new(addr: &str, timeout: Duration) -> Self {
+        Self::with_tls(addr, timeout, None)
+    }
+
+    /// A client that speaks TLS over TCP with `tls` (unix sockets stay plain).
+    pub fn with_tls(addr: &str, timeout: Duration, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         let addr = EngineAddr::parse(addr);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(64)
-            .build(Connector { addr: addr.clone(), timeout });
+            .build(Connector { addr: addr.clone(), timeout, tls: tls.clone() });
         let authority = addr.authority().parse().unwrap_or_else(|_| http::uri::Authority::from_static("localhost"));
         let host = http::HeaderValue::from_str(addr.authority()).unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
-        EngineClient { inner: Arc::new(Inner { addr, http, timeout, authority, host }) }
+        EngineClient { inner: Arc::new(Inner { addr, http, timeout, tls, authority, host }) }
     }
 
     /// Where the engine listens.
@@ -289,7 +315,7 @@ impl EngineClient {
 
     /// A fresh, unpooled connection (hijacked streams need a connection of their own).
     pub async fn connect_raw(&self) -> Result<EngineStream, EngineError> {
-        connect(&self.inner.addr, self.inner.timeout).await.map_err(|e| self.unreachable(e.into()))
+        connect(&self.inner.addr, self.inner.timeout, self.inner.tls.as_ref()).await.map_err(|e| self.unreachable(e.into()))
     }
 
     fn unreachable(&self, source: BoxError) -> EngineError {

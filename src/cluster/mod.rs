@@ -42,6 +42,8 @@ pub struct ClusterOptions {
     pub overcommit: f64,
     /// Events buffered per subscriber.
     pub event_buffer: usize,
+    /// TLS towards engines (`--tls`, `--tlsverify`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// A container that could not be resolved.
@@ -186,7 +188,7 @@ impl Cluster {
                 if !nodes.contains_key(addr) {
                     let node = Node {
                         addr: addr.clone(),
-                        client: EngineClient::new(addr, self.shared.opts.timing.engine_timeout),
+                        client: EngineClient::with_tls(addr, self.shared.opts.timing.engine_timeout, self.shared.opts.tls.clone()),
                         health: health::Health::new(self.shared.opts.timing.failure_retry),
                         info: None,
                         containers: HashMap::new(),

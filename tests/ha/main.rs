@@ -9,3 +9,4 @@ mod t20_load_balancer;
 mod t30_raft;
 mod t40_repairs;
 mod t50_metrics;
+mod t60_tls;

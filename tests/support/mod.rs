@@ -10,10 +10,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+mod certs;
 mod haproxy;
 mod prometheus;
 mod raft;
 mod tty;
+#[allow(unused_imports)]
+pub use certs::Certs;
 #[allow(unused_imports)]
 pub use haproxy::LoadBalancer;
 #[allow(unused_imports)]
@@ -159,6 +162,8 @@ pub struct Engine {
     dir: tempfile::TempDir,
     child: Option<Child>,
     key: Option<PathBuf>,
+    /// A directory with ca.pem, cert.pem and key.pem: the engine then serves TCP with `--tlsverify`.
+    tls: Option<PathBuf>,
 }
 
 impl Engine {
@@ -167,7 +172,7 @@ impl Engine {
         let dir = unique_dir(&format!("swarm-engine-{name}-"));
         let addr = format!("127.0.0.1:{}", free_port());
         let key = Some(clone_of.dir.path().join("key.json"));
-        let mut e = Engine { name: name.to_string(), addr, labels: vec![], dir, child: None, key };
+        let mut e = Engine { name: name.to_string(), addr, labels: vec![], dir, child: None, key, tls: None };
         e.spawn();
         e.wait_ready();
         e
@@ -175,14 +180,24 @@ impl Engine {
 
     /// Starts an engine named `name` with engine labels, imports busybox, waits until ready.
     pub fn start(name: &str, labels: &[&str]) -> Engine {
+        Engine::start_with(name, labels, None)
+    }
+
+    /// Starts an engine whose TCP socket requires TLS with the certificates in `tls`
+    /// (ca.pem, cert.pem, key.pem), as `dockerd --tlsverify`.
+    pub fn start_tls(name: &str, tls: &Path) -> Engine {
+        Engine::start_with(name, &[], Some(tls.to_path_buf()))
+    }
+
+    fn start_with(name: &str, labels: &[&str], tls: Option<PathBuf>) -> Engine {
         require("dockerd", "docker.io");
         require("unshare", "util-linux");
         let dir = unique_dir(&format!("swarm-engine-{name}-"));
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut e = Engine { name: name.to_string(), addr, labels: labels.iter().map(|s| s.to_string()).collect(), dir, child: None, key: None };
+        let mut e = Engine { name: name.to_string(), addr, labels: labels.iter().map(|s| s.to_string()).collect(), dir, child: None, key: None, tls };
         e.spawn();
         e.wait_ready();
-        let o = run(docker_cmd(&e.host()).args(["import", "-c", "CMD [\"/bin/sh\"]"]).arg(busybox_tar()).arg("busybox:latest"));
+        let o = run(docker_cmd(&e.local_host()).args(["import", "-c", "CMD [\"/bin/sh\"]"]).arg(busybox_tar()).arg("busybox:latest"));
         assert!(o.status.success(), "import busybox into {name}: {}", stderr(&o));
         e
     }
@@ -202,6 +217,9 @@ impl Engine {
         for l in &self.labels {
             script.push_str(&format!(" --label {l}"));
         }
+        if let Some(t) = &self.tls {
+            script.push_str(&format!(" --tlsverify --tlscacert {t}/ca.pem --tlscert {t}/cert.pem --tlskey {t}/key.pem", t = t.display()));
+        }
         let log = std::fs::File::create(d.join("log")).expect("log");
         let child = Command::new("unshare")
             .args(["--uts", "sh", "-c", &script])
@@ -214,8 +232,13 @@ impl Engine {
         self.child = Some(child);
     }
 
+    /// The address the harness itself uses: the unix socket for a TLS engine, else TCP.
+    fn local_host(&self) -> String {
+        if self.tls.is_some() { self.sock() } else { self.host() }
+    }
+
     fn wait_ready(&self) {
-        let host = self.host();
+        let host = self.local_host();
         let log = self.dir.path().join("log");
         wait_until(Duration::from_secs(60), &format!("engine {} answers", self.name), || {
             run(docker_cmd(&host).args(["version", "--format", "{{.Server.Version}}"])).status.success()
@@ -330,7 +353,11 @@ impl Manager {
         }
         let child = cmd.stdin(Stdio::null()).stdout(file.try_clone().expect("log")).stderr(file).env("RUST_LOG", "info,openraft=off").spawn().expect("start swarm manage");
         let m = Manager { addr, child: Some(child), log, _dir: dir };
-        wait_until(Duration::from_secs(20), "the manager answers /_ping", || http(&m.addr, "GET", "/_ping", None).0 == 200);
+        if extra.iter().any(|a| *a == "--tls" || *a == "--tlsverify") {
+            wait_until(Duration::from_secs(20), "the manager listens", || TcpStream::connect(&m.addr).is_ok());
+        } else {
+            wait_until(Duration::from_secs(20), "the manager answers /_ping", || http(&m.addr, "GET", "/_ping", None).0 == 200);
+        }
         m
     }
 

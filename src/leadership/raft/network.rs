@@ -18,7 +18,10 @@ pub const RPC_PREFIX: &str = "/_swarm/raft/";
 
 /// Makes one client per peer.
 #[derive(Clone, Default)]
-pub struct Network;
+pub struct Network {
+    /// TLS towards peers (`--tls`, `--tlsverify`).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
 
 /// A peer.
 pub struct Peer {
@@ -32,7 +35,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
         // The per-call timeout comes from openraft's RPC options.
-        Peer { target, node: node.clone(), client: EngineClient::new(&node.addr, std::time::Duration::from_secs(2)) }
+        Peer { target, node: node.clone(), client: EngineClient::with_tls(&node.addr, std::time::Duration::from_secs(2), self.tls.clone()) }
     }
 }
 

@@ -1,0 +1,174 @@
+//! TLS with one certificate pair, as classic Swarm: the API front serves it, and the manager
+//! presents it as a client to engines and to other managers. `--tls` encrypts without checking
+//! peers; `--tlsverify` requires client certificates signed by `--tlscacert` and checks engines
+//! and managers against that CA.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+
+/// The files named by `--tlscacert`, `--tlscert` and `--tlskey`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// `--tlsverify`: check peers against `ca`.
+    pub verify: bool,
+    /// The CA certificate(s), PEM.
+    pub ca: Option<PathBuf>,
+    /// This manager's certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Its private key, PEM.
+    pub key: PathBuf,
+}
+
+/// Loaded TLS settings for both directions.
+#[derive(Clone)]
+pub struct Tls {
+    /// For the API front.
+    pub server: Arc<ServerConfig>,
+    /// For calls to engines and managers.
+    pub client: Arc<ClientConfig>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A file is missing or not PEM of the right kind.
+    #[error("cannot load {what} from {path}: {detail}")]
+    File {
+        /// Which file.
+        what: &'static str,
+        /// Where.
+        path: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The files do not make a usable configuration (a key that does not match, say).
+    #[error("invalid TLS configuration: {0}")]
+    Config(String),
+}
+
+impl Tls {
+    /// Reads the files and builds both configurations.
+    pub fn load(files: &TlsFiles) -> Result<Tls, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs = read_certs(&files.cert, "the certificate (--tlscert)")?;
+        let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error("the key (--tlskey)", &files.key, e))?;
+        let roots = match &files.ca {
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                for cert in read_certs(ca, "the CA certificate (--tlscacert)")? {
+                    roots.add(cert).map_err(|e| file_error("the CA certificate (--tlscacert)", ca, e))?;
+                }
+                Some(Arc::new(roots))
+            }
+            None => None,
+        };
+        let config = |e: rustls::Error| TlsError::Config(e.to_string());
+
+        let server = ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(config)?;
+        let server = match (&roots, files.verify) {
+            (Some(roots), true) => {
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                    .build()
+                    .map_err(|e| TlsError::Config(e.to_string()))?;
+                server.with_client_cert_verifier(verifier)
+            }
+            _ => server.with_no_client_auth(),
+        };
+        let server = server.with_single_cert(certs.clone(), key.clone_key()).map_err(config)?;
+
+        let client = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(config)?;
+        let client = match (roots, files.verify) {
+            (Some(roots), true) => client.with_root_certificates(roots),
+            // Classic `--tls`: engines are dialled without checking their certificate.
+            _ => client.dangerous().with_custom_certificate_verifier(Arc::new(AnyServer(provider))),
+        };
+        let client = client.with_client_auth_cert(certs, key).map_err(config)?;
+        Ok(Tls { server: Arc::new(server), client: Arc::new(client) })
+    }
+}
+
+/// The name to check a peer's certificate against: its host, IP or DNS name.
+pub fn server_name(authority: &str) -> Option<ServerName<'static>> {
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']').to_string()).ok()
+}
+
+fn read_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_error(what, path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_error(what, path, e))?;
+    if certs.is_empty() {
+        return Err(file_error(what, path, "no certificate in the file"));
+    }
+    Ok(certs)
+}
+
+fn file_error(what: &'static str, path: &Path, detail: impl std::fmt::Display) -> TlsError {
+    TlsError::File { what, path: path.display().to_string(), detail: detail.to_string() }
+}
+
+/// Accepts any server certificate but still checks the handshake signatures (`--tls`).
+#[derive(Debug)]
+struct AnyServer(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyServer {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_names_come_from_the_host_part() {
+        assert_eq!(server_name("127.0.0.1:2376"), Some(ServerName::try_from("127.0.0.1").unwrap().to_owned()));
+        assert_eq!(server_name("node-1.example:2376"), Some(ServerName::try_from("node-1.example").unwrap().to_owned()));
+        assert_eq!(server_name("[::1]:2376"), Some(ServerName::try_from("::1").unwrap().to_owned()));
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let files = TlsFiles { verify: true, ca: None, cert: "/nonexistent/cert.pem".into(), key: "/nonexistent/key.pem".into() };
+        let e = Tls::load(&files).unwrap_err().to_string();
+        assert!(e.starts_with("cannot load the certificate (--tlscert) from /nonexistent/cert.pem"), "{e}");
+    }
+}

@@ -1,0 +1,73 @@
+//! Three Raft managers with `--tlsverify` over TLS engines: Raft RPCs, the followers' proxying
+//! (hijacks included) and the API all run on the one certificate pair.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+
+fn docker(addr: &str, certs: &Certs) -> Command {
+    let mut c = docker_cmd(&format!("tcp://{addr}"));
+    c.env("DOCKER_CERT_PATH", certs.dir()).env("DOCKER_TLS_VERIFY", "1");
+    c
+}
+
+/// `Role:` as `docker info` over TLS shows it, or "" when the manager does not answer.
+fn role(addr: &str, certs: &Certs) -> String {
+    let o = run(docker(addr, certs).args(["info"]));
+    stdout(&o).lines().find_map(|l| l.trim().strip_prefix("Role: ").map(str::to_string)).unwrap_or_default()
+}
+
+fn primaries(addrs: &[String], certs: &Certs) -> Vec<usize> {
+    (0..addrs.len()).filter(|i| role(&addrs[*i], certs) == "primary").collect()
+}
+
+#[test]
+fn raft_managers_replicate_and_proxy_over_tls() {
+    let certs = Certs::new("swarm-test-ca");
+    let es = [Engine::start_tls("node-1", certs.dir()), Engine::start_tls("node-2", certs.dir())];
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let peers = addrs.join(",");
+    let data = tempfile::Builder::new().prefix("swarm-raft-tls-").tempdir().unwrap();
+    let (ca, cert, key) = (certs.file("ca.pem"), certs.file("cert.pem"), certs.file("key.pem"));
+    let mut ms: Vec<Option<Manager>> = (0..3)
+        .map(|i| {
+            let dir = data.path().join(format!("m{i}"));
+            let args = ["--replication", "--advertise", &addrs[i], "--replication-peers", &peers, "--data-dir", dir.to_str().unwrap()];
+            let tls = ["--tlsverify", "--tlscacert", &ca, "--tlscert", &cert, "--tlskey", &key];
+            Some(Manager::start_on(ports[i], &nodes_url(&es), &[&args[..], &tls].concat()))
+        })
+        .collect();
+    wait_until(Duration::from_secs(20), "exactly one primary over TLS", || primaries(&addrs, &certs).len() == 1);
+    let leader = primaries(&addrs, &certs)[0];
+    let replica = (leader + 1) % 3;
+    let via = &addrs[replica];
+    wait_until(Duration::from_secs(60), "two engines Healthy on the replica", || {
+        stdout(&run(docker(via, &certs).args(["info"]))).matches("└ Status: Healthy").count() == 2
+    });
+
+    let ok = |args: &[&str]| {
+        let o = run(docker(via, &certs).args(args));
+        assert!(o.status.success(), "docker {args:?} via the replica: {}{}", stdout(&o), stderr(&o));
+        stdout(&o).trim().to_string()
+    };
+    ok(&["run", "-d", "--name", "sealed", "busybox", "sleep", "300"]);
+    assert_eq!(ok(&["exec", "sealed", "echo", "through-two-tls-hops"]), "through-two-tls-hops");
+    let mut child = docker(via, &certs).args(["run", "--rm", "-i", "busybox", "cat"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"stdin-over-tls\n").unwrap();
+    assert_eq!(String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout), "stdin-over-tls\n");
+
+    // Raft itself runs over TLS: kill the leader and another takes over.
+    let killed = Instant::now();
+    ms[leader].take().unwrap().kill_hard();
+    let others: Vec<String> = (0..3).filter(|i| *i != leader).map(|i| addrs[i].clone()).collect();
+    wait_until(Duration::from_secs(10), "a new primary over TLS", || primaries(&others, &certs).len() == 1);
+    assert!(killed.elapsed() < Duration::from_secs(5), "failover over TLS took {:?}", killed.elapsed());
+    let last = primaries(&others, &certs)[0];
+    let survivor = &others[1 - last];
+    let o = run(docker(survivor, &certs).args(["run", "-d", "--name", "after", "busybox", "sleep", "300"]));
+    assert!(o.status.success(), "run after failover: {}", stderr(&o));
+    drop(ms);
+}
