@@ -143,9 +143,10 @@ pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationTo
                 },
                 (_, stream) => stream,
             };
+            let link = Arc::new(replica::LeaderLink::default());
             let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(state, req).await) }
+                let (state, link) = (state.clone(), link.clone());
+                async move { Ok::<_, Infallible>(handle(state, req, &link).await) }
             });
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).with_upgrades();
             tokio::pin!(conn);
@@ -170,7 +171,8 @@ async fn accept(listener: &Listener) -> std::io::Result<EngineStream> {
 }
 
 /// Serves one request: version checks, routing, Docker's common headers, metrics.
-pub async fn handle(state: ApiState, req: Request<Incoming>) -> Response<Body> {
+/// `link` is the client connection's own connection to the leader, used when following.
+pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::LeaderLink) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
     if let Some(rpc) = req.uri().path().strip_prefix(crate::leadership::raft::network::RPC_PREFIX) {
@@ -179,7 +181,7 @@ pub async fn handle(state: ApiState, req: Request<Incoming>) -> Response<Body> {
     let follower = state.leadership.is_replicated() && !replica::is_local(req.method(), req.uri().path()) && !state.leadership.is_leader();
     let leader = if follower { replica::leader_for(&state).await } else { Ok(None) };
     let (route, result) = match leader {
-        Ok(Some(addr)) => ("leader", replica::forward(&state, req, &addr).await.map_err(ApiError::into_response)),
+        Ok(Some(addr)) => ("leader", replica::forward(&state, req, &addr, link).await.map_err(ApiError::into_response)),
         Err(e) => ("leader", Err(e.into_response())),
         // Leading (or became leader while waiting): serve it here.
         Ok(None) => router::route(&state, req).await,

@@ -12,6 +12,9 @@ use super::{proxy, version, ApiState};
 use crate::body::Body;
 use crate::cluster::EngineClient;
 use crate::leadership::Role;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tracing::debug;
 
 /// Whether a follower answers this path itself.
 pub fn is_local(method: &http::Method, path: &str) -> bool {
@@ -30,18 +33,93 @@ pub async fn leader_for(state: &ApiState) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// Forwards to the leader at `leader`.
-pub async fn forward(state: &ApiState, req: Request<Incoming>, leader: &str) -> Result<Response<Body>, ApiError> {
-    let client = leader_client(state, leader);
-    let target = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
-    let started = Instant::now();
-    state.metrics.proxied.with_label_values(&["leader"]).inc();
-    let result = proxy::forward_counted(state, &client, req, &target, false).await;
-    state.metrics.leader_proxy_duration.observe(started.elapsed().as_secs_f64());
-    result.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("Unable to reach primary cluster manager ({leader}): {}", e.message)))
+/// The connection one client connection keeps to the leader, as a proxy keeps one per client:
+/// no pool to search, and its requests follow each other as the client's do.
+#[derive(Default)]
+pub struct LeaderLink(parking_lot::Mutex<Option<(String, SendRequest<Body>)>>);
+
+impl LeaderLink {
+    /// The kept connection, if it goes to `leader` and is still open.
+    fn take_for(&self, leader: &str) -> Option<SendRequest<Body>> {
+        let (addr, sender) = self.0.lock().take()?;
+        (addr == leader && !sender.is_closed()).then_some(sender)
+    }
+
+    fn keep(&self, leader: &str, sender: SendRequest<Body>) {
+        *self.0.lock() = Some((leader.to_string(), sender));
+    }
 }
 
-/// One pooled client per leader address, replaced when the leader changes.
+/// Forwards to the leader at `leader`: hijacks on a connection of their own, everything else
+/// on the client connection's `link`.
+pub async fn forward(state: &ApiState, req: Request<Incoming>, leader: &str, link: &LeaderLink) -> Result<Response<Body>, ApiError> {
+    let started = Instant::now();
+    state.metrics.proxied.with_label_values(&["leader"]).inc();
+    let result = if proxy::wants_upgrade(&req) {
+        let client = leader_client(state, leader);
+        let target = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+        proxy::forward_counted(state, &client, req, &target, false).await.map_err(|e| e.message)
+    } else {
+        send_on_link(state, req, leader, link).await
+    };
+    state.metrics.leader_proxy_duration.observe(started.elapsed().as_secs_f64());
+    result.map_err(|detail| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("Unable to reach primary cluster manager ({leader}): {detail}")))
+}
+
+async fn send_on_link(state: &ApiState, req: Request<Incoming>, leader: &str, link: &LeaderLink) -> Result<Response<Body>, String> {
+    let (mut parts, incoming) = req.into_parts();
+    proxy::strip_hop_by_hop(&mut parts.headers, false);
+    if let Some(origin) = parts.uri.path_and_query().cloned() {
+        parts.uri = origin.into();
+    }
+    if let Ok(host) = http::HeaderValue::from_str(leader) {
+        parts.headers.insert(http::header::HOST, host);
+    }
+    let mut req = Request::from_parts(parts, crate::body::incoming(incoming));
+    let mut kept = link.take_for(leader);
+    let mut fresh = false;
+    loop {
+        let mut sender = match kept.take() {
+            Some(sender) => sender,
+            None => {
+                fresh = true;
+                connect(state, leader).await?
+            }
+        };
+        let sent = match sender.ready().await {
+            Ok(()) => sender.try_send_request(req).await,
+            Err(e) if !fresh => {
+                debug!(error = %e, "Kept connection to the leader closed; opening another.");
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        match sent {
+            Ok(resp) => {
+                link.keep(leader, sender);
+                return Ok(proxy::streamed(resp));
+            }
+            Err(mut e) => match e.take_message() {
+                // Never written: the kept connection had gone stale. Once more on a new one.
+                Some(unsent) if !fresh => req = unsent,
+                _ => return Err(e.error().to_string()),
+            },
+        }
+    }
+}
+
+async fn connect(state: &ApiState, leader: &str) -> Result<SendRequest<Body>, String> {
+    let stream = leader_client(state, leader).connect_raw().await.map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            debug!(error = %e, "Connection to the leader ended.");
+        }
+    });
+    Ok(sender)
+}
+
+/// One client per leader address (TLS settings, connect bound), replaced when the leader changes.
 fn leader_client(state: &ApiState, leader: &str) -> EngineClient {
     let mut cached = state.leader_client.lock();
     match &*cached {
