@@ -45,8 +45,20 @@ impl RaftGroup {
             let m = g.launch(i);
             g.ms.push(Some(m));
         }
-        g.wait_one_primary(Duration::from_secs(20));
+        g.wait_settled(Duration::from_secs(20));
         g
+    }
+
+    /// Waits until one member is primary and every other running member names it as its
+    /// primary: a member that started late has joined the leader's term (openraft 0.9 has no
+    /// pre-vote, so a straggler's first election could otherwise still depose the leader).
+    pub fn wait_settled(&self, bound: Duration) -> usize {
+        let leader = self.wait_one_primary(bound);
+        let addr = self.addr(leader);
+        wait_until(bound, "every member follows the primary", || {
+            self.running().iter().all(|i| *i == leader || self.m(*i).role() == ("replica".to_string(), addr.clone()))
+        });
+        self.wait_one_primary(bound)
     }
 
     /// `swarm://` URL naming the initial managers.
