@@ -124,9 +124,20 @@ async fn members(args: &MembersArgs) -> Result<(), RunError> {
     if !crate::config::validate_host_port(&args.manager) {
         return Err(ConfigError("--manager should be of the form ip:port or hostname:port".into()).into());
     }
+    let tls = match (&args.tlscert, &args.tlskey) {
+        (Some(cert), Some(key)) => {
+            if args.tlsverify && args.tlscacert.is_none() {
+                return Err(ConfigError("--tlscacert must be provided when using --tlsverify".into()).into());
+            }
+            let files = crate::tls::TlsFiles { verify: args.tlsverify, ca: args.tlscacert.as_ref().map(Into::into), cert: cert.into(), key: key.into() };
+            Some(crate::tls::Tls::load(&files).map_err(|e| ConfigError(e.to_string()))?.client)
+        }
+        (None, None) if !args.tlsverify && args.tlscacert.is_none() => None,
+        _ => return Err(ConfigError("--tlscert and --tlskey must be provided when using TLS".into()).into()),
+    };
     // Adding waits for the new manager to catch up.
     let bound = Duration::from_secs(60);
-    let client = crate::cluster::EngineClient::new(&args.manager, bound);
+    let client = crate::cluster::EngineClient::with_tls(&args.manager, bound, tls);
     let (status, _, body) = client
         .call(method, &path, None, &http::HeaderMap::new(), Some(bound))
         .await
@@ -272,7 +283,7 @@ impl App {
         let (tx, mut rx) = mpsc::channel::<DiscoveryEvent>(8);
         let url = config.discovery.clone();
         let span = tracing::info_span!("discovery", backend = url.scheme());
-        if let (DiscoveryUrl::Managers(_), Some(_)) = (&url, &state.raft) {
+        if let (DiscoveryUrl::Managers { .. }, Some(_)) = (&url, &state.raft) {
             // Our own copy of the replicated registry: no round trip, no leader needed.
             tracker.spawn(discovery::managers::watch_store(state.store.clone(), config.timing.heartbeat, tx).instrument(span));
         } else {

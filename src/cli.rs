@@ -72,6 +72,18 @@ pub struct MembersArgs {
     /// Any manager of the group, host:port.
     #[arg(long = "manager", short = 'm', env = "SWARM_MANAGER")]
     pub manager: String,
+    /// Managers run with --tls or --tlsverify: present this certificate...
+    #[arg(long)]
+    pub tlscert: Option<String>,
+    /// ...with this key.
+    #[arg(long)]
+    pub tlskey: Option<String>,
+    /// Check the manager against this CA (managers run with --tlsverify).
+    #[arg(long)]
+    pub tlscacert: Option<String>,
+    /// Check the manager's certificate (needs --tlscacert).
+    #[arg(long)]
+    pub tlsverify: bool,
 }
 
 /// `swarm create` takes no arguments.

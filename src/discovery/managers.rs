@@ -3,6 +3,7 @@
 //! Any manager answers; followers pass registrations on to the leader.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,9 +11,11 @@ use http::{HeaderMap, Method};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::url::KvTls;
 use super::{DiscoveryError, DiscoveryEvent};
 use crate::cluster::EngineClient;
 use crate::store::Store;
+use crate::tls::{Tls, TlsFiles};
 
 /// Per-manager timeout; the next manager is tried after it.
 const MANAGER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -24,11 +27,19 @@ fn failed(e: impl std::fmt::Display) -> DiscoveryError {
     DiscoveryError::Managers(e.to_string())
 }
 
+/// The client side of `kv.cacertfile`, `kv.certfile` and `kv.keyfile`: managers are checked
+/// against the CA and shown the pair, as `--tlsverify` managers require.
+fn client_tls(tls: Option<&KvTls>) -> Result<Option<Arc<rustls::ClientConfig>>, DiscoveryError> {
+    let Some(t) = tls else { return Ok(None) };
+    let files = TlsFiles { verify: true, ca: Some(t.ca.clone()), cert: t.cert.clone(), key: t.key.clone() };
+    Ok(Some(Tls::load(&files).map_err(failed)?.client))
+}
+
 /// Tries each manager in turn until one answers 2xx.
-async fn ask(managers: &[String], method: Method, path: &str) -> Result<Bytes, DiscoveryError> {
+async fn ask(managers: &[String], tls: Option<&Arc<rustls::ClientConfig>>, method: Method, path: &str) -> Result<Bytes, DiscoveryError> {
     let mut last = String::from("no managers listed");
     for m in managers {
-        let client = EngineClient::new(m, MANAGER_TIMEOUT);
+        let client = EngineClient::with_tls(m, MANAGER_TIMEOUT, tls.cloned());
         match client.call(method.clone(), path, None, &HeaderMap::new(), Some(MANAGER_TIMEOUT)).await {
             Ok((s, _, body)) if s.is_success() => return Ok(body),
             Ok((s, _, body)) => last = format!("{m} answered {s}: {}", String::from_utf8_lossy(&body).trim()),
@@ -39,18 +50,19 @@ async fn ask(managers: &[String], method: Method, path: &str) -> Result<Bytes, D
 }
 
 /// The registered engines.
-pub async fn fetch(managers: &[String]) -> Result<BTreeSet<String>, DiscoveryError> {
-    let body = ask(managers, Method::GET, "/_swarm/nodes").await?;
+pub async fn fetch(managers: &[String], tls: Option<&KvTls>) -> Result<BTreeSet<String>, DiscoveryError> {
+    let body = ask(managers, client_tls(tls)?.as_ref(), Method::GET, "/_swarm/nodes").await?;
     let list: Vec<String> = serde_json::from_slice(&body).map_err(failed)?;
     Ok(list.into_iter().collect())
 }
 
 /// Registers `addr` every `heartbeat` with a TTL, forever.
-pub async fn register_forever(managers: Vec<String>, addr: String, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
+pub async fn register_forever(managers: Vec<String>, tls: Option<&KvTls>, addr: String, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
+    let tls = client_tls(tls)?;
     let path = format!("/_swarm/nodes/{addr}?ttl={}", ttl.as_secs().max(1));
     let mut registered = false;
     loop {
-        match ask(&managers, Method::PUT, &path).await {
+        match ask(&managers, tls.as_ref(), Method::PUT, &path).await {
             Ok(_) if !registered => {
                 info!(addr = %addr, "Registered with the managers.");
                 registered = true;

@@ -75,7 +75,7 @@ pub async fn fetch(url: &DiscoveryUrl) -> Result<BTreeSet<String>, DiscoveryErro
         }
         DiscoveryUrl::Etcd { endpoints, prefix, path, tls } => etcd::fetch(&etcd::EtcdNodes::new(endpoints, prefix, path, tls.clone())).await,
         DiscoveryUrl::Token(rest) => token::fetch(&token::TokenUrl::parse(rest)).await,
-        DiscoveryUrl::Managers(list) => managers::fetch(list).await,
+        DiscoveryUrl::Managers { managers: list, tls } => managers::fetch(list, tls.as_ref()).await,
         other => Err(DiscoveryError::Unsupported { scheme: other.scheme() }),
     }
 }
@@ -88,7 +88,7 @@ pub async fn register_forever(url: &DiscoveryUrl, addr: &str, ttl: Duration, hea
             etcd::register_forever(etcd::EtcdNodes::new(endpoints, prefix, path, tls.clone()), addr.to_string(), ttl, heartbeat).await
         }
         DiscoveryUrl::Token(rest) => token::register_forever(token::TokenUrl::parse(rest), addr.to_string(), ttl, heartbeat).await,
-        DiscoveryUrl::Managers(list) => managers::register_forever(list.clone(), addr.to_string(), ttl, heartbeat).await,
+        DiscoveryUrl::Managers { managers: list, tls } => managers::register_forever(list.clone(), tls.as_ref(), addr.to_string(), ttl, heartbeat).await,
         other => Err(DiscoveryError::Unsupported { scheme: other.scheme() }),
     }
 }

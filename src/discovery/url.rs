@@ -65,7 +65,12 @@ pub enum DiscoveryUrl {
     /// ZooKeeper ensemble.
     Zk(String),
     /// The managers' own registry (`swarm://m1:port,m2:port`), kept in their embedded Raft.
-    Managers(Vec<String>),
+    Managers {
+        /// The managers, host:port.
+        managers: Vec<String>,
+        /// Client TLS to managers run with `--tlsverify`, from the `kv.*` options.
+        tls: Option<KvTls>,
+    },
 }
 
 impl DiscoveryUrl {
@@ -106,7 +111,7 @@ impl DiscoveryUrl {
                 if managers.is_empty() {
                     return Err(UrlError::Empty { url: url.to_string() });
                 }
-                DiscoveryUrl::Managers(managers)
+                DiscoveryUrl::Managers { managers, tls }
             }
             // One engine on a unix socket, named by its own URL.
             "unix" => DiscoveryUrl::Nodes(vec![url.to_string()]),
@@ -128,7 +133,7 @@ impl DiscoveryUrl {
             DiscoveryUrl::Etcd { .. } => "etcd",
             DiscoveryUrl::Token(_) => "token",
             DiscoveryUrl::Zk(_) => "zk",
-            DiscoveryUrl::Managers(_) => "swarm",
+            DiscoveryUrl::Managers { .. } => "swarm",
         }
     }
 }
@@ -203,5 +208,16 @@ mod tests {
             DiscoveryUrl::parse("nodes://unix:///a.sock,127.0.0.1:1", &[]).unwrap(),
             DiscoveryUrl::Nodes(vec!["unix:///a.sock".into(), "127.0.0.1:1".into()])
         );
+    }
+
+    #[test]
+    fn swarm_urls_list_managers_and_take_the_kv_tls_options() {
+        let opts: Vec<(String, String)> = [("kv.cacertfile", "ca.pem"), ("kv.certfile", "cert.pem"), ("kv.keyfile", "key.pem")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let tls = Some(KvTls { ca: "ca.pem".into(), cert: "cert.pem".into(), key: "key.pem".into() });
+        assert_eq!(
+            DiscoveryUrl::parse("swarm://m:[1:2]", &opts).unwrap(),
+            DiscoveryUrl::Managers { managers: vec!["m:1".into(), "m:2".into()], tls }
+        );
+        assert_eq!(DiscoveryUrl::parse("swarm://", &[]).unwrap_err(), UrlError::Empty { url: "swarm://".into() });
     }
 }

@@ -23,23 +23,41 @@ fn primaries(addrs: &[String], certs: &Certs) -> Vec<usize> {
     (0..addrs.len()).filter(|i| role(&addrs[*i], certs) == "primary").collect()
 }
 
-#[test]
-fn raft_managers_replicate_and_proxy_over_tls() {
-    let certs = Certs::new("swarm-test-ca");
-    let es = [Engine::start_tls("node-1", certs.dir()), Engine::start_tls("node-2", certs.dir())];
+/// Three Raft managers with `--tlsverify` over `discovery(peers)`.
+fn tls_group(certs: &Certs, discovery: impl FnOnce(&str) -> String) -> (Vec<Option<Manager>>, Vec<String>, tempfile::TempDir) {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let peers = addrs.join(",");
+    let discovery = discovery(&peers);
     let data = tempfile::Builder::new().prefix("swarm-raft-tls-").tempdir().unwrap();
     let (ca, cert, key) = (certs.file("ca.pem"), certs.file("cert.pem"), certs.file("key.pem"));
-    let mut ms: Vec<Option<Manager>> = (0..3)
+    let ms = (0..3)
         .map(|i| {
             let dir = data.path().join(format!("m{i}"));
             let args = ["--replication", "--advertise", &addrs[i], "--replication-peers", &peers, "--data-dir", dir.to_str().unwrap()];
             let tls = ["--tlsverify", "--tlscacert", &ca, "--tlscert", &cert, "--tlskey", &key];
-            Some(Manager::start_on(ports[i], &nodes_url(&es), &[&args[..], &tls].concat()))
+            Some(Manager::start_on(ports[i], &discovery, &[&args[..], &tls].concat()))
         })
         .collect();
+    (ms, addrs, data)
+}
+
+/// `--discovery-opt kv.*` naming the pair: TLS from `swarm join` and `swarm list` to managers.
+fn kv_tls(certs: &Certs) -> Vec<String> {
+    ["kv.cacertfile=ca.pem", "kv.certfile=cert.pem", "kv.keyfile=key.pem"]
+        .iter()
+        .flat_map(|o| {
+            let (k, f) = o.split_once('=').unwrap();
+            ["--discovery-opt".to_string(), format!("{k}={}", certs.file(f))]
+        })
+        .collect()
+}
+
+#[test]
+fn raft_managers_replicate_and_proxy_over_tls() {
+    let certs = Certs::new("swarm-test-ca");
+    let es = [Engine::start_tls("node-1", certs.dir()), Engine::start_tls("node-2", certs.dir())];
+    let (mut ms, addrs, _data) = tls_group(&certs, |_| nodes_url(&es));
     wait_until(Duration::from_secs(20), "exactly one primary over TLS", || primaries(&addrs, &certs).len() == 1);
     let leader = primaries(&addrs, &certs)[0];
     let replica = (leader + 1) % 3;
@@ -70,4 +88,40 @@ fn raft_managers_replicate_and_proxy_over_tls() {
     let o = run(docker(survivor, &certs).args(["run", "-d", "--name", "after", "busybox", "sleep", "300"]));
     assert!(o.status.success(), "run after failover: {}", stderr(&o));
     drop(ms);
+}
+
+#[test]
+fn joins_lists_and_members_reach_tls_managers_through_the_kv_options() {
+    let certs = Certs::new("swarm-test-ca");
+    let es = [Engine::start_tls("node-1", certs.dir()), Engine::start_tls("node-2", certs.dir())];
+    let (_ms, addrs, _data) = tls_group(&certs, |peers| format!("swarm://{peers}"));
+    let url = format!("swarm://{}", addrs.join(","));
+    let opts = kv_tls(&certs);
+    let _joins: Vec<Join> = es.iter().map(|e| Join::start_with(&e.addr, &url, "1s", "10s", &opts)).collect();
+    wait_until(Duration::from_secs(60), "both engines Healthy on every manager", || {
+        addrs.iter().all(|a| stdout(&run(docker(a, &certs).args(["info"]))).matches("└ Status: Healthy").count() == 2)
+    });
+
+    let list = |opts: &[String]| run(Command::new(env!("CARGO_BIN_EXE_swarm")).arg("list").args(["--timeout", "5s"]).args(opts).arg(&url));
+    let mut listed: Vec<String> = stdout(&list(&opts)).lines().map(str::to_string).collect();
+    listed.sort();
+    let mut expected: Vec<String> = es.iter().map(|e| e.addr.clone()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    // Without the pair, the managers refuse the connection.
+    let o = list(&[]);
+    assert!(!o.status.success() || stdout(&o).trim().is_empty(), "listed without TLS: {}", stdout(&o));
+
+    let members = |tls: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_swarm"));
+        c.args(["members", "list", "--manager", &addrs[0]]);
+        if tls {
+            c.args(["--tlsverify", "--tlscacert", &certs.file("ca.pem"), "--tlscert", &certs.file("cert.pem"), "--tlskey", &certs.file("key.pem")]);
+        }
+        run(&mut c)
+    };
+    let o = members(true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
+    assert!(!members(false).status.success(), "members answered without TLS");
 }
