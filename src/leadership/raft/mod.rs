@@ -114,6 +114,8 @@ impl RaftNode {
             election_timeout_max: election * 2,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
             max_in_snapshot_log_to_keep: 100,
+            // Turned on by `campaign_when_settled`.
+            enable_elect: false,
             ..Default::default()
         }
         .validate()
@@ -131,6 +133,7 @@ impl RaftNode {
                 Err(e) => info!(error = %e, "Raft group already initialized."),
             }
         }
+        tokio::spawn(campaign_when_settled(raft.clone(), Duration::from_millis(election * 4)));
         Ok(RaftNode { raft, map, id })
     }
 
@@ -249,6 +252,23 @@ impl RaftNode {
 /// Milliseconds since the epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// openraft 0.9 has no pre-vote: a member that campaigns as soon as it starts, before it has
+/// heard from the leader, raises the term and deposes a healthy leader. So a starting member
+/// stays out of elections until it has heard from a leader, or for `quiet` (twice the longest
+/// election timeout) when there is none.
+async fn campaign_when_settled(raft: Raft<TypeConfig>, quiet: Duration) {
+    let mut rx = raft.metrics();
+    let heard = async {
+        while rx.borrow_and_update().current_leader.is_none() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(quiet, heard).await;
+    raft.runtime_config().elect(true);
 }
 
 #[cfg(test)]
