@@ -124,16 +124,9 @@ async fn members(args: &MembersArgs) -> Result<(), RunError> {
     if !crate::config::validate_host_port(&args.manager) {
         return Err(ConfigError("--manager should be of the form ip:port or hostname:port".into()).into());
     }
-    let tls = match (&args.tlscert, &args.tlskey) {
-        (Some(cert), Some(key)) => {
-            if args.tlsverify && args.tlscacert.is_none() {
-                return Err(ConfigError("--tlscacert must be provided when using --tlsverify".into()).into());
-            }
-            let files = crate::tls::TlsFiles { verify: args.tlsverify, ca: args.tlscacert.as_ref().map(Into::into), cert: cert.into(), key: key.into() };
-            Some(crate::tls::Tls::load(&files).map_err(|e| ConfigError(e.to_string()))?.client)
-        }
-        (None, None) if !args.tlsverify && args.tlscacert.is_none() => None,
-        _ => return Err(ConfigError("--tlscert and --tlskey must be provided when using TLS".into()).into()),
+    let tls = match crate::config::tls_files(&args.tls)? {
+        Some(files) => Some(crate::tls::client_config(&files).map_err(|e| ConfigError(e.to_string()))?),
+        None => None,
     };
     // Adding waits for the new manager to catch up.
     let bound = Duration::from_secs(60);

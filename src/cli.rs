@@ -72,18 +72,29 @@ pub struct MembersArgs {
     /// Any manager of the group, host:port.
     #[arg(long = "manager", short = 'm', env = "SWARM_MANAGER")]
     pub manager: String,
-    /// Managers run with --tls or --tlsverify: present this certificate...
+    /// TLS towards managers run with --tls or --tlsverify.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// The classic TLS flags: one pair, served by `manage` and presented to its peers.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// Use TLS.
     #[arg(long)]
-    pub tlscert: Option<String>,
-    /// ...with this key.
-    #[arg(long)]
-    pub tlskey: Option<String>,
-    /// Check the manager against this CA (managers run with --tlsverify).
-    #[arg(long)]
-    pub tlscacert: Option<String>,
-    /// Check the manager's certificate (needs --tlscacert).
+    pub tls: bool,
+    /// Use TLS and verify the remote.
     #[arg(long)]
     pub tlsverify: bool,
+    /// CA certificate.
+    #[arg(long)]
+    pub tlscacert: Option<String>,
+    /// TLS certificate.
+    #[arg(long)]
+    pub tlscert: Option<String>,
+    /// TLS key.
+    #[arg(long)]
+    pub tlskey: Option<String>,
 }
 
 /// `swarm create` takes no arguments.
@@ -159,21 +170,9 @@ pub struct ManageArgs {
     /// Address this manager is reachable at by its peers, host:port.
     #[arg(long = "advertise", visible_alias = "addr", env = "SWARM_ADVERTISE")]
     pub advertise: Option<String>,
-    /// Use TLS.
-    #[arg(long)]
-    pub tls: bool,
-    /// Use TLS and verify the remote.
-    #[arg(long)]
-    pub tlsverify: bool,
-    /// CA certificate.
-    #[arg(long)]
-    pub tlscacert: Option<String>,
-    /// TLS certificate.
-    #[arg(long)]
-    pub tlscert: Option<String>,
-    /// TLS key.
-    #[arg(long)]
-    pub tlskey: Option<String>,
+    /// TLS for the API and towards engines and managers.
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Lower bound of the randomized engine refresh interval.
     #[arg(long = "engine-refresh-min-interval", default_value = "30s")]
     pub engine_refresh_min_interval: String,

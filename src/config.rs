@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{JoinArgs, ListArgs, ManageArgs};
+use crate::cli::{JoinArgs, ListArgs, ManageArgs, TlsArgs};
 use crate::discovery::url::DiscoveryUrl;
 use crate::scheduler::{FilterKind, StrategyKind};
 
@@ -15,6 +15,23 @@ pub struct ConfigError(pub String);
 
 fn bad(msg: impl Into<String>) -> ConfigError {
     ConfigError(msg.into())
+}
+
+/// The TLS flags checked with classic Swarm's messages; `None` when TLS is off.
+pub fn tls_files(a: &TlsArgs) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    if !(a.tls || a.tlsverify || a.tlscert.is_some() || a.tlskey.is_some() || a.tlscacert.is_some()) {
+        return Ok(None);
+    }
+    if !(a.tls || a.tlsverify) {
+        return Err(bad("--tlscert, --tlskey and --tlscacert require the use of either --tls or --tlsverify"));
+    }
+    let (Some(cert), Some(key)) = (&a.tlscert, &a.tlskey) else {
+        return Err(bad("--tlscert and --tlskey must be provided when using --tls"));
+    };
+    if a.tlsverify && a.tlscacert.is_none() {
+        return Err(bad("--tlscacert must be provided when using --tlsverify"));
+    }
+    Ok(Some(crate::tls::TlsFiles { verify: a.tlsverify, ca: a.tlscacert.as_ref().map(Into::into), cert: cert.into(), key: key.into() }))
 }
 
 /// Where the API front listens.
@@ -276,21 +293,7 @@ impl TryFrom<&ManageArgs> for ManageConfig {
             a.host.iter().map(|h| parse_listen(h)).collect::<Result<_, _>>()?
         };
 
-        if a.tls || a.tlsverify || a.tlscert.is_some() || a.tlskey.is_some() || a.tlscacert.is_some() {
-            if !(a.tls || a.tlsverify) {
-                return Err(bad("--tlscert, --tlskey and --tlscacert require the use of either --tls or --tlsverify"));
-            }
-            if a.tlscert.is_none() || a.tlskey.is_none() {
-                return Err(bad("--tlscert and --tlskey must be provided when using --tls"));
-            }
-            if a.tlsverify && a.tlscacert.is_none() {
-                return Err(bad("--tlscacert must be provided when using --tlsverify"));
-            }
-        }
-        let tls = match (&a.tlscert, &a.tlskey) {
-            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles { verify: a.tlsverify, ca: a.tlscacert.as_ref().map(Into::into), cert: cert.into(), key: key.into() }),
-            _ => None,
-        };
+        let tls = tls_files(&a.tls)?;
 
         let refresh_min = parse_duration(&a.engine_refresh_min_interval)?;
         let refresh_max = parse_duration(&a.engine_refresh_max_interval)?;

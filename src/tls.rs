@@ -63,42 +63,68 @@ pub enum TlsError {
 impl Tls {
     /// Reads the files and builds both configurations.
     pub fn load(files: &TlsFiles) -> Result<Tls, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let pair = Pair::read(files)?;
+        Ok(Tls { server: pair.server()?, client: pair.client()? })
+    }
+}
+
+/// Only the client side, for commands that call managers (`swarm members`, `swarm://`).
+pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsError> {
+    Pair::read(files)?.client()
+}
+
+/// The files, read and parsed.
+struct Pair {
+    provider: Arc<CryptoProvider>,
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    /// The CA, when peers are checked (`--tlsverify`).
+    roots: Option<Arc<RootCertStore>>,
+}
+
+impl Pair {
+    fn read(files: &TlsFiles) -> Result<Pair, TlsError> {
         let certs = read_certs(&files.cert, "the certificate (--tlscert)")?;
         let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error("the key (--tlskey)", &files.key, e))?;
-        let roots = match &files.ca {
-            Some(ca) => {
-                let mut roots = RootCertStore::empty();
-                for cert in read_certs(ca, "the CA certificate (--tlscacert)")? {
-                    roots.add(cert).map_err(|e| file_error("the CA certificate (--tlscacert)", ca, e))?;
-                }
-                Some(Arc::new(roots))
+        let mut roots = None;
+        if let Some(ca) = &files.ca {
+            let mut store = RootCertStore::empty();
+            for cert in read_certs(ca, "the CA certificate (--tlscacert)")? {
+                store.add(cert).map_err(|e| file_error("the CA certificate (--tlscacert)", ca, e))?;
             }
-            None => None,
-        };
-        let config = |e: rustls::Error| TlsError::Config(e.to_string());
+            // Read even under plain `--tls`, so a bad file is reported, but used only to verify.
+            roots = files.verify.then(|| Arc::new(store));
+        }
+        Ok(Pair { provider: Arc::new(rustls::crypto::ring::default_provider()), certs, key, roots })
+    }
 
-        let server = ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(config)?;
-        let server = match (&roots, files.verify) {
-            (Some(roots), true) => {
-                let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+    fn server(&self) -> Result<Arc<ServerConfig>, TlsError> {
+        let builder = ServerConfig::builder_with_provider(self.provider.clone()).with_safe_default_protocol_versions().map_err(config_error)?;
+        let builder = match &self.roots {
+            Some(roots) => {
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), self.provider.clone())
                     .build()
                     .map_err(|e| TlsError::Config(e.to_string()))?;
-                server.with_client_cert_verifier(verifier)
+                builder.with_client_cert_verifier(verifier)
             }
-            _ => server.with_no_client_auth(),
+            None => builder.with_no_client_auth(),
         };
-        let server = server.with_single_cert(certs.clone(), key.clone_key()).map_err(config)?;
-
-        let client = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(config)?;
-        let client = match (roots, files.verify) {
-            (Some(roots), true) => client.with_root_certificates(roots),
-            // Classic `--tls`: engines are dialled without checking their certificate.
-            _ => client.dangerous().with_custom_certificate_verifier(Arc::new(AnyServer(provider))),
-        };
-        let client = client.with_client_auth_cert(certs, key).map_err(config)?;
-        Ok(Tls { server: Arc::new(server), client: Arc::new(client) })
+        Ok(Arc::new(builder.with_single_cert(self.certs.clone(), self.key.clone_key()).map_err(config_error)?))
     }
+
+    fn client(&self) -> Result<Arc<ClientConfig>, TlsError> {
+        let builder = ClientConfig::builder_with_provider(self.provider.clone()).with_safe_default_protocol_versions().map_err(config_error)?;
+        let builder = match &self.roots {
+            Some(roots) => builder.with_root_certificates(roots.clone()),
+            // Classic `--tls`: engines are dialled without checking their certificate.
+            None => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyServer(self.provider.clone()))),
+        };
+        Ok(Arc::new(builder.with_client_auth_cert(self.certs.clone(), self.key.clone_key()).map_err(config_error)?))
+    }
+}
+
+fn config_error(e: rustls::Error) -> TlsError {
+    TlsError::Config(e.to_string())
 }
 
 /// The name to check a peer's certificate against: its host, IP or DNS name.

@@ -15,7 +15,7 @@ use super::url::KvTls;
 use super::{DiscoveryError, DiscoveryEvent};
 use crate::cluster::EngineClient;
 use crate::store::Store;
-use crate::tls::{Tls, TlsFiles};
+use crate::tls::{client_config, TlsFiles};
 
 /// Per-manager timeout; the next manager is tried after it.
 const MANAGER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -32,7 +32,7 @@ fn failed(e: impl std::fmt::Display) -> DiscoveryError {
 fn client_tls(tls: Option<&KvTls>) -> Result<Option<Arc<rustls::ClientConfig>>, DiscoveryError> {
     let Some(t) = tls else { return Ok(None) };
     let files = TlsFiles { verify: true, ca: Some(t.ca.clone()), cert: t.cert.clone(), key: t.key.clone() };
-    Ok(Some(Tls::load(&files).map_err(failed)?.client))
+    Ok(Some(client_config(&files).map_err(failed)?))
 }
 
 /// Tries each manager in turn until one answers 2xx.
