@@ -15,6 +15,7 @@ use crate::api::{self, ApiState, Listener, StateInner};
 use crate::cli::{Cli, Command, CreateArgs, MembersArgs};
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::config::{ConfigError, JoinConfig, ListenAddr, ListConfig, ManageConfig};
+use crate::discovery::etcd_members::EtcdMembers;
 use crate::discovery::{self, DiscoveryError, DiscoveryEvent};
 use crate::discovery::DiscoveryUrl;
 use crate::leadership::{self, etcd::EtcdElection, Leadership, LeadershipMetrics};
@@ -304,7 +305,7 @@ impl App {
         if let (Some(r @ crate::config::Replication { raft: None, .. }), DiscoveryUrl::Etcd { endpoints, prefix, tls, .. }) = (&config.replication, &config.discovery) {
             let key = [prefix.as_str(), "docker/swarm/leader"].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
             let election =
-                EtcdElection { endpoints: endpoints.clone(), tls: tls.clone(), key, advertise: r.advertise.clone(), ttl: r.ttl, fence: state.fence.clone() };
+                EtcdElection { members: Arc::new(EtcdMembers::new(endpoints, tls.clone())), key, advertise: r.advertise.clone(), ttl: r.ttl, fence: state.fence.clone() };
             tracker.spawn(
                 leadership::etcd::run(election, state.leadership.clone(), cancel.clone())
                     .instrument(tracing::info_span!("leadership", backend = "etcd")),

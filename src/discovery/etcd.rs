@@ -9,6 +9,7 @@ use etcd_client::{Certificate, Client, ConnectOptions, EventType, GetOptions, Id
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::etcd_members::{EtcdMembers, MemberClient};
 use super::url::KvTls;
 use super::{DiscoveryError, DiscoveryEvent};
 
@@ -44,12 +45,8 @@ fn failed(e: etcd_client::Error) -> DiscoveryError {
     DiscoveryError::Etcd(e.to_string())
 }
 
-async fn connect(nodes: &EtcdNodes) -> Result<Client, DiscoveryError> {
-    connect_client(&nodes.endpoints, nodes.tls.as_ref()).await
-}
-
 /// An etcd client with swarm's timeouts, over TLS when `tls` is given.
-pub async fn connect_client(endpoints: &[String], tls: Option<&KvTls>) -> Result<Client, DiscoveryError> {
+pub(super) async fn connect_client(endpoints: &[String], tls: Option<&KvTls>) -> Result<Client, DiscoveryError> {
     let mut opts = ConnectOptions::new().with_connect_timeout(ETCD_TIMEOUT).with_timeout(ETCD_TIMEOUT);
     let mut endpoints = endpoints.to_vec();
     if let Some(tls) = tls {
@@ -64,8 +61,8 @@ pub async fn connect_client(endpoints: &[String], tls: Option<&KvTls>) -> Result
 }
 
 /// The current entries, and the revision they were read at.
-async fn list(client: &mut Client, nodes: &EtcdNodes) -> Result<(BTreeSet<String>, i64), DiscoveryError> {
-    let resp = client.get(nodes.key_prefix.as_str(), Some(GetOptions::new().with_prefix())).await.map_err(failed)?;
+async fn list(client: &mut Client, nodes: &EtcdNodes) -> Result<(BTreeSet<String>, i64), etcd_client::Error> {
+    let resp = client.get(nodes.key_prefix.as_str(), Some(GetOptions::new().with_prefix())).await?;
     let revision = resp.header().map_or(0, |h| h.revision());
     let entries = resp
         .kvs()
@@ -78,17 +75,28 @@ async fn list(client: &mut Client, nodes: &EtcdNodes) -> Result<(BTreeSet<String
 
 /// Reads the entries once (`swarm list`).
 pub async fn fetch(nodes: &EtcdNodes) -> Result<BTreeSet<String>, DiscoveryError> {
-    let mut client = connect(nodes).await?;
-    Ok(list(&mut client, nodes).await?.0)
+    let members = EtcdMembers::new(&nodes.endpoints, nodes.tls.clone());
+    let (entries, _) = members.call(|mut c| async move { list(&mut c, nodes).await }).await?;
+    Ok(entries)
 }
 
-/// Lists, then follows changes; on any failure waits and starts over with a fresh list. The
-/// receiver keeps the previous set until a new one arrives.
+/// Lists, then follows changes; on any failure waits and starts over with a fresh list from the
+/// next member. The receiver keeps the previous set until a new one arrives.
 pub async fn watch(nodes: EtcdNodes, tx: mpsc::Sender<DiscoveryEvent>) {
+    let members = EtcdMembers::new(&nodes.endpoints, nodes.tls.clone());
     let mut backoff = Duration::from_millis(250);
     let mut last: Option<BTreeSet<String>> = None;
     loop {
-        let outcome = follow(&nodes, &tx, &mut last).await;
+        let outcome = match members.client().await {
+            Ok(member) => {
+                let outcome = follow(member.client.clone(), &nodes, &tx, &mut last).await;
+                if outcome.is_err() {
+                    members.failed(&member).await;
+                }
+                outcome
+            }
+            Err(e) => Err(e),
+        };
         if tx.is_closed() {
             return;
         }
@@ -106,9 +114,8 @@ pub async fn watch(nodes: EtcdNodes, tx: mpsc::Sender<DiscoveryEvent>) {
     }
 }
 
-async fn follow(nodes: &EtcdNodes, tx: &mpsc::Sender<DiscoveryEvent>, last: &mut Option<BTreeSet<String>>) -> Result<(), DiscoveryError> {
-    let mut client = connect(nodes).await?;
-    let (mut entries, revision) = list(&mut client, nodes).await?;
+async fn follow(mut client: Client, nodes: &EtcdNodes, tx: &mpsc::Sender<DiscoveryEvent>, last: &mut Option<BTreeSet<String>>) -> Result<(), DiscoveryError> {
+    let (mut entries, revision) = list(&mut client, nodes).await.map_err(failed)?;
     if last.as_ref() != Some(&entries) {
         *last = Some(entries.clone());
         if tx.send(DiscoveryEvent::Entries(entries.clone())).await.is_err() {
@@ -148,18 +155,19 @@ async fn follow(nodes: &EtcdNodes, tx: &mpsc::Sender<DiscoveryEvent>, last: &mut
 pub async fn register_forever(nodes: EtcdNodes, addr: String, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
     let key = nodes.key(&addr);
     let ttl_secs = ttl.as_secs().max(2) as i64;
-    let mut client: Option<Client> = None;
+    let members = EtcdMembers::new(&nodes.endpoints, nodes.tls.clone());
+    let mut member: Option<MemberClient> = None;
     let mut lease: Option<i64> = None;
     let renew_bound = (ttl / 4).max(Duration::from_millis(500));
     loop {
         let outcome: Result<(), DiscoveryError> = async {
-            if client.is_none() {
-                client = Some(connect(&nodes).await?);
+            if member.is_none() {
+                member = Some(members.client().await?);
             }
-            let c = client.as_mut().expect("connected above");
+            let c = &mut member.as_mut().expect("connected above").client;
             if let Some(id) = lease {
                 // A renewal on a connection to a member that just died can hang: bound it well
-                // inside the TTL and start over on a fresh connection.
+                // inside the TTL and start over on the next member.
                 let renew = async {
                     let (mut keeper, mut responses) = c.lease_keep_alive(id).await.map_err(failed)?;
                     keeper.keep_alive().await.map_err(failed)?;
@@ -182,8 +190,10 @@ pub async fn register_forever(nodes: EtcdNodes, addr: String, ttl: Duration, hea
         }
         .await;
         if let Err(e) = outcome {
-            warn!(error = %e, "Registration failed; retrying on a fresh connection.");
-            client = None;
+            warn!(error = %e, "Registration failed; retrying through the next etcd member.");
+            if let Some(used) = member.take() {
+                members.failed(&used).await;
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }

@@ -4,6 +4,7 @@
 //! - `url`: parsing of discovery URLs and ranges.
 
 pub mod etcd;
+pub mod etcd_members;
 pub mod managers;
 pub mod token;
 pub mod url;

@@ -11,16 +11,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::Leadership;
-use crate::discovery::etcd::connect_client;
-use crate::discovery::url::KvTls;
+use crate::discovery::etcd_members::{EtcdMembers, MemberClient};
 
 /// What to campaign for, where.
 #[derive(Debug, Clone)]
 pub struct EtcdElection {
-    /// etcd client endpoints.
-    pub endpoints: Vec<String>,
-    /// Client TLS.
-    pub tls: Option<KvTls>,
+    /// The etcd members, one in use at a time.
+    pub members: Arc<EtcdMembers>,
     /// The election name (`<prefix>/docker/swarm/leader`).
     pub key: String,
     /// This manager's advertise address: the value a leader publishes.
@@ -45,7 +42,11 @@ pub async fn run(e: EtcdElection, leadership: Leadership, shutdown: Cancellation
     let observer = tokio::spawn(observe(e.clone(), leadership.clone(), shutdown.clone()));
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        match campaign(&e, &leadership, &shutdown).await {
+        let outcome = match e.members.client().await {
+            Ok(member) => campaign(&e, member, &leadership, &shutdown).await,
+            Err(err) => Err(err.to_string()),
+        };
+        match outcome {
             Ok(()) => break,
             Err(err) => {
                 if leadership.is_leader() || *leadership.subscribe().borrow() == super::Role::Leader {
@@ -63,7 +64,7 @@ pub async fn run(e: EtcdElection, leadership: Leadership, shutdown: Cancellation
     observer.abort();
 }
 
-/// Wait between attempts to renew through a fresh connection.
+/// Wait between attempts to renew through the next member.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 
 fn failed(err: etcd_client::Error) -> String {
@@ -71,8 +72,17 @@ fn failed(err: etcd_client::Error) -> String {
 }
 
 /// One lease's life: grant, keep alive, campaign, lead until the lease is lost or shutdown.
-async fn campaign(e: &EtcdElection, leadership: &Leadership, shutdown: &CancellationToken) -> Result<(), String> {
-    let mut client: Client = connect_client(&e.endpoints, e.tls.as_ref()).await.map_err(|x| x.to_string())?;
+/// Any failure leaves `member` for the next one.
+async fn campaign(e: &EtcdElection, member: MemberClient, leadership: &Leadership, shutdown: &CancellationToken) -> Result<(), String> {
+    let outcome = lead_on(e, member.clone(), leadership, shutdown).await;
+    if outcome.is_err() {
+        e.members.failed(&member).await;
+    }
+    outcome
+}
+
+async fn lead_on(e: &EtcdElection, member: MemberClient, leadership: &Leadership, shutdown: &CancellationToken) -> Result<(), String> {
+    let mut client: Client = member.client.clone();
     let ttl_secs = e.ttl.as_secs().max(2) as i64;
     let granted_at = Instant::now();
     let lease = client.lease_grant(ttl_secs, None).await.map_err(failed)?.id();
@@ -84,6 +94,7 @@ async fn campaign(e: &EtcdElection, leadership: &Leadership, shutdown: &Cancella
     let keep_alive = {
         let last_renewal = last_renewal.clone();
         let leadership = leadership.clone();
+        let mut renewing = member;
         async move {
             let mut pause = ttl / 3;
             loop {
@@ -104,15 +115,16 @@ async fn campaign(e: &EtcdElection, leadership: &Leadership, shutdown: &Cancella
                     }
                     Ok(Ok(_)) => return Err::<(), String>("lease expired".into()),
                     // The member we renewed through may be gone while the lease lives on in the
-                    // others: renew the same lease through a fresh connection while there is time.
+                    // others: renew the same lease through the next member while there is time.
                     outcome => {
                         if Instant::now() + RECONNECT_PAUSE >= *last_renewal.lock() + ttl - margin {
                             return Err(format!("lease renewal failed: {}", outcome.map_or_else(|_| "timed out".to_string(), |r| r.err().unwrap_or_default())));
                         }
-                        warn!("Leader Election: lease renewal failed; renewing through another connection.");
-                        if let Ok(mut fresh) = connect_client(&e.endpoints, e.tls.as_ref()).await {
-                            if let Ok((k, r)) = fresh.lease_keep_alive(lease).await {
-                                (keeper, responses) = (k, r);
+                        warn!("Leader Election: lease renewal failed; renewing through the next etcd member.");
+                        e.members.failed(&renewing).await;
+                        if let Ok(next) = e.members.client().await {
+                            if let Ok((k, r)) = next.client.clone().lease_keep_alive(lease).await {
+                                (keeper, responses, renewing) = (k, r, next);
                             }
                         }
                         pause = RECONNECT_PAUSE;
@@ -168,8 +180,10 @@ async fn campaign(e: &EtcdElection, leadership: &Leadership, shutdown: &Cancella
 /// Follows the elected leader's address.
 async fn observe(e: EtcdElection, leadership: Leadership, shutdown: CancellationToken) {
     loop {
+        let mut used = None;
         let outcome: Result<(), String> = async {
-            let mut client = connect_client(&e.endpoints, e.tls.as_ref()).await.map_err(|x| x.to_string())?;
+            let member = e.members.client().await.map_err(|x| x.to_string())?;
+            let mut client = used.insert(member).client.clone();
             // On etcd 3.4 this returns only once a leader exists: it runs in its own task.
             let mut stream = client.observe(e.key.as_str()).await.map_err(failed)?;
             while let Some(resp) = stream.message().await.map_err(failed)? {
@@ -182,6 +196,9 @@ async fn observe(e: EtcdElection, leadership: Leadership, shutdown: Cancellation
         .await;
         if let Err(err) = outcome {
             warn!(error = %err, "Leader Election: observing the leader failed; retrying.");
+            if let Some(member) = &used {
+                e.members.failed(member).await;
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 
 use super::{StateStore, StoreError};
-use crate::discovery::etcd::connect_client;
+use crate::discovery::etcd_members::EtcdMembers;
 use crate::discovery::url::KvTls;
 
 /// The election key this manager holds while it leads (set by the election, cleared on loss).
@@ -18,12 +18,10 @@ pub type Fence = Arc<Mutex<Option<Vec<u8>>>>;
 
 /// The etcd store.
 pub struct EtcdStore {
-    endpoints: Vec<String>,
-    tls: Option<KvTls>,
+    members: EtcdMembers,
     root: String,
     advertise: String,
     fence: Fence,
-    client: tokio::sync::Mutex<Option<Client>>,
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -34,25 +32,22 @@ impl EtcdStore {
     /// A store under `prefix`, writing while `fence` names this manager's election key.
     pub fn new(endpoints: Vec<String>, tls: Option<KvTls>, prefix: &str, advertise: &str, fence: Fence) -> EtcdStore {
         let root = [prefix, "docker/swarm/store/"].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
-        EtcdStore { endpoints, tls, root, advertise: advertise.to_string(), fence, client: tokio::sync::Mutex::new(None) }
+        EtcdStore { members: EtcdMembers::new(&endpoints, tls), root, advertise: advertise.to_string(), fence }
     }
 
-    async fn client(&self) -> Result<Client, StoreError> {
-        let mut slot = self.client.lock().await;
-        if let Some(c) = &*slot {
-            return Ok(c.clone());
-        }
-        let c = connect_client(&self.endpoints, self.tls.as_ref()).await.map_err(backend)?;
-        *slot = Some(c.clone());
-        Ok(c)
-    }
-
-    /// Runs `op` only while this manager holds its election key.
+    /// Runs `op` only while this manager holds its election key. Repeating it on another
+    /// member after a lost reply is safe: puts and deletes are idempotent.
     async fn fenced(&self, op: TxnOp) -> Result<(), StoreError> {
         let fence = self.fence.lock().clone().ok_or(StoreError::NotLeader)?;
-        let mut client = self.client().await?;
         let txn = Txn::new().when([Compare::value(fence, CompareOp::Equal, self.advertise.as_str())]).and_then([op]);
-        let resp = client.txn(txn).await.map_err(backend)?;
+        let resp = self
+            .members
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await
+            .map_err(backend)?;
         if resp.succeeded() {
             Ok(())
         } else {
@@ -66,8 +61,8 @@ impl StateStore for EtcdStore {
         Box::pin(async move {
             let mut opts = None;
             if let Some(ttl) = ttl {
-                let mut client = self.client().await?;
-                let lease = client.lease_grant(ttl.as_secs().max(1) as i64, None).await.map_err(backend)?;
+                let secs = ttl.as_secs().max(1) as i64;
+                let lease = self.members.call(|mut c| async move { c.lease_grant(secs, None).await }).await.map_err(backend)?;
                 opts = Some(PutOptions::new().with_lease(lease.id()));
             }
             self.fenced(TxnOp::put(format!("{}{key}", self.root), value, opts)).await
@@ -80,8 +75,15 @@ impl StateStore for EtcdStore {
 
     fn list(&self, prefix: String) -> BoxFuture<'_, Result<super::Entries, StoreError>> {
         Box::pin(async move {
-            let mut client = self.client().await?;
-            let resp = client.get(format!("{}{prefix}", self.root), Some(GetOptions::new().with_prefix())).await.map_err(backend)?;
+            let key = format!("{}{prefix}", self.root);
+            let resp = self
+                .members
+                .call(|mut c| {
+                    let key = key.clone();
+                    async move { c.get(key, Some(GetOptions::new().with_prefix())).await }
+                })
+                .await
+                .map_err(backend)?;
             Ok(resp
                 .kvs()
                 .iter()
