@@ -104,7 +104,7 @@ fn main() {
     wait_until(Duration::from_secs(10), "swarm sees the seeded containers", || m.docker(&["ps", "-q"]).lines().count() == 20);
     let id = docker_ok(&direct, &["inspect", "-f", "{{.Id}}", "seed0"]);
 
-    let cli_rounds = 30;
+    let cli_rounds = 60;
     let (mut d, mut s) = (Vec::new(), Vec::new());
     for i in 0..cli_rounds {
         d.push(timed(|| {

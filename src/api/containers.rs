@@ -17,6 +17,7 @@ use crate::body::{self, Body};
 use crate::cluster::{labels, ContainerRef, NodeState, PendingCreate};
 use crate::scheduler::{ContainerSpec, ContainerView, Expr};
 
+mod inspect;
 mod spec;
 
 pub use spec::{build_spec, image_reference};
@@ -482,7 +483,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
     let method = req.method().clone();
     let target = ctx.engine_path_same_query(api.as_deref(), &path);
     match (&method, action) {
-        (&Method::GET, Some("json")) => inspect(state, &c, &target).await,
+        (&Method::GET, Some("json")) => inspect::inspect(state, &c, &target).await,
         (&Method::POST, Some("exec")) => {
             let resp = proxy::forward(state, &c.client, req, &target).await?;
             remember_exec(state, &c.node, resp).await
@@ -573,26 +574,6 @@ async fn wait(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req: Request<Incomi
         frame
     });
     Ok(Response::from_parts(parts, observed.boxed_unsync()))
-}
-
-async fn inspect(state: &ApiState, c: &ContainerRef, target: &str) -> Result<Response<Body>, ApiError> {
-    let (status, _, bytes) = c.client.call(Method::GET, target, None, &HeaderMap::new(), Some(c.client.timeout())).await?;
-    if !status.is_success() {
-        return Err(ApiError::new(status, crate::cluster::engine::error_message(&bytes)));
-    }
-    let mut v: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::internal(format!("engine sent invalid JSON: {e}")))?;
-    let node = state.cluster.with_nodes(|nodes| {
-        nodes.get(&c.node).map(|n| {
-            let (cpus, mem) = n.info.as_ref().map_or((0, 0), |i| (i.ncpu, i.mem_total));
-            let labels: serde_json::Map<String, Value> =
-                n.info.iter().flat_map(|i| i.labels.iter()).map(|(k, v)| (k.to_string(), json!(&**v))).collect();
-            json!({"ID": n.engine_id(), "IP": n.client.addr().host(), "Addr": n.addr, "Name": n.name(), "Cpus": cpus, "Memory": mem, "Labels": labels})
-        })
-    });
-    if let (Some(obj), Some(node)) = (v.as_object_mut(), node) {
-        obj.insert("Node".into(), node);
-    }
-    Ok(json_response(StatusCode::OK, &v))
 }
 
 async fn remember_exec(state: &ApiState, node: &str, resp: Response<Body>) -> Result<Response<Body>, ApiError> {
