@@ -15,6 +15,12 @@ use super::{DiscoveryError, DiscoveryEvent};
 
 /// Bound on connecting to etcd and on each of its calls.
 const ETCD_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 pings on etcd connections while a stream (watch, observe, lease renewal) is open: a
+/// frozen member keeps its sockets open and would leave the stream silent forever. etcd sends
+/// GOAWAY to clients that ping more often than its `--grpc-keepalive-min-time` (5 s).
+const ETCD_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(6);
+/// How long a ping may go unanswered before the connection, and its streams, fail.
+const ETCD_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -47,7 +53,10 @@ fn failed(e: etcd_client::Error) -> DiscoveryError {
 
 /// An etcd client with swarm's timeouts, over TLS when `tls` is given.
 pub(super) async fn connect_client(endpoints: &[String], tls: Option<&KvTls>) -> Result<Client, DiscoveryError> {
-    let mut opts = ConnectOptions::new().with_connect_timeout(ETCD_TIMEOUT).with_timeout(ETCD_TIMEOUT);
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(ETCD_TIMEOUT)
+        .with_timeout(ETCD_TIMEOUT)
+        .with_keep_alive(ETCD_KEEPALIVE_INTERVAL, ETCD_KEEPALIVE_TIMEOUT);
     let mut endpoints = endpoints.to_vec();
     if let Some(tls) = tls {
         let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| DiscoveryError::Etcd(format!("cannot read {}: {e}", p.display())));

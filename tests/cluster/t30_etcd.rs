@@ -54,6 +54,40 @@ fn a_three_member_etcd_losing_one_member_drops_no_node() {
 }
 
 #[test]
+fn a_hung_etcd_member_is_left_for_another() {
+    let etcd = Etcd::cluster(3);
+    let es = engines(&[("node-1", &[]), ("node-2", &[]), ("node-3", &[])]);
+    let url = etcd_url(&etcd, "hung");
+    let m = Manager::start(&url, &[]);
+    let mut joins = Vec::new();
+    // Freezing each member in turn freezes the one the manager watches through, whichever it is.
+    for (k, member) in etcd.iter().enumerate() {
+        let _thaw = Paused::new(member);
+        joins.push(Join::start(&es[k].addr, &url, "1s", "4s"));
+        wait_until(Duration::from_secs(30), &format!("with etcd member {k} hung, the manager sees engine {k} join"), || {
+            m.node_states().iter().filter(|(_, s)| s == "Healthy").count() == k + 1
+        });
+    }
+}
+
+/// A member paused for the guard's life, thawed even when the test fails, so that the others
+/// can shut down (a leader waits for its peers on SIGTERM).
+struct Paused<'a>(&'a Etcd);
+
+impl<'a> Paused<'a> {
+    fn new(member: &'a Etcd) -> Paused<'a> {
+        member.pause();
+        Paused(member)
+    }
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.0.resume();
+    }
+}
+
+#[test]
 fn etcd_with_client_certificates_through_the_kv_tls_options() {
     let certs = tempfile::tempdir().unwrap();
     make_certs(certs.path());

@@ -142,8 +142,10 @@ fn terminate(pid: u32, grace: Duration) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    // The group holds dockerd's own containerd; it was started as its leader by us.
-    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+    // The group holds dockerd's own containerd; it was started as its leader by us. Processes
+    // that lead no group (etcd) are killed by pid.
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
+    let _ = Command::new("kill").args(["-KILL", &pid_s]).stderr(Stdio::null()).status();
 }
 
 fn is_zombie(pid: u32) -> bool {
@@ -604,9 +606,25 @@ impl Etcd {
     /// Stops the member (SIGTERM).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
             terminate(child.id(), Duration::from_secs(10));
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the member (SIGSTOP): its connections stay open and answer nothing.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Thaws a paused member (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let child = self.child.as_ref().expect("a running member");
+        let _ = Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status();
     }
 
     /// Starts the member again on its data.
