@@ -166,13 +166,15 @@ fn managers_agents_and_engines_fail_and_nothing_is_lost_or_doubled() {
         assert!(Instant::now() < deadline, "after healing, for 60 s: {problems}");
         std::thread::sleep(Duration::from_millis(500));
     }
-    let via_leader: BTreeSet<String> = g
-        .m(leader)
-        .docker(&["ps", "-a", "--format", "{{.Names}}"])
-        .lines()
-        .map(|l| l.split_once('/').map_or(l, |(_, n)| n).to_string())
-        .collect();
-    assert_eq!(via_leader, acknowledged, "docker ps -a through the leader");
+    // The leader's cache converges on the engines through their events and refreshes.
+    let via_leader = || -> BTreeSet<String> {
+        g.m(leader).docker(&["ps", "-a", "--format", "{{.Names}}"]).lines().map(|l| l.split_once('/').map_or(l, |(_, n)| n).to_string()).collect()
+    };
+    let deadline = Instant::now() + patience(Duration::from_secs(10));
+    while via_leader() != acknowledged && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(via_leader(), acknowledged, "docker ps -a through the leader, 10 s after the engines agreed");
 
     let r = report.lock().unwrap();
     eprintln!("chaos report (seed {seed}):");

@@ -68,10 +68,10 @@ async fn probe_loop(cluster: &Cluster, key: &str) {
     }
 }
 
-/// Follows `/events`; after every (re)connection a full refresh repairs what was missed.
+/// Follows `/events`; after every connection, the first included, a full refresh repairs what
+/// happened before the stream began (the validation's listing came earlier).
 async fn event_loop(cluster: &Cluster, key: &str) {
     let Some(client) = cluster.with_nodes(|n| n.get(key).map(|n| n.client.clone())) else { return };
-    let mut first = true;
     loop {
         if state(cluster, key) != Some(NodeState::Healthy) {
             tokio::time::sleep(cluster.options().timing.probe_interval).await;
@@ -98,12 +98,9 @@ async fn event_loop(cluster: &Cluster, key: &str) {
                 continue;
             }
         };
-        if !first {
-            if let Err(e) = cluster.refresh_node(key).await {
-                cluster.record(key, Err(&e));
-            }
+        if let Err(e) = cluster.refresh_node(key).await {
+            cluster.record(key, Err(&e));
         }
-        first = false;
         let mut body = resp.into_body();
         let mut buf = BytesMut::new();
         let ended = loop {
