@@ -96,16 +96,7 @@ pub async fn watch(nodes: EtcdNodes, tx: mpsc::Sender<DiscoveryEvent>) {
     let mut backoff = Duration::from_millis(250);
     let mut last: Option<BTreeSet<String>> = None;
     loop {
-        let outcome = match members.client().await {
-            Ok(member) => {
-                let outcome = follow(member.client.clone(), &nodes, &tx, &mut last).await;
-                if outcome.is_err() {
-                    members.failed(&member).await;
-                }
-                outcome
-            }
-            Err(e) => Err(e),
-        };
+        let outcome = members.session(|member| follow(member.client, &nodes, &tx, &mut last)).await.and_then(|watched| watched);
         if tx.is_closed() {
             return;
         }

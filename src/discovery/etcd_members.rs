@@ -64,6 +64,21 @@ impl EtcdMembers {
         }
     }
 
+    /// Runs `session` (a watch, a campaign) on the member in use; any failure of it leaves that
+    /// member for the next, so the caller's retry goes elsewhere. The outer error is connecting.
+    pub async fn session<T, E, F, Fut>(&self, session: F) -> Result<Result<T, E>, DiscoveryError>
+    where
+        F: FnOnce(MemberClient) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let member = self.client().await?;
+        let outcome = session(member.clone()).await;
+        if outcome.is_err() {
+            self.failed(&member).await;
+        }
+        Ok(outcome)
+    }
+
     /// Runs `call` on the member in use, and on each other member in turn while it fails in
     /// transport. `call` must be safe to repeat: a reply lost in transport may hide success.
     pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, DiscoveryError>

@@ -42,10 +42,7 @@ pub async fn run(e: EtcdElection, leadership: Leadership, shutdown: Cancellation
     let observer = tokio::spawn(observe(e.clone(), leadership.clone(), shutdown.clone()));
     let mut backoff = Duration::from_millis(200);
     while !shutdown.is_cancelled() {
-        let outcome = match e.members.client().await {
-            Ok(member) => campaign(&e, member, &leadership, &shutdown).await,
-            Err(err) => Err(err.to_string()),
-        };
+        let outcome = e.members.session(|member| campaign(&e, member, &leadership, &shutdown)).await.map_err(|x| x.to_string()).and_then(|led| led);
         match outcome {
             Ok(()) => break,
             Err(err) => {
@@ -72,16 +69,7 @@ fn failed(err: etcd_client::Error) -> String {
 }
 
 /// One lease's life: grant, keep alive, campaign, lead until the lease is lost or shutdown.
-/// Any failure leaves `member` for the next one.
 async fn campaign(e: &EtcdElection, member: MemberClient, leadership: &Leadership, shutdown: &CancellationToken) -> Result<(), String> {
-    let outcome = lead_on(e, member.clone(), leadership, shutdown).await;
-    if outcome.is_err() {
-        e.members.failed(&member).await;
-    }
-    outcome
-}
-
-async fn lead_on(e: &EtcdElection, member: MemberClient, leadership: &Leadership, shutdown: &CancellationToken) -> Result<(), String> {
     let mut client: Client = member.client.clone();
     let ttl_secs = e.ttl.as_secs().max(2) as i64;
     let granted_at = Instant::now();
@@ -180,25 +168,20 @@ async fn lead_on(e: &EtcdElection, member: MemberClient, leadership: &Leadership
 /// Follows the elected leader's address.
 async fn observe(e: EtcdElection, leadership: Leadership, shutdown: CancellationToken) {
     loop {
-        let mut used = None;
-        let outcome: Result<(), String> = async {
-            let member = e.members.client().await.map_err(|x| x.to_string())?;
-            let mut client = used.insert(member).client.clone();
+        let (key, leadership) = (e.key.as_str(), &leadership);
+        let observed = e.members.session(|member| async move {
+            let mut client = member.client;
             // On etcd 3.4 this returns only once a leader exists: it runs in its own task.
-            let mut stream = client.observe(e.key.as_str()).await.map_err(failed)?;
+            let mut stream = client.observe(key).await.map_err(failed)?;
             while let Some(resp) = stream.message().await.map_err(failed)? {
                 if let Some(value) = resp.kv().and_then(|kv| kv.value_str().ok()) {
                     leadership.follow(Some(value.to_string()));
                 }
             }
-            Ok(())
-        }
-        .await;
-        if let Err(err) = outcome {
+            Ok::<_, String>(())
+        });
+        if let Err(err) = observed.await.map_err(|x| x.to_string()).and_then(|o| o) {
             warn!(error = %err, "Leader Election: observing the leader failed; retrying.");
-            if let Some(member) = &used {
-                e.members.failed(member).await;
-            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}

@@ -132,9 +132,13 @@ pub fn docker_err(host: &str, args: &[&str]) -> String {
     stderr(&o)
 }
 
+/// Sends `sig` (a name: STOP, CONT, TERM, ...) to the process `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).stderr(Stdio::null()).status();
+}
+
 fn terminate(pid: u32, grace: Duration) {
-    let pid_s = pid.to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid_s]).status();
+    signal(pid, "TERM");
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         if !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
@@ -145,7 +149,7 @@ fn terminate(pid: u32, grace: Duration) {
     // The group holds dockerd's own containerd; it was started as its leader by us. Processes
     // that lead no group (etcd) are killed by pid.
     let _ = Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
-    let _ = Command::new("kill").args(["-KILL", &pid_s]).stderr(Stdio::null()).status();
+    signal(pid, "KILL");
 }
 
 fn is_zombie(pid: u32) -> bool {
@@ -282,14 +286,14 @@ impl Engine {
     /// Freezes dockerd (SIGSTOP): it keeps its socket but answers nothing.
     pub fn freeze(&self) {
         if let Some(pid) = self.pid() {
-            let _ = Command::new("kill").args(["-STOP", &pid.to_string()]).status();
+            signal(pid, "STOP");
         }
     }
 
     /// Resumes a frozen dockerd.
     pub fn thaw(&self) {
         if let Some(pid) = self.pid() {
-            let _ = Command::new("kill").args(["-CONT", &pid.to_string()]).status();
+            signal(pid, "CONT");
         }
     }
 
@@ -606,7 +610,8 @@ impl Etcd {
     /// Stops the member (SIGTERM).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").args(["-CONT", &child.id().to_string()]).status();
+            // A paused member cannot act on SIGTERM.
+            signal(child.id(), "CONT");
             terminate(child.id(), Duration::from_secs(10));
             let _ = child.wait();
         }
@@ -614,17 +619,16 @@ impl Etcd {
 
     /// Freezes the member (SIGSTOP): its connections stay open and answer nothing.
     pub fn pause(&self) {
-        self.signal("STOP");
+        signal(self.pid(), "STOP");
     }
 
     /// Thaws a paused member (SIGCONT).
     pub fn resume(&self) {
-        self.signal("CONT");
+        signal(self.pid(), "CONT");
     }
 
-    fn signal(&self, sig: &str) {
-        let child = self.child.as_ref().expect("a running member");
-        let _ = Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status();
+    fn pid(&self) -> u32 {
+        self.child.as_ref().expect("a running member").id()
     }
 
     /// Starts the member again on its data.
@@ -727,7 +731,7 @@ impl Manager {
     /// Sends a signal to the manager process.
     pub fn signal(&self, sig: &str) {
         if let Some(c) = &self.child {
-            let _ = Command::new("kill").args([&format!("-{sig}"), &c.id().to_string()]).status();
+            signal(c.id(), sig);
         }
     }
 

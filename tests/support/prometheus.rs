@@ -3,7 +3,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use super::{free_port, http, require, unique_dir, wait_until};
+use super::{free_port, http, require, signal, unique_dir, wait_until};
 
 /// `prometheus` (Debian's package) scraping `targets` every second.
 pub struct Prometheus {
@@ -55,7 +55,7 @@ impl Prometheus {
 
 impl Drop for Prometheus {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        signal(self.child.id(), "TERM");
         let _ = self.child.wait();
     }
 }
