@@ -11,14 +11,17 @@ use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
 use super::router::{encode_segment, Ctx};
-use super::system::json_response;
 use super::{proxy, ApiState};
 use crate::body::{self, Body};
 use crate::cluster::{labels, ContainerRef, NodeState, PendingCreate};
 use crate::scheduler::{ContainerSpec, ContainerView, Expr};
 
 mod inspect;
+mod list;
+mod ps;
 mod spec;
+
+pub use list::list;
 
 pub use spec::{build_spec, image_reference};
 
@@ -30,129 +33,6 @@ fn name_ok(name: &str) -> bool {
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && n.len() >= 2
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-fn exit_code(status: &str) -> Option<i64> {
-    let rest = status.strip_prefix("Exited (")?;
-    rest.split(')').next()?.parse().ok()
-}
-
-fn container_filter_matches(key: &str, values: &[String], c: &Value, node: &str) -> Result<bool, ApiError> {
-    let s = |k: &str| c[k].as_str().unwrap_or_default();
-    let names: Vec<&str> = c["Names"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    Ok(values.iter().any(|want| match key {
-        "id" => s("Id").starts_with(want.as_str()),
-        "name" => {
-            let re = regex::Regex::new(want).ok();
-            names.iter().any(|n| {
-                let short = n.trim_start_matches('/').split_once('/').map_or(*n, |(_, rest)| rest);
-                re.as_ref().map_or(n.contains(want.as_str()), |re| re.is_match(n) || re.is_match(short))
-            })
-        }
-        "label" => match want.split_once('=') {
-            Some((k, v)) => c["Labels"][k].as_str() == Some(v),
-            None => c["Labels"].get(want.as_str()).is_some(),
-        },
-        "status" => s("State") == want,
-        "node" => node == want || glob_match(want, node),
-        "ancestor" => {
-            let image = s("Image");
-            image == want || image.split(':').next() == Some(want.as_str()) || s("ImageID").starts_with(want.as_str())
-        }
-        "exited" => exit_code(s("Status")).map(|e| e.to_string()) == Some(want.clone()),
-        "health" => {
-            let st = s("Status");
-            match want.as_str() {
-                "none" => !st.contains("(healthy)") && !st.contains("(unhealthy)") && !st.contains("(health: starting)"),
-                "starting" => st.contains("(health: starting)"),
-                other => st.contains(&format!("({other})")),
-            }
-        }
-        "network" => c["NetworkSettings"]["Networks"].get(want.as_str()).is_some(),
-        "volume" => c["Mounts"].as_array().is_some_and(|m| m.iter().any(|m| m["Name"] == *want || m["Destination"] == *want)),
-        "is-task" => want == "false",
-        _ => false,
-    }))
-    .and_then(|ok| match key {
-        "id" | "name" | "label" | "status" | "node" | "ancestor" | "exited" | "health" | "network" | "volume" | "is-task" | "before" | "since" => Ok(ok),
-        other => Err(ApiError::bad_request(format!("invalid filter '{other}'"))),
-    })
-}
-
-fn glob_match(pattern: &str, text: &str) -> bool {
-    regex::Regex::new(&format!("^{}$", regex::escape(pattern).replace("\\*", ".*"))).is_ok_and(|re| re.is_match(text))
-}
-
-/// `GET /containers/json`: every engine's containers, named `/node/name`; those of unhealthy
-/// engines only with `all`, as `Host Down`.
-pub fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
-    let q = &ctx.query;
-    let filters = q.filters()?;
-    let limit = q.get("limit").and_then(|l| l.parse::<i64>().ok()).filter(|l| *l > 0);
-    let (before, since) = (
-        q.get("before").map(str::to_string).or_else(|| filters.iter().find(|(k, _)| k == "before").and_then(|(_, v)| v.first().cloned())),
-        q.get("since").map(str::to_string).or_else(|| filters.iter().find(|(k, _)| k == "since").and_then(|(_, v)| v.first().cloned())),
-    );
-    let all = q.bool("all") || limit.is_some() || before.is_some() || since.is_some();
-    let mut out: Vec<(i128, Value)> = Vec::new();
-    let mut error = None;
-    state.cluster.with_nodes(|nodes| {
-        for n in nodes.values() {
-            let healthy = n.health.state() == NodeState::Healthy;
-            if !healthy && !all {
-                continue;
-            }
-            let node_name = n.name();
-            for c in n.containers.values() {
-                if !all && c.state != "running" {
-                    continue;
-                }
-                let mut v = c.summary.clone();
-                if let Some(names) = v["Names"].as_array_mut() {
-                    for name in names.iter_mut() {
-                        if let Some(s) = name.as_str() {
-                            *name = Value::String(format!("/{node_name}{s}"));
-                        }
-                    }
-                }
-                if !healthy {
-                    v["Status"] = json!("Host Down");
-                }
-                let mut keep = true;
-                for (k, vals) in filters.iter().filter(|(k, _)| k != "before" && k != "since") {
-                    match container_filter_matches(k, vals, &v, node_name) {
-                        Ok(true) => {}
-                        Ok(false) => keep = false,
-                        Err(e) => error = Some(e),
-                    }
-                }
-                if keep {
-                    out.push((c.created_ns(), v));
-                }
-            }
-        }
-    });
-    if let Some(e) = error {
-        return Err(e);
-    }
-    out.sort_by_key(|(created, _)| std::cmp::Reverse(*created));
-    let mut out: Vec<Value> = out.into_iter().map(|(_, v)| v).collect();
-    let position = |out: &[Value], ident: &str| {
-        let r = state.cluster.find_container(ident).ok()?;
-        out.iter().position(|c| c["Id"].as_str() == Some(r.id.as_str()))
-    };
-    if let Some(b) = before {
-        let pos = position(&out, &b).ok_or_else(|| ApiError::not_found(format!("No such container: {b}")))?;
-        out.drain(..=pos);
-    }
-    if let Some(s) = since {
-        let pos = position(&out, &s).ok_or_else(|| ApiError::not_found(format!("No such container: {s}")))?;
-        out.truncate(pos);
-    }
-    if let Some(l) = limit {
-        out.truncate(l as usize);
-    }
-    Ok(json_response(StatusCode::OK, &Value::Array(out)))
 }
 
 // === create ===
@@ -171,7 +51,7 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
     let config: Map<String, Value> = match serde_json::from_slice(&raw) {
         Ok(Value::Object(m)) => m,
         Ok(_) => return Err(ApiError::bad_request("container config must be a JSON object")),
-        Err(e) => return Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
+        Err(e) => return Err(ApiError::internal(super::error::go_json_error(&e))),
     };
     let created = create_container(state, ctx, config, name, auth).await?;
     let mut resp = Response::builder().status(StatusCode::CREATED);
@@ -469,13 +349,37 @@ fn resolve<'s>(state: &ApiState, segs: &'s [String]) -> Result<(ContainerRef, &'
 
 /// Every `/containers/{id}/...` route: sent to the owner with the name rewritten to the ID.
 pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let (c, rest) = resolve(state, &ctx.segs[1..])?;
+    let (c, rest) = match resolve(state, &ctx.segs[1..]) {
+        Ok(found) => found,
+        Err(e) if e.status == http::StatusCode::NOT_FOUND && ctx.segs.len() == 3 => match ctx.segs[2].as_str() {
+            // dockerd wraps this one lookup failure,
+            "kill" => return Err(ApiError::not_found(format!("Cannot kill container: {}: {}", ctx.segs[1], e.message))),
+            // and answers an attach on the raw stream it has already taken over.
+            "attach" => {
+                let mut resp = Response::builder()
+                    .status(http::StatusCode::NOT_FOUND)
+                    .header(header::CONTENT_TYPE, "application/vnd.docker.raw-stream")
+                    .body(body::full(format!("{}\r\n", e.message)))
+                    .unwrap_or_else(|_| Response::new(body::empty()));
+                resp.extensions_mut().insert(super::CommonHeaders::None);
+                return Ok(resp);
+            }
+            _ => return Err(e),
+        },
+        Err(e) => return Err(e),
+    };
     if c.node_state != NodeState::Healthy {
         return Err(ApiError::internal(format!("Container {} running on unhealthy node {}", ctx.segs[1], c.node_name)));
     }
     let api = c.api_version.clone();
     let action = rest.first().map(String::as_str);
-    let mut path = format!("/containers/{}", c.id);
+    // The client's own word when the engine reads it the same way, so that the engine's
+    // messages name what the client named; the full ID for `node/name` or a swarm ID.
+    let ident = ctx.segs[1].trim_start_matches('/');
+    let engine_reads_it = rest.len() + 2 == ctx.segs.len()
+        && !ident.is_empty()
+        && (c.id.starts_with(ident) || state.cluster.container_name(&c.node, &c.id).as_deref() == Some(ident));
+    let mut path = format!("/containers/{}", if engine_reads_it { encode_segment(&ctx.segs[1]) } else { c.id.clone() });
     for s in rest {
         path.push('/');
         path.push_str(&encode_segment(s));
@@ -495,7 +399,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
             let new = ctx.query.get("name").unwrap_or_default().trim_start_matches('/').to_string();
             if let Some(holder) = state.cluster.name_holder(&new) {
                 return Err(ApiError::conflict(format!(
-                    "Conflict. The container name \"/{new}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
+                    "Error when allocating new name: Conflict. The container name \"/{new}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
                 )));
             }
             forward_and_refresh(state, ctx, &c, req, &target).await
@@ -528,10 +432,11 @@ async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req:
     let new_name = ctx.query.get("name").map(|n| n.trim_start_matches('/').to_string());
     // Whatever was learnt after the request left (an exit seen by `wait`, an event) is newer.
     state.cluster.patch_container_unless_newer(&c.node, &c.id, sent_at, |cached| match action.as_str() {
-        "start" | "restart" | "unpause" => cached.set_state("running", "Up Less than a second"),
-        "pause" => cached.set_state("paused", "Up (Paused)"),
-        "stop" => cached.set_state("exited", "Exited"),
-        "kill" if killed => cached.set_state("exited", "Exited (137)"),
+        "start" | "restart" => cached.set_run(|r| r.start()),
+        "unpause" => cached.set_run(|r| r.paused = false),
+        "pause" => cached.set_run(|r| r.paused = true),
+        "stop" => cached.set_run(|r| r.stop(r.exit_code)),
+        "kill" if killed => cached.set_run(|r| r.stop(137)),
         "rename" => {
             if let Some(n) = &new_name {
                 cached.rename(n);
@@ -567,7 +472,7 @@ async fn wait(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req: Request<Incomi
                 if removed {
                     cluster.forget_container(&node, &id);
                 } else {
-                    cluster.patch_container(&node, &id, |cached| cached.set_state("exited", &format!("Exited ({code}) Less than a second ago")));
+                    cluster.patch_container(&node, &id, |cached| cached.set_run(|r| r.stop(code)));
                 }
             }
         }
@@ -618,19 +523,4 @@ mod tests {
         assert!(!name_ok("-web") && !name_ok("w") && !name_ok("we b") && !name_ok("node/web"));
     }
 
-    #[test]
-    fn exited_status_gives_the_code() {
-        assert_eq!(exit_code("Exited (137) 2 seconds ago"), Some(137));
-        assert_eq!(exit_code("Up 2 seconds"), None);
-    }
-
-    #[test]
-    fn unknown_ps_filters_are_refused() {
-        let c = json!({"Id":"abc","Names":["/node-1/web"],"State":"running","Labels":{"a":"b"}});
-        assert!(container_filter_matches("name", &["web".into()], &c, "node-1").unwrap());
-        assert!(container_filter_matches("label", &["a=b".into()], &c, "node-1").unwrap());
-        assert!(container_filter_matches("node", &["node-*".into()], &c, "node-1").unwrap());
-        assert!(!container_filter_matches("status", &["exited".into()], &c, "node-1").unwrap());
-        assert!(container_filter_matches("bogus", &["x".into()], &c, "node-1").is_err());
-    }
 }

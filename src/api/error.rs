@@ -48,6 +48,15 @@ impl ApiError {
     }
 }
 
+/// Go's `json.Decoder` words for a body serde could not read, as dockerd answers them.
+pub fn go_json_error(e: &serde_json::Error) -> String {
+    match e.classify() {
+        serde_json::error::Category::Eof => "unexpected EOF".to_string(),
+        serde_json::error::Category::Data => format!("json: cannot unmarshal: {e}"),
+        _ => format!("invalid character in JSON: {e}"),
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         let status = match &e {

@@ -18,19 +18,10 @@ use crate::cluster::NodeHandle;
 use crate::scheduler::ContainerSpec;
 
 /// The request's `filters` without `node`, and the node names asked for.
-fn split_node_filter(ctx: &Ctx) -> Result<(String, Option<Vec<String>>), ApiError> {
-    let filters = ctx.query.filters()?;
-    let mut nodes = None;
-    let mut rest = serde_json::Map::new();
-    for (k, v) in filters {
-        if k == "node" {
-            nodes = Some(v);
-        } else {
-            rest.insert(k, json!(v));
-        }
-    }
+pub(super) fn split_node_filter(ctx: &Ctx) -> Result<(String, Option<Vec<String>>), ApiError> {
+    let (rest, nodes) = ctx.query.engine_filters()?;
     let mut overrides = BTreeMap::new();
-    overrides.insert("filters", if rest.is_empty() { None } else { Some(Value::Object(rest).to_string()) });
+    overrides.insert("filters", rest);
     Ok((ctx.query.encode_with(&overrides), nodes))
 }
 
@@ -98,6 +89,10 @@ fn auth_headers(req: &Request<Incoming>) -> HeaderMap {
 
 /// `POST /images/create`: a pull (or an import) on every healthy engine, progress merged.
 pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    if ctx.query.get("fromImage").is_none() && ctx.query.get("fromSrc").is_none() {
+        // Neither a pull nor an import: one engine gives its own answer.
+        return super::system::any_engine(state, ctx, req, "/images/create").await;
+    }
     let nodes = healthy(state)?;
     let headers = auth_headers(&req);
     let upload = if ctx.query.get("fromSrc") == Some("-") {
@@ -168,8 +163,14 @@ async fn from_first_holder(state: &ApiState, ctx: &Ctx, nodes: &[NodeHandle], pa
                 state.metrics.proxied.with_label_values(&["engine"]).inc();
                 return Ok(proxy::streamed(resp));
             }
-            Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {}
-            Ok(resp) => last = Some(ApiError::new(resp.status(), format!("engine {} refused", n.name))),
+            // The engine's own words, for a name no engine has.
+            Ok(resp) => {
+                let status = resp.status();
+                let bytes = crate::body::collect_limited(resp.into_body(), state.config.limits.max_body_bytes).await.unwrap_or_default();
+                if status != StatusCode::NOT_FOUND || last.is_none() {
+                    last = Some(ApiError::new(status, crate::cluster::engine::error_message(&bytes)));
+                }
+            }
             Err(e) => last = Some(e.into()),
         }
     }
@@ -202,8 +203,7 @@ pub async fn by_name(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Res
             let answers = call_all(&nodes, method.clone(), |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), None, &HeaderMap::new()).await;
             let ok: Vec<&Bytes> = answers.iter().filter_map(|a| a.as_ref().ok()).filter(|(s, _)| s.is_success()).map(|(_, b)| b).collect();
             if ok.is_empty() {
-                let any_other = answers.iter().any(|a| !matches!(a, Ok((s, _)) if *s == StatusCode::NOT_FOUND));
-                return Err(if any_other { fanout::first_error(&answers) } else { ApiError::not_found(format!("No such image: {name}")) });
+                return Err(fanout::first_error(&answers));
             }
             for n in &nodes {
                 let _ = state.cluster.refresh_images(&n.key).await;

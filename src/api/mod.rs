@@ -170,6 +170,15 @@ async fn accept(listener: &Listener) -> std::io::Result<EngineStream> {
     })
 }
 
+/// Which of Docker's common headers a response carries; a handler may say so in the
+/// response's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommonHeaders {
+    All,
+    VersionOnly,
+    None,
+}
+
 /// Serves one request: version checks, routing, Docker's common headers, metrics.
 /// `link` is the client connection's own connection to the leader, used when following.
 pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::LeaderLink) -> Response<Body> {
@@ -189,14 +198,25 @@ pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::Lea
     let mut resp = match result {
         Ok(r) | Err(r) => r,
     };
+    // dockerd's 404 for an unknown route carries none of its common headers, and its
+    // version check only the API version and OS type.
+    let common = match route {
+        "unknown" => CommonHeaders::None,
+        "version-check" => CommonHeaders::VersionOnly,
+        _ => resp.extensions().get::<CommonHeaders>().copied().unwrap_or(CommonHeaders::All),
+    };
     let headers = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&state.api_version()) {
-        headers.insert("api-version", v);
+    if common != CommonHeaders::None {
+        if let Ok(v) = HeaderValue::from_str(&state.api_version()) {
+            headers.insert("api-version", v);
+        }
+        headers.entry("ostype").or_insert(HeaderValue::from_static("linux"));
     }
-    headers.entry("ostype").or_insert(HeaderValue::from_static("linux"));
-    headers
-        .entry("docker-experimental")
-        .or_insert(HeaderValue::from_static(if state.config.experimental { "true" } else { "false" }));
+    if common == CommonHeaders::All {
+        headers
+            .entry("docker-experimental")
+            .or_insert(HeaderValue::from_static(if state.config.experimental { "true" } else { "false" }));
+    }
     headers.insert(header::SERVER, HeaderValue::from_static(concat!("Swarm/", env!("CARGO_PKG_VERSION"), " (linux)")));
     if state.config.cors {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));

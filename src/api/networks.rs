@@ -15,18 +15,9 @@ use crate::body;
 use crate::body::Body;
 use crate::cluster::NodeHandle;
 
-fn node_filter(ctx: &Ctx) -> Result<(String, Option<Vec<String>>), ApiError> {
-    let filters = ctx.query.filters()?;
-    let nodes = filters.iter().find(|(k, _)| k == "node").map(|(_, v)| v.clone());
-    let rest: serde_json::Map<String, Value> = filters.into_iter().filter(|(k, _)| k != "node").map(|(k, v)| (k, json!(v))).collect();
-    let mut overrides = std::collections::BTreeMap::new();
-    overrides.insert("filters", (!rest.is_empty()).then(|| Value::Object(rest).to_string()));
-    Ok((ctx.query.encode_with(&overrides), nodes))
-}
-
 /// `GET /networks`.
 pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
-    let (query, names) = node_filter(ctx)?;
+    let (query, names) = super::images::split_node_filter(ctx)?;
     let nodes = nodes_for(state, &names);
     let answers = call_all(&nodes, Method::GET, |n| ctx.engine_path(n.api_version.as_deref(), "/networks", Some(&query)), None, &HeaderMap::new()).await;
     let mut out: Vec<Value> = Vec::new();
@@ -60,7 +51,7 @@ fn target<'a>(state: &ApiState, segs: &'a [String]) -> (Option<NodeHandle>, &'a 
 /// `POST /networks/create`: on `node/name`'s node, or on every healthy node.
 pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let raw = body::collect_limited(req.into_body(), state.config.limits.max_body_bytes).await?;
-    let mut config: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+    let mut config: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(super::error::go_json_error(&e)))?;
     let name = config["Name"].as_str().unwrap_or_default().to_string();
     let nodes = match name.split_once('/') {
         Some((node, short)) => {
@@ -118,8 +109,8 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
                 .filter_map(|(n, a)| a.as_ref().ok().filter(|(s, _)| s.is_success()).map(|(s, b)| (n, b, *s)))
                 .collect();
             if found.is_empty() {
-                let all_missing = answers.iter().all(|a| matches!(a, Ok((s, _)) if *s == StatusCode::NOT_FOUND));
-                return Err(if all_missing { ApiError::not_found(format!("No such network: {name}")) } else { first_error(&answers) });
+                // Missing everywhere: the engines' own answer.
+                return Err(first_error(&answers));
             }
             if method == Method::DELETE {
                 return Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty()).unwrap_or_else(|_| Response::new(body::empty())));

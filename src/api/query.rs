@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::Value;
+
 use super::error::ApiError;
 
 /// Decoded query parameters, in order.
@@ -26,22 +28,26 @@ impl Query {
         self.get(key).is_some_and(|v| !matches!(v.to_ascii_lowercase().as_str(), "" | "0" | "no" | "false" | "none"))
     }
 
-    /// The `filters` parameter: `{"k":["v"]}` or the older `{"k":{"v":true}}`.
+    /// The `filters` parameter, read as dockerd's `filters.FromJSON` does: `{"k":{"v":true}}`
+    /// (every key of the inner object is a value, whatever its boolean) or the older
+    /// `{"k":["v"]}`; anything else is the engine's 500 with Go's decoding message.
     pub fn filters(&self) -> Result<Vec<(String, Vec<String>)>, ApiError> {
         let Some(raw) = self.get("filters").filter(|f| !f.is_empty()) else { return Ok(Vec::new()) };
-        let value: serde_json::Value =
-            serde_json::from_str(raw).map_err(|e| ApiError::bad_request(format!("invalid filter: {e}")))?;
-        let obj = value.as_object().ok_or_else(|| ApiError::bad_request("invalid filter: not an object"))?;
-        let mut out = Vec::new();
-        for (k, v) in obj {
-            let values: Vec<String> = match v {
-                serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
-                serde_json::Value::Object(m) => m.iter().filter(|(_, on)| on.as_bool() != Some(false)).map(|(k, _)| k.clone()).collect(),
-                _ => return Err(ApiError::bad_request(format!("invalid filter '{k}'"))),
-            };
-            out.push((k.clone(), values));
+        parse_filters(raw).map_err(ApiError::internal)
+    }
+
+    /// The `filters` to pass on to engines, as the client wrote them less swarm's `node` key,
+    /// and the `node` values. Malformed filters are refused here as [`Query::filters`] does.
+    pub fn engine_filters(&self) -> Result<(Option<String>, Option<Vec<String>>), ApiError> {
+        let Some(raw) = self.get("filters").filter(|f| !f.is_empty()) else { return Ok((None, None)) };
+        let parsed = parse_filters(raw).map_err(ApiError::internal)?;
+        let nodes = parsed.into_iter().find(|(k, _)| k == "node").map(|(_, v)| v);
+        if nodes.is_none() {
+            return Ok((Some(raw.to_string()), None));
         }
-        Ok(out)
+        let mut obj = serde_json::from_str::<serde_json::Map<String, Value>>(raw).unwrap_or_default();
+        obj.remove("node");
+        Ok(((!obj.is_empty()).then(|| Value::Object(obj).to_string()), nodes))
     }
 
     /// Every pair, for re-encoding.
@@ -74,6 +80,76 @@ impl Query {
     }
 }
 
+const MODERN: &str = "map[string]map[string]bool";
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        Value::Null => "null",
+    }
+}
+
+fn parse_filters(raw: &str) -> Result<Vec<(String, Vec<String>)>, String> {
+    let value: Value = serde_json::from_str(raw).map_err(|e| match e.classify() {
+        serde_json::error::Category::Eof => "unexpected end of JSON input".to_string(),
+        _ => format!("invalid character looking for beginning of value ({e})"),
+    })?;
+    let obj = match value {
+        Value::Object(o) => o,
+        Value::Null => return Ok(Vec::new()),
+        other => return Err(format!("json: cannot unmarshal {} into Go value of type {MODERN}", json_kind(&other))),
+    };
+    // The modern shape first; on failure the legacy one, else the modern shape's error.
+    let mut modern_error = None;
+    let mut out = Vec::new();
+    for (k, v) in &obj {
+        match v {
+            Value::Object(m) => match m.values().find(|b| !b.is_boolean()) {
+                Some(bad) => {
+                    modern_error.get_or_insert(format!("json: cannot unmarshal {} into Go value of type bool", json_kind(bad)));
+                }
+                None => out.push((k.clone(), m.keys().cloned().collect())),
+            },
+            Value::Null => out.push((k.clone(), Vec::new())),
+            other => {
+                modern_error.get_or_insert(format!("json: cannot unmarshal {} into Go value of type map[string]bool", json_kind(other)));
+            }
+        }
+    }
+    let Some(err) = modern_error else { return Ok(out) };
+    let mut legacy = Vec::new();
+    for (k, v) in obj {
+        match v {
+            Value::Array(items) if items.iter().all(Value::is_string) => {
+                let mut values: Vec<String> = items.into_iter().filter_map(|i| i.as_str().map(str::to_string)).collect();
+                values.dedup();
+                legacy.push((k, values));
+            }
+            Value::Null => legacy.push((k, Vec::new())),
+            _ => return Err(err),
+        }
+    }
+    Ok(legacy)
+}
+
+/// The values of `key`, in order, without repeats (dockerd keeps them in a set).
+pub fn filter_values<'a>(filters: &'a [(String, Vec<String>)], key: &str) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for (k, vs) in filters.iter().filter(|(k, _)| k == key) {
+        let _ = k;
+        for v in vs {
+            if !out.contains(&v.as_str()) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,8 +163,16 @@ mod tests {
 
     #[test]
     fn filters_read_both_shapes() {
-        let q = Query::parse(Some("filters=%7B%22name%22%3A%5B%22web%22%5D%2C%22status%22%3A%7B%22running%22%3Atrue%7D%7D"));
-        assert_eq!(q.filters().unwrap(), vec![("name".to_string(), vec!["web".to_string()]), ("status".to_string(), vec!["running".to_string()])]);
+        let one = |v: &str| vec![("name".to_string(), vec![v.to_string()])];
+        assert_eq!(parse_filters(r#"{"name":["web"]}"#).unwrap(), one("web"));
+        assert_eq!(parse_filters(r#"{"name":{"web":true}}"#).unwrap(), one("web"));
+        // Both shapes in one document: neither of dockerd's two readings takes it.
+        assert!(parse_filters(r#"{"name":["web"],"status":{"running":true}}"#).is_err());
         assert!(Query::parse(Some("filters=nope")).filters().is_err());
+        // dockerd counts a key whose values are false, and refuses mixed or non-string values.
+        assert_eq!(parse_filters(r#"{"a":{"x":false}}"#).unwrap(), vec![("a".to_string(), vec!["x".to_string()])]);
+        assert_eq!(parse_filters(r#"{"a":[1]}"#).unwrap_err(), "json: cannot unmarshal array into Go value of type map[string]bool");
+        assert_eq!(parse_filters("[]").unwrap_err(), "json: cannot unmarshal array into Go value of type map[string]map[string]bool");
+        assert_eq!(parse_filters("{").unwrap_err(), "unexpected end of JSON input");
     }
 }

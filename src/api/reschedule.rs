@@ -273,7 +273,7 @@ async fn start_copy(state: &ApiState, node: &str, id: &str, bound: Duration) -> 
     match handle.client.call(Method::POST, &path, None, &HeaderMap::new(), Some(bound)).await {
         // 304: an earlier try had started it.
         Ok((s, _, _)) if s.is_success() || s == http::StatusCode::NOT_MODIFIED => {
-            state.cluster.patch_container(node, id, |cached| cached.set_state("running", "Up Less than a second"));
+            state.cluster.patch_container(node, id, |cached| cached.set_run(|r| r.start()));
             Ok(())
         }
         Ok((s, _, body)) => Err(format!("start answered {s}: {}", crate::cluster::engine::error_message(&body))),

@@ -66,13 +66,13 @@ async fn dispatch(state: &ApiState, req: Request<Incoming>) -> (&'static str, Re
     let (ver, rest) = version::split_path(&path);
     if let Some(v) = ver {
         if version::compare(v, MIN_API_VERSION).is_lt() {
-            return ("version", Err(ApiError::bad_request(format!(
+            return ("version-check", Err(ApiError::bad_request(format!(
                 "client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
             ))));
         }
         let max = state.api_version();
         if version::compare(v, &max).is_gt() {
-            return ("version", Err(ApiError::bad_request(format!("client version {v} is too new. Maximum supported API version is {max}"))));
+            return ("version-check", Err(ApiError::bad_request(format!("client version {v} is too new. Maximum supported API version is {max}"))));
         }
     }
     let segs: Vec<String> = rest
@@ -93,9 +93,11 @@ async fn dispatch(state: &ApiState, req: Request<Incoming>) -> (&'static str, Re
         (&M::POST, ["auth"]) => ("auth", system::any_engine(state, &ctx, req, "/auth").await),
         (&M::OPTIONS, _) if state.config.cors => ("cors", Ok(Response::new(crate::body::empty()))),
 
-        (&M::GET, ["containers", "json" | "ps"]) => ("containers.list", containers::list(state, &ctx)),
+        (&M::GET, ["containers", "json"]) => ("containers.list", containers::list(state, &ctx).await),
         (&M::POST, ["containers", "create"]) => ("containers.create", containers::create(state, &ctx, req).await),
         (&M::POST, ["containers", "prune"]) => ("containers.prune", super::fanout::prune(state, &ctx, "/containers/prune").await),
+        // `/containers/{id}` alone is only removed.
+        (m, ["containers", _]) if m != M::DELETE => ("unknown", Err(ApiError::not_found("page not found"))),
         (_, ["containers", _, ..]) => ("containers.op", containers::by_id(state, &ctx, req).await),
         (&M::POST, ["commit"]) => ("commit", containers::commit(state, &ctx, req).await),
 

@@ -270,7 +270,11 @@ pub async fn events(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiEr
             let path = ctx.engine_path(n.api_version.as_deref(), "/events", ctx.raw_query.as_deref());
             let got = n.client.call(Method::GET, &path, None, &Default::default(), Some(n.client.timeout())).await;
             if let Ok((status, _, bytes)) = got {
-                if status.is_success() {
+                // A refused window or filter: the engine's own answer.
+                if !status.is_success() {
+                    return Err(ApiError::new(status, crate::cluster::engine::error_message(&bytes)));
+                }
+                {
                     let node = json!({"Name": n.name, "Id": n.engine_id, "Addr": n.key, "Ip": n.client.addr().host()});
                     all.extend(
                         bytes.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<Value>(l).ok()).map(|e| events::normalize(e, &node)),

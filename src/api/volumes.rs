@@ -16,12 +16,7 @@ use crate::cluster::NodeHandle;
 
 /// `GET /volumes`.
 pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
-    let filters = ctx.query.filters()?;
-    let names = filters.iter().find(|(k, _)| k == "node").map(|(_, v)| v.clone());
-    let rest: serde_json::Map<String, Value> = filters.into_iter().filter(|(k, _)| k != "node").map(|(k, v)| (k, json!(v))).collect();
-    let mut overrides = std::collections::BTreeMap::new();
-    overrides.insert("filters", (!rest.is_empty()).then(|| Value::Object(rest).to_string()));
-    let query = ctx.query.encode_with(&overrides);
+    let (query, names) = super::images::split_node_filter(ctx).map_err(|e| ApiError::bad_request(format!("error reading volume filters: {}", e.message)))?;
     let nodes = nodes_for(state, &names);
     let answers = call_all(&nodes, Method::GET, |n| ctx.engine_path(n.api_version.as_deref(), "/volumes", Some(&query)), None, &HeaderMap::new()).await;
     let mut volumes: Vec<Value> = Vec::new();
@@ -42,23 +37,22 @@ pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiErro
         }
         warnings.extend(doc["Warnings"].as_array().cloned().unwrap_or_default());
     }
+    let warnings = if warnings.is_empty() { Value::Null } else { Value::Array(warnings) };
     Ok(json_response(StatusCode::OK, &json!({"Volumes": volumes, "Warnings": warnings})))
 }
 
 fn split(state: &ApiState, name: &str) -> Result<(Option<NodeHandle>, String), ApiError> {
     match name.split_once('/') {
-        Some((node, short)) => {
-            let n = state.cluster.node_by_name(node).ok_or_else(|| ApiError::not_found(format!("No such node: {node}")))?;
-            Ok((Some(n), short.to_string()))
-        }
-        None => Ok((None, name.to_string())),
+        Some((node, short)) if state.cluster.node_by_name(node).is_some() => Ok((state.cluster.node_by_name(node), short.to_string())),
+        // Not a node: the engines judge the name.
+        _ => Ok((None, name.to_string())),
     }
 }
 
 /// `POST /volumes/create`.
 pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let raw = body::collect_limited(req.into_body(), state.config.limits.max_body_bytes).await?;
-    let mut config: Value = if raw.is_empty() { json!({}) } else { serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))? };
+    let mut config: Value = if raw.is_empty() { json!({}) } else { serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(super::error::go_json_error(&e)))? };
     let (node, short) = split(state, config["Name"].as_str().unwrap_or_default())?;
     let nodes = match node {
         Some(n) => {

@@ -14,6 +14,7 @@ pub mod health;
 pub mod monitor;
 pub mod node;
 pub mod refresh;
+pub mod run_state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -286,8 +287,13 @@ impl Cluster {
         PendingGuard { cluster: self.clone(), token }
     }
 
-    /// Whether a container or a create in flight holds `name`; returns the holder's ID (empty
-    /// for a create in flight).
+    /// A cached container's primary name.
+    pub fn container_name(&self, node: &str, id: &str) -> Option<String> {
+        self.with_nodes(|nodes| nodes.get(node).and_then(|n| n.containers.get(id)).map(|c| c.name().to_string()))
+    }
+
+    /// The ID of the container that holds `name` anywhere in the cluster (empty while a create
+    /// holds it).
     pub fn name_holder(&self, name: &str) -> Option<String> {
         let name = name.trim_start_matches('/');
         if self.shared.pending.lock().values().any(|p| p.name.as_deref() == Some(name)) {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::engine::EngineClient;
 use super::health::Health;
+use super::run_state::RunState;
 use crate::scheduler::{ContainerView, ImageView, NodeLabels};
 
 /// Swarm's own labels on containers.
@@ -103,6 +104,8 @@ pub struct ContainerFacts {
     pub host_mode_ports: Vec<String>,
     /// Nanoseconds within the creation second (`ps` orders by the exact creation time).
     pub created_subsec_ns: u32,
+    /// Running, paused, exit code, start and finish times, health.
+    pub run: RunState,
     /// For a container with the `on-node-failure` policy: the create body that recreates it
     /// elsewhere (its Config with its HostConfig, labels and swarm ID included).
     pub recreate: Option<Arc<Value>>,
@@ -134,6 +137,7 @@ impl ContainerFacts {
         ContainerFacts {
             recreate: reschedulable(&inspect["Config"]["Labels"]).then(|| Arc::new(recreate_body(inspect))),
             created_subsec_ns,
+            run: RunState::from_inspect(inspect),
             memory: hc.get("Memory").and_then(Value::as_i64).unwrap_or(0),
             cpu_shares: hc.get("CpuShares").and_then(Value::as_i64).unwrap_or(0),
             nano_cpus: hc.get("NanoCpus").and_then(Value::as_i64).unwrap_or(0),
@@ -207,15 +211,15 @@ impl CachedContainer {
             .map(|a| a.iter().filter_map(Value::as_str).map(|n| n.trim_start_matches('/').to_string()).collect())
             .unwrap_or_default();
         let swarm_id = summary["Labels"][labels::SWARM_ID].as_str().map(str::to_string);
-        let state = summary["State"].as_str().unwrap_or_default().to_string();
+        let state = facts.run.state().to_string();
         CachedContainer { summary, id, names, swarm_id, state, facts, written: Instant::now() }
     }
 
-    /// Sets the state and its `docker ps` text.
-    pub fn set_state(&mut self, state: &str, status: &str) {
-        self.state = state.to_string();
-        self.summary["State"] = Value::String(state.to_string());
-        self.summary["Status"] = Value::String(status.to_string());
+    /// Changes the run state (a start, a stop, an exit seen by `wait`).
+    pub fn set_run(&mut self, change: impl FnOnce(&mut RunState)) {
+        change(&mut self.facts.run);
+        self.state = self.facts.run.state().to_string();
+        self.summary["State"] = Value::String(self.state.clone());
     }
 
     /// Renames (the engine's own `rename` event re-reads the rest).
@@ -262,6 +266,7 @@ pub fn images_from_json(list: &Value) -> Vec<ImageView> {
                 .as_array()
                 .map(|t| t.iter().filter_map(Value::as_str).map(str::to_string).collect())
                 .unwrap_or_default(),
+            parent: i["ParentId"].as_str().unwrap_or_default().to_string(),
         })
         .collect()
 }
@@ -336,7 +341,7 @@ mod tests {
     fn cached_container_reads_names_and_swarm_id() {
         let c = CachedContainer::new(
             json!({"Id":"abc","Names":["/web","/other/alias"],"State":"running","Labels":{"com.docker.swarm.id":"s1"}}),
-            ContainerFacts::default(),
+            ContainerFacts::from_inspect(&json!({"State":{"Running":true,"StartedAt":"2026-12-01T10:04:53Z"}})),
         );
         assert_eq!((c.name(), c.swarm_id.as_deref(), c.state.as_str()), ("web", Some("s1"), "running"));
     }

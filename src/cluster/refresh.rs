@@ -85,7 +85,8 @@ impl Cluster {
             if self.is_superseded(id) {
                 continue;
             }
-            let facts = match known.get(id) {
+            // Known facts serve unless the state moved without an event reaching us.
+            let facts = match known.get(id).filter(|f| summary["State"].as_str() == Some(f.run.state())) {
                 Some(f) => f.clone(),
                 None => match client.get_json(&format!("/containers/{id}/json")).await {
                     Ok(inspect) => ContainerFacts::from_inspect(&inspect),

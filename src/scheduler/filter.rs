@@ -257,7 +257,7 @@ mod tests {
     #[test]
     fn affinities_see_containers_images_and_labels() {
         let mut a = node("node-1", 1);
-        a.images.push(ImageView { id: "sha256:abc".into(), repo_tags: vec!["redis:7".into()] });
+        a.images.push(ImageView { id: "sha256:abc".into(), repo_tags: vec!["redis:7".into()], parent: String::new() });
         a.containers[0].labels.insert("app".into(), "db".into());
         let b = node("node-2", 1);
         let aff = |e: &str| ContainerSpec { affinities: vec![Expr::parse(e).unwrap()], ..Default::default() };

@@ -44,6 +44,8 @@ pub struct ImageView {
     pub id: String,
     /// `repo:tag` names.
     pub repo_tags: Vec<String>,
+    /// The parent image's ID (`ParentId`), empty for a base image.
+    pub parent: String,
 }
 
 /// One node, as of the snapshot.

@@ -1,0 +1,69 @@
+//! One engine, asked directly and through a manager over it alone.
+
+use crate::corpus;
+use crate::fixtures;
+use crate::normalize::{drop_swarm_id, keep_fields, mask_twin, sort_by, sort_ports, strip_swarm};
+use crate::oracle::{ask, Answer, Req};
+use crate::report::Table;
+use crate::support::*;
+
+const NODE: &str = "node-1";
+
+fn normalized(engine: &Engine, m: &Manager, req: &Req) -> (Answer, Answer) {
+    let mut e = ask(&engine.addr, req);
+    let mut s = ask(&m.addr, req);
+    strip_swarm(&mut s, NODE);
+    for a in [&mut e, &mut s] {
+        drop_swarm_id(a);
+        let path = req.path.trim_start_matches("/v1.41");
+        if path.starts_with("/info") {
+            keep_fields(a, &["Containers", "ContainersRunning", "ContainersPaused", "ContainersStopped", "Images", "NCPU"]);
+        } else if path.starts_with("/version") {
+            keep_fields(a, &["ApiVersion"]);
+        } else if path.starts_with("/containers/json") {
+            sort_ports(a);
+        } else if path.starts_with("/images/json") || path.starts_with("/networks?") || path == "/networks" {
+            sort_by(a, "Id");
+        } else if path.starts_with("/volumes?") || path == "/volumes" {
+            sort_by(a, "Name");
+        }
+    }
+    (e, s)
+}
+
+#[test]
+fn one_engine_answers_the_same_directly_and_through_swarm() {
+    let engine = Engine::start(NODE, &[]);
+    let m = Manager::start(&nodes_url(std::slice::from_ref(&engine)), &[]);
+    m.wait_healthy(1);
+    let f = fixtures::make(&m, &engine, "", "");
+    let mut table = Table::default();
+    let mut cases = corpus::container_list_cases(&f);
+    cases.extend(corpus::image_list_cases());
+    cases.extend(corpus::network_list_cases(&f));
+    cases.extend(corpus::volume_list_cases());
+    cases.extend(corpus::event_cases(&f));
+    cases.extend(corpus::route_cases(&f));
+    for (group, req) in &cases {
+        for r in [req.clone(), req.versioned()] {
+            let (e, s) = normalized(&engine, &m, &r);
+            table.record(group, &r, &e, &s);
+        }
+    }
+    for flow in corpus::twin_flows() {
+        let mut engine_answers = Vec::new();
+        for (_, req) in &flow {
+            engine_answers.push(ask(&engine.addr, req));
+        }
+        for ((group, req), mut e) in flow.iter().zip(engine_answers) {
+            let mut s = ask(&m.addr, req);
+            strip_swarm(&mut s, NODE);
+            for a in [&mut e, &mut s] {
+                drop_swarm_id(a);
+                mask_twin(a, "tw", "tw");
+            }
+            table.record(&format!("{group} (twin)"), req, &e, &s);
+        }
+    }
+    table.finish("conformance over one engine");
+}
