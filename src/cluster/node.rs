@@ -200,6 +200,9 @@ pub struct CachedContainer {
     pub facts: ContainerFacts,
     /// When this entry was written, so that a slower full refresh does not undo it.
     pub written: Instant,
+    /// Made from a create request, not read from the engine: any read replaces it, until a
+    /// change through the manager (a start) patches it.
+    pub placeholder: bool,
 }
 
 impl CachedContainer {
@@ -212,12 +215,13 @@ impl CachedContainer {
             .unwrap_or_default();
         let swarm_id = summary["Labels"][labels::SWARM_ID].as_str().map(str::to_string);
         let state = facts.run.state().to_string();
-        CachedContainer { summary, id, names, swarm_id, state, facts, written: Instant::now() }
+        CachedContainer { summary, id, names, swarm_id, state, facts, written: Instant::now(), placeholder: false }
     }
 
     /// Changes the run state (a start, a stop, an exit seen by `wait`).
     pub fn set_run(&mut self, change: impl FnOnce(&mut RunState)) {
         change(&mut self.facts.run);
+        self.placeholder = false;
         self.state = self.facts.run.state().to_string();
         self.summary["State"] = Value::String(self.state.clone());
     }

@@ -104,7 +104,7 @@ impl Cluster {
             // What was learnt after this refresh listed the engine is newer than the list: a
             // create through the manager, an event's re-read, a removal.
             for (id, c) in n.containers.drain() {
-                if c.written > started {
+                if c.written > started && !(c.placeholder && fresh.contains_key(&id)) {
                     fresh.insert(id, c);
                 }
             }
@@ -144,7 +144,7 @@ impl Cluster {
         let entry = CachedContainer::new(summary, ContainerFacts::from_inspect(&inspect));
         self.with_node_mut(key, |n| {
             // Something learnt while we were reading (an exit seen by `wait`) is newer.
-            if n.containers.get(id).is_none_or(|old| old.written <= started) {
+            if n.containers.get(id).is_none_or(|old| old.written <= started || old.placeholder) {
                 n.containers.insert(id.to_string(), entry);
             }
         });
@@ -175,7 +175,8 @@ impl Cluster {
         let as_inspect = serde_json::json!({"HostConfig": config.get("HostConfig").cloned().unwrap_or_default(), "Config": config});
         let mut facts = ContainerFacts::from_inspect(&as_inspect);
         facts.created_subsec_ns = created.subsec_nanos();
-        let entry = CachedContainer::new(summary, facts);
+        let mut entry = CachedContainer::new(summary, facts);
+        entry.placeholder = true;
         self.with_node_mut(key, |n| {
             n.containers.entry(id.to_string()).or_insert(entry);
         });
