@@ -257,70 +257,80 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     split(a).cmp(&split(b))
 }
 
-/// `GET /events`: the merged stream. With `until` in the past the engines answer the window
-/// themselves and the answers are merged by time; otherwise live events stream until `until`.
+/// The engines' own answers for a window of past events, merged by time.
+async fn past_events(state: &ApiState, ctx: &Ctx, query: &str) -> Result<Vec<Value>, ApiError> {
+    let mut all: Vec<Value> = Vec::new();
+    for n in state.cluster.healthy_nodes() {
+        let path = ctx.engine_path(n.api_version.as_deref(), "/events", Some(query));
+        let Ok((status, _, bytes)) = n.client.call(Method::GET, &path, None, &Default::default(), Some(n.client.timeout())).await else { continue };
+        // A refused window or filter: the engine's own answer.
+        if !status.is_success() {
+            return Err(ApiError::new(status, crate::cluster::engine::error_message(&bytes)));
+        }
+        let node = json!({"Name": n.name, "Id": n.engine_id, "Addr": n.key, "Ip": n.client.addr().host()});
+        all.extend(bytes.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<Value>(l).ok()).map(|e| events::normalize(e, &node)));
+    }
+    all.sort_by_key(|e| e["timeNano"].as_u64().unwrap_or(0));
+    Ok(all)
+}
+
+/// `GET /events`: the merged stream. Past events (whenever `since` or `until` is given, as
+/// dockerd replays its buffer then) come from the engines themselves; then live events
+/// stream until `until`.
 pub async fn events(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     let filters = ctx.query.filters()?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
-    let until = ctx.query.get("until").and_then(|u| u.parse::<f64>().ok());
+    let until = ctx.query.get("until").and_then(|u| u.parse::<f64>().ok()).filter(|u| u.is_finite());
+    let live = !until.is_some_and(|u| u <= now);
+    // Subscribed before the past is read, so that nothing falls between the two.
+    let sub = live.then(|| state.cluster.subscribe());
+    let past = if !live {
+        past_events(state, ctx, ctx.raw_query.as_deref().unwrap_or_default()).await?
+    } else if ["since", "until"].iter().any(|k| ctx.query.get(k).is_some_and(|v| !v.is_empty())) {
+        // dockerd replays its buffer whenever a window is given, from `since` or from the start.
+        let mut overrides = std::collections::BTreeMap::new();
+        overrides.insert("until", Some(format!("{now:.9}")));
+        past_events(state, ctx, &ctx.query.encode_with(&overrides)).await?
+    } else {
+        Vec::new()
+    };
+    let seen_until = past.last().and_then(|e| e["timeNano"].as_u64()).unwrap_or(0);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    if until.is_some_and(|u| u <= now) {
-        let mut all: Vec<Value> = Vec::new();
-        for n in state.cluster.healthy_nodes() {
-            let path = ctx.engine_path(n.api_version.as_deref(), "/events", ctx.raw_query.as_deref());
-            let got = n.client.call(Method::GET, &path, None, &Default::default(), Some(n.client.timeout())).await;
-            if let Ok((status, _, bytes)) = got {
-                // A refused window or filter: the engine's own answer.
-                if !status.is_success() {
-                    return Err(ApiError::new(status, crate::cluster::engine::error_message(&bytes)));
-                }
-                {
-                    let node = json!({"Name": n.name, "Id": n.engine_id, "Addr": n.key, "Ip": n.client.addr().host()});
-                    all.extend(
-                        bytes.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<Value>(l).ok()).map(|e| events::normalize(e, &node)),
-                    );
-                }
+    let dropped = state.metrics.events_dropped.clone();
+    let deadline = until.map(|u| Duration::try_from_secs_f64(u - now).unwrap_or(Duration::ZERO));
+    tokio::spawn(async move {
+        for e in past {
+            if tx.send(Bytes::from(e.to_string() + "\n")).await.is_err() {
+                return;
             }
         }
-        all.sort_by_key(|e| e["timeNano"].as_u64().unwrap_or(0));
-        tokio::spawn(async move {
-            for e in all {
-                if tx.send(Bytes::from(e.to_string() + "\n")).await.is_err() {
+        let Some(mut sub) = sub else { return };
+        let live = async {
+            loop {
+                let event: Arc<Value> = match sub.recv().await {
+                    Ok(e) => e,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        dropped.inc_by(n);
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                // Already sent as part of the past.
+                if event["timeNano"].as_u64().is_some_and(|t| t <= seen_until) || !events::matches(&event, &filters) {
+                    continue;
+                }
+                if tx.send(Bytes::from(event.to_string() + "\n")).await.is_err() {
                     return;
                 }
             }
-        });
-    } else {
-        let mut sub = state.cluster.subscribe();
-        let dropped = state.metrics.events_dropped.clone();
-        let deadline = until.map(|u| Duration::from_secs_f64((u - now).max(0.0)));
-        tokio::spawn(async move {
-            let live = async {
-                loop {
-                    let event: Arc<Value> = match sub.recv().await {
-                        Ok(e) => e,
-                        Err(broadcast::error::RecvError::Lagged(n)) => {
-                            dropped.inc_by(n);
-                            continue;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    };
-                    if !events::matches(&event, &filters) {
-                        continue;
-                    }
-                    if tx.send(Bytes::from(event.to_string() + "\n")).await.is_err() {
-                        return;
-                    }
-                }
-            };
-            match deadline {
-                Some(d) => {
-                    let _ = tokio::time::timeout(d, live).await;
-                }
-                None => live.await,
+        };
+        match deadline {
+            Some(d) => {
+                let _ = tokio::time::timeout(d, live).await;
             }
-        });
-    }
+            None => live.await,
+        }
+    });
     Ok(Response::builder()
         .header(header::CONTENT_TYPE, "application/json")
         .body(body::channel(rx))

@@ -64,28 +64,53 @@ pub fn swarm_event(action: &str, node: Value) -> Value {
     event
 }
 
-/// Whether an event passes `docker events --filter` (`type`, `event`, `container`, `image`,
-/// `label`, `node`, `network`, `volume`). Unknown keys are ignored rather than refused, as
-/// classic Swarm ignored all filters.
+/// dockerd 20.10's event filter (`daemon/events/filter.go`): every key must match; `type`,
+/// `event` and `scope` exactly; `container`, `network`, `volume`, `daemon`, `plugin`,
+/// `service`, `secret` and `config` by the actor's ID or name, exact or as a prefix, whatever
+/// the event's type; `image` by ID or name, with or without tag; every `label` against the
+/// actor's attributes. Swarm's `node` takes a node's name or ID.
 pub fn matches(event: &Value, filters: &[(String, Vec<String>)]) -> bool {
     let s = |p: &str| event.pointer(p).and_then(Value::as_str).unwrap_or_default();
-    let attr = |k: &str| event.pointer("/Actor/Attributes").and_then(|a| a.get(k)).and_then(Value::as_str).unwrap_or_default();
-    filters.iter().all(|(key, values)| {
-        values.iter().any(|want| match key.as_str() {
-            "type" => s("/Type") == want,
-            "event" => s("/Action") == want || s("/status") == want,
-            "container" => s("/Type") == "container" && (s("/Actor/ID").starts_with(want.as_str()) || attr("name") == want),
-            "image" => s("/from").split(' ').next() == Some(want.as_str()) || attr("image") == want || s("/Actor/ID") == want,
-            "network" => s("/Type") == "network" && (s("/Actor/ID").starts_with(want.as_str()) || attr("name") == want),
-            "volume" => s("/Type") == "volume" && s("/Actor/ID") == want,
-            "node" => s("/node/Name") == want || s("/node/Id") == want,
-            "label" => match want.split_once('=') {
-                Some((k, v)) => attr(k) == v,
-                None => event.pointer("/Actor/Attributes").and_then(|a| a.get(want.as_str())).is_some(),
-            },
-            _ => true,
-        })
-    })
+    let attrs = event.pointer("/Actor/Attributes").and_then(Value::as_object);
+    let attr = |k: &str| attrs.and_then(|a| a.get(k)).and_then(Value::as_str).unwrap_or_default();
+    let values = |key: &str| -> Option<Vec<&str>> {
+        let vs: Vec<&str> = filters.iter().filter(|(k, _)| k == key).flat_map(|(_, v)| v.iter().map(String::as_str)).collect();
+        filters.iter().any(|(k, _)| k == key).then_some(vs)
+    };
+    let exact = |key: &str, source: &str| values(key).is_none_or(|vs| vs.is_empty() || vs.contains(&source));
+    let fuzzy = |key: &str, source: &str| exact(key, source) || values(key).is_some_and(|vs| vs.iter().any(|p| source.starts_with(p)));
+    let by_name = |key: &str| fuzzy(key, s("/Actor/ID")) || fuzzy(key, attr("name"));
+    let action = if s("/Action").is_empty() { s("/status") } else { s("/Action") };
+    let event_ok = match values("event") {
+        Some(vs) if vs.iter().any(|v| matches!(*v, "health_status" | "exec_create" | "exec_start")) => fuzzy("event", action),
+        _ => exact("event", action),
+    };
+    let image_name = if s("/Type") == "image" { attr("name") } else { attr("image") };
+    // reference.FamiliarName: no digest, no tag, no default registry.
+    let strip_tag = |i: &str| -> String {
+        let i = i.split('@').next().unwrap_or(i);
+        let cut = i.rfind(':').filter(|c| !i[*c..].contains('/')).unwrap_or(i.len());
+        let name = &i[..cut];
+        name.strip_prefix("docker.io/library/").or_else(|| name.strip_prefix("docker.io/")).unwrap_or(name).to_string()
+    };
+    let id = s("/Actor/ID");
+    let image_ok = exact("image", id) || exact("image", image_name) || exact("image", &strip_tag(id)) || exact("image", &strip_tag(image_name));
+    let labels_ok = values("label").is_none_or(|vs| {
+        vs.is_empty()
+            || (attrs.is_some_and(|a| !a.is_empty())
+                && vs.iter().all(|want| match want.split_once('=') {
+                    Some((k, v)) => attrs.and_then(|a| a.get(k)).and_then(Value::as_str) == Some(v),
+                    None => attrs.is_some_and(|a| a.contains_key(*want)),
+                }))
+    });
+    let node_ok = values("node").is_none_or(|vs| vs.is_empty() || vs.iter().any(|v| *v == s("/node/Name") || *v == s("/node/Id")));
+    event_ok
+        && exact("type", s("/Type"))
+        && values("scope").is_none_or(|_| exact("scope", s("/scope")))
+        && ["daemon", "container", "plugin", "volume", "network", "service", "secret", "config"].iter().all(|k| by_name(k))
+        && image_ok
+        && node_ok
+        && labels_ok
 }
 
 #[cfg(test)]
@@ -103,6 +128,18 @@ mod tests {
         assert!(matches(&e, &[("container".into(), vec!["web".into()])]));
         assert!(matches(&e, &[("node".into(), vec!["node-1".into()]), ("event".into(), vec!["start".into()])]));
         assert!(!matches(&e, &[("type".into(), vec!["image".into()])]));
+    }
+
+    #[test]
+    fn event_filters_read_like_dockerd() {
+        let e = json!({"Type":"container","Action":"start","scope":"local","Actor":{"ID":"abcdef","Attributes":{"name":"web","image":"busybox:latest","a":"1","b":"x"}}});
+        let f = |k: &str, v: &[&str]| vec![(k.to_string(), v.iter().map(|s| s.to_string()).collect::<Vec<_>>())];
+        assert!(matches(&e, &f("label", &["a=1", "b=x"])));
+        assert!(!matches(&e, &f("label", &["a=1", "b=y"])), "every label must match");
+        assert!(matches(&e, &f("container", &["abc"])) && matches(&e, &f("container", &["we"])));
+        assert!(matches(&e, &f("image", &["busybox"])) && matches(&e, &f("image", &["busybox:latest"])));
+        assert!(!matches(&e, &f("network", &["web2"])));
+        assert!(matches(&e, &f("event", &["start", "die"])) && !matches(&e, &f("event", &["star"])));
     }
 
     #[test]

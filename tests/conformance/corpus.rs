@@ -303,3 +303,29 @@ pub fn twin_flows() -> Vec<Vec<(&'static str, Req)>> {
         ],
     ]
 }
+
+/// Live windows (`until` ahead), alone and after a past (`since`), with each event filter key.
+pub fn live_event_cases(since: u64, until: u64) -> Vec<(String, Req)> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let table = vec![
+        ("container", s(&["lv", "nope"])),
+        ("event", s(&["start", "create", "destroy"])),
+        ("image", s(&["busybox"])),
+        ("label", s(&["a=1", "lv", "a=2"])),
+        ("network", s(&["lvn"])),
+        ("type", s(&["container", "network", "volume"])),
+        ("volume", s(&["lvv"])),
+        ("scope", s(&["local"])),
+    ];
+    let mut out = Vec::new();
+    for route in [format!("/events?until={until}"), format!("/events?since={since}&until={until}")] {
+        let group = if route.contains("since") { "/events past and live" } else { "/events live" };
+        for (g, r) in filter_cases(&route, &table, &[]) {
+            if !g.contains("malformed") {
+                out.push((g.replace(&route, group), r));
+            }
+        }
+        out.push((group.to_string(), Req::get(route.clone())));
+    }
+    out
+}

@@ -50,6 +50,7 @@ fn one_engine_answers_the_same_directly_and_through_swarm() {
             table.record(group, &r, &e, &s);
         }
     }
+    live_events(&engine, &m, &mut table);
     for flow in corpus::twin_flows() {
         let mut engine_answers = Vec::new();
         for (_, req) in &flow {
@@ -66,4 +67,46 @@ fn one_engine_answers_the_same_directly_and_through_swarm() {
         }
     }
     table.finish("conformance over one engine");
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Streams open on both sides while changes happen through swarm; both must tell the same.
+fn live_events(engine: &Engine, m: &Manager, table: &mut Table) {
+    let since = now();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    m.docker(&["volume", "create", "lvv0"]);
+    let until = now() + 8;
+    let cases = corpus::live_event_cases(since, until);
+    let streams: Vec<_> = cases
+        .iter()
+        .map(|(_, r)| {
+            let (e, s, r) = (engine.addr.clone(), m.addr.clone(), r.clone());
+            std::thread::spawn(move || {
+                let e = std::thread::spawn({
+                    let r = r.clone();
+                    move || ask(&e, &r)
+                });
+                let s = ask(&s, &r);
+                (e.join().unwrap(), s)
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    m.docker(&["run", "-d", "--name", "lv", "-l", "a=1", "-l", "lv", "--network", "none", "busybox", "sleep", "60"]);
+    m.docker(&["network", "create", "lvn"]);
+    m.docker(&["volume", "create", "lvv"]);
+    m.docker(&["rm", "-f", "lv"]);
+    m.docker(&["network", "rm", "lvn"]);
+    m.docker(&["volume", "rm", "lvv"]);
+    for ((group, req), h) in cases.iter().zip(streams) {
+        let (mut e, mut s) = h.join().unwrap();
+        strip_swarm(&mut s, NODE);
+        for a in [&mut e, &mut s] {
+            drop_swarm_id(a);
+        }
+        table.record(group, req, &e, &s);
+    }
 }

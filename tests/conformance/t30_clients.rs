@@ -123,11 +123,11 @@ print(json.dumps(out, sort_keys=True))
         &["network", "ls", "--filter", "type=builtin", "--format", "{{.Name}} {{.Driver}} {{.Scope}}"],
         &["volume", "ls", "--filter", "name=proj", "--format", "{{.Name}} {{.Driver}}"],
     ];
+    let labels = regex::Regex::new(r"com\.docker\.swarm\.id=[0-9a-f]+,?").unwrap();
     for args in cli {
         let want = lines(&docker_ok(&direct.host(), args));
         let got: BTreeSet<String> = lines(&m.docker(args)).into_iter().collect();
         let want: BTreeSet<String> = want.into_iter().collect();
-        let labels = regex::Regex::new(r"com\.docker\.swarm\.id=[0-9a-f]+,?").unwrap();
         let got: BTreeSet<String> = got.into_iter().map(|l| labels.replace_all(&l, "").into_owned()).collect();
         table.record_check("docker CLI", &args.join(" "), want == got, format!("direct {want:?}\n    swarm  {got:?}"));
     }

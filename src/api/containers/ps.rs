@@ -237,7 +237,8 @@ impl Ps {
             }
         }
         let exit_seen = !r.run.running && r.run.started_at.is_some();
-        if !self.exited.is_empty() && !(exit_seen && self.exited.contains(&r.run.exit_code)) {
+        let exited_ok = self.exited.is_empty() || (exit_seen && self.exited.contains(&r.run.exit_code));
+        if !exited_ok {
             return false;
         }
         if !matches_any(&self.values("status"), &self.status_res, r.run.state()) {
