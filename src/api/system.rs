@@ -259,7 +259,7 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 
 /// The engines' own answers for a window of past events, merged by time.
 async fn past_events(state: &ApiState, ctx: &Ctx, query: &str) -> Result<Vec<Value>, ApiError> {
-    let mut all: Vec<Value> = Vec::new();
+    let mut per_engine: Vec<std::collections::VecDeque<Value>> = Vec::new();
     for n in state.cluster.healthy_nodes() {
         let path = ctx.engine_path(n.api_version.as_deref(), "/events", Some(query));
         let Ok((status, _, bytes)) = n.client.call(Method::GET, &path, None, &Default::default(), Some(n.client.timeout())).await else { continue };
@@ -268,9 +268,14 @@ async fn past_events(state: &ApiState, ctx: &Ctx, query: &str) -> Result<Vec<Val
             return Err(ApiError::new(status, crate::cluster::engine::error_message(&bytes)));
         }
         let node = json!({"Name": n.name, "Id": n.engine_id, "Addr": n.key, "Ip": n.client.addr().host()});
-        all.extend(bytes.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<Value>(l).ok()).map(|e| events::normalize(e, &node)));
+        per_engine.push(bytes.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<Value>(l).ok()).map(|e| events::normalize(e, &node)).collect());
     }
-    all.sort_by_key(|e| e["timeNano"].as_u64().unwrap_or(0));
+    // Merged by time, each engine's own order kept (its clock may step back a little).
+    let time = |e: &Value| e["timeNano"].as_u64().unwrap_or(0);
+    let mut all = Vec::new();
+    while let Some(next) = per_engine.iter().enumerate().filter_map(|(i, q)| q.front().map(|e| (time(e), i))).min().map(|(_, i)| i) {
+        all.extend(per_engine[next].pop_front());
+    }
     Ok(all)
 }
 
@@ -294,7 +299,7 @@ pub async fn events(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiEr
     } else {
         Vec::new()
     };
-    let seen_until = past.last().and_then(|e| e["timeNano"].as_u64()).unwrap_or(0);
+    let seen_until = past.iter().filter_map(|e| e["timeNano"].as_u64()).max().unwrap_or(0);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let dropped = state.metrics.events_dropped.clone();
     let deadline = until.map(|u| Duration::try_from_secs_f64(u - now).unwrap_or(Duration::ZERO));

@@ -2,7 +2,7 @@
 
 use crate::corpus;
 use crate::fixtures;
-use crate::normalize::{drop_swarm_id, keep_fields, mask_twin, sort_by, sort_ports, strip_swarm};
+use crate::normalize::{drop_swarm_id, keep_fields, keys_only, mask_twin, sort_by, sort_ports, strip_swarm, tar_entries};
 use crate::oracle::{ask, Answer, Req};
 use crate::report::Table;
 use crate::support::*;
@@ -20,6 +20,12 @@ fn normalized(engine: &Engine, m: &Manager, req: &Req) -> (Answer, Answer) {
             keep_fields(a, &["Containers", "ContainersRunning", "ContainersPaused", "ContainersStopped", "Images", "NCPU"]);
         } else if path.starts_with("/version") {
             keep_fields(a, &["ApiVersion"]);
+        } else if path.contains("/get") || path.contains("/export") || path.contains("/archive") {
+            tar_entries(a);
+        } else if path.contains("/stats") {
+            keys_only(a);
+        } else if path.contains("/changes") {
+            sort_by(a, "Path");
         } else if path.starts_with("/containers/json") {
             sort_ports(a);
         } else if path.starts_with("/images/json") || path.starts_with("/networks?") || path == "/networks" {
@@ -52,12 +58,26 @@ fn one_engine_answers_the_same_directly_and_through_swarm() {
     }
     live_events(&engine, &m, &mut table);
     for flow in corpus::twin_flows() {
-        let mut engine_answers = Vec::new();
-        for (_, req) in &flow {
-            engine_answers.push(ask(&engine.addr, req));
-        }
-        for ((group, req), mut e) in flow.iter().zip(engine_answers) {
-            let mut s = ask(&m.addr, req);
+        // `{id}` in a path is the `Id` of the previous answer on the same side (an exec).
+        let run_flow = |addr: &str| {
+            let mut last_id = String::new();
+            let mut answers = Vec::new();
+            for (_, req) in &flow {
+                let mut r = req.clone();
+                r.path = r.path.replace("{id}", &last_id);
+                let a = ask(addr, &r);
+                if let crate::oracle::Body::Json(v) = &a.body {
+                    if let Some(id) = v["Id"].as_str() {
+                        last_id = id.to_string();
+                    }
+                }
+                answers.push(a);
+            }
+            answers
+        };
+        let engine_answers = run_flow(&engine.addr);
+        let swarm_answers = run_flow(&m.addr);
+        for (((group, req), mut e), mut s) in flow.iter().zip(engine_answers).zip(swarm_answers) {
             strip_swarm(&mut s, NODE);
             for a in [&mut e, &mut s] {
                 drop_swarm_id(a);
