@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
@@ -180,6 +180,8 @@ pub struct App {
     listeners: Vec<(String, Listener)>,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    /// The etcd election key while leading, which fences the etcd store's writes.
+    fence: crate::store::etcd::Fence,
 }
 
 async fn bind(addr: &ListenAddr) -> Result<(String, Listener), RunError> {
@@ -245,6 +247,7 @@ impl App {
             }
             _ => Arc::new(crate::store::LocalStore::default()),
         };
+        let config_max_upload = config.limits.max_upload_bytes;
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
         let state = ApiState::new(StateInner {
             cluster,
@@ -253,16 +256,19 @@ impl App {
             metrics,
             registry,
             hostname,
-            started: SystemTime::now(),
-            tokens: Default::default(),
+            control: crate::control::ControlPlane {
+                store: store.clone(),
+                raft: raft.clone(),
+                tokens: Default::default(),
+                max_rpc_bytes: config_max_upload,
+            },
             leadership,
             leader_client: Default::default(),
             raft,
             store,
-            fence,
             tls,
         });
-        Ok(App { state, listeners, tracker, cancel })
+        Ok(App { state, listeners, tracker, cancel, fence })
     }
 
     /// The addresses actually bound (port 0 resolved).
@@ -272,7 +278,7 @@ impl App {
 
     /// Runs until `shutdown` resolves, then drains within a grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-        let App { state, listeners, tracker, cancel } = self;
+        let App { state, listeners, tracker, cancel, fence } = self;
         let config = &state.config;
         let (tx, mut rx) = mpsc::channel::<DiscoveryEvent>(8);
         let url = config.discovery.clone();
@@ -305,7 +311,7 @@ impl App {
         if let (Some(r @ crate::config::Replication { raft: None, .. }), DiscoveryUrl::Etcd { endpoints, prefix, tls, .. }) = (&config.replication, &config.discovery) {
             let key = [prefix.as_str(), "docker/swarm/leader"].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
             let election =
-                EtcdElection { members: Arc::new(EtcdMembers::new(endpoints, tls.clone())), key, advertise: r.advertise.clone(), ttl: r.ttl, fence: state.fence.clone() };
+                EtcdElection { members: Arc::new(EtcdMembers::new(endpoints, tls.clone())), key, advertise: r.advertise.clone(), ttl: r.ttl, fence: fence.clone() };
             tracker.spawn(
                 leadership::etcd::run(election, state.leadership.clone(), cancel.clone())
                     .instrument(tracing::info_span!("leadership", backend = "etcd")),

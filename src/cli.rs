@@ -1,7 +1,14 @@
 //! Command-line definitions only: names, defaults and environment variables of classic Swarm.
 //! Validation lives in `config.rs`.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// `swarm`: a Docker-native clustering system.
 #[derive(Debug, Parser)]
@@ -16,6 +23,10 @@ pub struct Cli {
     /// Log level: debug, info, warn, error.
     #[arg(short = 'l', long = "log-level", default_value = "info", global = true)]
     pub log_level: String,
+    /// Log format: `text` (coloured only on a terminal) or `json` (one object a line, for
+    /// log shippers).
+    #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
     /// Enable experimental features (reported in info and version).
     #[arg(long, global = true)]
     pub experimental: bool,

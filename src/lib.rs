@@ -2,23 +2,27 @@
 //! Docker host.
 //!
 //! # Layout
-//! - `cli`: clap definitions only.
-//! - `config`: validated settings and the classic error texts; timing defaults in one place.
+//! See ARCHITECTURE.md for the module map and the dependency rule.
+//! - `cli`: clap definitions only; `config`: validated settings and the classic error texts.
 //! - `app`: the composition root: builds every subsystem, spawns, drains on shutdown.
 //! - `api`: the Docker Remote API front (routing, handlers per resource, proxy, errors).
+//! - `control`: the control plane: Raft RPCs, registry, membership, token service.
 //! - `cluster`: engines seen from the manager: clients, cache, events, health.
 //! - `scheduler`: pure filters and strategies over node snapshots.
-//! - `discovery`: where engines come from (nodes, file; etcd and token to come).
+//! - `discovery`: where engines come from (nodes, file, etcd, token, swarm).
+//! - `leadership`: who leads (etcd lease or embedded Raft); `store`: what engines cannot hold.
 //! - `metrics`: Prometheus metrics; `body`: the HTTP body type; `telemetry`: logging.
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
 pub mod api;
+pub mod api_version;
 pub mod app;
 pub mod body;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod control;
 pub mod discovery;
 pub mod leadership;
 pub mod metrics;

@@ -1,11 +1,20 @@
 //! Logging: `tracing` to stdout, level from `--log-level` (or `--debug`), overridable with
-//! `RUST_LOG`.
+//! `RUST_LOG`; text coloured only on a terminal, or JSON lines with `--log-format json`.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+use crate::cli::LogFormat;
+
 /// Installs the subscriber once; later calls (tests) are ignored.
-pub fn init(level: &str, debug: bool) {
+pub fn init(level: &str, debug: bool, format: LogFormat) {
     let level = if debug { "debug" } else { level };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{level},hyper=warn,h2=warn,tower=warn,openraft=off")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+        // A log written to a file or a pipe gets no colour codes.
+        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).try_init(),
+    };
 }

@@ -397,7 +397,8 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
         }
         (&Method::POST, Some("rename")) => {
             let new = ctx.query.get("name").unwrap_or_default().trim_start_matches('/').to_string();
-            if let Some(holder) = state.cluster.name_holder(&new) {
+            // Its own name is the engine's to refuse, in its words.
+            if let Some(holder) = state.cluster.name_holder(&new).filter(|h| *h != c.id) {
                 return Err(ApiError::conflict(format!(
                     "Error when allocating new name: Conflict. The container name \"/{new}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
                 )));

@@ -15,18 +15,17 @@ pub mod images;
 pub mod networks;
 pub mod proxy;
 pub mod query;
-pub mod registry;
 pub mod replica;
 pub mod reschedule;
 pub mod router;
 pub mod system;
-pub mod token;
-pub mod version;
+/// API version helpers live outside the front, for the cluster's use too.
+pub use crate::api_version as version;
 pub mod volumes;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use http::{header, HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -66,10 +65,8 @@ pub struct StateInner {
     pub registry: prometheus::Registry,
     /// The manager's host name (for `/info`).
     pub hostname: String,
-    /// When the manager started.
-    pub started: SystemTime,
-    /// Registrations of the token discovery service this manager serves.
-    pub tokens: crate::discovery::token::TokenRegistry,
+    /// Raft RPCs, the registry, membership and the token service.
+    pub control: crate::control::ControlPlane,
     /// Who leads.
     pub leadership: crate::leadership::Leadership,
     /// The pooled client to the current leader, for followers.
@@ -78,8 +75,6 @@ pub struct StateInner {
     pub raft: Option<crate::leadership::raft::RaftNode>,
     /// Cluster metadata: registry, creates in flight, reschedules.
     pub store: crate::store::Store,
-    /// The etcd election key while leading (fences etcd store writes).
-    pub fence: crate::store::etcd::Fence,
     /// `--tls`/`--tlsverify`: the API front serves TLS, and calls to managers use it.
     pub tls: Option<crate::tls::Tls>,
 }
@@ -184,16 +179,26 @@ pub enum CommonHeaders {
 pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::LeaderLink) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
-    if let Some(rpc) = req.uri().path().strip_prefix(crate::leadership::raft::network::RPC_PREFIX) {
-        return raft_rpc(&state, rpc.to_string(), req).await;
-    }
-    let follower = state.leadership.is_replicated() && !replica::is_local(req.method(), req.uri().path()) && !state.leadership.is_leader();
+    let control = crate::control::route_of(req.uri().path());
+    let local = match control {
+        Some(_) => crate::control::is_local(req.method(), req.uri().path()),
+        None => replica::is_local(req.method(), req.uri().path()),
+    };
+    let follower = state.leadership.is_replicated() && !local && !state.leadership.is_leader();
     let leader = if follower { replica::leader_for(&state).await } else { Ok(None) };
-    let (route, result) = match leader {
-        Ok(Some(addr)) => ("leader", replica::forward(&state, req, &addr, link).await.map_err(ApiError::into_response)),
-        Err(e) => ("leader", Err(e.into_response())),
-        // Leading (or became leader while waiting): serve it here.
-        Ok(None) => router::route(&state, req).await,
+    let (route, result) = match (leader, control) {
+        (Ok(Some(addr)), _) => ("leader", replica::forward(&state, req, &addr, link).await.map_err(ApiError::into_response)),
+        (Err(e), _) => ("leader", Err(e.into_response())),
+        // Leading (or became leader while waiting), or a local route: serve it here, the
+        // control plane before the Docker API.
+        (Ok(None), Some(c)) => {
+            let (class, resp) = state.control.serve(c, req).await;
+            if c == crate::control::Route::Raft {
+                return resp;
+            }
+            (class, Ok(resp))
+        }
+        (Ok(None), None) => router::route(&state, req).await,
     };
     let mut resp = match result {
         Ok(r) | Err(r) => r,
@@ -227,27 +232,6 @@ pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::Lea
     state.metrics.api_requests.with_label_values(&[method.as_str(), route, &code]).inc();
     state.metrics.api_duration.with_label_values(&[method.as_str(), route]).observe(started.elapsed().as_secs_f64());
     resp
-}
-
-/// A Raft RPC from a peer manager, answered by the local member whatever its role.
-async fn raft_rpc(state: &ApiState, rpc: String, req: Request<Incoming>) -> Response<Body> {
-    let Some(node) = &state.raft else {
-        return ApiError::not_found("this manager runs no embedded Raft").into_response();
-    };
-    if req.method() != http::Method::POST {
-        return ApiError::new(http::StatusCode::METHOD_NOT_ALLOWED, "raft RPCs are POSTs").into_response();
-    }
-    let body = match crate::body::collect_limited(req.into_body(), state.config.limits.max_upload_bytes).await {
-        Ok(b) => b,
-        Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
-    };
-    match node.serve_rpc(&rpc, &body).await {
-        Ok(bytes) => Response::builder()
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(crate::body::full(bytes))
-            .unwrap_or_else(|_| Response::new(crate::body::empty())),
-        Err(msg) => ApiError::bad_request(msg).into_response(),
-    }
 }
 
 /// Logs where the API listens.

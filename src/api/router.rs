@@ -123,8 +123,6 @@ async fn dispatch(state: &ApiState, req: Request<Incoming>) -> (&'static str, Re
         (&M::POST, ["volumes", "prune"]) => ("volumes.prune", super::fanout::prune(state, &ctx, "/volumes/prune").await),
         (_, ["volumes", _, ..]) => ("volumes.op", volumes::by_name(state, &ctx, req).await),
 
-        (_, ["_swarm", ..]) if ctx.version.is_none() => ("registry", super::registry::handle(state, &ctx, req).await),
-        (_, ["v1", "clusters", ..] | ["clusters", ..]) if ctx.version.is_none() => ("token", super::token::handle(state, &ctx, req).await),
 
         _ => ("unknown", Err(ApiError::not_found("page not found"))),
     }

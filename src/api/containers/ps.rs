@@ -158,7 +158,8 @@ impl Ps {
         })
     }
 
-    fn values(&self, key: &str) -> Vec<&str> {
+    /// The values given for `key`.
+    pub fn values(&self, key: &str) -> Vec<&str> {
         filter_values(&self.filters, key)
     }
 

@@ -9,27 +9,41 @@ use hyper::body::Incoming;
 use openraft::BasicNode;
 use serde_json::json;
 
-use super::error::ApiError;
-use super::router::Ctx;
-use super::system::json_response;
-use super::ApiState;
+use super::{error, json as json_response, query_param, ControlPlane};
 use crate::body::{self, Body};
 use crate::discovery::managers::NODES_PREFIX;
 use crate::store::StoreError;
 
+/// An error's status and message, answered in Docker's shape.
+struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal(status, message.into())
+    }
+}
+
 /// Longest registration TTL accepted.
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
-fn store_error(e: StoreError) -> ApiError {
+fn store_error(e: StoreError) -> Refusal {
     match e {
-        StoreError::NotLeader => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "No elected primary cluster manager"),
-        other => ApiError::internal(other.to_string()),
+        StoreError::NotLeader => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "No elected primary cluster manager"),
+        other => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
     }
 }
 
 /// `/_swarm/nodes[/<addr>]` and `/_swarm/members[/<addr>]`.
-pub async fn handle(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let segs: Vec<&str> = ctx.segs.iter().map(String::as_str).collect();
+pub async fn handle(state: &ControlPlane, req: Request<Incoming>) -> Response<Body> {
+    match serve(state, req).await {
+        Ok(r) => r,
+        Err(Refusal(status, message)) => error(status, message),
+    }
+}
+
+async fn serve(state: &ControlPlane, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
+    let segs: Vec<String> = req.uri().path().trim_start_matches('/').split('/').map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (req.method(), &segs[1..]) {
         (&Method::GET, ["nodes"]) => {
             let entries = state.store.list(NODES_PREFIX.to_string()).await.map_err(store_error)?;
@@ -38,9 +52,9 @@ pub async fn handle(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
         }
         (&Method::PUT, ["nodes", addr]) => {
             if !crate::config::validate_host_port(addr) {
-                return Err(ApiError::bad_request(format!("invalid address {addr:?}: expected host:port")));
+                return Err(Refusal::new(StatusCode::BAD_REQUEST, format!("invalid address {addr:?}: expected host:port")));
             }
-            let ttl = ctx.query.get("ttl").and_then(|t| t.parse::<u64>().ok()).ok_or_else(|| ApiError::bad_request("ttl (seconds) is required"))?;
+            let ttl = query_param(&req, "ttl").and_then(|t| t.parse::<u64>().ok()).ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "ttl (seconds) is required"))?;
             let ttl = Duration::from_secs(ttl.max(1)).min(MAX_TTL);
             state.store.put(format!("{NODES_PREFIX}{addr}"), addr.as_bytes().to_vec(), Some(ttl)).await.map_err(store_error)?;
             Ok(Response::new(body::empty()))
@@ -48,15 +62,15 @@ pub async fn handle(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
         (&Method::GET, ["members"]) => members(state),
         (&Method::POST, ["members", addr]) => change_members(state, addr, true).await,
         (&Method::DELETE, ["members", addr]) => change_members(state, addr, false).await,
-        _ => Err(ApiError::not_found("page not found")),
+        _ => Err(Refusal::new(StatusCode::NOT_FOUND, "page not found")),
     }
 }
 
-fn raft_node(state: &ApiState) -> Result<&crate::leadership::raft::RaftNode, ApiError> {
-    state.raft.as_ref().ok_or_else(|| ApiError::bad_request("this manager does not run embedded Raft (--replication-peers)"))
+fn raft_node(state: &ControlPlane) -> Result<&crate::leadership::raft::RaftNode, Refusal> {
+    state.raft.as_ref().ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "this manager does not run embedded Raft (--replication-peers)"))
 }
 
-fn members(state: &ApiState) -> Result<Response<Body>, ApiError> {
+fn members(state: &ControlPlane) -> Result<Response<Body>, Refusal> {
     let metrics = raft_node(state)?.raft().metrics().borrow().clone();
     let membership = metrics.membership_config.membership();
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
@@ -69,23 +83,23 @@ fn members(state: &ApiState) -> Result<Response<Body>, ApiError> {
 }
 
 /// Adds a manager (as a learner that catches up, then a voter) or removes one.
-async fn change_members(state: &ApiState, addr: &str, add: bool) -> Result<Response<Body>, ApiError> {
+async fn change_members(state: &ControlPlane, addr: &str, add: bool) -> Result<Response<Body>, Refusal> {
     if !crate::config::validate_host_port(addr) {
-        return Err(ApiError::bad_request(format!("invalid address {addr:?}: expected host:port")));
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, format!("invalid address {addr:?}: expected host:port")));
     }
     let raft = raft_node(state)?.raft();
     let id = crate::leadership::raft::node_id(addr);
-    let fail = |e: String| ApiError::internal(format!("membership change failed: {e}"));
+    let fail = |e: String| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, format!("membership change failed: {e}"));
     let mut voters: BTreeSet<u64> = raft.metrics().borrow().membership_config.membership().voter_ids().collect();
     if add {
         raft.add_learner(id, BasicNode { addr: addr.to_string() }, true).await.map_err(|e| fail(e.to_string()))?;
         voters.insert(id);
     } else {
         if !voters.remove(&id) {
-            return Err(ApiError::not_found(format!("{addr} is not a manager of this cluster")));
+            return Err(Refusal::new(StatusCode::NOT_FOUND, format!("{addr} is not a manager of this cluster")));
         }
         if voters.is_empty() {
-            return Err(ApiError::bad_request("cannot remove the last manager"));
+            return Err(Refusal::new(StatusCode::BAD_REQUEST, "cannot remove the last manager"));
         }
     }
     raft.change_membership(voters, false).await.map_err(|e| fail(e.to_string()))?;

@@ -1,0 +1,133 @@
+//! The control plane: what managers offer one another and `swarm join` (Raft RPCs under
+//! `/_swarm/raft/`, the node registry behind `swarm://` under `/_swarm/nodes`, membership under
+//! `/_swarm/members`) and the token discovery service (`/v1/clusters`). Apart from the Docker
+//! API: its own router, consulted before the Docker API's, so that one place decides who may
+//! use it.
+
+pub mod registry;
+pub mod token;
+
+use http::{header, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body};
+use crate::leadership::raft::RaftNode;
+use crate::store::Store;
+
+pub use token::TokenRegistry;
+
+/// Where Raft RPCs arrive.
+pub const RAFT_PREFIX: &str = crate::leadership::raft::network::RPC_PREFIX;
+
+/// What the control plane serves from.
+pub struct ControlPlane {
+    /// Cluster metadata; the registry lives there.
+    pub store: Store,
+    /// The embedded Raft member, when replicating without etcd.
+    pub raft: Option<RaftNode>,
+    /// Registrations of the token discovery service.
+    pub tokens: TokenRegistry,
+    /// Largest Raft RPC body read.
+    pub max_rpc_bytes: u64,
+}
+
+/// Which control route a path is, if any (paths carry no API version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// A Raft RPC: answered by the local member whatever its role.
+    Raft,
+    /// `/_swarm/nodes`, `/_swarm/members`.
+    Registry,
+    /// `/v1/clusters`.
+    Token,
+}
+
+/// Classifies a request path.
+pub fn route_of(path: &str) -> Option<Route> {
+    if path.starts_with(RAFT_PREFIX) {
+        Some(Route::Raft)
+    } else if path == "/_swarm" || path.starts_with("/_swarm/") {
+        Some(Route::Registry)
+    } else if ["/v1/clusters", "/clusters"].iter().any(|p| path == *p || path.starts_with(&format!("{p}/"))) {
+        Some(Route::Token)
+    } else {
+        None
+    }
+}
+
+/// Whether a follower answers this itself (reads of its own replicated copy, Raft RPCs);
+/// everything else goes to the leader.
+pub fn is_local(method: &Method, path: &str) -> bool {
+    match route_of(path) {
+        Some(Route::Raft) => true,
+        Some(Route::Registry) => method == Method::GET && matches!(path, "/_swarm/nodes" | "/_swarm/members"),
+        _ => false,
+    }
+}
+
+/// A `{"message": ...}` answer, in the Docker API's shape that `swarm` commands read.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    json(status, &serde_json::json!({ "message": message.into() }))
+}
+
+/// A JSON answer.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body::full(value.to_string() + "\n"))
+        .unwrap_or_else(|_| Response::new(body::empty()))
+}
+
+/// The first value of a query parameter.
+pub fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {
+    form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
+}
+
+impl ControlPlane {
+    /// Serves one control route; the route class is for metrics.
+    pub async fn serve(&self, route: Route, req: Request<Incoming>) -> (&'static str, Response<Body>) {
+        match route {
+            Route::Raft => ("raft", self.raft_rpc(req).await),
+            Route::Registry => ("registry", registry::handle(self, req).await),
+            Route::Token => ("token", token::handle(self, req).await),
+        }
+    }
+
+    /// A Raft RPC from a peer manager, answered by the local member whatever its role.
+    async fn raft_rpc(&self, req: Request<Incoming>) -> Response<Body> {
+        let Some(node) = &self.raft else {
+            return error(StatusCode::NOT_FOUND, "this manager runs no embedded Raft");
+        };
+        if req.method() != Method::POST {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "raft RPCs are POSTs");
+        }
+        let rpc = req.uri().path().trim_start_matches(RAFT_PREFIX).to_string();
+        let body = match body::collect_limited(req.into_body(), self.max_rpc_bytes).await {
+            Ok(b) => b,
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        match node.serve_rpc(&rpc, &body).await {
+            Ok(bytes) => Response::builder()
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .body(body::full(bytes))
+                .unwrap_or_else(|_| Response::new(body::empty())),
+            Err(msg) => error(StatusCode::BAD_REQUEST, msg),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_paths_are_told_apart_from_the_docker_api() {
+        assert_eq!(route_of(&format!("{RAFT_PREFIX}vote")), Some(Route::Raft));
+        assert_eq!(route_of("/_swarm/nodes/127.0.0.1:1"), Some(Route::Registry));
+        assert_eq!(route_of("/v1/clusters/abc"), Some(Route::Token));
+        assert_eq!(route_of("/v1.41/containers/json"), None);
+        assert_eq!(route_of("/clustersx"), None);
+        assert!(is_local(&Method::GET, "/_swarm/nodes") && !is_local(&Method::PUT, "/_swarm/nodes/a:1"));
+    }
+}
