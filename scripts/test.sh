@@ -11,4 +11,10 @@ bash scripts/check-layout.sh
 # Benchmarks are built (so they keep compiling) but not run: `cargo bench` runs them.
 cargo build --all-targets
 # Engines are heavy on 2 cores: bound how many tests start theirs at once.
-cargo test --no-fail-fast --lib --bins --tests -- --test-threads "${SWARM_TEST_THREADS:-3}"
+threads="${SWARM_TEST_THREADS:-3}"
+status=0
+# The conformance suite first, with its tables shown (cargo hides a passing test's output);
+# then everything else.
+cargo test --no-fail-fast --test conformance -- --nocapture --test-threads "$threads" || status=$?
+cargo test --no-fail-fast --lib --bins --tests -- --test-threads "$threads" --skip t10_one_engine --skip t20_several_engines --skip t30_clients || status=$?
+exit "$status"

@@ -257,6 +257,10 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     split(a).cmp(&split(b))
 }
 
+/// How long a window stays open past `until` for events stamped before it that are still on
+/// their way from an engine's stream.
+const EVENTS_UNTIL_GRACE: Duration = Duration::from_millis(250);
+
 /// The engines' own answers for a window of past events, merged by time.
 async fn past_events(state: &ApiState, ctx: &Ctx, query: &str) -> Result<Vec<Value>, ApiError> {
     let mut per_engine: Vec<std::collections::VecDeque<Value>> = Vec::new();
@@ -287,6 +291,9 @@ pub async fn events(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiEr
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
     let until = ctx.query.get("until").and_then(|u| u.parse::<f64>().ok()).filter(|u| u.is_finite());
     let live = !until.is_some_and(|u| u <= now);
+    // Absolute, so that reading the past first does not push the end of the window back.
+    let deadline = until.map(|u| tokio::time::Instant::now() + Duration::try_from_secs_f64(u - now).unwrap_or(Duration::ZERO));
+    let until_nanos = until.map(|u| (u * 1e9) as u64);
     // Subscribed before the past is read, so that nothing falls between the two.
     let sub = live.then(|| state.cluster.subscribe());
     let past = if !live {
@@ -302,7 +309,6 @@ pub async fn events(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiEr
     let seen_until = past.iter().filter_map(|e| e["timeNano"].as_u64()).max().unwrap_or(0);
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let dropped = state.metrics.events_dropped.clone();
-    let deadline = until.map(|u| Duration::try_from_secs_f64(u - now).unwrap_or(Duration::ZERO));
     tokio::spawn(async move {
         for e in past {
             if tx.send(Bytes::from(e.to_string() + "\n")).await.is_err() {
@@ -321,7 +327,8 @@ pub async fn events(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiEr
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
                 // Already sent as part of the past.
-                if event["timeNano"].as_u64().is_some_and(|t| t <= seen_until) || !events::matches(&event, &filters) {
+                let time = event["timeNano"].as_u64().unwrap_or(0);
+                if time <= seen_until || until_nanos.is_some_and(|u| time > u) || !events::matches(&event, &filters) {
                     continue;
                 }
                 if tx.send(Bytes::from(event.to_string() + "\n")).await.is_err() {
@@ -330,8 +337,9 @@ pub async fn events(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiEr
             }
         };
         match deadline {
-            Some(d) => {
-                let _ = tokio::time::timeout(d, live).await;
+            // Events stamped before `until` may still be on their way from an engine.
+            Some(at) => {
+                let _ = tokio::time::timeout_at(at + EVENTS_UNTIL_GRACE, live).await;
             }
             None => live.await,
         }

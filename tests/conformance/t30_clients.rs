@@ -53,7 +53,9 @@ fn compose_docker_py_and_the_cli_see_the_same_through_swarm() {
         &["up", "-d", "--scale", "worker=1"],
         &["ps"],
         &["exec", "-T", "web", "echo", "exec-ok"],
-        &["run", "--rm", "-T", "worker", "echo", "one-off"],
+        // dockerd answers an attach's 101 before it joins the streams: a one-off that writes at
+        // once can beat it, directly or not, so it waits a moment.
+        &["run", "--rm", "-T", "worker", "sh", "-c", "sleep 1; echo one-off"],
         &["stop"],
         &["ps"],
         &["start"],
