@@ -321,7 +321,38 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.thaw();
+        // Engines share the host's network namespace: the bridge of each network they made
+        // outlives them and, left there, uses up the address pools of the engines that follow.
+        let bridges = self.bridges();
         self.stop();
+        for b in bridges {
+            let _ = Command::new("ip").args(["link", "delete", &b]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+impl Engine {
+    /// `br-<id>` interfaces of this engine's bridge networks (asked with a bound: it may hang).
+    fn bridges(&self) -> Vec<String> {
+        let child = docker_cmd(&self.local_host())
+            .args(["network", "ls", "-q", "--no-trunc", "--filter", "driver=bridge"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn();
+        let Ok(mut child) = child else { return Vec::new() };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                let mut out = String::new();
+                let _ = child.stdout.take().map(|mut o| o.read_to_string(&mut out));
+                return out.lines().filter(|l| l.len() >= 12).map(|id| format!("br-{}", &id[..12])).collect();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Vec::new()
     }
 }
 
