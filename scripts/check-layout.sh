@@ -13,7 +13,7 @@ forbid() { # forbid DIR_OR_FILES... -- PATTERN MESSAGE
 forbid src/scheduler -- '(tokio|hyper)::|use (tokio|hyper)' "src/scheduler must not use tokio or hyper"
 forbid src/scheduler -- 'crate::(api|app|cluster|discovery|leadership|store)\b' "src/scheduler must not import other modules of swarm"
 # Producers never import their consumer, the Docker API front.
-forbid src/control src/cluster src/discovery src/scheduler src/store src/leadership src/tls.rs src/config.rs src/cli.rs src/metrics.rs src/body.rs src/api_version.rs -- 'crate::api(::|\b)' "only src/api and src/app.rs may import crate::api (the control plane stands apart from it)"
+forbid src/control src/cluster src/discovery src/scheduler src/store src/leadership src/tls.rs src/config.rs src/cli.rs src/metrics.rs src/body.rs src/api_version.rs src/backoff.rs -- 'crate::api(::|\b)' "only src/api and src/app.rs may import crate::api (the control plane stands apart from it)"
 # The composition root is imported by nobody but the binary.
 forbid $(find src -name '*.rs' ! -path src/main.rs ! -path src/app.rs) -- 'crate::app\b' "nothing but src/main.rs imports crate::app"
 exit $fail

@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod api_version;
+pub mod backoff;
 pub mod app;
 pub mod body;
 pub mod cli;

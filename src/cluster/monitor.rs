@@ -19,7 +19,7 @@ const MAX_VALIDATE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Runs until `cancel`.
 pub async fn run_node(cluster: Cluster, key: String, cancel: CancellationToken) {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(500), MAX_VALIDATE_BACKOFF);
     loop {
         let attempt = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -32,9 +32,8 @@ pub async fn run_node(cluster: Cluster, key: String, cancel: CancellationToken) 
                 cluster.with_node_mut(&key, |n| n.health.failure(super::error_chain(&e)));
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                 }
-                backoff = (backoff * 2).min(MAX_VALIDATE_BACKOFF);
             }
         }
     }

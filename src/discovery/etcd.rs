@@ -93,7 +93,7 @@ pub async fn fetch(nodes: &EtcdNodes) -> Result<BTreeSet<String>, DiscoveryError
 /// next member. The receiver keeps the previous set until a new one arrives.
 pub async fn watch(nodes: EtcdNodes, tx: mpsc::Sender<DiscoveryEvent>) {
     let members = EtcdMembers::new(&nodes.endpoints, nodes.tls.clone());
-    let mut backoff = Duration::from_millis(250);
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(250), MAX_BACKOFF);
     let mut last: Option<BTreeSet<String>> = None;
     loop {
         let outcome = members.session(|member| follow(member.client, &nodes, &tx, &mut last)).await.and_then(|watched| watched);
@@ -107,10 +107,9 @@ pub async fn watch(nodes: EtcdNodes, tx: mpsc::Sender<DiscoveryEvent>) {
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = tx.closed() => return,
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

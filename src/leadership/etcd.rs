@@ -40,7 +40,7 @@ impl EtcdElection {
 /// Campaigns until `shutdown`; observes the leader meanwhile.
 pub async fn run(e: EtcdElection, leadership: Leadership, shutdown: CancellationToken) {
     let observer = tokio::spawn(observe(e.clone(), leadership.clone(), shutdown.clone()));
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(200), e.ttl / 2);
     while !shutdown.is_cancelled() {
         let outcome = e.members.session(|member| campaign(&e, member, &leadership, &shutdown)).await.map_err(|x| x.to_string()).and_then(|led| led);
         match outcome {
@@ -51,10 +51,9 @@ pub async fn run(e: EtcdElection, leadership: Leadership, shutdown: Cancellation
                 }
                 warn!(error = %err, "Leader Election: campaign interrupted; retrying.");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                     _ = shutdown.cancelled() => break,
                 }
-                backoff = (backoff * 2).min(e.ttl / 2);
             }
         }
     }
