@@ -102,8 +102,29 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// `GET /info`: totals over the cluster and the classic node table in `SystemStatus`.
 pub fn info(state: &ApiState) -> Response<Body> {
-    let overcommit = state.config.overcommit;
-    let reserved = state.cluster.reservations();
+    let mut status = manager_status(state);
+    let (totals, rows) = node_rows(state);
+    status.push(["Nodes".into(), rows.len().to_string()]);
+    for (name, addr, r) in rows {
+        status.push([name, addr]);
+        status.extend(r);
+    }
+    json_response(http::StatusCode::OK, &info_document(state, &totals, status))
+}
+
+/// What the healthy engines hold, summed for `/info`.
+#[derive(Default)]
+struct Totals {
+    containers: usize,
+    running: usize,
+    paused: usize,
+    images: usize,
+    ncpu: i64,
+    mem: i64,
+}
+
+/// Classic Swarm's first status pairs: role, primary, strategy, filters.
+fn manager_status(state: &ApiState) -> Vec<[String; 2]> {
     let mut status: Vec<[String; 2]> = Vec::new();
     if state.leadership.is_replicated() {
         match state.leadership.role() {
@@ -115,32 +136,36 @@ pub fn info(state: &ApiState) -> Response<Body> {
         }
     }
     status.push(["Strategy".into(), state.scheduler.strategy().name().into()]);
-    status.push([
-        "Filters".into(),
-        state.scheduler.filters().iter().map(|f| f.name()).collect::<Vec<_>>().join(", "),
-    ]);
-    let (mut total, mut running, mut paused, mut images, mut ncpu, mut mem) = (0, 0, 0, 0, 0i64, 0i64);
-    let mut rows: Vec<(String, Vec<[String; 2]>)> = Vec::new();
+    status.push(["Filters".into(), state.scheduler.filters().iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")]);
+    status
+}
+
+/// One node in `/info`: ` name`, its address, its `└` lines.
+type NodeRow = (String, String, Vec<[String; 2]>);
+
+/// Each node's `└` lines under ` name: addr`, in natural order of names, and the totals.
+fn node_rows(state: &ApiState) -> (Totals, Vec<NodeRow>) {
+    let overcommit = state.config.overcommit;
+    let reserved = state.cluster.reservations();
+    let mut t = Totals::default();
+    let mut rows = Vec::new();
     state.cluster.with_nodes(|nodes| {
-        status.push(["Nodes".into(), nodes.len().to_string()]);
         for n in nodes.values() {
             let healthy = n.health.state() == NodeState::Healthy;
             let c_total = n.containers.len();
             let c_running = n.containers.values().filter(|c| c.state == "running").count();
             let c_paused = n.containers.values().filter(|c| c.state == "paused").count();
-            if healthy {
-                total += c_total;
-                running += c_running;
-                paused += c_paused;
-                images += n.images.len();
-            }
             let (used_cpus, used_mem) = reserved.get(&n.addr).copied().unwrap_or((0, 0));
             let (n_cpu, n_mem) = n.info.as_ref().map_or((0, 0), |i| (i.ncpu, i.mem_total));
             let total_cpus = n_cpu + n_cpu * (overcommit * 100.0) as i64 / 100;
             let total_mem = n_mem + n_mem * (overcommit * 100.0) as i64 / 100;
             if healthy {
-                ncpu += total_cpus;
-                mem += total_mem;
+                t.containers += c_total;
+                t.running += c_running;
+                t.paused += c_paused;
+                t.images += n.images.len();
+                t.ncpu += total_cpus;
+                t.mem += total_mem;
             }
             let mut r: Vec<[String; 2]> = Vec::new();
             let mut push = |k: &str, v: String| r.push([format!("  └ {k}"), v]);
@@ -161,27 +186,23 @@ pub fn info(state: &ApiState) -> Response<Body> {
             push("Error", n.health.last_error().unwrap_or("(none)").to_string());
             push("UpdatedAt", n.updated_at.map(rfc3339).unwrap_or_default());
             push("ServerVersion", n.info.as_ref().map(|i| i.server_version.clone()).unwrap_or_default());
-            rows.push((format!(" {}", n.name()), r));
-            // Address goes on the name line, as classic Swarm printed it.
-            if let Some(last) = rows.last_mut() {
-                last.1.insert(0, [String::new(), n.addr.clone()]);
-            }
+            // The address goes on the name line, as classic Swarm printed it.
+            rows.push((format!(" {}", n.name()), n.addr.clone(), r));
         }
     });
     rows.sort_by(|a, b| natural_cmp(&a.0, &b.0));
-    for (name, r) in rows {
-        let mut r = r.into_iter();
-        let addr = r.next().map(|[_, a]| a).unwrap_or_default();
-        status.push([name, addr]);
-        status.extend(r);
-    }
-    let v = json!({
+    (t, rows)
+}
+
+/// The `/info` document: the engines' sums, swarm's status pairs, the manager's own host.
+fn info_document(state: &ApiState, t: &Totals, status: Vec<[String; 2]>) -> Value {
+    json!({
         "ID": "",
-        "Containers": total,
-        "ContainersRunning": running,
-        "ContainersPaused": paused,
-        "ContainersStopped": total - running - paused,
-        "Images": images,
+        "Containers": t.containers,
+        "ContainersRunning": t.running,
+        "ContainersPaused": t.paused,
+        "ContainersStopped": t.containers - t.running - t.paused,
+        "Images": t.images,
         "Driver": "",
         "DriverStatus": null,
         "SystemStatus": status,
@@ -208,8 +229,8 @@ pub fn info(state: &ApiState) -> Response<Body> {
         "Architecture": std::env::consts::ARCH,
         "IndexServerAddress": "https://index.docker.io/v1/",
         "RegistryConfig": null,
-        "NCPU": ncpu,
-        "MemTotal": mem,
+        "NCPU": t.ncpu,
+        "MemTotal": t.mem,
         "DockerRootDir": "",
         "HttpProxy": std::env::var("http_proxy").unwrap_or_default(),
         "HttpsProxy": std::env::var("https_proxy").unwrap_or_default(),
@@ -230,8 +251,7 @@ pub fn info(state: &ApiState) -> Response<Body> {
         "InitCommit": {"ID": "", "Expected": ""},
         "SecurityOptions": [],
         "Warnings": null,
-    });
-    json_response(http::StatusCode::OK, &v)
+    })
 }
 
 /// Orders `node-2` before `node-10`.
