@@ -278,118 +278,25 @@ impl TryFrom<&ManageArgs> for ManageConfig {
     fn try_from(a: &ManageArgs) -> Result<Self, ConfigError> {
         let discovery = discovery_of(&a.discovery, "manage", &a.discovery_opt)?;
         let strategy = StrategyKind::parse(&a.strategy).ok_or_else(|| bad("strategy not supported"))?;
-        let filters = if a.filter.is_empty() {
-            FilterKind::defaults()
-        } else {
-            a.filter
-                .iter()
-                .flat_map(|f| f.split(','))
-                .map(|f| FilterKind::parse(f.trim()).ok_or_else(|| bad("filter not supported")))
-                .collect::<Result<Vec<_>, _>>()?
-        };
+        let filters = filters_of(a)?;
         let listen = if a.host.is_empty() {
             vec![ListenAddr::Tcp("127.0.0.1:2375".into())]
         } else {
             a.host.iter().map(|h| parse_listen(h)).collect::<Result<_, _>>()?
         };
-
         let tls = tls_files(&a.tls)?;
-
-        let refresh_min = parse_duration(&a.engine_refresh_min_interval)?;
-        let refresh_max = parse_duration(&a.engine_refresh_max_interval)?;
-        if refresh_min.is_zero() {
-            return Err(bad("min refresh interval should be a positive number"));
-        }
-        if refresh_max < refresh_min {
-            return Err(bad("max refresh interval cannot be less than min refresh interval"));
-        }
-        if a.engine_refresh_retry != 3 {
-            return Err(bad("--engine-refresh-retry is deprecated. Use --engine-failure-retry"));
-        }
-        if a.engine_failure_retry <= 0 {
-            return Err(bad("invalid failure retry count"));
-        }
-        let heartbeat = parse_duration(&a.heartbeat)?;
-        if heartbeat < std::time::Duration::from_secs(1) {
-            return Err(bad("--heartbeat should be at least one second"));
-        }
-        let probe_interval = parse_duration(&a.engine_probe_interval)?;
-        let engine_timeout = parse_duration(&a.engine_timeout)?;
-        if probe_interval.is_zero() || engine_timeout.is_zero() {
-            return Err(bad("--engine-probe-interval and --engine-timeout should be positive"));
-        }
+        let timing = timing_of(a)?;
         if a.cluster_driver != "swarm" {
             return Err(bad(format!("unsupported cluster \"{}\"", a.cluster_driver)));
         }
-
-        let mut overcommit = 0.05;
-        let mut create_retry = 0;
-        for (k, v) in key_values(&a.cluster_opt, "--cluster-opt")? {
-            match k.as_str() {
-                "swarm.overcommit" => {
-                    let f: f64 = v.parse().map_err(|_| bad(format!("invalid value for swarm.overcommit: {v}")))?;
-                    if f <= -1.0 {
-                        return Err(bad(format!("swarm.overcommit should be larger than -1, {f:.6} is invalid")));
-                    }
-                    if f < 0.0 {
-                        tracing::warn!(overcommit = f, "-1 < swarm.overcommit < 0 will make swarm take less resource than docker engine offers");
-                    }
-                    overcommit = f;
-                }
-                "swarm.createretry" => {
-                    let n: i64 = v.parse().map_err(|_| bad(format!("invalid value for swarm.createretry: {v}")))?;
-                    if n < 0 {
-                        return Err(bad(format!("swarm.createretry can not be negative, {n} is invalid")));
-                    }
-                    create_retry = n as u32;
-                }
-                other => return Err(bad(format!("unsupported cluster option \"{other}\""))),
-            }
-        }
-
-        let ttl = parse_duration(&a.replication_ttl)?;
-        if ttl.is_zero() {
-            return Err(bad("--replication-ttl should be a positive number"));
-        }
-        let leader_wait = parse_duration(&a.replication_leader_wait)?;
-        if let Some(adv) = &a.advertise {
-            if !validate_host_port(adv) {
-                return Err(bad("--advertise should be of the form ip:port or hostname:port"));
-            }
-        }
-        let replication = if a.replication {
-            let advertise = a.advertise.clone().ok_or_else(|| bad("--advertise address must be provided when using --leader-election"))?;
-            let raft = if a.replication_peers.is_empty() {
-                if !matches!(discovery, DiscoveryUrl::Etcd { .. }) {
-                    return Err(bad("--replication-peers is required for replication without etcd discovery"));
-                }
-                if ttl < Duration::from_secs(2) {
-                    return Err(bad("--replication-ttl should be at least 2s, etcd's shortest lease"));
-                }
-                None
-            } else {
-                Some(raft_settings(a, &advertise)?)
-            };
-            Some(Replication { advertise, ttl, leader_wait, raft })
-        } else {
-            None
-        };
-
+        let (overcommit, create_retry) = cluster_opts(a)?;
+        let replication = replication_of(a, &discovery)?;
         Ok(ManageConfig {
             listen,
             discovery,
             strategy,
             filters,
-            timing: Timing {
-                refresh_min,
-                refresh_max,
-                failure_retry: a.engine_failure_retry as u32,
-                probe_interval,
-                probe_timeout: parse_duration(&a.engine_probe_timeout)?,
-                engine_timeout,
-                heartbeat,
-                create_timeout: parse_duration(&a.engine_create_timeout)?,
-            },
+            timing,
             overcommit,
             create_retry,
             limits: Limits {
@@ -407,6 +314,111 @@ impl TryFrom<&ManageArgs> for ManageConfig {
             tls,
         })
     }
+}
+
+/// `-f/--filter`: every one given (comma lists too), or the classic default list.
+fn filters_of(a: &ManageArgs) -> Result<Vec<FilterKind>, ConfigError> {
+    if a.filter.is_empty() {
+        return Ok(FilterKind::defaults());
+    }
+    a.filter.iter().flat_map(|f| f.split(',')).map(|f| FilterKind::parse(f.trim()).ok_or_else(|| bad("filter not supported"))).collect()
+}
+
+/// Refresh, failure, heartbeat, probe and engine timings, with classic Swarm's checks.
+fn timing_of(a: &ManageArgs) -> Result<Timing, ConfigError> {
+    let refresh_min = parse_duration(&a.engine_refresh_min_interval)?;
+    let refresh_max = parse_duration(&a.engine_refresh_max_interval)?;
+    if refresh_min.is_zero() {
+        return Err(bad("min refresh interval should be a positive number"));
+    }
+    if refresh_max < refresh_min {
+        return Err(bad("max refresh interval cannot be less than min refresh interval"));
+    }
+    if a.engine_refresh_retry != 3 {
+        return Err(bad("--engine-refresh-retry is deprecated. Use --engine-failure-retry"));
+    }
+    if a.engine_failure_retry <= 0 {
+        return Err(bad("invalid failure retry count"));
+    }
+    let heartbeat = parse_duration(&a.heartbeat)?;
+    if heartbeat < std::time::Duration::from_secs(1) {
+        return Err(bad("--heartbeat should be at least one second"));
+    }
+    let probe_interval = parse_duration(&a.engine_probe_interval)?;
+    let engine_timeout = parse_duration(&a.engine_timeout)?;
+    if probe_interval.is_zero() || engine_timeout.is_zero() {
+        return Err(bad("--engine-probe-interval and --engine-timeout should be positive"));
+    }
+    Ok(Timing {
+        refresh_min,
+        refresh_max,
+        failure_retry: a.engine_failure_retry as u32,
+        probe_interval,
+        probe_timeout: parse_duration(&a.engine_probe_timeout)?,
+        engine_timeout,
+        heartbeat,
+        create_timeout: parse_duration(&a.engine_create_timeout)?,
+    })
+}
+
+/// `--cluster-opt swarm.overcommit=…` and `swarm.createretry=…`, with classic Swarm's messages.
+fn cluster_opts(a: &ManageArgs) -> Result<(f64, u32), ConfigError> {
+    let mut overcommit = 0.05;
+    let mut create_retry = 0;
+    for (k, v) in key_values(&a.cluster_opt, "--cluster-opt")? {
+        match k.as_str() {
+            "swarm.overcommit" => {
+                let f: f64 = v.parse().map_err(|_| bad(format!("invalid value for swarm.overcommit: {v}")))?;
+                if f <= -1.0 {
+                    return Err(bad(format!("swarm.overcommit should be larger than -1, {f:.6} is invalid")));
+                }
+                if f < 0.0 {
+                    tracing::warn!(overcommit = f, "-1 < swarm.overcommit < 0 will make swarm take less resource than docker engine offers");
+                }
+                overcommit = f;
+            }
+            "swarm.createretry" => {
+                let n: i64 = v.parse().map_err(|_| bad(format!("invalid value for swarm.createretry: {v}")))?;
+                if n < 0 {
+                    return Err(bad(format!("swarm.createretry can not be negative, {n} is invalid")));
+                }
+                create_retry = n as u32;
+            }
+            other => return Err(bad(format!("unsupported cluster option \"{other}\""))),
+        }
+    }
+    Ok((overcommit, create_retry))
+}
+
+/// `--replication` with `--advertise`: over etcd discovery, or embedded Raft among
+/// `--replication-peers`.
+fn replication_of(a: &ManageArgs, discovery: &DiscoveryUrl) -> Result<Option<Replication>, ConfigError> {
+    let ttl = parse_duration(&a.replication_ttl)?;
+    if ttl.is_zero() {
+        return Err(bad("--replication-ttl should be a positive number"));
+    }
+    let leader_wait = parse_duration(&a.replication_leader_wait)?;
+    if let Some(adv) = &a.advertise {
+        if !validate_host_port(adv) {
+            return Err(bad("--advertise should be of the form ip:port or hostname:port"));
+        }
+    }
+    if !a.replication {
+        return Ok(None);
+    }
+    let advertise = a.advertise.clone().ok_or_else(|| bad("--advertise address must be provided when using --leader-election"))?;
+    let raft = if a.replication_peers.is_empty() {
+        if !matches!(discovery, DiscoveryUrl::Etcd { .. }) {
+            return Err(bad("--replication-peers is required for replication without etcd discovery"));
+        }
+        if ttl < Duration::from_secs(2) {
+            return Err(bad("--replication-ttl should be at least 2s, etcd's shortest lease"));
+        }
+        None
+    } else {
+        Some(raft_settings(a, &advertise)?)
+    };
+    Ok(Some(Replication { advertise, ttl, leader_wait, raft }))
 }
 
 /// Settings of `swarm join`.
