@@ -18,7 +18,9 @@
 //! 7. `stats` are measured at two instants: compared on their keys, not their values.
 //! 8. Tar archives (save, export, archive) are compared by their entries' names and their
 //!    sizes: an engine writes a layer two saved images share under either of them.
-//! 9. Twin cases (the same change made once on the engine and once through swarm, on twin
+//! 9. A window without `since` replays the engine's whole ring buffer, whose oldest end moves
+//!    as new events push old ones out: such windows compare from the moment they were opened.
+//! 10. Twin cases (the same change made once on the engine and once through swarm, on twin
 //!    objects) compare with IDs and timestamps masked (see [`mask_twin`]).
 
 use serde_json::Value;
@@ -162,6 +164,13 @@ pub fn tar_entries(ans: &mut Answer) {
     ans.body = Body::Json(serde_json::json!({"entries": entries, "sizes": sizes}));
 }
 
+/// Rule 9: only the events stamped at or after `nanos`.
+pub fn events_from(ans: &mut Answer, nanos: u64) {
+    if let Body::Lines(events) = &mut ans.body {
+        events.retain(|e| e["timeNano"].as_u64().is_some_and(|t| t >= nanos));
+    }
+}
+
 /// Rule 6: sorts a list by `key`.
 pub fn sort_by(ans: &mut Answer, key: &str) {
     if let Body::Json(Value::Array(items)) = &mut ans.body {
@@ -175,7 +184,7 @@ pub fn sort_by(ans: &mut Answer, key: &str) {
     }
 }
 
-/// Rule 9: 64-hex IDs become `<id>`, RFC 3339 times `<time>`, and the twin's name its base.
+/// Rule 10: 64-hex IDs become `<id>`, RFC 3339 times `<time>`, and the twin's name its base.
 pub fn mask_twin(ans: &mut Answer, twin: &str, base: &str) {
     let hex = regex::Regex::new(r"[0-9a-f]{64}").unwrap();
     let time = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)").unwrap();

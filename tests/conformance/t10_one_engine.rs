@@ -2,7 +2,7 @@
 
 use crate::corpus;
 use crate::fixtures;
-use crate::normalize::{drop_swarm_id, keep_fields, keys_only, mask_twin, sort_by, sort_ports, strip_swarm, tar_entries};
+use crate::normalize::{drop_swarm_id, events_from, keep_fields, keys_only, mask_twin, sort_by, sort_ports, strip_swarm, tar_entries};
 use crate::oracle::{ask, Answer, Req};
 use crate::report::Table;
 use crate::support::*;
@@ -99,6 +99,7 @@ fn live_events(engine: &Engine, m: &Manager, table: &mut Table) {
     std::thread::sleep(std::time::Duration::from_millis(1100));
     m.docker(&["volume", "create", "lvv0"]);
     let until = now() + 8;
+    let opened = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
     let cases = corpus::live_event_cases(since, until);
     let streams: Vec<_> = cases
         .iter()
@@ -126,6 +127,9 @@ fn live_events(engine: &Engine, m: &Manager, table: &mut Table) {
         strip_swarm(&mut s, NODE);
         for a in [&mut e, &mut s] {
             drop_swarm_id(a);
+            if !req.path.contains("since=") {
+                events_from(a, opened);
+            }
         }
         table.record(group, req, &e, &s);
     }
