@@ -21,7 +21,7 @@
 //! 9. A window without `since` replays the engine's whole ring buffer, whose oldest end moves
 //!    as new events push old ones out: such windows compare from the moment they were opened.
 //! 10. Twin cases (the same change made once on the engine and once through swarm, on twin
-//!    objects) compare with IDs and timestamps masked (see [`mask_twin`]).
+//!     objects) compare with IDs and timestamps masked (see [`mask_twin`]).
 
 use serde_json::Value;
 
