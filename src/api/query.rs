@@ -139,8 +139,7 @@ fn parse_filters(raw: &str) -> Result<Vec<(String, Vec<String>)>, String> {
 /// The values of `key`, in order, without repeats (dockerd keeps them in a set).
 pub fn filter_values<'a>(filters: &'a [(String, Vec<String>)], key: &str) -> Vec<&'a str> {
     let mut out: Vec<&str> = Vec::new();
-    for (k, vs) in filters.iter().filter(|(k, _)| k == key) {
-        let _ = k;
+    for (_, vs) in filters.iter().filter(|(k, _)| k == key) {
         for v in vs {
             if !out.contains(&v.as_str()) {
                 out.push(v);

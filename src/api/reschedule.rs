@@ -94,7 +94,7 @@ fn observe(state: &ApiState) -> View {
                                     swarm_id: sid.clone(),
                                     name: c.names.first().cloned(),
                                     body: body.clone(),
-                                    running: matches!(c.state.as_str(), "running" | "restarting" | "paused"),
+                                    running: matches!(c.state(), "running" | "restarting" | "paused"),
                                 });
                             }
                         }
@@ -289,7 +289,7 @@ fn live_copies(state: &ApiState, swarm_id: &str) -> Vec<(String, String, String)
             .filter(|(_, n)| n.health.state() == NodeState::Healthy)
             .flat_map(|(key, n)| n.containers.values().map(move |c| (key, c)))
             .filter(|(_, c)| c.swarm_id.as_deref() == Some(swarm_id))
-            .map(|(key, c)| (key.clone(), c.id.clone(), c.state.clone()))
+            .map(|(key, c)| (key.clone(), c.id.clone(), c.state().to_string()))
             .collect()
     })
 }

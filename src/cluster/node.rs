@@ -194,8 +194,6 @@ pub struct CachedContainer {
     pub names: Vec<String>,
     /// `com.docker.swarm.id`, when swarm created it.
     pub swarm_id: Option<String>,
-    /// `running`, `exited`, ...
-    pub state: String,
     /// Inspect-only facts.
     pub facts: ContainerFacts,
     /// When this entry was written, so that a slower full refresh does not undo it.
@@ -214,16 +212,19 @@ impl CachedContainer {
             .map(|a| a.iter().filter_map(Value::as_str).map(|n| n.trim_start_matches('/').to_string()).collect())
             .unwrap_or_default();
         let swarm_id = summary["Labels"][labels::SWARM_ID].as_str().map(str::to_string);
-        let state = facts.run.state().to_string();
-        CachedContainer { summary, id, names, swarm_id, state, facts, written: Instant::now(), placeholder: false }
+        CachedContainer { summary, id, names, swarm_id, facts, written: Instant::now(), placeholder: false }
+    }
+
+    /// `running`, `exited`, ...: dockerd's state string of the run state.
+    pub fn state(&self) -> &'static str {
+        self.facts.run.state()
     }
 
     /// Changes the run state (a start, a stop, an exit seen by `wait`).
     pub fn set_run(&mut self, change: impl FnOnce(&mut RunState)) {
         change(&mut self.facts.run);
         self.placeholder = false;
-        self.state = self.facts.run.state().to_string();
-        self.summary["State"] = Value::String(self.state.clone());
+        self.summary["State"] = Value::String(self.state().to_string());
     }
 
     /// Renames (the engine's own `rename` event re-reads the rest).
@@ -347,6 +348,6 @@ mod tests {
             json!({"Id":"abc","Names":["/web","/other/alias"],"State":"running","Labels":{"com.docker.swarm.id":"s1"}}),
             ContainerFacts::from_inspect(&json!({"State":{"Running":true,"StartedAt":"2026-12-01T10:04:53Z"}})),
         );
-        assert_eq!((c.name(), c.swarm_id.as_deref(), c.state.as_str()), ("web", Some("s1"), "running"));
+        assert_eq!((c.name(), c.swarm_id.as_deref(), c.state()), ("web", Some("s1"), "running"));
     }
 }

@@ -54,6 +54,7 @@ pub enum Body {
 pub fn ask(addr: &str, req: &Req) -> Answer {
     let (status, head, body) = http_within(addr, req.method, &req.path, req.body.as_deref(), Duration::from_secs(30));
     let mut headers = Vec::new();
+    // The first line is the status line; the rest are headers.
     for line in head.lines().skip(1) {
         if let Some((k, v)) = line.split_once(':') {
             let k = k.trim().to_ascii_lowercase();
