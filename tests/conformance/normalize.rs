@@ -20,6 +20,8 @@
 //!    sizes: an engine writes a layer two saved images share under either of them.
 //! 9. A window without `since` replays the engine's whole ring buffer, whose oldest end moves
 //!    as new events push old ones out: such windows compare from the moment they were opened.
+//!    Live events compare in time order: two stamped a fraction of a millisecond apart may reach
+//!    an engine's stream and swarm's merge in either order.
 //! 10. Twin cases (the same change made once on the engine and once through swarm, on twin
 //!     objects) compare with IDs and timestamps masked (see [`mask_twin`]).
 
@@ -168,6 +170,13 @@ pub fn tar_entries(ans: &mut Answer) {
 pub fn events_from(ans: &mut Answer, nanos: u64) {
     if let Body::Lines(events) = &mut ans.body {
         events.retain(|e| e["timeNano"].as_u64().is_some_and(|t| t >= nanos));
+    }
+}
+
+/// Rule 9: events in time order.
+pub fn events_by_time(ans: &mut Answer) {
+    if let Body::Lines(events) = &mut ans.body {
+        events.sort_by_key(|e| e["timeNano"].as_u64().unwrap_or(0));
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::corpus;
 use crate::fixtures;
-use crate::normalize::{drop_swarm_id, events_from, keep_fields, keys_only, mask_twin, sort_by, sort_ports, strip_swarm, tar_entries};
+use crate::normalize::{drop_swarm_id, events_by_time, events_from, keep_fields, keys_only, mask_twin, sort_by, sort_ports, strip_swarm, tar_entries};
 use crate::oracle::{ask, Answer, Req};
 use crate::report::Table;
 use crate::support::*;
@@ -130,6 +130,7 @@ fn live_events(engine: &Engine, m: &Manager, table: &mut Table) {
             if !req.path.contains("since=") {
                 events_from(a, opened);
             }
+            events_by_time(a);
         }
         table.record(group, req, &e, &s);
     }
