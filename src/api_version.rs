@@ -17,6 +17,25 @@ pub fn compare(a: &str, b: &str) -> Ordering {
     parts(a).cmp(&parts(b))
 }
 
+/// The path to send an engine: under the client's version (`client`), lowered to the engine's
+/// own (`engine`) when the client is newer; unversioned when the client sent none.
+pub fn engine_path(client: Option<&str>, engine: Option<&str>, path: &str, query: Option<&str>) -> String {
+    let v = match (client, engine) {
+        (Some(c), Some(e)) if compare(c, e).is_gt() => Some(e),
+        (Some(c), _) => Some(c),
+        (None, _) => None,
+    };
+    let mut out = match v {
+        Some(v) => format!("/v{v}{path}"),
+        None => path.to_string(),
+    };
+    if let Some(q) = query.filter(|q| !q.is_empty()) {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
 /// Splits `/v1.41/containers/json` into `(Some("1.41"), "/containers/json")`.
 pub fn split_path(path: &str) -> (Option<&str>, &str) {
     if let Some(rest) = path.strip_prefix("/v") {

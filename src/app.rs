@@ -15,10 +15,11 @@ use crate::api::{self, ApiState, Listener, StateInner};
 use crate::cli::{Cli, Command, CreateArgs, MembersArgs};
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::config::{ConfigError, JoinConfig, ListenAddr, ListConfig, ManageConfig};
-use crate::discovery::etcd_members::EtcdMembers;
+use crate::etcd::EtcdMembers;
 use crate::discovery::{self, DiscoveryError, DiscoveryEvent};
 use crate::discovery::DiscoveryUrl;
 use crate::leadership::{self, etcd::EtcdElection, Leadership, LeadershipMetrics};
+use crate::orchestrator::Orchestrator;
 use crate::scheduler::Scheduler;
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -131,13 +132,13 @@ async fn members(args: &MembersArgs) -> Result<(), RunError> {
     };
     // Adding waits for the new manager to catch up.
     let bound = Duration::from_secs(60);
-    let client = crate::cluster::EngineClient::with_tls(&args.manager, bound, tls);
+    let client = crate::transport::EngineClient::with_tls(&args.manager, bound, tls);
     let (status, _, body) = client
         .call(method, &path, None, &http::HeaderMap::new(), Some(bound))
         .await
         .map_err(|e| RunError::Members(format!("{}: {}", args.manager, crate::cluster::error_chain(&e))))?;
     if !status.is_success() {
-        return Err(RunError::Members(crate::cluster::engine::error_message(&body)));
+        return Err(RunError::Members(crate::transport::error_message(&body)));
     }
     let list: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| RunError::Members(e.to_string()))?;
     for m in list {
@@ -177,11 +178,16 @@ pub async fn shutdown_signal() {
 /// A built manager, listening, not yet running.
 pub struct App {
     state: ApiState,
+    orchestrator: Orchestrator,
+    /// The embedded Raft member, when replicating without etcd.
+    raft: Option<crate::leadership::raft::RaftNode>,
+    /// Cluster metadata: registry, creates in flight, reschedules.
+    store: crate::store::Store,
     listeners: Vec<(String, Listener)>,
     tracker: TaskTracker,
     cancel: CancellationToken,
     /// The etcd election key while leading, which fences the etcd store's writes.
-    fence: crate::store::etcd::Fence,
+    fence: crate::leadership::etcd::Fence,
 }
 
 async fn bind(addr: &ListenAddr) -> Result<(String, Listener), RunError> {
@@ -239,7 +245,7 @@ impl App {
             Some(settings) => Some(crate::leadership::raft::RaftNode::start(settings, tls.as_ref().map(|t| t.client.clone())).await?),
             None => None,
         };
-        let fence = crate::store::etcd::Fence::default();
+        let fence = crate::leadership::etcd::Fence::default();
         let store: crate::store::Store = match (&config.replication, &raft, &config.discovery) {
             (Some(_), Some(node), _) => Arc::new(crate::store::RaftStore(node.clone())),
             (Some(r), None, DiscoveryUrl::Etcd { endpoints, prefix, tls, .. }) => {
@@ -249,9 +255,21 @@ impl App {
         };
         let config_max_upload = config.limits.max_upload_bytes;
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+        let orchestrator = Orchestrator::new(
+            cluster.clone(),
+            scheduler,
+            store.clone(),
+            leadership.clone(),
+            metrics.clone(),
+            crate::orchestrator::Settings {
+                create_retry: config.create_retry,
+                create_timeout: config.timing.create_timeout,
+                engine_timeout: config.timing.engine_timeout,
+            },
+        );
         let state = ApiState::new(StateInner {
             cluster,
-            scheduler,
+            orchestrator: orchestrator.clone(),
             config,
             metrics,
             registry,
@@ -264,11 +282,9 @@ impl App {
             },
             leadership,
             leader_client: Default::default(),
-            raft,
-            store,
             tls,
         });
-        Ok(App { state, listeners, tracker, cancel, fence })
+        Ok(App { state, orchestrator, raft, store, listeners, tracker, cancel, fence })
     }
 
     /// The addresses actually bound (port 0 resolved).
@@ -278,14 +294,14 @@ impl App {
 
     /// Runs until `shutdown` resolves, then drains within a grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-        let App { state, listeners, tracker, cancel, fence } = self;
+        let App { state, orchestrator, raft, store, listeners, tracker, cancel, fence } = self;
         let config = &state.config;
         let (tx, mut rx) = mpsc::channel::<DiscoveryEvent>(8);
         let url = config.discovery.clone();
         let span = tracing::info_span!("discovery", backend = url.scheme());
-        if let (DiscoveryUrl::Managers { .. }, Some(_)) = (&url, &state.raft) {
+        if let (DiscoveryUrl::Managers { .. }, Some(_)) = (&url, &raft) {
             // Our own copy of the replicated registry: no round trip, no leader needed.
-            tracker.spawn(discovery::managers::watch_store(state.store.clone(), config.timing.heartbeat, tx).instrument(span));
+            tracker.spawn(discovery::managers::watch_store(store.clone(), config.timing.heartbeat, tx).instrument(span));
         } else {
             tracker.spawn(discovery::watch(url.clone(), config.timing.heartbeat, tx).instrument(span));
         }
@@ -317,7 +333,7 @@ impl App {
                     .instrument(tracing::info_span!("leadership", backend = "etcd")),
             );
         }
-        if let (Some(r), Some(node)) = (&config.replication, &state.raft) {
+        if let (Some(r), Some(node)) = (&config.replication, &raft) {
             // openraft's followers campaign no earlier than the longest election timeout (their
             // leader lease) plus their own timeout after the last heartbeat they received, and
             // grant votes only after that lease: the leader acts for the longest timeout less a
@@ -331,7 +347,7 @@ impl App {
             );
             tracker.spawn(node.clone().expire_entries(state.leadership.clone(), Duration::from_secs(1), cancel.clone()));
         }
-        tracker.spawn(api::reschedule::run(state.clone(), cancel.clone()).instrument(tracing::info_span!("reschedule")));
+        tracker.spawn(crate::orchestrator::reschedule::run(orchestrator, cancel.clone()).instrument(tracing::info_span!("reschedule")));
         for (addr, listener) in listeners {
             api::log_listening(&addr);
             tracker.spawn(api::serve(listener, state.clone(), cancel.clone(), tracker.clone()));
@@ -339,7 +355,7 @@ impl App {
         shutdown.await;
         cancel.cancel();
         state.cluster.shutdown();
-        if let Some(node) = &state.raft {
+        if let Some(node) = &raft {
             node.shutdown().await;
         }
         tracker.close();

@@ -25,12 +25,15 @@ pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod discovery;
+pub mod etcd;
 pub mod leadership;
 pub mod metrics;
+pub mod orchestrator;
 pub mod scheduler;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod transport;
 
 /// The crate version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

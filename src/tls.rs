@@ -13,6 +13,18 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 
+/// TLS files for the key-value store (`--discovery-opt kv.cacertfile=…` and the like): etcd's,
+/// or the managers' for `swarm://`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvTls {
+    /// CA that signed the store's certificate.
+    pub ca: PathBuf,
+    /// Client certificate.
+    pub cert: PathBuf,
+    /// Client key.
+    pub key: PathBuf,
+}
+
 /// The files named by `--tlscacert`, `--tlscert` and `--tlskey`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {

@@ -3,27 +3,23 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use http_body_util::BodyExt;
-use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use http::{header, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::router::{encode_segment, Ctx};
 use super::{proxy, ApiState};
 use crate::body::{self, Body};
-use crate::cluster::{labels, ContainerRef, NodeState, PendingCreate};
-use crate::scheduler::{ContainerSpec, ContainerView, Expr};
+use crate::cluster::{ContainerRef, NodeState};
+use crate::orchestrator::CreateRequest;
 
 mod inspect;
 mod list;
 mod ps;
-mod spec;
 
 pub use list::list;
-
-pub use spec::{build_spec, image_reference};
 
 // === list ===
 
@@ -37,8 +33,7 @@ fn name_ok(name: &str) -> bool {
 
 // === create ===
 
-/// `POST /containers/create`: schedule, reserve, create on the engine (pulling the image there
-/// if it is missing), cache at once.
+/// `POST /containers/create`: validated here, scheduled and created by the orchestrator.
 pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let name = ctx.query.get("name").filter(|n| !n.is_empty()).map(|n| n.trim_start_matches('/').to_string());
     if let Some(n) = &name {
@@ -53,282 +48,12 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
         Ok(_) => return Err(ApiError::bad_request("container config must be a JSON object")),
         Err(e) => return Err(ApiError::internal(super::error::go_json_error(&e))),
     };
-    let created = create_container(state, ctx, config, name, auth).await?;
+    let created = state.orchestrator.create(CreateRequest { config, name, auth, api_version: ctx.version.clone() }).await?;
     let mut resp = Response::builder().status(StatusCode::CREATED);
     if let Some(ct) = created.content_type {
         resp = resp.header(header::CONTENT_TYPE, ct);
     }
     Ok(resp.body(body::full(created.answer)).unwrap_or_else(|_| Response::new(body::empty())))
-}
-
-/// A container the engine created.
-pub struct Created {
-    /// The node's key.
-    pub node: String,
-    /// The engine's container ID.
-    pub id: String,
-    /// The engine's answer, passed on to the client.
-    answer: Bytes,
-    content_type: Option<http::HeaderValue>,
-}
-
-/// Schedules and creates a container from a create body: the API's create and the
-/// rescheduler's. The swarm ID in the labels is kept, or a new one is given.
-pub async fn create_container(
-    state: &ApiState,
-    ctx: &Ctx,
-    mut config: Map<String, Value>,
-    name: Option<String>,
-    auth: Option<http::HeaderValue>,
-) -> Result<Created, ApiError> {
-    let spec = build_spec(&mut config)?;
-    let swarm_id = match config.get("Labels").and_then(|l| l.get(labels::SWARM_ID)).and_then(Value::as_str) {
-        Some(id) => id.to_string(),
-        None => {
-            let id = random_id();
-            let labels_obj = config.entry("Labels").or_insert_with(|| json!({}));
-            if !labels_obj.is_object() {
-                *labels_obj = json!({});
-            }
-            labels_obj[labels::SWARM_ID] = json!(id);
-            id
-        }
-    };
-    let attempts = 1 + state.config.create_retry;
-    let mut excluded: Vec<String> = Vec::new();
-    let mut last_err = None;
-    for _ in 0..attempts {
-        match create_once(state, ctx, &config, &spec, name.as_deref(), &swarm_id, auth.as_ref(), &excluded).await {
-            Ok(created) => return Ok(created),
-            Err(CreateFailure::Final(e)) => return Err(e),
-            Err(CreateFailure::Retryable(node, e) | CreateFailure::Interrupted(node, e)) => {
-                excluded.push(node);
-                last_err = Some(e);
-            }
-        }
-    }
-    Err(last_err.unwrap_or_else(|| ApiError::internal("create failed")))
-}
-
-/// Where a create in flight is recorded, by swarm ID.
-pub const CREATES_PREFIX: &str = "creates/";
-
-/// A create in flight, as recorded in the store.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct InFlight {
-    /// The node it was sent to.
-    pub node: String,
-    /// Its name, if any.
-    pub name: Option<String>,
-}
-
-fn store_failure(e: crate::store::StoreError) -> ApiError {
-    match e {
-        crate::store::StoreError::NotLeader => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "This manager is no longer the primary; retry"),
-        other => ApiError::internal(format!("cannot record the create: {other}")),
-    }
-}
-
-enum CreateFailure {
-    Final(ApiError),
-    Retryable(String, ApiError),
-    /// The engine stopped answering mid-create; a cleanup task now owns the in-flight record.
-    Interrupted(String, ApiError),
-}
-
-fn random_id() -> String {
-    let bytes: [u8; 32] = rand::random();
-    hex::encode(bytes)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn create_once(
-    state: &ApiState,
-    ctx: &Ctx,
-    config: &Map<String, Value>,
-    spec: &ContainerSpec,
-    name: Option<&str>,
-    swarm_id: &str,
-    auth: Option<&http::HeaderValue>,
-    excluded: &[String],
-) -> Result<Created, CreateFailure> {
-    let fail = |e: ApiError| CreateFailure::Final(e);
-    let (node, _guard) = {
-        let _lock = state.cluster.schedule_lock();
-        if let Some(n) = name {
-            if let Some(holder) = state.cluster.name_holder(n) {
-                state.metrics.decisions.with_label_values(&["conflict"]).inc();
-                return Err(fail(ApiError::conflict(format!(
-                    "Conflict. The container name \"/{n}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
-                ))));
-            }
-        }
-        let mut nodes = state.cluster.snapshot();
-        nodes.retain(|n| !excluded.contains(&n.key));
-        let chosen = match state.scheduler.select(&nodes, spec, &mut rand::rng()) {
-            Ok(n) => n.key.clone(),
-            Err(e) => {
-                state.metrics.decisions.with_label_values(&["unschedulable"]).inc();
-                return Err(fail(e.into()));
-            }
-        };
-        state.metrics.decisions.with_label_values(&["ok"]).inc();
-        let view = ContainerView {
-            id: String::new(),
-            names: name.map(|n| vec![n.to_string()]).unwrap_or_default(),
-            image: spec.image.clone(),
-            labels: BTreeMap::from([(labels::SWARM_ID.to_string(), swarm_id.to_string())]),
-            host_ports: spec.host_ports.clone(),
-            host_mode_ports: spec.host_mode_ports.clone(),
-        };
-        let guard = state.cluster.reserve(PendingCreate {
-            node: chosen.clone(),
-            name: name.map(str::to_string),
-            cpus: spec.cpus,
-            memory: spec.memory,
-            view,
-        });
-        (chosen, guard)
-    };
-    let Some(handle) = state.cluster.node(&node) else {
-        return Err(CreateFailure::Retryable(node.clone(), ApiError::internal("node left the cluster")));
-    };
-    // Recorded before the engine hears of it, so that a leader that dies now leaves the next
-    // one enough to finish or undo it; a deposed leader cannot record, so cannot create.
-    let record = format!("{CREATES_PREFIX}{swarm_id}");
-    let in_flight = serde_json::to_vec(&InFlight { node: node.clone(), name: name.map(str::to_string) }).unwrap_or_default();
-    state.store.put(record.clone(), in_flight, None).await.map_err(|e| fail(store_failure(e)))?;
-    let outcome = send_create(state, ctx, config, spec, name, swarm_id, auth, &node, &handle).await;
-    // An interrupted create keeps its record until its cleanup confirms that no copy is left.
-    if !matches!(outcome, Err(CreateFailure::Interrupted(..))) {
-        let _ = state.store.delete(record).await;
-    }
-    outcome
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn send_create(
-    state: &ApiState,
-    ctx: &Ctx,
-    config: &Map<String, Value>,
-    spec: &ContainerSpec,
-    name: Option<&str>,
-    swarm_id: &str,
-    auth: Option<&http::HeaderValue>,
-    node: &str,
-    handle: &crate::cluster::NodeHandle,
-) -> Result<Created, CreateFailure> {
-    let fail = |e: ApiError| CreateFailure::Final(e);
-    let node = node.to_string();
-    // Classic: CpuShares counts CPUs in swarm; the engine wants real shares.
-    let mut body = config.clone();
-    if spec.cpus > 0 {
-        let ncpu = state.cluster.with_nodes(|n| n.get(&node).and_then(|n| n.info.as_ref().map(|i| i.ncpu))).unwrap_or(1).max(1);
-        let shares = (spec.cpus * 1024 + ncpu - 1) / ncpu;
-        if let Some(hc) = body.get_mut("HostConfig").and_then(Value::as_object_mut) {
-            if hc.get("CpuShares").and_then(Value::as_i64).unwrap_or(0) > 0 {
-                hc.insert("CpuShares".into(), json!(shares));
-            }
-        }
-        if body.get("CpuShares").and_then(Value::as_i64).unwrap_or(0) > 0 {
-            body.insert("CpuShares".into(), json!(shares));
-        }
-    }
-    let query = name.map(|n| format!("name={}", encode_segment(n)));
-    let path = ctx.engine_path(handle.api_version.as_deref(), "/containers/create", query.as_deref());
-    let payload = Bytes::from(Value::Object(body).to_string());
-    let mut headers = HeaderMap::new();
-    if let Some(a) = auth {
-        headers.insert("x-registry-auth", a.clone());
-    }
-    let mut pulled = false;
-    loop {
-        let bound = Some(state.config.timing.create_timeout);
-        let sent = handle.client.call(Method::POST, &path, Some(payload.clone()), &headers, bound).await;
-        match sent {
-            Ok((status, resp_headers, bytes)) if status == StatusCode::CREATED => {
-                let id = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["Id"].as_str().map(str::to_string)).unwrap_or_default();
-                state.cluster.learn_created(&node, &id, name, config);
-                return Ok(Created { node, id, answer: bytes, content_type: resp_headers.get(header::CONTENT_TYPE).cloned() });
-            }
-            Ok((StatusCode::NOT_FOUND, _, bytes)) if !pulled && crate::cluster::engine::error_message(&bytes).contains("No such image") => {
-                pulled = true;
-                if pull_on(&handle.client, ctx, handle.api_version.as_deref(), &spec.image, &headers).await.is_err() {
-                    return Err(fail(ApiError::not_found(crate::cluster::engine::error_message(&bytes))));
-                }
-            }
-            Ok((status, _, bytes)) => {
-                let e = ApiError::new(status, crate::cluster::engine::error_message(&bytes));
-                return Err(if status.is_server_error() { CreateFailure::Retryable(node, e) } else { fail(e) });
-            }
-            Err(e) => {
-                // The engine may have created it before failing, or may yet (a hung engine that
-                // resumes): keep trying to remove it, so that no half-created copy survives.
-                let (client, id, store) = (handle.client.clone(), swarm_id.to_string(), state.store.clone());
-                tokio::spawn(async move {
-                    if remove_by_swarm_id_until_gone(client, id.clone()).await {
-                        let _ = store.delete(format!("{CREATES_PREFIX}{id}")).await;
-                    }
-                });
-                return Err(CreateFailure::Interrupted(node, e.into()));
-            }
-        }
-    }
-}
-
-async fn pull_on(
-    client: &crate::cluster::EngineClient,
-    ctx: &Ctx,
-    api: Option<&str>,
-    image: &str,
-    headers: &HeaderMap,
-) -> Result<(), ApiError> {
-    let (repo, tag) = image_reference(image);
-    let query = form_urlencoded::Serializer::new(String::new()).append_pair("fromImage", &repo).append_pair("tag", &tag).finish();
-    let path = ctx.engine_path(api, "/images/create", Some(&query));
-    let (status, _, bytes) = client.call(Method::POST, &path, None, headers, None).await?;
-    let failed = !status.is_success()
-        || bytes.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<Value>(l).ok()).any(|m| m.get("error").is_some());
-    if failed {
-        return Err(ApiError::not_found(format!("No such image: {image}")));
-    }
-    Ok(())
-}
-
-/// How long the manager keeps trying to remove a container whose create failed in flight.
-const ORPHAN_CLEANUP_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
-
-/// The engine path listing every container (running or not) that carries `label` (`key` or
-/// `key=value`).
-pub fn list_by_label(label: &str) -> String {
-    let filter = json!({"label": [label]}).to_string();
-    let query = form_urlencoded::Serializer::new(String::new()).append_pair("all", "1").append_pair("filters", &filter).finish();
-    format!("/containers/json?{query}")
-}
-
-/// Removes every container carrying `swarm_id`; retries while the engine does not answer,
-/// within [`ORPHAN_CLEANUP_WINDOW`]. True once no copy is left.
-pub async fn remove_by_swarm_id_until_gone(client: crate::cluster::EngineClient, swarm_id: String) -> bool {
-    let path = list_by_label(&format!("{}={swarm_id}", labels::SWARM_ID));
-    let deadline = tokio::time::Instant::now() + ORPHAN_CLEANUP_WINDOW;
-    while tokio::time::Instant::now() < deadline {
-        // A hung engine may still be processing the create: look again after it could have.
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        let Ok(list) = client.get_json(&path).await else { continue };
-        let mut removed_all = true;
-        for c in list.as_array().into_iter().flatten() {
-            if let Some(id) = c["Id"].as_str() {
-                let gone = client.call(Method::DELETE, &format!("/containers/{id}?force=1"), None, &HeaderMap::new(), Some(client.timeout())).await;
-                removed_all &= matches!(gone, Ok((s, _, _)) if s.is_success() || s == StatusCode::NOT_FOUND);
-            }
-        }
-        if removed_all {
-            tracing::info!(swarm_id = %swarm_id, "Create interrupted in flight: no copy left on the engine.");
-            return true;
-        }
-    }
-    tracing::error!(swarm_id = %swarm_id, "Could not confirm removal of a container whose create failed; remove it by its com.docker.swarm.id label.");
-    false
 }
 
 // === per-container routes ===
@@ -507,11 +232,6 @@ pub async fn commit(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
         let _ = state.cluster.refresh_images(&c.node).await;
     }
     Ok(resp)
-}
-
-/// Parses one expression from `-e constraint:…` and the like, with the classic messages.
-pub fn parse_expr(text: &str) -> Result<Expr, ApiError> {
-    Expr::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 use http::{header, Response, StatusCode};
 
 use crate::body::{self, Body, CollectError};
-use crate::cluster::{EngineError, LookupError};
+use crate::cluster::LookupError;
+use crate::transport::EngineError;
 use crate::scheduler::ScheduleError;
 
 /// An error answer.
@@ -65,6 +66,12 @@ impl From<EngineError> for ApiError {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, crate::cluster::error_chain(&e))
+    }
+}
+
+impl From<crate::orchestrator::Error> for ApiError {
+    fn from(e: crate::orchestrator::Error) -> Self {
+        ApiError::new(e.status, e.message)
     }
 }
 

@@ -15,7 +15,8 @@ use super::router::Ctx;
 use super::system::json_response;
 use super::ApiState;
 use crate::body::{self, Body};
-use crate::cluster::{EngineError, NodeHandle};
+use crate::cluster::NodeHandle;
+use crate::transport::EngineError;
 
 /// One engine's whole answer.
 pub type Answer = Result<(StatusCode, Bytes), EngineError>;
@@ -50,7 +51,7 @@ pub fn first_error(answers: &[Answer]) -> ApiError {
     for a in answers {
         match a {
             Ok((status, bytes)) if !status.is_success() => {
-                return ApiError::new(*status, crate::cluster::engine::error_message(bytes));
+                return ApiError::new(*status, crate::transport::error_message(bytes));
             }
             Err(e) => return ApiError::internal(crate::cluster::error_chain(e)),
             _ => {}

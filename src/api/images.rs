@@ -168,7 +168,7 @@ async fn from_first_holder(state: &ApiState, ctx: &Ctx, nodes: &[NodeHandle], pa
                 let status = resp.status();
                 let bytes = crate::body::collect_limited(resp.into_body(), state.config.limits.max_body_bytes).await.unwrap_or_default();
                 if status != StatusCode::NOT_FOUND || last.is_none() {
-                    last = Some(ApiError::new(status, crate::cluster::engine::error_message(&bytes)));
+                    last = Some(ApiError::new(status, crate::transport::error_message(&bytes)));
                 }
             }
             Err(e) => last = Some(e.into()),
@@ -244,12 +244,8 @@ pub async fn build(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
         hc.insert("CpuShares".into(), json!(c));
     }
     config.insert("HostConfig".into(), Value::Object(hc));
-    let spec: ContainerSpec = super::containers::build_spec(&mut config)?;
-    let key = {
-        let nodes = state.cluster.snapshot();
-        state.scheduler.select(&nodes, &spec, &mut rand::rng())?.key.clone()
-    };
-    let node = state.cluster.node(&key).ok_or_else(|| ApiError::internal("node left the cluster"))?;
+    let spec: ContainerSpec = crate::orchestrator::build_spec(&mut config)?;
+    let node = state.orchestrator.place(&spec)?;
     let resp = proxy::forward(state, &node.client, req, &ctx.engine_path_same_query(node.api_version.as_deref(), "/build")).await?;
     Ok(resp)
 }

@@ -16,7 +16,6 @@ pub mod networks;
 pub mod proxy;
 pub mod query;
 pub mod replica;
-pub mod reschedule;
 pub mod router;
 pub mod system;
 /// API version helpers live outside the front, for the cluster's use too.
@@ -38,11 +37,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::body::Body;
-use crate::cluster::engine::EngineStream;
+use crate::transport::EngineStream;
 use crate::cluster::Cluster;
 use crate::config::ManageConfig;
 use crate::metrics::Metrics;
-use crate::scheduler::Scheduler;
 pub use error::ApiError;
 
 /// Everything a handler needs; cheap to clone.
@@ -55,8 +53,8 @@ pub struct ApiState {
 pub struct StateInner {
     /// The engines.
     pub cluster: Cluster,
-    /// Filters and strategy.
-    pub scheduler: Scheduler,
+    /// Creates and placement.
+    pub orchestrator: crate::orchestrator::Orchestrator,
     /// Settings.
     pub config: ManageConfig,
     /// Metrics.
@@ -70,11 +68,7 @@ pub struct StateInner {
     /// Who leads.
     pub leadership: crate::leadership::Leadership,
     /// The pooled client to the current leader, for followers.
-    pub leader_client: parking_lot::Mutex<Option<(String, crate::cluster::EngineClient)>>,
-    /// The embedded Raft member, when replicating without etcd.
-    pub raft: Option<crate::leadership::raft::RaftNode>,
-    /// Cluster metadata: registry, creates in flight, reschedules.
-    pub store: crate::store::Store,
+    pub leader_client: parking_lot::Mutex<Option<(String, crate::transport::EngineClient)>>,
     /// `--tls`/`--tlsverify`: the API front serves TLS, and calls to managers use it.
     pub tls: Option<crate::tls::Tls>,
 }

@@ -10,7 +10,7 @@ use tracing::debug;
 use super::error::ApiError;
 use super::ApiState;
 use crate::body::{self, Body};
-use crate::cluster::EngineClient;
+use crate::transport::EngineClient;
 
 const HOP_BY_HOP: [&str; 6] = ["keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "proxy-authorization"];
 

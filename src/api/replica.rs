@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use super::error::ApiError;
 use super::{proxy, version, ApiState};
 use crate::body::Body;
-use crate::cluster::EngineClient;
+use crate::transport::EngineClient;
 use crate::leadership::Role;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;

@@ -26,20 +26,7 @@ impl Ctx {
     /// The path to send to an engine that speaks up to `engine_api`: the client's version
     /// lowered to the engine's, or no version when the client gave none.
     pub fn engine_path(&self, engine_api: Option<&str>, path: &str, query: Option<&str>) -> String {
-        let v = match (self.version.as_deref(), engine_api) {
-            (Some(c), Some(e)) if version::compare(c, e).is_gt() => Some(e),
-            (Some(c), _) => Some(c),
-            (None, _) => None,
-        };
-        let mut out = match v {
-            Some(v) => format!("/v{v}{path}"),
-            None => path.to_string(),
-        };
-        if let Some(q) = query.filter(|q| !q.is_empty()) {
-            out.push('?');
-            out.push_str(q);
-        }
-        out
+        version::engine_path(self.version.as_deref(), engine_api, path, query)
     }
 
     /// Like [`Ctx::engine_path`] with the request's own query.

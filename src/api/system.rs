@@ -135,8 +135,8 @@ fn manager_status(state: &ApiState) -> Vec<[String; 2]> {
             }
         }
     }
-    status.push(["Strategy".into(), state.scheduler.strategy().name().into()]);
-    status.push(["Filters".into(), state.scheduler.filters().iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")]);
+    status.push(["Strategy".into(), state.orchestrator.scheduler().strategy().name().into()]);
+    status.push(["Filters".into(), state.orchestrator.scheduler().filters().iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")]);
     status
 }
 
@@ -289,7 +289,7 @@ async fn past_events(state: &ApiState, ctx: &Ctx, query: &str) -> Result<Vec<Val
         let Ok((status, _, bytes)) = n.client.call(Method::GET, &path, None, &Default::default(), Some(n.client.timeout())).await else { continue };
         // A refused window or filter: the engine's own answer.
         if !status.is_success() {
-            return Err(ApiError::new(status, crate::cluster::engine::error_message(&bytes)));
+            return Err(ApiError::new(status, crate::transport::error_message(&bytes)));
         }
         let node = json!({"Name": n.name, "Id": n.engine_id, "Addr": n.key, "Ip": n.client.addr().host()});
         per_engine.push(bytes.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<Value>(l).ok()).map(|e| events::normalize(e, &node)).collect());

@@ -1,20 +1,20 @@
 //! Engines seen from the manager: their clients, cached state, events and health, and the
-//! cluster-wide views built from them. All engine I/O lives under this module.
+//! cluster-wide views built from them. The HTTP client itself is `crate::transport`'s.
 //!
-//! - `engine`: the HTTP client for one engine.
 //! - `health`: the pure node health state machine.
 //! - `node`: what is cached per engine.
 //! - `refresh`: reading an engine into the cache.
+//! - `wire`: the engine fields the manager reads, typed.
 //! - `monitor`: the per-node tasks (validate, probe, events, periodic refresh).
 //! - `events`: normalising engine events and swarm's own.
 
-pub mod engine;
 pub mod events;
 pub mod health;
 pub mod monitor;
 pub mod node;
 pub mod refresh;
 pub mod run_state;
+pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +30,7 @@ use tracing::{info, Instrument};
 use crate::config::Timing;
 use crate::metrics::Metrics;
 use crate::scheduler::{ContainerView, NodeSnapshot};
-pub use engine::{EngineClient, EngineError};
+use crate::transport::{EngineClient, EngineError};
 pub use health::{NodeState, Transition};
 pub use node::{labels, CachedContainer, EngineInfo, Node};
 

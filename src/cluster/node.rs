@@ -10,9 +10,10 @@ use std::time::{Instant, SystemTime};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::EngineClient;
+use crate::transport::EngineClient;
 use super::health::Health;
 use super::run_state::RunState;
+use super::wire;
 use crate::scheduler::{ContainerView, ImageView, NodeLabels};
 
 /// Swarm's own labels on containers.
@@ -65,26 +66,32 @@ impl EngineInfo {
     /// Reads `/info` and `/version`; engine labels never override built-ins, and a `node` label
     /// is ignored, as in classic Swarm.
     pub fn from_json(info: &Value, version: &Value) -> EngineInfo {
-        let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let (info, version): (wire::Info, wire::Version) = (wire::read(info), wire::read(version));
         let mut labels = NodeLabels::new();
-        for l in info.get("Labels").and_then(Value::as_array).into_iter().flatten() {
-            if let Some((k, v)) = l.as_str().and_then(|l| l.split_once('=')) {
+        for l in info.labels.iter().flatten() {
+            if let Some((k, v)) = l.split_once('=') {
                 if k != "node" {
                     labels.insert(intern(k), intern(v));
                 }
             }
         }
-        for (key, field) in [("storagedriver", "Driver"), ("kernelversion", "KernelVersion"), ("operatingsystem", "OperatingSystem"), ("ostype", "OSType")] {
-            labels.insert(intern(key), intern(&s(info, field)));
+        let builtins = [
+            ("storagedriver", &info.driver),
+            ("kernelversion", &info.kernel_version),
+            ("operatingsystem", &info.operating_system),
+            ("ostype", &info.os_type),
+        ];
+        for (key, value) in builtins {
+            labels.insert(intern(key), intern(value.as_deref().unwrap_or_default()));
         }
         EngineInfo {
-            id: s(info, "ID"),
-            name: s(info, "Name"),
+            id: info.id.unwrap_or_default(),
+            name: info.name.unwrap_or_default(),
             labels,
-            ncpu: info.get("NCPU").and_then(Value::as_i64).unwrap_or(0),
-            mem_total: info.get("MemTotal").and_then(Value::as_i64).unwrap_or(0),
-            server_version: s(version, "Version"),
-            api_version: s(version, "ApiVersion"),
+            ncpu: info.ncpu.unwrap_or(0),
+            mem_total: info.mem_total.unwrap_or(0),
+            server_version: version.version.unwrap_or_default(),
+            api_version: version.api_version.unwrap_or_default(),
         }
     }
 }
@@ -114,34 +121,20 @@ pub struct ContainerFacts {
 impl ContainerFacts {
     /// Reads an inspect document.
     pub fn from_inspect(inspect: &Value) -> ContainerFacts {
-        let hc = &inspect["HostConfig"];
-        let mut host_ports = Vec::new();
-        if let Some(bindings) = hc.get("PortBindings").and_then(Value::as_object) {
-            for list in bindings.values().filter_map(Value::as_array) {
-                for b in list {
-                    let port = b.get("HostPort").and_then(Value::as_str).and_then(|p| p.parse().ok());
-                    if let Some(port) = port {
-                        let ip = b.get("HostIp").and_then(Value::as_str).unwrap_or_default();
-                        host_ports.push((ip.to_string(), port));
-                    }
-                }
-            }
-        }
-        let host_mode = hc.get("NetworkMode").and_then(Value::as_str) == Some("host");
-        let host_mode_ports = if host_mode {
+        let hc: wire::HostConfig = wire::read(&inspect["HostConfig"]);
+        let host_mode_ports = if hc.host_network() {
             inspect["Config"]["ExposedPorts"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
         } else {
             Vec::new()
         };
-        let created_subsec_ns = inspect["Created"].as_str().map_or(0, subsec_nanos);
         ContainerFacts {
             recreate: reschedulable(&inspect["Config"]["Labels"]).then(|| Arc::new(recreate_body(inspect))),
-            created_subsec_ns,
+            created_subsec_ns: inspect["Created"].as_str().map_or(0, subsec_nanos),
             run: RunState::from_inspect(inspect),
-            memory: hc.get("Memory").and_then(Value::as_i64).unwrap_or(0),
-            cpu_shares: hc.get("CpuShares").and_then(Value::as_i64).unwrap_or(0),
-            nano_cpus: hc.get("NanoCpus").and_then(Value::as_i64).unwrap_or(0),
-            host_ports,
+            memory: hc.memory.unwrap_or(0),
+            cpu_shares: hc.cpu_shares.unwrap_or(0),
+            nano_cpus: hc.nano_cpus.unwrap_or(0),
+            host_ports: hc.fixed_host_ports(),
             host_mode_ports,
         }
     }
@@ -262,17 +255,9 @@ impl CachedContainer {
 
 /// Reads `/images/json` into the filters' view.
 pub fn images_from_json(list: &Value) -> Vec<ImageView> {
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .map(|i| ImageView {
-            id: i["Id"].as_str().unwrap_or_default().to_string(),
-            repo_tags: i["RepoTags"]
-                .as_array()
-                .map(|t| t.iter().filter_map(Value::as_str).map(str::to_string).collect())
-                .unwrap_or_default(),
-            parent: i["ParentId"].as_str().unwrap_or_default().to_string(),
-        })
+    let list: Vec<wire::ImageSummary> = wire::read(list);
+    list.into_iter()
+        .map(|i| ImageView { id: i.id.unwrap_or_default(), repo_tags: i.repo_tags.unwrap_or_default(), parent: i.parent_id.unwrap_or_default() })
         .collect()
 }
 

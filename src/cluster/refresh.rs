@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use serde_json::Value;
 use tracing::{debug, info};
 
-use super::engine::EngineError;
+use crate::transport::EngineError;
 use super::node::{images_from_json, CachedContainer, ContainerFacts, EngineInfo};
 use super::{events, Cluster};
 

@@ -5,22 +5,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, PutOptions, TlsOptions, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::etcd_members::{EtcdMembers, MemberClient};
-use super::url::KvTls;
+use crate::etcd::{EtcdMembers, MemberClient};
+use crate::tls::KvTls;
 use super::{DiscoveryError, DiscoveryEvent};
 
-/// Bound on connecting to etcd and on each of its calls.
-const ETCD_TIMEOUT: Duration = Duration::from_secs(5);
-/// HTTP/2 pings on etcd connections while a stream (watch, observe, lease renewal) is open: a
-/// frozen member keeps its sockets open and would leave the stream silent forever. etcd sends
-/// GOAWAY to clients that ping more often than its `--grpc-keepalive-min-time` (5 s).
-const ETCD_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(6);
-/// How long a ping may go unanswered before the connection, and its streams, fail.
-const ETCD_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -51,24 +43,6 @@ fn failed(e: etcd_client::Error) -> DiscoveryError {
     DiscoveryError::Etcd(e.to_string())
 }
 
-/// An etcd client with swarm's timeouts, over TLS when `tls` is given.
-pub(super) async fn connect_client(endpoints: &[String], tls: Option<&KvTls>) -> Result<Client, DiscoveryError> {
-    let mut opts = ConnectOptions::new()
-        .with_connect_timeout(ETCD_TIMEOUT)
-        .with_timeout(ETCD_TIMEOUT)
-        .with_keep_alive(ETCD_KEEPALIVE_INTERVAL, ETCD_KEEPALIVE_TIMEOUT);
-    let mut endpoints = endpoints.to_vec();
-    if let Some(tls) = tls {
-        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| DiscoveryError::Etcd(format!("cannot read {}: {e}", p.display())));
-        let options = TlsOptions::new()
-            .ca_certificate(Certificate::from_pem(read(&tls.ca)?))
-            .identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
-        opts = opts.with_tls(options);
-        endpoints = endpoints.iter().map(|e| if e.contains("://") { e.clone() } else { format!("https://{e}") }).collect();
-    }
-    Client::connect(endpoints, Some(opts)).await.map_err(failed)
-}
-
 /// The current entries, and the revision they were read at.
 async fn list(client: &mut Client, nodes: &EtcdNodes) -> Result<(BTreeSet<String>, i64), etcd_client::Error> {
     let resp = client.get(nodes.key_prefix.as_str(), Some(GetOptions::new().with_prefix())).await?;
@@ -96,7 +70,7 @@ pub async fn watch(nodes: EtcdNodes, tx: mpsc::Sender<DiscoveryEvent>) {
     let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(250), MAX_BACKOFF);
     let mut last: Option<BTreeSet<String>> = None;
     loop {
-        let outcome = members.session(|member| follow(member.client, &nodes, &tx, &mut last)).await.and_then(|watched| watched);
+        let outcome = members.session(|member| follow(member.client, &nodes, &tx, &mut last)).await.map_err(DiscoveryError::from).and_then(|watched| watched);
         if tx.is_closed() {
             return;
         }

@@ -11,9 +11,9 @@ use http::{HeaderMap, Method};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::url::KvTls;
+use crate::tls::KvTls;
 use super::{DiscoveryError, DiscoveryEvent};
-use crate::cluster::EngineClient;
+use crate::transport::EngineClient;
 use crate::store::Store;
 use crate::tls::{client_config, TlsFiles};
 

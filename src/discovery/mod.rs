@@ -4,7 +4,6 @@
 //! - `url`: parsing of discovery URLs and ranges.
 
 pub mod etcd;
-pub mod etcd_members;
 pub mod managers;
 pub mod token;
 pub mod url;
@@ -124,5 +123,11 @@ pub async fn watch(url: DiscoveryUrl, heartbeat: Duration, tx: mpsc::Sender<Disc
             _ = tokio::time::sleep(heartbeat) => {}
             _ = tx.closed() => return,
         }
+    }
+}
+
+impl From<crate::etcd::EtcdError> for DiscoveryError {
+    fn from(e: crate::etcd::EtcdError) -> Self {
+        DiscoveryError::Etcd(e.0)
     }
 }

@@ -30,16 +30,7 @@ pub enum UrlError {
     },
 }
 
-/// TLS files for the key-value store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KvTls {
-    /// CA that signed the store's certificate.
-    pub ca: PathBuf,
-    /// Client certificate.
-    pub cert: PathBuf,
-    /// Client key.
-    pub key: PathBuf,
-}
+pub use crate::tls::KvTls;
 
 /// Where engines come from.
 #[derive(Debug, Clone, PartialEq, Eq)]

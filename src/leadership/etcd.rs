@@ -11,7 +11,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::Leadership;
-use crate::discovery::etcd_members::{EtcdMembers, MemberClient};
+use crate::etcd::{EtcdMembers, MemberClient};
+
+/// The election key this manager holds while it leads: set by the election, cleared on loss,
+/// and read by the etcd store, whose writes hold only while that key does.
+pub type Fence = Arc<Mutex<Option<Vec<u8>>>>;
 
 /// What to campaign for, where.
 #[derive(Debug, Clone)]
@@ -25,7 +29,7 @@ pub struct EtcdElection {
     /// Lease time to live.
     pub ttl: Duration,
     /// Holds our election key while we lead, fencing the store's writes.
-    pub fence: crate::store::etcd::Fence,
+    pub fence: Fence,
 }
 
 impl EtcdElection {
@@ -67,79 +71,36 @@ fn failed(err: etcd_client::Error) -> String {
     err.to_string()
 }
 
+/// A granted lease, and when it was last known alive.
+struct Lease {
+    id: i64,
+    ttl: Duration,
+    margin: Duration,
+    last_renewal: Arc<Mutex<Instant>>,
+}
+
+impl Lease {
+    /// Until when a leader on this lease may act.
+    fn deadline(&self) -> Instant {
+        *self.last_renewal.lock() + self.ttl - self.margin
+    }
+}
+
 /// One lease's life: grant, keep alive, campaign, lead until the lease is lost or shutdown.
 async fn campaign(e: &EtcdElection, member: MemberClient, leadership: &Leadership, shutdown: &CancellationToken) -> Result<(), String> {
     let mut client: Client = member.client.clone();
     let ttl_secs = e.ttl.as_secs().max(2) as i64;
     let granted_at = Instant::now();
-    let lease = client.lease_grant(ttl_secs, None).await.map_err(failed)?.id();
-    let (mut keeper, mut responses) = client.lease_keep_alive(lease).await.map_err(failed)?;
-    let last_renewal = Arc::new(Mutex::new(granted_at));
-    let ttl = Duration::from_secs(ttl_secs as u64);
-    let margin = e.margin();
-
-    let keep_alive = {
-        let last_renewal = last_renewal.clone();
-        let leadership = leadership.clone();
-        let mut renewing = member;
-        async move {
-            let mut pause = ttl / 3;
-            loop {
-                tokio::time::sleep(pause).await;
-                let sent = Instant::now();
-                // A renewal stuck on a dead member's connection must not outlast the lease.
-                let exchange = async {
-                    keeper.keep_alive().await.map_err(failed)?;
-                    responses.message().await.map_err(failed)
-                };
-                match tokio::time::timeout(ttl / 4, exchange).await {
-                    Ok(Ok(Some(r))) if r.ttl() > 0 => {
-                        *last_renewal.lock() = sent;
-                        if leadership.is_leader() {
-                            leadership.renewed(sent + ttl - margin);
-                        }
-                        pause = ttl / 3;
-                    }
-                    Ok(Ok(_)) => return Err::<(), String>("lease expired".into()),
-                    // The member we renewed through may be gone while the lease lives on in the
-                    // others: renew the same lease through the next member while there is time.
-                    outcome => {
-                        if Instant::now() + RECONNECT_PAUSE >= *last_renewal.lock() + ttl - margin {
-                            return Err(format!("lease renewal failed: {}", outcome.map_or_else(|_| "timed out".to_string(), |r| r.err().unwrap_or_default())));
-                        }
-                        warn!("Leader Election: lease renewal failed; renewing through the next etcd member.");
-                        e.members.failed(&renewing).await;
-                        if let Ok(next) = e.members.client().await {
-                            if let Ok((k, r)) = next.client.clone().lease_keep_alive(lease).await {
-                                (keeper, responses, renewing) = (k, r, next);
-                            }
-                        }
-                        pause = RECONNECT_PAUSE;
-                    }
-                }
-            }
-        }
-    };
-
-    let mut campaigner = client.clone();
-    let lead = async {
-        let won = campaigner.campaign(e.key.as_str(), e.advertise.as_str(), lease).await.map_err(failed)?;
-        let deadline = *last_renewal.lock() + ttl - margin;
-        if Instant::now() >= deadline {
-            return Err("elected on a lease that may already be gone".to_string());
-        }
-        *e.fence.lock() = won.leader().map(|k| k.key().to_vec());
-        leadership.became_leader(deadline);
-        info!(lease = lease, "Leader Election: elected.");
-        Ok::<_, String>(won.leader().cloned())
-    };
-
+    let id = client.lease_grant(ttl_secs, None).await.map_err(failed)?.id();
+    let lease = Lease { id, ttl: Duration::from_secs(ttl_secs as u64), margin: e.margin(), last_renewal: Arc::new(Mutex::new(granted_at)) };
+    let stream = client.lease_keep_alive(id).await.map_err(failed)?;
+    let keep_alive = keep_alive(e, &lease, stream, member, leadership);
     tokio::pin!(keep_alive);
     let leader_key = tokio::select! {
         r = &mut keep_alive => return r,
-        r = lead => r?,
+        r = win(e, client.clone(), &lease, leadership) => r?,
         _ = shutdown.cancelled() => {
-            let _ = client.lease_revoke(lease).await;
+            let _ = client.lease_revoke(id).await;
             return Ok(());
         }
     };
@@ -155,13 +116,73 @@ async fn campaign(e: &EtcdElection, member: MemberClient, leadership: &Leadershi
             if let Some(key) = leader_key {
                 let _ = client.resign(Some(ResignOptions::new().with_leader(key))).await;
             }
-            let _ = client.lease_revoke(lease).await;
+            let _ = client.lease_revoke(id).await;
             info!("Leader Election: resigned.");
             Ok(())
         }
     };
     *e.fence.lock() = None;
     outcome
+}
+
+/// Campaigns on `lease` until elected; then sets the fence and leads until the lease's deadline.
+async fn win(e: &EtcdElection, mut client: Client, lease: &Lease, leadership: &Leadership) -> Result<Option<etcd_client::LeaderKey>, String> {
+    let won = client.campaign(e.key.as_str(), e.advertise.as_str(), lease.id).await.map_err(failed)?;
+    let deadline = lease.deadline();
+    if Instant::now() >= deadline {
+        return Err("elected on a lease that may already be gone".to_string());
+    }
+    *e.fence.lock() = won.leader().map(|k| k.key().to_vec());
+    leadership.became_leader(deadline);
+    info!(lease = lease.id, "Leader Election: elected.");
+    Ok(won.leader().cloned())
+}
+
+/// Renews `lease` every third of its TTL, moving to the next etcd member when one fails, and
+/// extends a leader's deadline with each renewal. Returns once the lease is lost.
+async fn keep_alive(
+    e: &EtcdElection,
+    lease: &Lease,
+    stream: (etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream),
+    mut renewing: MemberClient,
+    leadership: &Leadership,
+) -> Result<(), String> {
+    let (mut keeper, mut responses) = stream;
+    let mut pause = lease.ttl / 3;
+    loop {
+        tokio::time::sleep(pause).await;
+        let sent = Instant::now();
+        // A renewal stuck on a dead member's connection must not outlast the lease.
+        let exchange = async {
+            keeper.keep_alive().await.map_err(failed)?;
+            responses.message().await.map_err(failed)
+        };
+        match tokio::time::timeout(lease.ttl / 4, exchange).await {
+            Ok(Ok(Some(r))) if r.ttl() > 0 => {
+                *lease.last_renewal.lock() = sent;
+                if leadership.is_leader() {
+                    leadership.renewed(sent + lease.ttl - lease.margin);
+                }
+                pause = lease.ttl / 3;
+            }
+            Ok(Ok(_)) => return Err("lease expired".into()),
+            // The member we renewed through may be gone while the lease lives on in the others:
+            // renew the same lease through the next member while there is time.
+            outcome => {
+                if Instant::now() + RECONNECT_PAUSE >= lease.deadline() {
+                    return Err(format!("lease renewal failed: {}", outcome.map_or_else(|_| "timed out".to_string(), |r| r.err().unwrap_or_default())));
+                }
+                warn!("Leader Election: lease renewal failed; renewing through the next etcd member.");
+                e.members.failed(&renewing).await;
+                if let Ok(next) = e.members.client().await {
+                    if let Ok((k, r)) = next.client.clone().lease_keep_alive(lease.id).await {
+                        (keeper, responses, renewing) = (k, r, next);
+                    }
+                }
+                pause = RECONNECT_PAUSE;
+            }
+        }
+    }
 }
 
 /// Follows the elected leader's address.

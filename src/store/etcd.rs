@@ -2,19 +2,15 @@
 //! that holds only while this manager's election key still exists with its address, so a
 //! leader whose lease lapsed cannot write after its successor started.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
 use futures_util::future::BoxFuture;
-use parking_lot::Mutex;
 
 use super::{StateStore, StoreError};
-use crate::discovery::etcd_members::EtcdMembers;
-use crate::discovery::url::KvTls;
-
-/// The election key this manager holds while it leads (set by the election, cleared on loss).
-pub type Fence = Arc<Mutex<Option<Vec<u8>>>>;
+use crate::etcd::EtcdMembers;
+use crate::leadership::etcd::Fence;
+use crate::tls::KvTls;
 
 /// The etcd store.
 pub struct EtcdStore {

@@ -14,7 +14,7 @@ use crate::cluster::ContainerRef;
 pub(super) async fn inspect(state: &ApiState, c: &ContainerRef, target: &str) -> Result<Response<Body>, ApiError> {
     let (status, _, bytes) = c.client.call(Method::GET, target, None, &HeaderMap::new(), Some(c.client.timeout())).await?;
     if !status.is_success() {
-        return Err(ApiError::new(status, crate::cluster::engine::error_message(&bytes)));
+        return Err(ApiError::new(status, crate::transport::error_message(&bytes)));
     }
     let node = state.cluster.with_nodes(|nodes| {
         nodes.get(&c.node).map(|n| {

@@ -3,41 +3,70 @@
 
 use serde_json::{json, Map, Value};
 
-use super::parse_expr;
-use crate::api::error::ApiError;
-use crate::cluster::labels;
+use super::Error;
+use crate::cluster::{labels, wire};
 use crate::scheduler::{ContainerSpec, Expr};
 
 /// Reschedule policies classic Swarm accepted.
 const RESCHEDULE_POLICIES: [&str; 2] = ["off", "on-node-failure"];
 
-fn json_list(labels: &Map<String, Value>, key: &str) -> Result<Vec<String>, ApiError> {
+fn json_list(labels: &Map<String, Value>, key: &str) -> Result<Vec<String>, Error> {
     match labels.get(key).and_then(Value::as_str) {
         None | Some("") => Ok(Vec::new()),
-        Some(text) => serde_json::from_str(text).map_err(|_| ApiError::bad_request(format!("invalid label {key}: expected a JSON list of strings"))),
+        Some(text) => serde_json::from_str(text).map_err(|_| Error::bad_request(format!("invalid label {key}: expected a JSON list of strings"))),
     }
 }
 
 /// Reads the scheduling request out of a create body. Swarm's `constraint:`, `affinity:`,
 /// `whitelist:` and `reschedule:` entries leave `Env` and are merged into their JSON labels,
 /// so that a rebuilt manager (or a reschedule) finds them on the container.
-pub fn build_spec(config: &mut Map<String, Value>) -> Result<ContainerSpec, ApiError> {
-    let mut found: [(String, Vec<String>); 4] = [
-        ("constraint:".into(), Vec::new()),
-        ("affinity:".into(), Vec::new()),
-        ("whitelist:".into(), Vec::new()),
-        ("reschedule:".into(), Vec::new()),
-    ];
+pub fn build_spec(config: &mut Map<String, Value>) -> Result<ContainerSpec, Error> {
+    let [constraints, affinities, whitelists, policies] = take_expressions(config)?;
+    if policies.len() > 1 {
+        return Err(Error::internal("too many reschedule policies"));
+    }
+    if let Some(p) = policies.first() {
+        if !RESCHEDULE_POLICIES.contains(&p.as_str()) {
+            return Err(Error::internal(format!("invalid reschedule policy: {p}")));
+        }
+    }
+    let parse_all = |list: Vec<String>| list.iter().map(|e| parse_expr(e)).collect::<Result<Vec<Expr>, _>>();
+    let hc: wire::HostConfig = config.get("HostConfig").map(wire::read).unwrap_or_default();
+    let host_mode_ports = if hc.host_network() {
+        config.get("ExposedPorts").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let (cpus, memory) = resources(config, &hc);
+    Ok(ContainerSpec {
+        image: config.get("Image").and_then(Value::as_str).unwrap_or_default().to_string(),
+        cpus,
+        memory,
+        host_ports: hc.fixed_host_ports(),
+        host_mode_ports,
+        dependencies: dependencies(&hc),
+        constraints: parse_all(constraints)?,
+        affinities: parse_all(affinities)?,
+        whitelists: parse_all(whitelists)?,
+    })
+}
+
+/// Takes swarm's expressions out of `Env` and merges them into their labels; returns the
+/// constraints, affinities, whitelists and reschedule policies, labels' first.
+fn take_expressions(config: &mut Map<String, Value>) -> Result<[Vec<String>; 4], Error> {
+    const PREFIXES: [&str; 4] = ["constraint:", "affinity:", "whitelist:", "reschedule:"];
+    const KEYS: [&str; 4] = [labels::CONSTRAINTS, labels::AFFINITIES, labels::WHITELISTS, labels::RESCHEDULE_POLICIES];
+    let mut from_env: [Vec<String>; 4] = Default::default();
     if let Some(env) = config.get_mut("Env").and_then(Value::as_array_mut) {
         env.retain(|e| {
             let Some(text) = e.as_str() else { return true };
-            for (prefix, list) in found.iter_mut() {
-                if let Some(rest) = text.strip_prefix(prefix.as_str()) {
-                    list.push(rest.to_string());
-                    return false;
+            match PREFIXES.iter().position(|p| text.starts_with(p)) {
+                Some(i) => {
+                    from_env[i].push(text[PREFIXES[i].len()..].to_string());
+                    false
                 }
+                None => true,
             }
-            true
         });
     }
     let labels_value = config.entry("Labels").or_insert_with(|| json!({}));
@@ -45,72 +74,42 @@ pub fn build_spec(config: &mut Map<String, Value>) -> Result<ContainerSpec, ApiE
         *labels_value = json!({});
     }
     let label_map = labels_value.as_object_mut().expect("made an object above");
-    let keys = [labels::CONSTRAINTS, labels::AFFINITIES, labels::WHITELISTS, labels::RESCHEDULE_POLICIES];
-    let mut merged: Vec<Vec<String>> = Vec::new();
-    for ((_, from_env), key) in found.iter().zip(keys) {
-        let mut all = json_list(label_map, key)?;
-        for e in from_env {
-            if !all.contains(e) {
-                all.push(e.clone());
+    let mut merged: [Vec<String>; 4] = Default::default();
+    for ((all, extra), key) in merged.iter_mut().zip(from_env).zip(KEYS) {
+        *all = json_list(label_map, key)?;
+        for e in extra {
+            if !all.contains(&e) {
+                all.push(e);
             }
         }
         if !all.is_empty() {
             label_map.insert(key.to_string(), json!(serde_json::to_string(&all).unwrap_or_default()));
         }
-        merged.push(all);
     }
-    let policies = &merged[3];
-    if policies.len() > 1 {
-        return Err(ApiError::internal("too many reschedule policies"));
-    }
-    if let Some(p) = policies.first() {
-        if !RESCHEDULE_POLICIES.contains(&p.as_str()) {
-            return Err(ApiError::internal(format!("invalid reschedule policy: {p}")));
-        }
-    }
-    let parse_all = |list: &Vec<String>| list.iter().map(|e| parse_expr(e)).collect::<Result<Vec<Expr>, _>>();
+    Ok(merged)
+}
 
-    let hc = config.get("HostConfig").cloned().unwrap_or(Value::Null);
-    let mut host_ports = Vec::new();
-    for list in hc["PortBindings"].as_object().into_iter().flat_map(|m| m.values()).filter_map(Value::as_array) {
-        for b in list {
-            if let Some(port) = b["HostPort"].as_str().and_then(|p| p.parse::<u16>().ok()).filter(|p| *p > 0) {
-                host_ports.push((b["HostIp"].as_str().unwrap_or_default().to_string(), port));
-            }
-        }
-    }
-    let network_mode = hc["NetworkMode"].as_str().unwrap_or_default();
-    let host_mode_ports = if network_mode == "host" {
-        config.get("ExposedPorts").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let mut dependencies: Vec<String> = Vec::new();
-    for v in hc["VolumesFrom"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-        dependencies.push(format!("--volumes-from={v}"));
-    }
-    for l in hc["Links"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-        dependencies.push(format!("--link={l}"));
-    }
-    if let Some(c) = network_mode.strip_prefix("container:") {
-        dependencies.push(format!("--net=container:{c}"));
-    }
-    let shares = hc["CpuShares"].as_i64().or_else(|| config.get("CpuShares").and_then(Value::as_i64)).unwrap_or(0);
-    let nano = hc["NanoCpus"].as_i64().unwrap_or(0);
-    let cpus = if nano > 0 { (nano + 999_999_999) / 1_000_000_000 } else { shares };
-    let memory = hc["Memory"].as_i64().or_else(|| config.get("Memory").and_then(Value::as_i64)).unwrap_or(0);
+/// The containers this one needs on its node, as the dependency filter reads them.
+fn dependencies(hc: &wire::HostConfig) -> Vec<String> {
+    let volumes_from = hc.volumes_from.iter().flatten().map(|v| format!("--volumes-from={v}"));
+    let links = hc.links.iter().flatten().map(|l| format!("--link={l}"));
+    let network = hc.network_mode.as_deref().and_then(|m| m.strip_prefix("container:")).map(|c| format!("--net=container:{c}"));
+    volumes_from.chain(links).chain(network).collect()
+}
 
-    Ok(ContainerSpec {
-        image: config.get("Image").and_then(Value::as_str).unwrap_or_default().to_string(),
-        cpus,
-        memory,
-        host_ports,
-        host_mode_ports,
-        dependencies,
-        constraints: parse_all(&merged[0])?,
-        affinities: parse_all(&merged[1])?,
-        whitelists: parse_all(&merged[2])?,
-    })
+/// CPUs and memory asked for: classic Swarm reads `CpuShares` as a CPU count; `NanoCpus`
+/// (`--cpus`) rounds up to whole CPUs. Top-level `CpuShares` and `Memory` are API 1.18's.
+fn resources(config: &Map<String, Value>, hc: &wire::HostConfig) -> (i64, i64) {
+    let shares = hc.cpu_shares.or_else(|| config.get("CpuShares").and_then(Value::as_i64)).unwrap_or(0);
+    let nano = hc.nano_cpus.unwrap_or(0);
+    let cpus = if nano > 0 { nano.saturating_add(999_999_999) / 1_000_000_000 } else { shares };
+    let memory = hc.memory.or_else(|| config.get("Memory").and_then(Value::as_i64)).unwrap_or(0);
+    (cpus, memory)
+}
+
+/// Parses one expression from `-e constraint:…` and the like, with the classic messages.
+fn parse_expr(text: &str) -> Result<Expr, Error> {
+    Expr::parse(text).map_err(|e| Error::bad_request(e.to_string()))
 }
 
 /// Splits an image reference into what `POST /images/create` wants: `fromImage` and `tag`.

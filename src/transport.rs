@@ -1,5 +1,6 @@
-//! The client for one Docker engine: pooled keep-alive connections over TCP or a unix socket,
-//! bounded connect and header waits, and raw connections for hijacked streams.
+//! The HTTP client for a Docker API peer (an engine, or the leading manager): pooled keep-alive
+//! connections over TCP, TLS or a unix socket, bounded connect and header waits, and raw
+//! connections for hijacked streams. Used by the cluster, discovery, Raft and the front alike.
 
 use std::future::Future;
 use std::io;

@@ -8,9 +8,8 @@ use etcd_client::{Client, Error};
 use tokio::sync::Mutex;
 use tonic::Code;
 
-use super::etcd::connect_client;
-use super::url::KvTls;
-use super::DiscoveryError;
+use super::{connect_client, EtcdError};
+use crate::tls::KvTls;
 
 /// The members of one etcd cluster and the one in use.
 pub struct EtcdMembers {
@@ -46,10 +45,10 @@ impl EtcdMembers {
     }
 
     /// A client of the member in use.
-    pub async fn client(&self) -> Result<MemberClient, DiscoveryError> {
+    pub async fn client(&self) -> Result<MemberClient, EtcdError> {
         let mut current = self.current.lock().await;
         if current.client.is_none() {
-            let endpoint = self.endpoints.get(current.index).ok_or_else(|| DiscoveryError::Etcd("no etcd endpoint".into()))?;
+            let endpoint = self.endpoints.get(current.index).ok_or_else(|| EtcdError("no etcd endpoint".into()))?;
             current.client = Some(connect_client(std::slice::from_ref(endpoint), self.tls.as_ref()).await?);
         }
         Ok(MemberClient { client: current.client.clone().expect("connected above"), index: current.index })
@@ -66,7 +65,7 @@ impl EtcdMembers {
 
     /// Runs `session` (a watch, a campaign) on the member in use; any failure of it leaves that
     /// member for the next, so the caller's retry goes elsewhere. The outer error is connecting.
-    pub async fn session<T, E, F, Fut>(&self, session: F) -> Result<Result<T, E>, DiscoveryError>
+    pub async fn session<T, E, F, Fut>(&self, session: F) -> Result<Result<T, E>, EtcdError>
     where
         F: FnOnce(MemberClient) -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -81,7 +80,7 @@ impl EtcdMembers {
 
     /// Runs `call` on the member in use, and on each other member in turn while it fails in
     /// transport. `call` must be safe to repeat: a reply lost in transport may hide success.
-    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, DiscoveryError>
+    pub async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, EtcdError>
     where
         F: FnMut(Client) -> Fut,
         Fut: Future<Output = Result<T, Error>>,
@@ -98,7 +97,7 @@ impl EtcdMembers {
                     if is_transport(&e) {
                         self.failed(&member).await;
                     }
-                    return Err(DiscoveryError::Etcd(e.to_string()));
+                    return Err(e.into());
                 }
                 Ok(v) => return Ok(v),
             }

@@ -1,0 +1,293 @@
+//! The reconciler's acting half: each [`Action`](super::plan::Action) done against the engines
+//! and the store. Engines and store are asked again before anything irreversible, since the
+//! cache may lag what a previous leader just did.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, Method, StatusCode};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+use super::plan::Candidate;
+use super::RESCHEDULES_PREFIX;
+use crate::cluster::{labels, NodeState, PendingCreate};
+use crate::transport::EngineError;
+use crate::orchestrator::orphans::{self, list_by_label};
+use crate::orchestrator::{CreateRequest, InFlight, Orchestrator, CREATES_PREFIX};
+use crate::scheduler::ContainerView;
+
+/// A reschedule record outlives a node that never comes back by this long.
+const RECORD_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Tries to start a recreated container.
+const START_ATTEMPTS: u32 = 3;
+/// Pause between those tries.
+const START_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// A reschedule in the store: the copy it replaced, and whether the new copy must run.
+#[derive(Debug, Serialize, Deserialize)]
+struct Rescheduled {
+    from: String,
+    old_id: String,
+    #[serde(default)]
+    running: bool,
+}
+
+/// The copies of one swarm ID on the healthy engines: `(node, id, created)`.
+type Copies = HashMap<String, Vec<(String, String, i64)>>;
+
+pub(super) struct Act {
+    orch: Orchestrator,
+    /// Swarm IDs whose in-flight create a cleanup task is removing.
+    cleaning: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Act {
+    pub(super) fn new(orch: Orchestrator) -> Self {
+        Act { orch, cleaning: Arc::default() }
+    }
+
+    /// Picks up the reschedules the previous leader recorded: their stale copies stay out of view.
+    pub(super) async fn take_over(&self) {
+        let inner = &self.orch.inner;
+        match inner.store.list(RESCHEDULES_PREFIX.to_string()).await {
+            Ok(records) => {
+                for (_, value) in records {
+                    if let Ok(r) = serde_json::from_slice::<Rescheduled>(&value) {
+                        inner.cluster.supersede(&r.from, &r.old_id);
+                    }
+                }
+            }
+            Err(e) => error!(error = %e, "Cannot read reschedules in progress."),
+        }
+    }
+
+    /// Recreates what is due, once the engines and the store confirm that no copy exists nor
+    /// is being created. Returns the swarm IDs whose reschedule failed.
+    pub(super) async fn reschedule(&self, mut due: Vec<Candidate>) -> Vec<String> {
+        let inner = &self.orch.inner;
+        match self.copies_on_engines().await {
+            Ok(copies) => due.retain(|c| !copies.contains_key(&c.swarm_id)),
+            Err(e) => {
+                warn!(error = %e, "Cannot list the engines before rescheduling; retrying.");
+                return Vec::new();
+            }
+        }
+        match inner.store.list(CREATES_PREFIX.to_string()).await {
+            Ok(in_flight) => due.retain(|c| !in_flight.iter().any(|(k, _)| k[CREATES_PREFIX.len()..] == c.swarm_id)),
+            Err(_) => return Vec::new(),
+        }
+        if due.is_empty() {
+            return Vec::new();
+        }
+        let started = Instant::now();
+        let results = futures_util::future::join_all(due.iter().map(|c| self.reschedule_one(c))).await;
+        let done = results.iter().filter(|r| r.is_ok()).count();
+        info!(rescheduled = done, failed = due.len() - done, took = ?started.elapsed(), "Rescheduled containers of failed nodes.");
+        inner.metrics.rescheduled.inc_by(done as u64);
+        let mut failed = Vec::new();
+        for (c, r) in due.iter().zip(results) {
+            if let Err(e) = r {
+                warn!(name = ?c.name, swarm_id = %c.swarm_id, error = %e, "Reschedule failed; retrying later.");
+                failed.push(c.swarm_id.clone());
+            }
+        }
+        failed
+    }
+
+    /// Reschedulable containers on the healthy engines, by swarm ID, read from the engines
+    /// themselves.
+    async fn copies_on_engines(&self) -> Result<Copies, String> {
+        let cluster = &self.orch.inner.cluster;
+        let path = list_by_label(labels::RESCHEDULE_POLICIES);
+        let mut copies = Copies::new();
+        for h in cluster.nodes().into_iter().filter(|h| h.state == NodeState::Healthy) {
+            let list = h.client.get_json(&path).await.map_err(|e| format!("{}: {e}", h.name))?;
+            for c in list.as_array().into_iter().flatten() {
+                let (Some(sid), Some(id)) = (c["Labels"][labels::SWARM_ID].as_str(), c["Id"].as_str()) else { continue };
+                if cluster.is_superseded(id) {
+                    continue;
+                }
+                copies.entry(sid.to_string()).or_default().push((h.key.clone(), id.to_string(), c["Created"].as_i64().unwrap_or(0)));
+            }
+        }
+        Ok(copies)
+    }
+
+    /// Two healthy copies of one reschedulable container (a reschedule raced a leader change):
+    /// keep the oldest, remove the others.
+    pub(super) async fn remove_doubles(&self) {
+        let cluster = &self.orch.inner.cluster;
+        let Ok(copies) = self.copies_on_engines().await else { return };
+        for (sid, mut list) in copies.into_iter().filter(|(_, l)| l.len() > 1) {
+            list.sort_by_key(|(_, id, created)| (*created, id.clone()));
+            // The first (oldest) copy is the one kept; every later one is a double.
+            for (node, id, _) in list.into_iter().skip(1) {
+                let Some(h) = cluster.node(&node) else { continue };
+                if orphans::remove(&h.client, &id).await {
+                    warn!(swarm_id = %sid, node = %h.name, id = %id, "Removed a second copy of a rescheduled container.");
+                    cluster.forget_container(&node, &id);
+                }
+            }
+        }
+    }
+
+    /// Recreates `c` on a healthy node and starts it if it ran.
+    async fn reschedule_one(&self, c: &Candidate) -> Result<(), String> {
+        let inner = &self.orch.inner;
+        // Out of the cache first, so the name is free for the new copy and `ps` never shows two.
+        inner.cluster.supersede(&c.node, &c.id);
+        let record = format!("{RESCHEDULES_PREFIX}{}", c.swarm_id);
+        let value = serde_json::to_vec(&Rescheduled { from: c.node.clone(), old_id: c.id.clone(), running: c.running }).unwrap_or_default();
+        if let Err(e) = inner.store.put(record.clone(), value, Some(RECORD_TTL)).await {
+            inner.cluster.unsupersede(&c.id);
+            return Err(format!("cannot record the reschedule: {e}"));
+        }
+        let config = c.body.as_object().cloned().unwrap_or_default();
+        let created = match self.orch.create(CreateRequest { config, name: c.name.clone(), auth: None, api_version: None }).await {
+            Ok(created) => created,
+            Err(e) => {
+                inner.cluster.unsupersede(&c.id);
+                let _ = inner.store.delete(record).await;
+                return Err(e.message);
+            }
+        };
+        info!(name = ?c.name, from = %c.node, to = %created.node, "Container rescheduled.");
+        if !c.running {
+            return Ok(());
+        }
+        // A busy engine (many reschedules at once) gets the create's patience, and a few tries.
+        let mut last = String::new();
+        for attempt in 0..START_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(START_RETRY_PAUSE).await;
+            }
+            match self.start_copy(&created.node, &created.id, inner.settings.create_timeout).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        Err(format!("recreated, but {last}"))
+    }
+
+    /// Starts container `id` on `node` (already running counts) and records it as running.
+    async fn start_copy(&self, node: &str, id: &str, bound: Duration) -> Result<(), String> {
+        let cluster = &self.orch.inner.cluster;
+        let handle = cluster.node(node).ok_or("the node left")?;
+        let path = format!("/containers/{id}/start");
+        match handle.client.call(Method::POST, &path, None, &HeaderMap::new(), Some(bound)).await {
+            // 304: an earlier try had started it.
+            Ok((s, _, _)) if s.is_success() || s == StatusCode::NOT_MODIFIED => {
+                cluster.patch_container(node, id, |cached| cached.set_run(|r| r.start()));
+                Ok(())
+            }
+            Ok((s, _, body)) => Err(format!("start answered {s}: {}", crate::transport::error_message(&body))),
+            Err(e) => Err(format!("start failed: {e}")),
+        }
+    }
+
+    /// The copies of `swarm_id` on healthy nodes: `(node, id, state)`.
+    fn live_copies(&self, swarm_id: &str) -> Vec<(String, String, String)> {
+        self.orch.inner.cluster.with_nodes(|nodes| {
+            nodes
+                .iter()
+                .filter(|(_, n)| n.health.state() == NodeState::Healthy)
+                .flat_map(|(key, n)| n.containers.values().map(move |c| (key, c)))
+                .filter(|(_, c)| c.swarm_id.as_deref() == Some(swarm_id))
+                .map(|(key, c)| (key.clone(), c.id.clone(), c.state().to_string()))
+                .collect()
+        })
+    }
+
+    /// Finishes reschedules: starts a new copy that should run but was only created (its leader
+    /// died between the two), and removes the copies they replaced once their nodes answer again.
+    pub(super) async fn finish_reschedules(&self) {
+        let inner = &self.orch.inner;
+        let Ok(records) = inner.store.list(RESCHEDULES_PREFIX.to_string()).await else { return };
+        for (key, value) in records {
+            let Ok(r) = serde_json::from_slice::<Rescheduled>(&value) else { continue };
+            let swarm_id = &key[RESCHEDULES_PREFIX.len()..];
+            let copies = self.live_copies(swarm_id);
+            let from = inner.cluster.node(&r.from).filter(|h| h.state == NodeState::Healthy);
+            // A start that reached the old copy while its node hung (and landed after the
+            // reschedule) counts too: the user was told it runs.
+            let mut old_running = false;
+            if let Some(h) = &from {
+                match h.client.get_json(&format!("/containers/{}/json", r.old_id)).await {
+                    Ok(v) => old_running = v["State"]["Running"] == true,
+                    Err(EngineError::Status { .. }) => {}
+                    Err(_) => continue,
+                }
+            }
+            let must_run = r.running || old_running;
+            let mut running = copies.iter().any(|(_, _, st)| st == "running");
+            if must_run && !running {
+                for (node, id, _) in copies.iter().filter(|(_, _, st)| st == "created") {
+                    if self.start_copy(node, id, inner.settings.engine_timeout).await.is_ok() {
+                        info!(node = %node, id = %id, "Started a rescheduled copy that should run.");
+                        running = true;
+                    }
+                }
+            }
+            let Some(handle) = from else { continue };
+            if must_run && !running {
+                continue;
+            }
+            if orphans::remove(&handle.client, &r.old_id).await {
+                info!(node = %handle.name, id = %r.old_id, "Removed the stale copy of a rescheduled container.");
+                if inner.store.delete(key).await.is_ok() {
+                    inner.cluster.unsupersede(&r.old_id);
+                }
+            }
+        }
+    }
+
+    /// Settles creates that a leader recorded and never cleared: kept when their engine has the
+    /// container (the client may have been told), removed for good otherwise (the engine may
+    /// still be working on it). An engine that does not answer is asked again next time.
+    pub(super) async fn resolve_creates(&self) {
+        let inner = &self.orch.inner;
+        let Ok(creates) = inner.store.list(CREATES_PREFIX.to_string()).await else { return };
+        for (key, value) in creates {
+            let swarm_id = key[CREATES_PREFIX.len()..].to_string();
+            let Ok(record) = serde_json::from_slice::<InFlight>(&value) else { continue };
+            // Our own, still in flight, or already being cleaned up.
+            if inner.cluster.is_pending(&swarm_id) || self.cleaning.lock().contains(&swarm_id) {
+                continue;
+            }
+            let Some(handle) = inner.cluster.node(&record.node) else {
+                let _ = inner.store.delete(key).await;
+                continue;
+            };
+            if handle.state != NodeState::Healthy {
+                continue;
+            }
+            let path = list_by_label(&format!("{}={swarm_id}", labels::SWARM_ID));
+            let Ok(found) = handle.client.get_json(&path).await else { continue };
+            if found.as_array().is_some_and(|a| !a.is_empty()) {
+                info!(swarm_id = %swarm_id, name = ?record.name, "A create interrupted by a leader change had completed; kept.");
+                let _ = inner.store.delete(key).await;
+                continue;
+            }
+            self.cleaning.lock().insert(swarm_id.clone());
+            // Hold the name while the engine might still create it, then make sure it did not.
+            let guard = inner.cluster.reserve(PendingCreate {
+                node: record.node.clone(),
+                name: record.name.clone(),
+                cpus: 0,
+                memory: 0,
+                view: ContainerView { labels: [(labels::SWARM_ID.to_string(), swarm_id.clone())].into(), ..Default::default() },
+            });
+            let (cleaning, store) = (self.cleaning.clone(), inner.store.clone());
+            tokio::spawn(async move {
+                if orphans::remove_by_swarm_id_until_gone(handle.client, swarm_id.clone()).await {
+                    let _ = store.delete(key).await;
+                }
+                drop(guard);
+                cleaning.lock().remove(&swarm_id);
+            });
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The leader's repairs, as a reconciler. Every manager remembers, from its own warm cache,
+//! which containers ask to be rescheduled (`on-node-failure`) and where they were; whichever
+//! manager leads:
+//!
+//! - recreates those of a node that failed or left discovery on healthy nodes, through the
+//!   normal create path (same name, configuration and swarm ID), and starts those that ran;
+//! - removes a rescheduled container's stale copy when its node comes back, and a second
+//!   healthy copy if a reschedule ever raced a leader change (the oldest copy stays);
+//! - on taking over, finishes what the previous leader left: reschedules in progress (whose
+//!   records fence the stale copies out of the cache) and creates in flight (kept if the
+//!   engine has the container, otherwise removed from the engine they were sent to).
+//!
+//! A pass observes the cache, plans (`plan.rs`, pure) and acts (`act.rs`). Passes run when a
+//! node changes state or a container changes, when leadership changes, when a deferred retry
+//! falls due, and every [`RESYNC`] for what no event announces (records in the store, engines
+//! that did not answer).
+
+mod act;
+pub mod plan;
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio_util::sync::CancellationToken;
+
+use super::Orchestrator;
+use plan::{Action, Memory};
+
+/// Where reschedules are recorded, by swarm ID.
+pub const RESCHEDULES_PREFIX: &str = "reschedules/";
+/// The slow pass that catches what no event announces.
+pub const RESYNC: Duration = Duration::from_secs(5);
+/// How long a pass waits after its first trigger, so that a burst (a node's containers dying
+/// one by one, then the node) makes one pass.
+const SETTLE: Duration = Duration::from_millis(200);
+
+/// Runs on every manager until `cancel`; acts only while leading.
+pub async fn run(orch: Orchestrator, cancel: CancellationToken) {
+    let mut events = orch.inner.cluster.subscribe();
+    let mut roles = orch.inner.leadership.subscribe();
+    let mut memory = Memory::default();
+    let act = act::Act::new(orch.clone());
+    loop {
+        let now = Instant::now();
+        let wake_at = memory.next_retry().map_or(now + RESYNC, |t| t.min(now + RESYNC));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = roles.changed() => {}
+            _ = tokio::time::sleep_until(wake_at.into()) => {}
+            event = events.recv() => match event {
+                Ok(e) if !matters(&e) => continue,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                // The cluster is gone: shutting down.
+                Err(RecvError::Closed) => return,
+            },
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(SETTLE) => {}
+        }
+        // Whatever arrived while settling is covered by this pass.
+        while matches!(events.try_recv(), Ok(_) | Err(TryRecvError::Lagged(_))) {}
+        pass(&orch, &mut memory, &act).await;
+    }
+}
+
+/// Whether an event can change what the rescheduler sees: a node's state or a container's.
+fn matters(event: &serde_json::Value) -> bool {
+    matches!(event["Type"].as_str(), Some("swarm" | "container"))
+}
+
+async fn pass(orch: &Orchestrator, memory: &mut Memory, act: &act::Act) {
+    let leading = orch.inner.leadership.is_leader();
+    let view = orch.inner.cluster.with_nodes(|nodes| plan::observe(nodes, leading));
+    let now = Instant::now();
+    memory.remember(&view, now);
+    for action in plan::plan(memory, &view, now) {
+        match action {
+            Action::TakeOver => act.take_over().await,
+            Action::ResolveCreates => act.resolve_creates().await,
+            Action::Reschedule(due) => {
+                for failed in act.reschedule(due).await {
+                    memory.failed(&failed, now);
+                }
+            }
+            Action::FinishReschedules => act.finish_reschedules().await,
+            Action::RemoveDoubles => act.remove_doubles().await,
+        }
+    }
+    memory.settle(&view);
+}
