@@ -34,6 +34,9 @@ use crate::transport::{EngineClient, EngineError};
 pub use health::{NodeState, Transition};
 pub use node::{labels, CachedContainer, EngineInfo, Node};
 
+/// How long a removed container is remembered as removed.
+pub const REMOVED_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Settings the cluster needs.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -139,6 +142,8 @@ struct Shared {
     min_api_version: RwLock<Option<String>>,
     /// Containers replaced elsewhere by a reschedule, kept out of the cache.
     superseded: RwLock<HashSet<String>>,
+    /// Containers removed (by a client or on their engine), and when.
+    removed: Mutex<HashMap<String, std::time::Instant>>,
     events: broadcast::Sender<Arc<Value>>,
     opts: ClusterOptions,
     metrics: Metrics,
@@ -159,6 +164,7 @@ impl Cluster {
                 execs: Mutex::new(HashMap::new()),
                 min_api_version: RwLock::new(None),
                 superseded: RwLock::new(HashSet::new()),
+                removed: Mutex::new(HashMap::new()),
                 events,
                 opts,
                 metrics,

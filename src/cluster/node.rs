@@ -20,6 +20,10 @@ use crate::scheduler::{ContainerView, ImageView, NodeLabels};
 pub mod labels {
     /// The cluster-wide container identity, kept across reschedules.
     pub const SWARM_ID: &str = "com.docker.swarm.id";
+    /// The leadership term of the manager that created the container (replicated managers).
+    pub const TERM: &str = "com.docker.swarm.term";
+    /// The advertise address of the manager that created it (replicated managers).
+    pub const CREATED_BY: &str = "com.docker.swarm.created-by";
     /// JSON list of constraint expressions.
     pub const CONSTRAINTS: &str = "com.docker.swarm.constraints";
     /// JSON list of affinity expressions.

@@ -203,8 +203,23 @@ impl Cluster {
         });
     }
 
-    /// Drops a container from the cache.
+    /// Drops a removed container from the cache, and remembers for a while that it was
+    /// removed: the rescheduler must not bring back what a user removed.
     pub fn forget_container(&self, key: &str, id: &str) {
+        self.drop_from_cache(key, id);
+        let mut removed = self.shared.removed.lock();
+        removed.insert(id.to_string(), Instant::now());
+        if removed.len() % 512 == 0 {
+            removed.retain(|_, at| at.elapsed() < super::REMOVED_MEMORY);
+        }
+    }
+
+    /// Whether `id` was removed in the last [`super::REMOVED_MEMORY`].
+    pub fn was_removed(&self, id: &str) -> bool {
+        self.shared.removed.lock().get(id).is_some_and(|at| at.elapsed() < super::REMOVED_MEMORY)
+    }
+
+    fn drop_from_cache(&self, key: &str, id: &str) {
         self.with_node_mut(key, |n| {
             n.containers.remove(id);
             n.forgotten.insert(id.to_string(), Instant::now());
@@ -215,7 +230,7 @@ impl Cluster {
     /// (its node may come back with it) until the leader has removed it from its engine.
     pub fn supersede(&self, key: &str, id: &str) {
         self.shared.superseded.write().insert(id.to_string());
-        self.forget_container(key, id);
+        self.drop_from_cache(key, id);
     }
 
     /// Lets a container back into the cache (its reschedule failed, or it is gone).

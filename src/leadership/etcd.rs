@@ -133,8 +133,10 @@ async fn win(e: &EtcdElection, mut client: Client, lease: &Lease, leadership: &L
         return Err("elected on a lease that may already be gone".to_string());
     }
     *e.fence.lock() = won.leader().map(|k| k.key().to_vec());
-    leadership.became_leader(deadline);
-    info!(lease = lease.id, "Leader Election: elected.");
+    // The election key's creation revision: unique to this win, and larger for every later one.
+    let term = won.leader().map_or(0, |k| k.rev()).max(0) as u64;
+    leadership.became_leader(term, deadline);
+    info!(lease = lease.id, term, "Leader Election: elected.");
     Ok(won.leader().cloned())
 }
 

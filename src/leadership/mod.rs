@@ -69,6 +69,9 @@ struct Inner {
     role: watch::Sender<Role>,
     /// Leading is valid until this instant (None: no bound, the standalone case).
     deadline: Mutex<Option<Instant>>,
+    /// The term this manager was last elected in: Raft's term, or the revision of the etcd
+    /// election key. Grows with every election, whoever wins it.
+    term: std::sync::atomic::AtomicU64,
     replicated: bool,
     advertise: String,
     metrics: Option<LeadershipMetrics>,
@@ -95,6 +98,7 @@ impl Leadership {
             inner: Arc::new(Inner {
                 role: watch::channel(role).0,
                 deadline: Mutex::new(None),
+                term: Default::default(),
                 replicated,
                 advertise,
                 metrics,
@@ -129,6 +133,12 @@ impl Leadership {
             }
             _ => true,
         }
+    }
+
+    /// While this replicated manager may lead: the term it was elected in. Every create it
+    /// makes carries it, so that who acted when can be read back from the engines.
+    pub fn acting_term(&self) -> Option<u64> {
+        (self.inner.replicated && self.is_leader()).then(|| self.inner.term.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// The role now (a lapsed leadership reads as follower).
@@ -171,8 +181,9 @@ impl Leadership {
         }
     }
 
-    /// Won an election; leading is valid until `deadline`.
-    pub fn became_leader(&self, deadline: Instant) {
+    /// Won the election of `term`; leading is valid until `deadline`.
+    pub fn became_leader(&self, term: u64, deadline: Instant) {
+        self.inner.term.store(term, std::sync::atomic::Ordering::SeqCst);
         *self.inner.deadline.lock() = Some(deadline);
         self.set(Role::Leader);
         if let Some(m) = &self.inner.metrics {
@@ -259,7 +270,7 @@ mod tests {
     fn leadership_lapses_at_its_deadline_without_any_task_running() {
         let l = replicated();
         assert_eq!(l.role(), Role::Follower { leader: None });
-        l.became_leader(Instant::now() + Duration::from_millis(30));
+        l.became_leader(1, Instant::now() + Duration::from_millis(30));
         assert!(l.is_leader());
         std::thread::sleep(Duration::from_millis(40));
         assert!(!l.is_leader());
@@ -269,7 +280,7 @@ mod tests {
     #[test]
     fn renewals_extend_and_observations_do_not_unseat_a_valid_leader() {
         let l = replicated();
-        l.became_leader(Instant::now() + Duration::from_millis(30));
+        l.became_leader(1, Instant::now() + Duration::from_millis(30));
         l.renewed(Instant::now() + Duration::from_secs(60));
         l.follow(Some("b:1".into()));
         assert!(l.is_leader());

@@ -64,6 +64,8 @@ struct Attempt<'a> {
     req: &'a CreateRequest,
     spec: &'a ContainerSpec,
     swarm_id: &'a str,
+    /// The leadership term it is created under, when replicated.
+    term: Option<u64>,
 }
 
 fn random_id() -> String {
@@ -92,6 +94,15 @@ fn swarm_id_of(config: &mut Map<String, Value>) -> String {
     id
 }
 
+/// Labels the container with who creates it under which term: evidence, read back from the
+/// engines, that no two leaderships acted at once. A reschedule's copy gets the new term.
+fn stamp(config: &mut Map<String, Value>, term: u64, advertise: &str) {
+    if let Some(labels_obj) = config.get_mut("Labels").and_then(Value::as_object_mut) {
+        labels_obj.insert(labels::TERM.into(), json!(term.to_string()));
+        labels_obj.insert(labels::CREATED_BY.into(), json!(advertise));
+    }
+}
+
 impl Orchestrator {
     /// Schedules and creates a container: the API's create and the rescheduler's. An engine
     /// that fails it (5xx, or no answer) is left out and the next best node tried, up to
@@ -99,7 +110,11 @@ impl Orchestrator {
     pub async fn create(&self, mut req: CreateRequest) -> Result<Created, Error> {
         let spec = build_spec(&mut req.config)?;
         let swarm_id = swarm_id_of(&mut req.config);
-        let attempt = Attempt { req: &req, spec: &spec, swarm_id: &swarm_id };
+        let term = self.inner.leadership.acting_term();
+        if let Some(term) = term {
+            stamp(&mut req.config, term, self.inner.leadership.advertise());
+        }
+        let attempt = Attempt { req: &req, spec: &spec, swarm_id: &swarm_id, term };
         let mut excluded: Vec<String> = Vec::new();
         let mut last_err = None;
         for _ in 0..=self.inner.settings.create_retry {
@@ -205,6 +220,7 @@ impl Orchestrator {
                 Ok((status, resp_headers, bytes)) if status == StatusCode::CREATED => {
                     let id = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["Id"].as_str().map(str::to_string)).unwrap_or_default();
                     self.inner.cluster.learn_created(&node, &id, a.req.name.as_deref(), &a.req.config);
+                    tracing::debug!(term = ?a.term, node = %node, id = %id, swarm_id = %a.swarm_id, "Container created.");
                     return Ok(Created { node, id, answer: bytes, content_type: resp_headers.get(header::CONTENT_TYPE).cloned() });
                 }
                 Ok((StatusCode::NOT_FOUND, _, bytes)) if !pulled && error_message(&bytes).contains("No such image") => {

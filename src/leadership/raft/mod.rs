@@ -206,7 +206,7 @@ impl RaftNode {
                             info!(term, "Elected primary by Raft.");
                         }
                         led_term = Some(term);
-                        leadership.became_leader(deadline);
+                        leadership.became_leader(term, deadline);
                     }
                 }
                 // Leading without a recent quorum: wait for acknowledgements.

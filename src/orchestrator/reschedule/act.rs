@@ -33,6 +33,18 @@ struct Rescheduled {
     old_id: String,
     #[serde(default)]
     running: bool,
+    /// The replacement, once created: without it, the reschedule may never have made one.
+    #[serde(default)]
+    new_id: Option<String>,
+}
+
+/// What a round of rescheduling settled and what it must retry.
+#[derive(Default)]
+pub(super) struct Rescheduling {
+    /// `(node, swarm ID)` of containers recreated, or found alive elsewhere.
+    pub(super) settled: Vec<(String, String)>,
+    /// Swarm IDs whose reschedule failed.
+    pub(super) failed: Vec<String>,
 }
 
 /// The copies of one swarm ID on the healthy engines: `(node, id, created)`.
@@ -65,36 +77,45 @@ impl Act {
     }
 
     /// Recreates what is due, once the engines and the store confirm that no copy exists nor
-    /// is being created. Returns the swarm IDs whose reschedule failed.
-    pub(super) async fn reschedule(&self, mut due: Vec<Candidate>) -> Vec<String> {
+    /// is being created.
+    pub(super) async fn reschedule(&self, mut due: Vec<Candidate>) -> Rescheduling {
         let inner = &self.orch.inner;
+        let mut outcome = Rescheduling::default();
         match self.copies_on_engines().await {
-            Ok(copies) => due.retain(|c| !copies.contains_key(&c.swarm_id)),
+            Ok(copies) => due.retain(|c| {
+                let elsewhere = copies.contains_key(&c.swarm_id);
+                if elsewhere {
+                    outcome.settled.push((c.node.clone(), c.swarm_id.clone()));
+                }
+                !elsewhere
+            }),
             Err(e) => {
                 warn!(error = %e, "Cannot list the engines before rescheduling; retrying.");
-                return Vec::new();
+                return outcome;
             }
         }
         match inner.store.list(CREATES_PREFIX.to_string()).await {
             Ok(in_flight) => due.retain(|c| !in_flight.iter().any(|(k, _)| k[CREATES_PREFIX.len()..] == c.swarm_id)),
-            Err(_) => return Vec::new(),
+            Err(_) => return outcome,
         }
         if due.is_empty() {
-            return Vec::new();
+            return outcome;
         }
         let started = Instant::now();
         let results = futures_util::future::join_all(due.iter().map(|c| self.reschedule_one(c))).await;
         let done = results.iter().filter(|r| r.is_ok()).count();
         info!(rescheduled = done, failed = due.len() - done, took = ?started.elapsed(), "Rescheduled containers of failed nodes.");
         inner.metrics.rescheduled.inc_by(done as u64);
-        let mut failed = Vec::new();
         for (c, r) in due.iter().zip(results) {
-            if let Err(e) = r {
-                warn!(name = ?c.name, swarm_id = %c.swarm_id, error = %e, "Reschedule failed; retrying later.");
-                failed.push(c.swarm_id.clone());
+            match r {
+                Ok(()) => outcome.settled.push((c.node.clone(), c.swarm_id.clone())),
+                Err(e) => {
+                    warn!(name = ?c.name, swarm_id = %c.swarm_id, error = %e, "Reschedule failed; retrying later.");
+                    outcome.failed.push(c.swarm_id.clone());
+                }
             }
         }
-        failed
+        outcome
     }
 
     /// Reschedulable containers on the healthy engines, by swarm ID, read from the engines
@@ -140,7 +161,8 @@ impl Act {
         // Out of the cache first, so the name is free for the new copy and `ps` never shows two.
         inner.cluster.supersede(&c.node, &c.id);
         let record = format!("{RESCHEDULES_PREFIX}{}", c.swarm_id);
-        let value = serde_json::to_vec(&Rescheduled { from: c.node.clone(), old_id: c.id.clone(), running: c.running }).unwrap_or_default();
+        let mut rescheduled = Rescheduled { from: c.node.clone(), old_id: c.id.clone(), running: c.running, new_id: None };
+        let value = serde_json::to_vec(&rescheduled).unwrap_or_default();
         if let Err(e) = inner.store.put(record.clone(), value, Some(RECORD_TTL)).await {
             inner.cluster.unsupersede(&c.id);
             return Err(format!("cannot record the reschedule: {e}"));
@@ -154,11 +176,16 @@ impl Act {
                 return Err(e.message);
             }
         };
-        info!(name = ?c.name, from = %c.node, to = %created.node, "Container rescheduled.");
+        info!(term = ?inner.leadership.acting_term(), name = ?c.name, from = %c.node, to = %created.node, "Container rescheduled.");
+        rescheduled.new_id = Some(created.id.clone());
+        if let Err(e) = inner.store.put(record, serde_json::to_vec(&rescheduled).unwrap_or_default(), Some(RECORD_TTL)).await {
+            warn!(swarm_id = %c.swarm_id, error = %e, "Cannot record the rescheduled copy.");
+        }
         if !c.running {
             return Ok(());
         }
         // A busy engine (many reschedules at once) gets the create's patience, and a few tries.
+        // The copy exists either way: it is settled, and finishing the reschedule starts it.
         let mut last = String::new();
         for attempt in 0..START_ATTEMPTS {
             if attempt > 0 {
@@ -169,7 +196,8 @@ impl Act {
                 Err(e) => last = e,
             }
         }
-        Err(format!("recreated, but {last}"))
+        warn!(name = ?c.name, swarm_id = %c.swarm_id, error = %last, "Recreated, not yet started; starting it later.");
+        Ok(())
     }
 
     /// Starts container `id` on `node` (already running counts) and records it as running.
@@ -232,16 +260,34 @@ impl Act {
                 }
             }
             let Some(handle) = from else { continue };
-            if must_run && !running {
+            if copies.is_empty() && r.new_id.is_none() {
+                // No replacement was ever recorded or seen: the original is the container.
+                if self.restorable(swarm_id).await && inner.store.delete(key).await.is_ok() {
+                    info!(node = %handle.name, id = %r.old_id, "A reschedule never made its copy; the original is kept.");
+                    inner.cluster.unsupersede(&r.old_id);
+                }
+                continue;
+            }
+            // A replacement that should run but does not yet: keep the original meanwhile. With
+            // no replacement left at all, the user removed it, and the original goes too.
+            if must_run && !running && !copies.is_empty() {
                 continue;
             }
             if orphans::remove(&handle.client, &r.old_id).await {
-                info!(node = %handle.name, id = %r.old_id, "Removed the stale copy of a rescheduled container.");
+                info!(term = ?inner.leadership.acting_term(), node = %handle.name, id = %r.old_id, "Removed the stale copy of a rescheduled container.");
                 if inner.store.delete(key).await.is_ok() {
                     inner.cluster.unsupersede(&r.old_id);
                 }
             }
         }
+    }
+
+    /// Whether no engine holds a copy of `swarm_id` besides superseded ones, and none is being
+    /// created: asked of the engines and the store, not the cache, which may lag.
+    async fn restorable(&self, swarm_id: &str) -> bool {
+        let Ok(copies) = self.copies_on_engines().await else { return false };
+        let Ok(in_flight) = self.orch.inner.store.list(format!("{CREATES_PREFIX}{swarm_id}")).await else { return false };
+        !copies.contains_key(swarm_id) && in_flight.is_empty()
     }
 
     /// Settles creates that a leader recorded and never cleared: kept when their engine has the

@@ -71,7 +71,9 @@ fn matters(event: &serde_json::Value) -> bool {
 
 async fn pass(orch: &Orchestrator, memory: &mut Memory, act: &act::Act) {
     let leading = orch.inner.leadership.is_leader();
-    let view = orch.inner.cluster.with_nodes(|nodes| plan::observe(nodes, leading));
+    let cluster = &orch.inner.cluster;
+    let mut view = cluster.with_nodes(|nodes| plan::observe(nodes, leading));
+    view.removed = memory.known_ids().filter(|id| cluster.was_removed(id)).map(str::to_string).collect();
     let now = Instant::now();
     memory.remember(&view, now);
     for action in plan::plan(memory, &view, now) {
@@ -79,8 +81,12 @@ async fn pass(orch: &Orchestrator, memory: &mut Memory, act: &act::Act) {
             Action::TakeOver => act.take_over().await,
             Action::ResolveCreates => act.resolve_creates().await,
             Action::Reschedule(due) => {
-                for failed in act.reschedule(due).await {
-                    memory.failed(&failed, now);
+                let outcome = act.reschedule(due).await;
+                for failed in &outcome.failed {
+                    memory.failed(failed, now);
+                }
+                for (node, swarm_id) in &outcome.settled {
+                    memory.settled(node, swarm_id);
                 }
             }
             Action::FinishReschedules => act.finish_reschedules().await,

@@ -48,6 +48,8 @@ pub struct View {
     pub live: HashSet<String>,
     /// Whether a reschedulable swarm ID lives twice among them.
     pub doubled: bool,
+    /// Remembered containers that were removed since (by their user, or on their engine).
+    pub removed: HashSet<String>,
 }
 
 /// Reads the view out of the node table.
@@ -116,8 +118,17 @@ pub enum Action {
 }
 
 impl Memory {
-    /// Learns from the view: where reschedulable containers are, and which stopped when.
+    /// The engine IDs of every remembered container.
+    pub fn known_ids(&self) -> impl Iterator<Item = &str> {
+        self.known.values().flatten().map(|c| c.id.as_str())
+    }
+
+    /// Learns from the view: where reschedulable containers are, which stopped when, and which
+    /// were removed (never to be rescheduled).
     pub fn remember(&mut self, view: &View, now: Instant) {
+        for cands in self.known.values_mut() {
+            cands.retain(|c| !view.removed.contains(&c.id));
+        }
         for (node, cands) in &view.healthy {
             for c in cands {
                 if c.running {
@@ -136,6 +147,14 @@ impl Memory {
     /// Marks a reschedule as failed: it waits [`RETRY_AFTER`].
     pub fn failed(&mut self, swarm_id: &str, now: Instant) {
         self.not_before.insert(swarm_id.to_string(), now + RETRY_AFTER);
+    }
+
+    /// A container of `node` was rescheduled (or found to live elsewhere already): it is
+    /// settled. Should the user remove the new copy, nothing brings it back.
+    pub fn settled(&mut self, node: &str, swarm_id: &str) {
+        if let Some(cands) = self.known.get_mut(node) {
+            cands.retain(|c| c.swarm_id != swarm_id);
+        }
     }
 
     /// When the next deferred reschedule falls due.
@@ -286,6 +305,25 @@ mod tests {
         // Long after the stop, the stop was the user's: it stays stopped.
         m.remember(&failed_b, now + RAN_RECENTLY + Duration::from_secs(2));
         assert!(due(&plan(&m, &failed_b, now + RAN_RECENTLY + Duration::from_secs(2))).iter().all(|(_, running)| !running));
+    }
+
+    #[test]
+    fn a_settled_container_is_not_rescheduled_again_when_its_new_copy_is_removed() {
+        let now = Instant::now();
+        let mut m = seen_b(now);
+        m.settled("b", "web");
+        // The user removed the new copy: "web" lives nowhere, yet it is not due again.
+        assert_eq!(due(&plan(&m, &view(true, vec![], &["b"]), now)), vec![("job".to_string(), false)]);
+    }
+
+    #[test]
+    fn a_container_removed_just_before_its_node_failed_stays_removed() {
+        let now = Instant::now();
+        let mut m = seen_b(now);
+        let mut failed_b = view(true, vec![], &["b"]);
+        failed_b.removed.insert("web-on-b".into());
+        m.remember(&failed_b, now);
+        assert_eq!(due(&plan(&m, &failed_b, now)), vec![("job".to_string(), false)]);
     }
 
     #[test]
