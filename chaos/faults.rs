@@ -21,6 +21,11 @@ pub enum Fault {
     LeaderFreeze,
     /// SIGKILL of a follower.
     FollowerKill,
+    /// The leader cut off the other managers (and etcd), still reachable by clients, then
+    /// healed.
+    LeaderPartition,
+    /// A follower cut off the others (and etcd), then healed.
+    MinorityPartition,
     /// dockerd stopped past failure detection, then started again.
     EngineStop,
     /// dockerd frozen (SIGSTOP) past failure detection, then resumed.
@@ -29,6 +34,9 @@ pub enum Fault {
     AgentKill,
     /// Every manager stopped (SIGTERM), then all started again.
     FullRestart,
+    /// The leader's data directory full (Raft mode), then freed; a manager that exited is
+    /// started again.
+    DiskFull,
     /// An etcd member killed, then restarted (etcd mode).
     EtcdKill,
     /// An etcd member frozen, then resumed (etcd mode).
@@ -43,12 +51,34 @@ impl Fault {
             Fault::LeaderTerm => "leader SIGTERM",
             Fault::LeaderFreeze => "leader SIGSTOP/SIGCONT",
             Fault::FollowerKill => "follower SIGKILL",
+            Fault::LeaderPartition => "leader partitioned",
+            Fault::MinorityPartition => "follower partitioned",
             Fault::EngineStop => "engine stop/restart",
             Fault::EngineHang => "engine hang",
             Fault::AgentKill => "agent kill",
             Fault::FullRestart => "all managers restarted",
+            Fault::DiskFull => "leader's disk full",
             Fault::EtcdKill => "etcd member kill",
             Fault::EtcdHang => "etcd member hang",
+        }
+    }
+
+    /// Its name on the command line (`--only`).
+    pub fn slug(self) -> &'static str {
+        match self {
+            Fault::LeaderKill => "leader-kill",
+            Fault::LeaderTerm => "leader-term",
+            Fault::LeaderFreeze => "leader-freeze",
+            Fault::FollowerKill => "follower-kill",
+            Fault::LeaderPartition => "leader-partition",
+            Fault::MinorityPartition => "follower-partition",
+            Fault::EngineStop => "engine-stop",
+            Fault::EngineHang => "engine-hang",
+            Fault::AgentKill => "agent-kill",
+            Fault::FullRestart => "full-restart",
+            Fault::DiskFull => "disk-full",
+            Fault::EtcdKill => "etcd-kill",
+            Fault::EtcdHang => "etcd-hang",
         }
     }
 
@@ -59,29 +89,35 @@ impl Fault {
 
     /// Whether it strikes the leader (its failover is measured).
     pub fn strikes_leader(self) -> bool {
-        matches!(self, Fault::LeaderKill | Fault::LeaderTerm | Fault::LeaderFreeze | Fault::FullRestart)
+        matches!(self, Fault::LeaderKill | Fault::LeaderTerm | Fault::LeaderFreeze | Fault::LeaderPartition | Fault::FullRestart | Fault::DiskFull)
     }
 }
 
-/// Draws the next fault: leader faults about half the time.
-pub fn draw(rng: &mut StdRng, mode: Mode) -> Fault {
+/// Draws the next fault: leader faults about half the time. With `only`, among those kinds.
+pub fn draw(rng: &mut StdRng, mode: Mode, only: &[String]) -> Fault {
     let table: &[(Fault, u32)] = &[
         (Fault::LeaderKill, 20),
         (Fault::LeaderTerm, 12),
         (Fault::LeaderFreeze, 16),
-        (Fault::FollowerKill, 10),
+        (Fault::FollowerKill, 8),
+        (Fault::LeaderPartition, 8),
+        (Fault::MinorityPartition, 5),
         (Fault::EngineStop, 8),
         (Fault::EngineHang, 8),
         (Fault::AgentKill, 8),
         (Fault::FullRestart, 6),
+        (Fault::DiskFull, if mode == Mode::Raft { 5 } else { 0 }),
         (Fault::EtcdKill, if mode == Mode::Etcd { 6 } else { 0 }),
         (Fault::EtcdHang, if mode == Mode::Etcd { 6 } else { 0 }),
     ];
+    let table: Vec<(Fault, u32)> =
+        table.iter().map(|(f, w)| (*f, if only.is_empty() || only.iter().any(|o| o == f.slug()) { *w } else { 0 })).collect();
     let total: u32 = table.iter().map(|(_, w)| w).sum();
+    assert!(total > 0, "no fault of {only:?} applies in {} mode", mode.name());
     let mut roll = rng.random_range(0..total);
     for (f, w) in table {
-        if roll < *w {
-            return *f;
+        if roll < w {
+            return f;
         }
         roll -= w;
     }
@@ -128,6 +164,26 @@ pub fn strike(t: &mut Topology, fault: Fault, rng: &mut StdRng, clock: Clock) ->
             } else {
                 pause(rng, 500, 2000);
                 t.restart(i);
+            }
+        }
+        Fault::LeaderPartition | Fault::MinorityPartition => {
+            let leader = t.wait_leader(Duration::from_secs(20))?;
+            let i = if fault == Fault::MinorityPartition { t.running().into_iter().find(|i| *i != leader)? } else { leader };
+            victim = t.addr(i);
+            began = clock.now();
+            let mut cut = t.isolate(i);
+            std::thread::sleep(freeze_for(mode) + Duration::from_millis(rng.random_range(0..2000)));
+            cut.heal();
+        }
+        Fault::DiskFull => {
+            let i = t.wait_leader(Duration::from_secs(20))?;
+            victim = t.addr(i);
+            began = clock.now();
+            let filler = t.fill_disk(i)?;
+            pause(rng, 3000, 6000);
+            let _ = std::fs::remove_file(filler);
+            if t.revive(i) {
+                eprintln!("chaos: {victim} had exited on a full disk; started again");
             }
         }
         Fault::FullRestart => {

@@ -40,10 +40,13 @@ struct Options {
     seed: u64,
     clients: usize,
     out: PathBuf,
+    /// Fault kinds to draw from (`--only a,b`); all when empty.
+    only: Vec<String>,
 }
 
 impl Options {
-    /// Reads `--mode raft|etcd|both`, `--faults N`, `--seed S`, `--clients N`, `--out DIR`;
+    /// Reads `--mode raft|etcd|both`, `--faults N`, `--seed S`, `--clients N`, `--out DIR`,
+    /// `--only KIND,KIND` (see `Fault::slug`);
     /// `cargo test`'s own flags are ignored.
     fn parse() -> Options {
         let mut o = Options {
@@ -52,6 +55,7 @@ impl Options {
             seed: rand::random::<u32>() as u64,
             clients: 4,
             out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/chaos")),
+            only: Vec::new(),
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -71,6 +75,7 @@ impl Options {
                 "--seed" => o.seed = number(),
                 "--clients" => o.clients = (number() as usize).max(1),
                 "--out" => o.out = PathBuf::from(&value),
+                "--only" => o.only = value.split(',').map(str::to_string).collect(),
                 // libtest's flags, passed by `cargo test -- ...` to every test binary.
                 "--skip" | "--test-threads" | "--format" | "--color" => {}
                 "--list" => std::process::exit(0),
@@ -145,7 +150,7 @@ fn campaign(mode: Mode, opts: &Options) -> report::Findings {
     let mut restart_violations = Vec::new();
     for k in 0..opts.faults {
         std::thread::sleep(Duration::from_millis(rng.random_range(1500..3500)));
-        let fault = faults::draw(&mut rng, mode);
+        let fault = faults::draw(&mut rng, mode, &opts.only);
         let before = fault.strikes_managers().then(|| (clock.now(), checker::started_at(&engines)));
         let Some(s) = faults::strike(&mut t, fault, &mut rng, clock) else {
             skipped += 1;

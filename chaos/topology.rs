@@ -25,6 +25,9 @@ impl Mode {
     }
 }
 
+/// Size of each Raft-mode manager's data directory (a tmpfs).
+pub const DATA_DIR_MIB: u32 = 64;
+
 /// The lease etcd-mode managers are given, as users would set it (the default).
 pub const ETCD_TTL: &str = "5s";
 /// How long a leader stays frozen: longer than the lease (etcd) or the election timeout (Raft).
@@ -45,7 +48,44 @@ struct EtcdManagers {
 impl EtcdManagers {
     fn launch(&self, i: usize) -> Manager {
         let me = format!("127.0.0.1:{}", self.ports[i]);
-        Manager::start_on(self.ports[i], &self.discovery, &["--replication", "--advertise", &me, "--replication-ttl", ETCD_TTL])
+        let args = ["--replication", "--advertise", &me, "--replication-ttl", ETCD_TTL];
+        Manager::start_as(self.ports[i], &self.discovery, &args, Some(FIRST_UID + i as u32))
+    }
+}
+
+/// iptables rules that cut traffic between processes on loopback, singled out by the sender's
+/// user (each manager runs as its own) and the destination port. Removed on heal or drop.
+pub struct Cut {
+    rules: Vec<Vec<String>>,
+}
+
+impl Cut {
+    fn new(pairs: &[(u32, u16)]) -> Cut {
+        require("iptables", "iptables");
+        let rules: Vec<Vec<String>> = pairs
+            .iter()
+            .map(|(uid, port)| {
+                ["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", &uid.to_string(), "--dport", &port.to_string(), "-j", "DROP"].map(str::to_string).to_vec()
+            })
+            .collect();
+        for r in &rules {
+            let o = run(std::process::Command::new("iptables").arg("-I").args(r));
+            assert!(o.status.success(), "iptables -I {r:?}: {}", stderr(&o));
+        }
+        Cut { rules }
+    }
+
+    /// Removes the rules.
+    pub fn heal(&mut self) {
+        for r in self.rules.drain(..) {
+            let _ = run(std::process::Command::new("iptables").arg("-D").args(&r));
+        }
+    }
+}
+
+impl Drop for Cut {
+    fn drop(&mut self) {
+        self.heal();
     }
 }
 
@@ -75,7 +115,9 @@ impl Topology {
         let engines = engines(&[("node-1", &[]), ("node-2", &[]), ("node-3", &[])]);
         let (managers, etcd, discovery) = match mode {
             Mode::Raft => {
-                let g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &[]);
+                // Each member as its own user, so that partitions can single out its traffic.
+                // Data directories on small tmpfs mounts, which a fault fills up.
+                let g = RaftGroup::start_on_disks(3, |peers| format!("swarm://{peers}"), &[], true, Some(DATA_DIR_MIB));
                 let url = g.swarm_url();
                 (Managers::Raft(g), Vec::new(), url)
             }
@@ -185,6 +227,47 @@ impl Topology {
                 s.ms[i] = Some(m);
             }
         }
+    }
+
+    fn port(&self, i: usize) -> u16 {
+        match &self.managers {
+            Managers::Raft(g) => g.port(i),
+            Managers::Etcd(s) => s.ports[i],
+        }
+    }
+
+    /// Cuts manager `i` off the other managers (both ways) and, in etcd mode, off etcd; clients
+    /// (and HAProxy's checks) still reach it, and it still reaches the engines.
+    pub fn isolate(&self, i: usize) -> Cut {
+        let uid = |k: usize| FIRST_UID + k as u32;
+        let mut pairs = Vec::new();
+        for j in (0..3).filter(|j| *j != i) {
+            pairs.push((uid(i), self.port(j)));
+            pairs.push((uid(j), self.port(i)));
+        }
+        for e in &self.etcd {
+            let port = e.client_addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("etcd port");
+            pairs.push((uid(i), port));
+        }
+        Cut::new(&pairs)
+    }
+
+    /// Fills manager `i`'s data directory (Raft mode); returns the filler to delete.
+    pub fn fill_disk(&self, i: usize) -> Option<std::path::PathBuf> {
+        match &self.managers {
+            Managers::Raft(g) => Some(g.fill_disk(i)),
+            Managers::Etcd(_) => None,
+        }
+    }
+
+    /// Starts manager `i` again if its process has exited by itself; true if it had.
+    pub fn revive(&mut self, i: usize) -> bool {
+        let exited = self.slots_mut()[i].as_mut().is_some_and(|m| m.has_exited());
+        if exited {
+            self.slots_mut()[i] = None;
+            self.restart(i);
+        }
+        exited
     }
 
     /// Kills agent `k` (SIGKILL) and starts a new one.

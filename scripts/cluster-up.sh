@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The main job: a local cluster of three real Docker engines (node-1..3, each with its own
 # hostname, data root and labels) and three swarm managers replicating through embedded Raft
-# (no etcd). Each engine joins through the managers (`swarm join ... swarm://`). Prints the
-# DOCKER_HOST to use, then runs in the foreground until Ctrl-C, when it stops everything it
-# started, by pid.
-#   SWARM_ENGINES=3  SWARM_PORT=4000 (managers on 4000-4002)  SWARM_STATE=/tmp/swarm-cluster
+# (no etcd), behind HAProxy (haproxy/haproxy.cfg). Each engine joins through the managers
+# (`swarm join ... swarm://`). Prints the DOCKER_HOST to use (HAProxy: it survives losing any
+# one manager), then runs in the foreground until Ctrl-C, when it stops everything it started,
+# by pid.
+#   SWARM_ENGINES=3  SWARM_PORT=4000 (managers on 4000-4002)  SWARM_LB_PORT=2375 (HAProxy)
+#   SWARM_STATE=/tmp/swarm-cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo build --release --quiet
 n_engines=${SWARM_ENGINES:-3}
 port=${SWARM_PORT:-4000}
+lb_port=${SWARM_LB_PORT:-2375}
 state=${SWARM_STATE:-/tmp/swarm-cluster}
 mkdir -p "$state"
 pids=()
@@ -59,25 +62,39 @@ for k in 0 1 2; do
   ./target/release/swarm manage -H "${managers[$k]}" --replication --advertise "${managers[$k]}" \
     --replication-peers "$peers" --data-dir "$state/manager-$k" "swarm://$peers" >"$state/manager-$k.log" 2>&1 &
   pids+=("$!")
+  echo "$!" >"$state/manager-$k.pid"
 done
 for e in "${entries[@]}"; do
   ./target/release/swarm join --advertise "$e" --heartbeat 5s --ttl 20s "swarm://$peers" >"$state/join-${e##*:}.log" 2>&1 &
   pids+=("$!")
 done
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/_ping" >/dev/null && break; sleep 0.1; done
+# HAProxy in front of the three managers: a dead one leaves the pool within about a second.
+SWARM_LB="127.0.0.1:$lb_port" SWARM_M1="${managers[0]}" SWARM_M2="${managers[1]}" SWARM_M3="${managers[2]}" \
+  haproxy -f haproxy/haproxy.cfg -db >"$state/haproxy.log" 2>&1 &
+pids+=("$!")
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$lb_port/_ping" >/dev/null && break; sleep 0.1; done
+if ! curl -sf "http://127.0.0.1:$lb_port/_ping" >/dev/null; then
+  echo "HAProxy does not answer on 127.0.0.1:$lb_port (port taken? set SWARM_LB_PORT); see $state/haproxy.log" >&2
+  exit 1
+fi
 for _ in $(seq 1 100); do
   [ "$(./target/release/swarm list --timeout 2s "swarm://$peers" 2>/dev/null | wc -l)" -ge "$n_engines" ] && break; sleep 0.2
 done
 cat <<MSG
 
 The cluster is up: ${n_engines} engines, three managers on embedded Raft at $peers
-(logs and Raft data: $state/manager-*). Any manager serves the Docker API; followers pass
-requests to the primary. Use it from another shell:
+(logs and Raft data: $state/manager-*), behind HAProxy at 127.0.0.1:$lb_port. Any manager
+serves the Docker API; followers pass requests to the primary. Use it from another shell:
 
-    export DOCKER_HOST=tcp://127.0.0.1:$port
-    docker info                       # Role: primary or replica, and every node
+    export DOCKER_HOST=tcp://127.0.0.1:$lb_port
+    docker info                       # every node, and the manager that answered
     docker run -d --name web busybox httpd -f -p 8080
     ./target/release/swarm members list --manager 127.0.0.1:$port
+
+Kill the current leader (SIGKILL, by its pid) and watch docker keep answering:
+
+    for k in 0 1 2; do curl -s 127.0.0.1:\$(($port + k))/info | grep -q '\["Role","primary"\]' && kill -9 \$(cat $state/manager-\$k.pid); done; docker ps
 
 Metrics: curl http://127.0.0.1:$port/metrics
 Press Ctrl-C to stop everything.

@@ -215,6 +215,11 @@ impl Orchestrator {
         }
         let mut pulled = false;
         loop {
+            // A leader frozen since it recorded the create may have been deposed meanwhile: it
+            // must not act on its old term. (The window left is from here to the send.)
+            if a.term.is_some() && self.inner.leadership.acting_term() != a.term {
+                return Err(Failure::Final(Error::new(StatusCode::SERVICE_UNAVAILABLE, "This manager is no longer the primary; retry")));
+            }
             let bound = Some(self.inner.settings.create_timeout);
             match handle.client.call(Method::POST, &path, Some(payload.clone()), &headers, bound).await {
                 Ok((status, resp_headers, bytes)) if status == StatusCode::CREATED => {

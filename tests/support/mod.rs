@@ -22,7 +22,7 @@ pub use haproxy::LoadBalancer;
 #[allow(unused_imports)]
 pub use prometheus::Prometheus;
 #[allow(unused_imports)]
-pub use raft::{Partition, RaftGroup};
+pub use raft::{Partition, RaftGroup, FIRST_UID};
 #[allow(unused_imports)]
 pub use tty::{attach_session, interactive_session, Tty};
 
@@ -778,6 +778,14 @@ impl Manager {
     pub fn signal(&self, sig: &str) {
         if let Some(c) = &self.child {
             signal(c.id(), sig);
+        }
+    }
+
+    /// Whether the process has exited by itself (it is then reaped).
+    pub fn has_exited(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(Some(_))),
+            None => true,
         }
     }
 

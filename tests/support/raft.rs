@@ -22,6 +22,8 @@ pub struct RaftGroup {
     extra: Vec<String>,
     /// Run members as [`FIRST_UID`] + index.
     own_users: bool,
+    /// Each member's data directory is a tmpfs of this many MiB (to fill it up).
+    tmpfs_mib: Option<u32>,
     root: tempfile::TempDir,
 }
 
@@ -34,13 +36,19 @@ impl RaftGroup {
     /// Like [`RaftGroup::start`]; with `own_users`, each member runs as its own user and also
     /// listens on a unix socket ([`RaftGroup::sock`]) that iptables cannot cut.
     pub fn start_with(n: usize, discovery: impl FnOnce(&str) -> String, extra: &[&str], own_users: bool) -> RaftGroup {
+        RaftGroup::start_on_disks(n, discovery, extra, own_users, None)
+    }
+
+    /// Like [`RaftGroup::start_with`]; with `tmpfs_mib`, each member's data directory is a
+    /// tmpfs of that size, which [`RaftGroup::fill_disk`] can fill.
+    pub fn start_on_disks(n: usize, discovery: impl FnOnce(&str) -> String, extra: &[&str], own_users: bool, tmpfs_mib: Option<u32>) -> RaftGroup {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let root = unique_dir("swarm-raft-");
         // Readable by a manager run as nobody.
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
         let discovery = discovery(&peers);
-        let mut g = RaftGroup { ms: Vec::new(), ports, initial: n, discovery, extra: extra.iter().map(|s| s.to_string()).collect(), own_users, root };
+        let mut g = RaftGroup { ms: Vec::new(), ports, initial: n, discovery, extra: extra.iter().map(|s| s.to_string()).collect(), own_users, tmpfs_mib, root };
         for i in 0..n {
             let m = g.launch(i);
             g.ms.push(Some(m));
@@ -104,6 +112,13 @@ impl RaftGroup {
         let me = self.addr(i);
         let data = self.data_dir(i);
         std::fs::create_dir_all(&data).unwrap();
+        if let Some(mib) = self.tmpfs_mib {
+            let mounted = std::fs::read_to_string("/proc/mounts").unwrap_or_default().contains(&format!(" {} tmpfs ", data.display()));
+            if !mounted {
+                let o = run(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0777"), "tmpfs", data.to_str().unwrap()]));
+                assert!(o.status.success(), "mount tmpfs on {}: {}", data.display(), super::stderr(&o));
+            }
+        }
         let uid = self.own_users.then(|| self.uid(i));
         if let Some(uid) = uid {
             let _ = run(Command::new("chown").args(["-R", &format!("{uid}:{uid}"), data.to_str().unwrap()]));
@@ -131,6 +146,15 @@ impl RaftGroup {
         let m = self.launch(i);
         self.ms.push(Some(m));
         i
+    }
+
+    /// Fills member `i`'s data directory (a tmpfs) to the last byte; returns the filler file.
+    pub fn fill_disk(&self, i: usize) -> PathBuf {
+        assert!(self.tmpfs_mib.is_some(), "fill_disk needs a group started on tmpfs data directories");
+        let filler = self.data_dir(i).join("filler");
+        // dd stops at ENOSPC, which is the point.
+        let _ = run(Command::new("dd").args(["if=/dev/zero", &format!("of={}", filler.display()), "bs=64k"]));
+        filler
     }
 
     /// Member `i` (panics when stopped).
@@ -188,6 +212,19 @@ impl RaftGroup {
     pub fn change_members(&self, via: usize, action: &str, addr: &str) {
         let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["members", action, addr, "--manager", &self.addr(via)]));
         assert!(o.status.success(), "swarm members {action} {addr}: {}", super::stderr(&o));
+    }
+}
+
+impl Drop for RaftGroup {
+    fn drop(&mut self) {
+        if self.tmpfs_mib.is_some() {
+            for m in self.ms.iter_mut().flatten() {
+                m.kill_hard();
+            }
+            for i in 0..self.ports.len() {
+                let _ = run(Command::new("umount").arg("-l").arg(self.data_dir(i)));
+            }
+        }
     }
 }
 

@@ -224,7 +224,18 @@ impl RaftNode {
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                changed = rx.changed() => if changed.is_err() { return },
+                changed = rx.changed() => if changed.is_err() {
+                    if cancel.is_cancelled() {
+                        return;
+                    }
+                    // Raft stopped by itself: a storage failure (a full or failing disk) is fatal
+                    // to it. A manager without Raft can neither lead nor follow; exit, so that
+                    // the load balancer stops sending clients here and a supervisor restarts it
+                    // once the disk is fixed.
+                    leadership.step_down(None);
+                    tracing::error!("Raft stopped (see the error above, often a full or failing --data-dir); exiting.");
+                    std::process::exit(1);
+                },
                 // A leader's quorum age grows even when nothing else changes.
                 _ = tokio::time::sleep(lease / 4), if state == ServerState::Leader => {}
             }
