@@ -328,10 +328,39 @@ impl Drop for Engine {
         for b in bridges {
             let _ = Command::new("ip").args(["link", "delete", &b]).stderr(Stdio::null()).status();
         }
+        self.kill_orphaned_shims();
     }
 }
 
 impl Engine {
+    /// Kills, by pid, the containerd shims (and so the containers) this engine's daemon left
+    /// behind: a daemon stopped while it was restarting or hung does not reap them.
+    fn kill_orphaned_shims(&self) {
+        let ours = self.dir.path().to_string_lossy().into_owned();
+        let mut shims = Vec::new();
+        let mut parents = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.starts_with("/usr/bin/containerd-shim") && cmdline.contains(&ours) {
+                shims.push(pid);
+            }
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // The parent pid is the second field after the command, which ends at the last ')'.
+            if let Some(ppid) = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok()) {
+                parents.push((pid, ppid));
+            }
+        }
+        // The containers first (a shim's children), then the shims.
+        for (pid, _) in parents.iter().filter(|(_, ppid)| shims.contains(ppid)) {
+            signal(*pid, "KILL");
+        }
+        for pid in shims {
+            signal(pid, "KILL");
+        }
+    }
+
     /// `br-<id>` interfaces of this engine's bridge networks (asked with a bound: it may hang).
     fn bridges(&self) -> Vec<String> {
         let child = docker_cmd(&self.local_host())
