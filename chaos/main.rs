@@ -220,6 +220,7 @@ fn campaign(mode: Mode, opts: &Options) -> report::Findings {
         restart_violations,
         convergence,
         ended,
+        wall_start,
     }
 }
 

@@ -42,6 +42,8 @@ pub struct Findings {
     pub convergence: Result<f64, String>,
     /// When the load ended.
     pub ended: f64,
+    /// The campaign clock's zero, in seconds since the Unix epoch (to read the managers' logs).
+    pub wall_start: f64,
 }
 
 impl Findings {
@@ -94,7 +96,7 @@ pub fn write(dir: &Path, f: &Findings) -> String {
     let violations = f.violations();
     let _ = writeln!(md, "# Chaos campaign: {} mode, seed {}\n", f.mode.name(), f.seed);
     let _ = writeln!(md, "Replay: `cargo test --release --test chaos -- --mode {} --faults {} --seed {}`\n", f.mode.name(), f.struck.len() + f.skipped, f.seed);
-    let _ = writeln!(md, "Three managers behind HAProxy, three engines with `swarm join` agents, {} clients through HAProxy.\n", f.clients);
+    let _ = writeln!(md, "Three managers behind HAProxy, three engines with `swarm join` agents, {} clients through HAProxy. Times are seconds from {:.3} (Unix time; `date -u -d @{:.0}`), the managers' logs are beside this report.\n", f.clients, f.wall_start, f.wall_start);
     let _ = writeln!(md, "**Verdict: {}**\n", if violations.is_empty() { "PASS, no violation".to_string() } else { format!("FAIL, {} violations", violations.len()) });
 
     let _ = writeln!(md, "## Checks (read from the engines and the clients' histories)\n");
@@ -168,6 +170,21 @@ pub fn write(dir: &Path, f: &Findings) -> String {
     let _ = writeln!(md, "| calm | {} | {} | {} |", calm.len(), ms(percentile(&calm, 50.0)), ms(percentile(&calm, 99.0)));
     let _ = writeln!(md, "\n{} operations: {ok} ok, {} definite refusals, {ambiguous} failed or timed out (ambiguous); {retries} retries; {} containers asked for `reschedule:on-node-failure`.", f.ops.len(), f.ops.len() - ok - ambiguous, reschedulable.len());
 
+    let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+    for o in &f.ops {
+        if let Outcome::Ambiguous(e) = &o.outcome {
+            *errors.entry(error_class(e)).or_default() += 1;
+        }
+    }
+    if !errors.is_empty() {
+        let _ = writeln!(md, "\nWhat clients saw when a request failed (IDs and addresses elided):\n\n| error | count |\n| --- | --- |");
+        let mut by_count: Vec<_> = errors.into_iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(&a.1));
+        for (e, n) in by_count {
+            let _ = writeln!(md, "| {} | {n} |", e.replace('|', "/"));
+        }
+    }
+
     let _ = writeln!(md, "\n## Timeline\n\n![timeline](timeline.png)\n\n| # | fault | victim | struck at | healed at |\n| --- | --- | --- | --- | --- |");
     for (k, s) in f.struck.iter().enumerate() {
         let _ = writeln!(md, "| {} | {} | {} | {:.1} s | {:.1} s |", k + 1, s.fault.name(), s.victim, s.began, s.healed);
@@ -187,6 +204,18 @@ pub fn write(dir: &Path, f: &Findings) -> String {
     md
 }
 
+/// An error message with what varies between occurrences (hex IDs, addresses, ports) elided.
+fn error_class(e: &str) -> String {
+    let mut out = String::new();
+    for word in e.lines().next().unwrap_or_default().split_whitespace() {
+        let digits = word.chars().filter(char::is_ascii_digit).count();
+        let hexish = word.len() >= 12 && word.chars().all(|c| c.is_ascii_hexdigit() || "\"/:.,".contains(c));
+        out.push_str(if hexish || digits >= 4 { "…" } else { word });
+        out.push(' ');
+    }
+    out.chars().take(140).collect::<String>().trim().to_string()
+}
+
 /// The timeline: each manager's answers (red primary, blue replica, grey none), the faults,
 /// and the clients' failed requests.
 fn plot(dir: &Path, f: &Findings) {
@@ -200,9 +229,13 @@ fn plot(dir: &Path, f: &Findings) {
         };
         let _ = writeln!(roles, "{:.3} {} {colour}", r.sent, row_of(&r.manager));
     }
+    // One colour per fault class, named in the key; labels on the bars only when few.
+    const PALETTE: [u32; 8] = [0xff7f0e, 0x2ca02c, 0x9467bd, 0x8c564b, 0xe377c2, 0x17becf, 0xbcbd22, 0x7f7f7f];
+    let classes: Vec<Fault> = f.struck.iter().map(|s| s.fault).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let colour_of = |fault: Fault| PALETTE[classes.iter().position(|c| *c == fault).unwrap_or(0) % PALETTE.len()];
     let mut faults = String::new();
     for s in &f.struck {
-        let _ = writeln!(faults, "{:.3} {:.3} \"{}\"", s.began, s.healed.max(s.began + 0.2), s.fault.name());
+        let _ = writeln!(faults, "{:.3} {:.3} {} \"{}\"", s.began, s.healed.max(s.began + 0.2), colour_of(s.fault), s.fault.name());
     }
     let mut errors = String::new();
     for o in f.ops.iter().filter(|o| matches!(o.outcome, Outcome::Ambiguous(_))) {
@@ -210,25 +243,28 @@ fn plot(dir: &Path, f: &Findings) {
     }
     // gnuplot refuses empty data files.
     for (name, text) in [("roles.dat", roles), ("faults.dat", faults), ("errors.dat", errors)] {
-        std::fs::write(dir.join(name), if text.is_empty() { "-1 -1 \"\"\n".to_string() } else { text }).expect("data");
+        std::fs::write(dir.join(name), if text.is_empty() { "-1 -1 0 \"\"\n".to_string() } else { text }).expect("data");
     }
+    let mut key = String::new();
+    for c in &classes {
+        let _ = write!(key, ", \\\n NaN with lines lw 8 lc rgb '#{:06x}' title '{}'", colour_of(*c), c.name().replace('\'', ""));
+    }
+    let labels = if f.struck.len() <= 20 { format!(", \\\n 'faults.dat' using 1:({}.35):4 with labels left font ',8' notitle", f.managers.len() + 1) } else { String::new() };
     let n = f.managers.len();
     let mut ytics: Vec<String> = f.managers.iter().enumerate().map(|(i, m)| format!("\"{m}\" {}", i + 1)).collect();
     ytics.push(format!("\"faults\" {}", n + 1));
     ytics.push(format!("\"client errors\" {}", n + 2));
     let script = format!(
-        "set terminal png size 1600,520\nset output 'timeline.png'\nset title \"{} mode, seed {}: manager answers (red primary, blue replica, grey none), faults, failed client requests\"\n\
-         set xlabel 'seconds since start'\nset xrange [0:{:.0}]\nset yrange [0.5:{}.8]\nset ytics ({})\nset grid xtics\nunset key\n\
-         plot 'roles.dat' using 1:2:3 with points pt 5 ps 0.6 lc rgb variable, \\\n\
-         'faults.dat' using 1:({}):($2-$1):(0) with vectors nohead lw 10 lc rgb 'orange', \\\n\
-         'faults.dat' using 1:({}.35):3 with labels left font ',8', \\\n\
-         'errors.dat' using 1:({}):($2-$1):(0) with vectors nohead lw 3 lc rgb 'red'\n",
+        "set terminal png size 1600,560\nset output 'timeline.png'\nset title \"{} mode, seed {}: manager answers (red primary, blue replica, grey none), faults, failed client requests\"\n\
+         set xlabel 'seconds since start'\nset xrange [0:{:.0}]\nset yrange [0.5:{}.8]\nset ytics ({})\nset grid xtics\nset key outside below horizontal\n\
+         plot 'roles.dat' using 1:2:3 with points pt 5 ps 0.6 lc rgb variable notitle, \\\n\
+         'faults.dat' using 1:({}):($2-$1):(0):3 with vectors nohead lw 10 lc rgb variable notitle, \\\n\
+         'errors.dat' using 1:({}):($2-$1):(0) with vectors nohead lw 3 lc rgb 'red' notitle{labels}{key}\n",
         f.mode.name(),
         f.seed,
         f.ended + 5.0,
         n + 2,
         ytics.join(", "),
-        n + 1,
         n + 1,
         n + 2
     );

@@ -107,6 +107,8 @@ pub struct Topology {
     discovery: String,
     /// HAProxy in front of the managers: where clients connect.
     pub lb: LoadBalancer,
+    /// Logs of manager processes that were stopped, by address, in order.
+    past_logs: std::collections::BTreeMap<String, String>,
 }
 
 impl Topology {
@@ -135,7 +137,7 @@ impl Topology {
         let agents = engines.iter().map(|e| Join::start(&e.addr, &discovery, "1s", "6s")).collect();
         let addrs: Vec<String> = (0..3).map(|i| manager_addr(&managers, i)).collect();
         let lb = LoadBalancer::start(&addrs);
-        let t = Topology { mode, engines, etcd, managers, agents, discovery, lb };
+        let t = Topology { mode, engines, etcd, managers, agents, discovery, lb, past_logs: Default::default() };
         for i in t.running() {
             t.manager(i).expect("running").wait_healthy(3);
         }
@@ -201,6 +203,7 @@ impl Topology {
     pub fn kill(&mut self, i: usize) {
         if let Some(mut m) = self.slots_mut()[i].take() {
             m.kill_hard();
+            self.archive(&m);
         }
     }
 
@@ -208,7 +211,15 @@ impl Topology {
     pub fn terminate(&mut self, i: usize) {
         if let Some(mut m) = self.slots_mut()[i].take() {
             m.terminate();
+            self.archive(&m);
         }
+    }
+
+    /// Keeps a stopped manager's log: its folder goes with it.
+    fn archive(&mut self, m: &Manager) {
+        let log = self.past_logs.entry(m.addr.clone()).or_default();
+        log.push_str(&m.log());
+        log.push_str("---- stopped ----\n");
     }
 
     /// Sends `sig` (STOP, CONT) to manager `i`.
@@ -264,7 +275,9 @@ impl Topology {
     pub fn revive(&mut self, i: usize) -> bool {
         let exited = self.slots_mut()[i].as_mut().is_some_and(|m| m.has_exited());
         if exited {
-            self.slots_mut()[i] = None;
+            if let Some(m) = self.slots_mut()[i].take() {
+                self.archive(&m);
+            }
             self.restart(i);
         }
         exited
@@ -277,9 +290,18 @@ impl Topology {
         self.agents[k] = Join::start(&self.engines[k].addr, &self.discovery, "1s", "6s");
     }
 
-    /// Every running manager's log so far, by address.
+    /// Every manager's log, stopped processes' first, by address.
     pub fn logs(&self) -> Vec<(String, String)> {
-        self.running().into_iter().filter_map(|i| self.manager(i).map(|m| (m.addr.clone(), m.log()))).collect()
+        (0..3)
+            .map(|i| {
+                let addr = self.addr(i);
+                let mut log = self.past_logs.get(&addr).cloned().unwrap_or_default();
+                if let Some(m) = self.manager(i) {
+                    log.push_str(&m.log());
+                }
+                (addr, log)
+            })
+            .collect()
     }
 
     /// Waits until every running manager sees `n` healthy engines; false after `bound`.

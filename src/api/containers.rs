@@ -58,6 +58,9 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
 
 // === per-container routes ===
 
+/// How long a lookup that misses waits for engines still being read for the first time.
+const CACHE_LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Resolves `/containers/<id>/...` or `/containers/<node>/<name>/...`; returns the container
 /// and the remaining segments.
 fn resolve<'s>(state: &ApiState, segs: &'s [String]) -> Result<(ContainerRef, &'s [String]), ApiError> {
@@ -74,7 +77,13 @@ fn resolve<'s>(state: &ApiState, segs: &'s [String]) -> Result<(ContainerRef, &'
 
 /// Every `/containers/{id}/...` route: sent to the owner with the name rewritten to the ID.
 pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let (c, rest) = match resolve(state, &ctx.segs[1..]) {
+    let mut found = resolve(state, &ctx.segs[1..]);
+    // A miss is an answer only once every engine has been read: `rm -f` takes "No such
+    // container" for success, so a manager still loading must not say it.
+    if matches!(&found, Err(e) if e.status == http::StatusCode::NOT_FOUND) && state.cluster.wait_loaded(CACHE_LOAD_WAIT).await {
+        found = resolve(state, &ctx.segs[1..]);
+    }
+    let (c, rest) = match found {
         Ok(found) => found,
         Err(e) if e.status == http::StatusCode::NOT_FOUND && ctx.segs.len() == 3 => match ctx.segs[2].as_str() {
             // dockerd wraps this one lookup failure,

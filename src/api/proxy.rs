@@ -2,7 +2,7 @@
 //! hijacked connections (attach, exec start) are spliced byte for byte, half-close included.
 
 use http::header::{self, HeaderMap, HeaderName};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::debug;
@@ -61,7 +61,13 @@ pub async fn forward_counted(
     if let Some(client_upgrade) = client_upgrade {
         return hijack(state, client, upstream_req, client_upgrade).await;
     }
+    let mutation = to_engine && !matches!(*upstream_req.method(), Method::GET | Method::HEAD);
+    let method = upstream_req.method().clone();
     let resp = client.send(upstream_req).await?;
+    if mutation {
+        // Who changed what, under which term: evidence for audits and the chaos checker.
+        tracing::info!(target: "swarm::mutation", term = ?state.leadership.acting_term(), engine = %client.addr(), %method, path = path_and_query, status = resp.status().as_u16(), "Engine changed.");
+    }
     Ok(streamed(resp))
 }
 

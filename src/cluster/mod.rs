@@ -202,6 +202,7 @@ impl Cluster {
                         forgotten: HashMap::new(),
                         images: Vec::new(),
                         updated_at: None,
+                        found_at: std::time::Instant::now(),
                         cancel: self.shared.cancel.child_token(),
                     };
                     added.push((addr.clone(), node.cancel.clone()));
@@ -229,6 +230,28 @@ impl Cluster {
         }
         self.update_node_gauges();
         self.update_min_api_version();
+    }
+
+    /// Waits, up to `bound`, until every engine discovery named in the last `bound` has been
+    /// read into the cache once (or has failed): until then a container missing from the cache
+    /// may only be not loaded yet, as on a manager that just started and already leads.
+    /// True if something was still loading when called.
+    pub async fn wait_loaded(&self, bound: std::time::Duration) -> bool {
+        let loading = |c: &Cluster| {
+            c.with_nodes(|nodes| {
+                nodes.values().any(|n| {
+                    n.updated_at.is_none() && n.found_at.elapsed() < bound && matches!(n.health.state(), NodeState::Pending | NodeState::Healthy)
+                })
+            })
+        };
+        if !loading(self) {
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + bound;
+        while loading(self) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        true
     }
 
     /// Runs `f` over the nodes under the read lock (keep it short: no `.await` inside).

@@ -285,6 +285,8 @@ pub struct Node {
     pub images: Vec<ImageView>,
     /// Last full refresh.
     pub updated_at: Option<SystemTime>,
+    /// When discovery first named it.
+    pub found_at: Instant,
     /// Stops the node's tasks when it leaves discovery.
     pub cancel: CancellationToken,
 }

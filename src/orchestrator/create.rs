@@ -15,6 +15,9 @@ use crate::transport::EngineClient;
 use crate::scheduler::{ContainerSpec, ContainerView};
 use crate::store::StoreError;
 
+/// How long a create waits for engines still being read for the first time.
+const CACHE_LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where a create in flight is recorded, by swarm ID.
 pub const CREATES_PREFIX: &str = "creates/";
 
@@ -109,6 +112,9 @@ impl Orchestrator {
     /// `create_retry` times.
     pub async fn create(&self, mut req: CreateRequest) -> Result<Created, Error> {
         let spec = build_spec(&mut req.config)?;
+        // Names are unique across engines only if every engine's containers are known: a
+        // manager that just started waits for its first read of each.
+        self.inner.cluster.wait_loaded(CACHE_LOAD_WAIT).await;
         let swarm_id = swarm_id_of(&mut req.config);
         let term = self.inner.leadership.acting_term();
         if let Some(term) = term {
@@ -225,7 +231,7 @@ impl Orchestrator {
                 Ok((status, resp_headers, bytes)) if status == StatusCode::CREATED => {
                     let id = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["Id"].as_str().map(str::to_string)).unwrap_or_default();
                     self.inner.cluster.learn_created(&node, &id, a.req.name.as_deref(), &a.req.config);
-                    tracing::debug!(term = ?a.term, node = %node, id = %id, swarm_id = %a.swarm_id, "Container created.");
+                    tracing::info!(target: "swarm::mutation", term = ?a.term, node = %node, id = %id, swarm_id = %a.swarm_id, "Container created.");
                     return Ok(Created { node, id, answer: bytes, content_type: resp_headers.get(header::CONTENT_TYPE).cloned() });
                 }
                 Ok((StatusCode::NOT_FOUND, _, bytes)) if !pulled && error_message(&bytes).contains("No such image") => {
