@@ -144,9 +144,19 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
             forward_and_refresh(state, ctx, &c, req, &target).await
         }
         (&Method::DELETE, None) => {
+            let swarm_id = state.cluster.swarm_id_of(&c.node, &c.id);
             let resp = proxy::forward(state, &c.client, req, &target).await?;
             if resp.status().is_success() {
                 state.cluster.forget_container(&c.node, &c.id);
+                // The user removed the container, whichever copy the name led to.
+                let copies = swarm_id.map(|s| state.cluster.copies_of(&s, &c.id)).unwrap_or_default();
+                for (node, id, client) in copies {
+                    let gone = client.call(Method::DELETE, &format!("/containers/{id}?force=1"), None, &http::HeaderMap::new(), Some(client.timeout())).await;
+                    if matches!(gone, Ok((s, _, _)) if s.is_success() || s == StatusCode::NOT_FOUND) {
+                        tracing::info!(target: "swarm::mutation", term = ?state.leadership.acting_term(), node = %node, id = %id, "Removed another copy of a removed container.");
+                        state.cluster.forget_container(&node, &id);
+                    }
+                }
             }
             Ok(resp)
         }
@@ -164,6 +174,12 @@ async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req:
         return Ok(resp);
     }
     let killed = ctx.query.get("signal").is_none_or(|s| matches!(s, "KILL" | "SIGKILL" | "9"));
+    match action.as_str() {
+        "stop" => state.cluster.stopped_by_user(&c.id, true),
+        "kill" if killed => state.cluster.stopped_by_user(&c.id, true),
+        "start" | "restart" | "unpause" => state.cluster.stopped_by_user(&c.id, false),
+        _ => {}
+    }
     let new_name = ctx.query.get("name").map(|n| n.trim_start_matches('/').to_string());
     // Whatever was learnt after the request left (an exit seen by `wait`, an event) is newer.
     state.cluster.patch_container_unless_newer(&c.node, &c.id, sent_at, |cached| match action.as_str() {

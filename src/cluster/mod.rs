@@ -144,6 +144,8 @@ struct Shared {
     superseded: RwLock<HashSet<String>>,
     /// Containers removed (by a client or on their engine), and when.
     removed: Mutex<HashMap<String, std::time::Instant>>,
+    /// Containers a client stopped, and when.
+    user_stopped: Mutex<HashMap<String, std::time::Instant>>,
     events: broadcast::Sender<Arc<Value>>,
     opts: ClusterOptions,
     metrics: Metrics,
@@ -165,6 +167,7 @@ impl Cluster {
                 min_api_version: RwLock::new(None),
                 superseded: RwLock::new(HashSet::new()),
                 removed: Mutex::new(HashMap::new()),
+                user_stopped: Mutex::new(HashMap::new()),
                 events,
                 opts,
                 metrics,

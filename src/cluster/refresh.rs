@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use serde_json::Value;
 use tracing::{debug, info};
 
-use crate::transport::EngineError;
+use crate::transport::{EngineClient, EngineError};
 use super::node::{images_from_json, CachedContainer, ContainerFacts, EngineInfo};
 use super::{events, Cluster};
 
@@ -217,6 +217,44 @@ impl Cluster {
     /// Whether `id` was removed in the last [`super::REMOVED_MEMORY`].
     pub fn was_removed(&self, id: &str) -> bool {
         self.shared.removed.lock().get(id).is_some_and(|at| at.elapsed() < super::REMOVED_MEMORY)
+    }
+
+    /// Records that a client stopped `id` (or, with `false`, started it again): a container a
+    /// user stopped is not restarted elsewhere when its node fails soon after.
+    pub fn stopped_by_user(&self, id: &str, stopped: bool) {
+        let mut marks = self.shared.user_stopped.lock();
+        if stopped {
+            marks.insert(id.to_string(), Instant::now());
+        } else {
+            marks.remove(id);
+        }
+        if marks.len() % 512 == 0 {
+            marks.retain(|_, at| at.elapsed() < super::REMOVED_MEMORY);
+        }
+    }
+
+    /// Whether a client stopped `id` (and did not start it again) in the last
+    /// [`super::REMOVED_MEMORY`].
+    pub fn was_stopped_by_user(&self, id: &str) -> bool {
+        self.shared.user_stopped.lock().get(id).is_some_and(|at| at.elapsed() < super::REMOVED_MEMORY)
+    }
+
+    /// The swarm ID of container `id` on `key`, if cached.
+    pub fn swarm_id_of(&self, key: &str, id: &str) -> Option<String> {
+        self.with_nodes(|nodes| nodes.get(key).and_then(|n| n.containers.get(id)).and_then(|c| c.swarm_id.clone()))
+    }
+
+    /// Cached copies of `swarm_id` other than `except`, as `(node, id, client)`: a reschedule
+    /// racing the user's removal may have made one.
+    pub fn copies_of(&self, swarm_id: &str, except: &str) -> Vec<(String, String, EngineClient)> {
+        self.with_nodes(|nodes| {
+            nodes
+                .iter()
+                .flat_map(|(k, n)| n.containers.values().map(move |c| (k, n, c)))
+                .filter(|(_, _, c)| c.id != except && c.swarm_id.as_deref() == Some(swarm_id))
+                .map(|(k, n, c)| (k.clone(), c.id.clone(), n.client.clone()))
+                .collect()
+        })
     }
 
     fn drop_from_cache(&self, key: &str, id: &str) {

@@ -176,6 +176,17 @@ impl Act {
                 return Err(e.message);
             }
         };
+        // The user removed the original while it was being recreated: the copy goes too.
+        if inner.cluster.was_removed(&c.id) {
+            if let Some(h) = inner.cluster.node(&created.node) {
+                if orphans::remove(&h.client, &created.id).await {
+                    inner.cluster.forget_container(&created.node, &created.id);
+                    let _ = inner.store.delete(record).await;
+                    info!(name = ?c.name, "Removed while rescheduled: the new copy is removed too.");
+                    return Ok(());
+                }
+            }
+        }
         info!(term = ?inner.leadership.acting_term(), name = ?c.name, from = %c.node, to = %created.node, "Container rescheduled.");
         rescheduled.new_id = Some(created.id.clone());
         if let Err(e) = inner.store.put(record, serde_json::to_vec(&rescheduled).unwrap_or_default(), Some(RECORD_TTL)).await {

@@ -50,6 +50,8 @@ pub struct View {
     pub doubled: bool,
     /// Remembered containers that were removed since (by their user, or on their engine).
     pub removed: HashSet<String>,
+    /// Remembered containers a client stopped: their copies are not started.
+    pub user_stopped: HashSet<String>,
 }
 
 /// Reads the view out of the node table.
@@ -186,7 +188,10 @@ pub fn plan(memory: &Memory, view: &View, now: Instant) -> Vec<Action> {
         .filter(|(node, _)| view.failed.contains(*node) || !view.present.contains(*node))
         .flat_map(|(_, cands)| cands.iter())
         .filter(|c| !view.live.contains(&c.swarm_id) && memory.not_before.get(&c.swarm_id).is_none_or(|t| *t <= now))
-        .map(|c| Candidate { running: c.running || memory.stopped_at.contains_key(&c.swarm_id), ..c.clone() })
+        .map(|c| {
+            let ran = c.running || memory.stopped_at.contains_key(&c.swarm_id);
+            Candidate { running: ran && !view.user_stopped.contains(&c.id), ..c.clone() }
+        })
         .collect();
     if !due.is_empty() {
         actions.push(Action::Reschedule(due));
@@ -324,6 +329,17 @@ mod tests {
         failed_b.removed.insert("web-on-b".into());
         m.remember(&failed_b, now);
         assert_eq!(due(&plan(&m, &failed_b, now)), vec![("job".to_string(), false)]);
+    }
+
+    #[test]
+    fn a_container_a_user_stopped_is_recreated_stopped() {
+        let now = Instant::now();
+        let m = seen_b(now);
+        let mut failed_b = view(true, vec![], &["b"]);
+        failed_b.user_stopped.insert("web-on-b".into());
+        let mut d = due(&plan(&m, &failed_b, now));
+        d.sort();
+        assert_eq!(d, vec![("job".to_string(), false), ("web".to_string(), false)]);
     }
 
     #[test]
