@@ -144,16 +144,15 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
             forward_and_refresh(state, ctx, &c, req, &target).await
         }
         (&Method::DELETE, None) => {
-            let swarm_id = state.cluster.swarm_id_of(&c.node, &c.id);
             let resp = proxy::forward(state, &c.client, req, &target).await?;
             if resp.status().is_success() {
                 state.cluster.forget_container(&c.node, &c.id);
-                // The user removed the container, whichever copy the name led to.
-                let copies = swarm_id.map(|s| state.cluster.copies_of(&s, &c.id)).unwrap_or_default();
-                for (node, id, client) in copies {
+                // A reschedule may have replaced it while the removal was in flight: the user
+                // removed the container, so its replacement goes too.
+                for (node, id, client) in state.cluster.replacements_of(&c.id) {
                     let gone = client.call(Method::DELETE, &format!("/containers/{id}?force=1"), None, &http::HeaderMap::new(), Some(client.timeout())).await;
                     if matches!(gone, Ok((s, _, _)) if s.is_success() || s == StatusCode::NOT_FOUND) {
-                        tracing::info!(target: "swarm::mutation", term = ?state.leadership.acting_term(), node = %node, id = %id, "Removed another copy of a removed container.");
+                        tracing::info!(target: "swarm::mutation", term = ?state.leadership.acting_term(), node = %node, id = %id, "Removed the rescheduled replacement of a removed container.");
                         state.cluster.forget_container(&node, &id);
                     }
                 }
@@ -223,7 +222,13 @@ async fn wait(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req: Request<Incomi
                 if removed {
                     cluster.forget_container(&node, &id);
                 } else {
-                    cluster.patch_container(&node, &id, |cached| cached.set_run(|r| r.stop(code)));
+                    // Only if the engine's own account (its die event, re-read with its exact
+                    // FinishedAt) has not arrived first: under load it often has.
+                    cluster.patch_container(&node, &id, |cached| {
+                        if cached.facts.run.running {
+                            cached.set_run(|r| r.stop(code));
+                        }
+                    });
                 }
             }
         }

@@ -146,6 +146,8 @@ struct Shared {
     removed: Mutex<HashMap<String, std::time::Instant>>,
     /// Containers a client stopped, and when.
     user_stopped: Mutex<HashMap<String, std::time::Instant>>,
+    /// Copies made by reschedules: the original each replaced, and when.
+    replacements: Mutex<HashMap<String, (String, std::time::Instant)>>,
     events: broadcast::Sender<Arc<Value>>,
     opts: ClusterOptions,
     metrics: Metrics,
@@ -168,6 +170,7 @@ impl Cluster {
                 superseded: RwLock::new(HashSet::new()),
                 removed: Mutex::new(HashMap::new()),
                 user_stopped: Mutex::new(HashMap::new()),
+                replacements: Mutex::new(HashMap::new()),
                 events,
                 opts,
                 metrics,

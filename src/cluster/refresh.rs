@@ -239,20 +239,26 @@ impl Cluster {
         self.shared.user_stopped.lock().get(id).is_some_and(|at| at.elapsed() < super::REMOVED_MEMORY)
     }
 
-    /// The swarm ID of container `id` on `key`, if cached.
-    pub fn swarm_id_of(&self, key: &str, id: &str) -> Option<String> {
-        self.with_nodes(|nodes| nodes.get(key).and_then(|n| n.containers.get(id)).and_then(|c| c.swarm_id.clone()))
+    /// Records that a reschedule replaced `original` with `copy`.
+    pub fn record_replacement(&self, copy: &str, original: &str) {
+        let mut map = self.shared.replacements.lock();
+        map.insert(copy.to_string(), (original.to_string(), Instant::now()));
+        if map.len() % 512 == 0 {
+            map.retain(|_, (_, at)| at.elapsed() < super::REMOVED_MEMORY);
+        }
     }
 
-    /// Cached copies of `swarm_id` other than `except`, as `(node, id, client)`: a reschedule
-    /// racing the user's removal may have made one.
-    pub fn copies_of(&self, swarm_id: &str, except: &str) -> Vec<(String, String, EngineClient)> {
+    /// The cached replacements of `original` made by reschedules, as `(node, id, client)`: a
+    /// user who removes the original (a removal that raced its reschedule) removes them too.
+    pub fn replacements_of(&self, original: &str) -> Vec<(String, String, EngineClient)> {
+        let copies: Vec<String> = self.shared.replacements.lock().iter().filter(|(_, (o, _))| o == original).map(|(c, _)| c.clone()).collect();
+        if copies.is_empty() {
+            return Vec::new();
+        }
         self.with_nodes(|nodes| {
             nodes
                 .iter()
-                .flat_map(|(k, n)| n.containers.values().map(move |c| (k, n, c)))
-                .filter(|(_, _, c)| c.id != except && c.swarm_id.as_deref() == Some(swarm_id))
-                .map(|(k, n, c)| (k.clone(), c.id.clone(), n.client.clone()))
+                .flat_map(|(k, n)| n.containers.keys().filter(|id| copies.contains(id)).map(move |id| (k.clone(), id.clone(), n.client.clone())))
                 .collect()
         })
     }

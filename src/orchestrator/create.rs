@@ -15,9 +15,6 @@ use crate::transport::EngineClient;
 use crate::scheduler::{ContainerSpec, ContainerView};
 use crate::store::StoreError;
 
-/// How long a create waits for engines still being read for the first time.
-const CACHE_LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Where a create in flight is recorded, by swarm ID.
 pub const CREATES_PREFIX: &str = "creates/";
 
@@ -112,9 +109,6 @@ impl Orchestrator {
     /// `create_retry` times.
     pub async fn create(&self, mut req: CreateRequest) -> Result<Created, Error> {
         let spec = build_spec(&mut req.config)?;
-        // Names are unique across engines only if every engine's containers are known: a
-        // manager that just started waits for its first read of each.
-        self.inner.cluster.wait_loaded(CACHE_LOAD_WAIT).await;
         let swarm_id = swarm_id_of(&mut req.config);
         let term = self.inner.leadership.acting_term();
         if let Some(term) = term {

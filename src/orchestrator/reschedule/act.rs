@@ -176,6 +176,7 @@ impl Act {
                 return Err(e.message);
             }
         };
+        inner.cluster.record_replacement(&created.id, &c.id);
         // The user removed the original while it was being recreated: the copy goes too.
         if inner.cluster.was_removed(&c.id) {
             if let Some(h) = inner.cluster.node(&created.node) {
