@@ -298,10 +298,13 @@ impl Engine {
         self.wait_ready();
     }
 
-    /// Freezes dockerd (SIGSTOP): it keeps its socket but answers nothing.
+    /// Freezes dockerd (SIGSTOP): it keeps its socket but answers nothing. Returns once the
+    /// kernel shows it stopped, so that what follows meets a frozen engine.
     pub fn freeze(&self) {
         if let Some(pid) = self.pid() {
             signal(pid, "STOP");
+            let stopped = || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')));
+            wait_until(Duration::from_secs(5), "dockerd is stopped", stopped);
         }
     }
 
