@@ -65,6 +65,7 @@ impl Options {
             out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/chaos")),
             only: Vec::new(),
         };
+        // The first argument is the program's own path.
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
         while i < args.len() {

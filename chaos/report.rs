@@ -179,7 +179,7 @@ pub fn write(dir: &Path, f: &Findings) -> String {
     if !errors.is_empty() {
         let _ = writeln!(md, "\nWhat clients saw when a request failed (IDs and addresses elided):\n\n| error | count |\n| --- | --- |");
         let mut by_count: Vec<_> = errors.into_iter().collect();
-        by_count.sort_by(|a, b| b.1.cmp(&a.1));
+        by_count.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         for (e, n) in by_count {
             let _ = writeln!(md, "| {} | {n} |", e.replace('|', "/"));
         }

@@ -150,8 +150,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
                 // A reschedule may have replaced it while the removal was in flight: the user
                 // removed the container, so its replacement goes too.
                 for (node, id, client) in state.cluster.replacements_of(&c.id) {
-                    let gone = client.call(Method::DELETE, &format!("/containers/{id}?force=1"), None, &http::HeaderMap::new(), Some(client.timeout())).await;
-                    if matches!(gone, Ok((s, _, _)) if s.is_success() || s == StatusCode::NOT_FOUND) {
+                    if crate::orchestrator::force_remove(&client, &id).await {
                         tracing::info!(target: "swarm::mutation", term = ?state.leadership.acting_term(), node = %node, id = %id, "Removed the rescheduled replacement of a removed container.");
                         state.cluster.forget_container(&node, &id);
                     }

@@ -60,12 +60,8 @@ pub fn go_json_error(e: &serde_json::Error) -> String {
 
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
-        let status = match &e {
-            EngineError::Status { status, .. } => *status,
-            EngineError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, crate::cluster::error_chain(&e))
+        // One mapping of engine failures to statuses: the orchestrator's.
+        crate::orchestrator::Error::from(e).into()
     }
 }
 
@@ -83,7 +79,7 @@ impl From<LookupError> for ApiError {
 
 impl From<ScheduleError> for ApiError {
     fn from(e: ScheduleError) -> Self {
-        ApiError::internal(e.to_string())
+        crate::orchestrator::Error::from(e).into()
     }
 }
 

@@ -209,7 +209,7 @@ impl Cluster {
         self.drop_from_cache(key, id);
         let mut removed = self.shared.removed.lock();
         removed.insert(id.to_string(), Instant::now());
-        if removed.len() % 512 == 0 {
+        if removed.len().is_multiple_of(512) {
             removed.retain(|_, at| at.elapsed() < super::REMOVED_MEMORY);
         }
     }
@@ -228,7 +228,7 @@ impl Cluster {
         } else {
             marks.remove(id);
         }
-        if marks.len() % 512 == 0 {
+        if marks.len().is_multiple_of(512) {
             marks.retain(|_, at| at.elapsed() < super::REMOVED_MEMORY);
         }
     }
@@ -243,7 +243,7 @@ impl Cluster {
     pub fn record_replacement(&self, copy: &str, original: &str) {
         let mut map = self.shared.replacements.lock();
         map.insert(copy.to_string(), (original.to_string(), Instant::now()));
-        if map.len() % 512 == 0 {
+        if map.len().is_multiple_of(512) {
             map.retain(|_, (_, at)| at.elapsed() < super::REMOVED_MEMORY);
         }
     }

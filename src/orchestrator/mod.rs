@@ -25,7 +25,7 @@ use crate::scheduler::{ContainerSpec, ScheduleError, Scheduler};
 use crate::store::Store;
 
 pub use create::{Created, CreateRequest, InFlight, CREATES_PREFIX};
-pub use orphans::list_by_label;
+pub use orphans::{list_by_label, remove as force_remove};
 pub use spec::{build_spec, image_reference};
 
 /// A refusal or failure, in the terms the Docker API answers with: a status and a message.
