@@ -102,8 +102,12 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
         },
         Err(e) => return Err(e),
     };
-    if c.node_state != NodeState::Healthy {
-        return Err(ApiError::internal(format!("Container {} running on unhealthy node {}", ctx.segs[1], c.node_name)));
+    match c.node_state {
+        NodeState::Healthy => {}
+        NodeState::Disconnected => {
+            return Err(ApiError::internal(format!("Container {} is on node {}, which left the cluster", ctx.segs[1], c.node_name)))
+        }
+        _ => return Err(ApiError::internal(format!("Container {} running on unhealthy node {}", ctx.segs[1], c.node_name))),
     }
     let api = c.api_version.clone();
     let action = rest.first().map(String::as_str);

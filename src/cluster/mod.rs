@@ -37,6 +37,10 @@ pub use node::{labels, CachedContainer, EngineInfo, Node};
 /// How long a removed container is remembered as removed.
 pub const REMOVED_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// How long the containers of an engine that left discovery still resolve (to an error, not
+/// to "No such container", which `docker rm -f` takes for success while the engine may return).
+pub const DEPARTED_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Settings the cluster needs.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -148,6 +152,8 @@ struct Shared {
     user_stopped: Mutex<HashMap<String, std::time::Instant>>,
     /// Copies made by reschedules: the original each replaced, and when.
     replacements: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// Engines that left discovery, with their last cache, and when they left.
+    departed: Mutex<BTreeMap<String, (Node, std::time::Instant)>>,
     events: broadcast::Sender<Arc<Value>>,
     opts: ClusterOptions,
     metrics: Metrics,
@@ -171,6 +177,7 @@ impl Cluster {
                 removed: Mutex::new(HashMap::new()),
                 user_stopped: Mutex::new(HashMap::new()),
                 replacements: Mutex::new(HashMap::new()),
+                departed: Mutex::new(BTreeMap::new()),
                 events,
                 opts,
                 metrics,
@@ -195,6 +202,7 @@ impl Cluster {
     pub fn apply_entries(&self, entries: &BTreeSet<String>) {
         let mut added = Vec::new();
         let mut removed = Vec::new();
+        let mut departed = Vec::new();
         {
             let mut nodes = self.shared.nodes.write();
             for addr in entries {
@@ -223,7 +231,15 @@ impl Cluster {
                         removed.push((t, events::node_fields(&node)));
                     }
                     info!(node = %node.name(), addr = %key, "Engine left discovery.");
+                    departed.push(node);
                 }
+            }
+        }
+        {
+            let mut memory = self.shared.departed.lock();
+            memory.retain(|addr, (_, at)| !entries.contains(addr) && at.elapsed() < DEPARTED_MEMORY);
+            for node in departed {
+                memory.insert(node.addr.clone(), (node, std::time::Instant::now()));
             }
         }
         for (t, fields) in removed {
@@ -331,12 +347,18 @@ impl Cluster {
     /// holds it).
     pub fn name_holder(&self, name: &str) -> Option<String> {
         let name = name.trim_start_matches('/');
-        if self.shared.pending.lock().values().any(|p| p.name.as_deref() == Some(name)) {
+        if self.name_pending(name) {
             return Some(String::new());
         }
         self.with_nodes(|nodes| {
             nodes.values().flat_map(|n| n.containers.values()).find(|c| c.name() == name).map(|c| c.id.clone())
         })
+    }
+
+    /// Whether a create in flight here holds `name`.
+    pub fn name_pending(&self, name: &str) -> bool {
+        let name = name.trim_start_matches('/');
+        self.shared.pending.lock().values().any(|p| p.name.as_deref() == Some(name))
     }
 
     /// Whether a create carrying this swarm ID is in flight here.
@@ -408,50 +430,21 @@ impl Cluster {
     }
 
     /// Resolves a container the classic way: full ID, swarm ID, name (`name`, `/name`,
-    /// `node/name`), then a unique ID or swarm-ID prefix.
+    /// `node/name`), then a unique ID or swarm-ID prefix. Engines that left discovery lately
+    /// are searched last, and resolve with the state `Disconnected`.
     pub fn find_container(&self, ident: &str) -> Result<ContainerRef, LookupError> {
         let ident = ident.trim_start_matches('/');
-        let not_found = || LookupError::NotFound(ident.to_string());
         if ident.is_empty() {
-            return Err(not_found());
+            return Err(LookupError::NotFound(ident.to_string()));
         }
-        self.with_nodes(|nodes| {
-            let found = |n: &Node, c: &CachedContainer| ContainerRef {
-                node: n.addr.clone(),
-                node_name: n.name().to_string(),
-                node_state: n.health.state(),
-                id: c.id.clone(),
-                client: n.client.clone(),
-                api_version: n.info.as_ref().map(|i| i.api_version.clone()),
-            };
-            let all = || nodes.values().flat_map(|n| n.containers.values().map(move |c| (n, c)));
-            if let Some((n, c)) = all().find(|(_, c)| c.id == ident || c.swarm_id.as_deref() == Some(ident)) {
-                return Ok(found(n, c));
+        match self.with_nodes(|nodes| lookup(nodes.values(), ident)) {
+            Err(LookupError::NotFound(_)) => {
+                let departed = self.shared.departed.lock();
+                let recent = departed.values().filter(|(_, at)| at.elapsed() < DEPARTED_MEMORY).map(|(n, _)| n);
+                lookup(recent, ident)
             }
-            let (node_part, name_part) = match ident.split_once('/') {
-                Some((node, name)) => (Some(node), name),
-                None => (None, ident),
-            };
-            let by_name: Vec<_> = all()
-                .filter(|(n, c)| {
-                    c.name() == name_part
-                        && node_part.is_none_or(|np| np == n.name() || n.info.as_ref().is_some_and(|i| i.id == np))
-                })
-                .collect();
-            match by_name.as_slice() {
-                [(n, c)] => return Ok(found(n, c)),
-                [_, _, ..] => return Err(not_found()),
-                [] => {}
-            }
-            let by_prefix: Vec<_> = all()
-                .filter(|(_, c)| c.id.starts_with(ident) || c.swarm_id.as_deref().is_some_and(|s| s.starts_with(ident)))
-                .collect();
-            match by_prefix.as_slice() {
-                [(n, c)] => Ok(found(n, c)),
-                [] => Err(not_found()),
-                _ => Err(LookupError::Ambiguous(ident.to_string())),
-            }
-        })
+            found => found,
+        }
     }
 
     /// Remembers which node an exec instance lives on.
@@ -538,6 +531,43 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     text
+}
+
+/// [`Cluster::find_container`] over one set of nodes.
+fn lookup<'n>(nodes: impl Iterator<Item = &'n Node> + Clone, ident: &str) -> Result<ContainerRef, LookupError> {
+    let not_found = || LookupError::NotFound(ident.to_string());
+    let found = |n: &Node, c: &CachedContainer| ContainerRef {
+        node: n.addr.clone(),
+        node_name: n.name().to_string(),
+        node_state: n.health.state(),
+        id: c.id.clone(),
+        client: n.client.clone(),
+        api_version: n.info.as_ref().map(|i| i.api_version.clone()),
+    };
+    let all = || nodes.clone().flat_map(|n| n.containers.values().map(move |c| (n, c)));
+    if let Some((n, c)) = all().find(|(_, c)| c.id == ident || c.swarm_id.as_deref() == Some(ident)) {
+        return Ok(found(n, c));
+    }
+    let (node_part, name_part) = match ident.split_once('/') {
+        Some((node, name)) => (Some(node), name),
+        None => (None, ident),
+    };
+    let by_name: Vec<_> = all()
+        .filter(|(n, c)| c.name() == name_part && node_part.is_none_or(|np| np == n.name() || n.info.as_ref().is_some_and(|i| i.id == np)))
+        .collect();
+    match by_name.as_slice() {
+        [(n, c)] => return Ok(found(n, c)),
+        [_, _, ..] => return Err(not_found()),
+        [] => {}
+    }
+    let by_prefix: Vec<_> = all()
+        .filter(|(_, c)| c.id.starts_with(ident) || c.swarm_id.as_deref().is_some_and(|s| s.starts_with(ident)))
+        .collect();
+    match by_prefix.as_slice() {
+        [(n, c)] => Ok(found(n, c)),
+        [] => Err(not_found()),
+        _ => Err(LookupError::Ambiguous(ident.to_string())),
+    }
 }
 
 fn handle_of(n: &Node) -> NodeHandle {

@@ -114,6 +114,9 @@ impl Orchestrator {
         if let Some(term) = term {
             stamp(&mut req.config, term, self.inner.leadership.advertise());
         }
+        if let Some(name) = req.name.as_deref() {
+            self.wait_for_name(name).await;
+        }
         let attempt = Attempt { req: &req, spec: &spec, swarm_id: &swarm_id, term };
         let mut excluded: Vec<String> = Vec::new();
         let mut last_err = None;
@@ -128,6 +131,16 @@ impl Orchestrator {
             }
         }
         Err(last_err.unwrap_or_else(|| Error::internal("create failed")))
+    }
+
+    /// Waits, up to the create timeout, while another create holds `name`: a client retrying
+    /// a create whose answer it lost is then told whether that one made the container (a
+    /// conflict naming it) or failed (this one proceeds), not "in use by" nothing.
+    async fn wait_for_name(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + self.inner.settings.create_timeout;
+        while self.inner.cluster.name_pending(name) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Picks a node and reserves what the container will take there, under the schedule lock so

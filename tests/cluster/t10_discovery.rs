@@ -22,10 +22,22 @@ fn file_discovery_applies_edits_live_and_accepts_unix_sockets() {
     assert_eq!(es[1].container_names().len(), 1, "the unix-socket engine takes its share");
     assert_eq!(m.docker(&["exec", "u2", "echo", "via-unix"]).len(), "via-unix".len());
 
-    // node-1 leaves the file: it leaves `docker info`.
+    // node-1 leaves the file: it leaves `docker info` and `ps`,
     std::fs::write(&file, format!("{}\n", es[1].sock())).unwrap();
     wait_until(Duration::from_secs(10), "node-1 leaves", || m.node_states().len() == 1);
     assert_eq!(m.node_states()[0].0, "node-2");
+    assert_eq!(m.docker(&["ps", "-a", "--format", "{{.Names}}"]), "node-2/u2");
+    // but its container is not "No such container", which `rm -f` takes for success while
+    // the engine still holds it and may come back.
+    let refused = m.docker_err(&["rm", "-f", "u1"]);
+    assert!(refused.contains("Container u1 is on node node-1, which left the cluster"), "{refused}");
+    assert_eq!(es[0].container_names(), vec!["u1".to_string()]);
+
+    // Back in the file, the container is the manager's to remove again.
+    std::fs::write(&file, format!("{}\n{}\n", es[0].addr, es[1].sock())).unwrap();
+    m.wait_healthy(2);
+    m.docker(&["rm", "-f", "u1"]);
+    assert!(es[0].container_names().is_empty());
 }
 
 #[test]
