@@ -5,10 +5,12 @@
 //! - `log`: the log and vote on disk.
 //! - `machine`: the replicated map and its snapshots.
 //! - `network`: RPC clients; [`serve_rpc`] is the server side.
+//! - `prompt`: a follower campaigns as soon as the leader lease has passed.
 
 pub mod log;
 pub mod machine;
 pub mod network;
+mod prompt;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -16,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use openraft::raft::AppendEntriesResponse;
 use openraft::{BasicNode, Raft, ServerState, SnapshotPolicy};
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
@@ -72,6 +75,9 @@ pub struct RaftNode {
     raft: Raft<TypeConfig>,
     map: Arc<RwLock<machine::Shared>>,
     id: NodeId,
+    heard: prompt::Heard,
+    /// Stops the member's own tasks.
+    stop: CancellationToken,
 }
 
 /// Failures of the embedded Raft.
@@ -134,7 +140,10 @@ impl RaftNode {
             }
         }
         tokio::spawn(campaign_when_settled(raft.clone(), Duration::from_millis(election * 4)));
-        Ok(RaftNode { raft, map, id })
+        let (heard, stop) = (prompt::Heard::new(), CancellationToken::new());
+        let lease = Duration::from_millis(election * 2);
+        tokio::spawn(prompt::elect_promptly(raft.clone(), heard.clone(), lease, Duration::from_millis(election / 2), stop.clone()));
+        Ok(RaftNode { raft, map, id, heard, stop })
     }
 
     /// The openraft handle.
@@ -166,6 +175,7 @@ impl RaftNode {
 
     /// Stops the member.
     pub async fn shutdown(&self) {
+        self.stop.cancel();
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "Raft did not shut down cleanly.");
         }
@@ -175,7 +185,13 @@ impl RaftNode {
     pub async fn serve_rpc(&self, rpc: &str, body: &[u8]) -> Result<Vec<u8>, String> {
         let bad = |e: bincode::error::DecodeError| format!("undecodable {rpc} request: {e}");
         let encoded = match rpc {
-            "append" => codec::encode(&self.raft.append_entries(codec::decode(body).map_err(bad)?).await),
+            "append" => {
+                let answer = self.raft.append_entries(codec::decode(body).map_err(bad)?).await;
+                if matches!(answer, Ok(ref a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
+                    self.heard.now();
+                }
+                codec::encode(&answer)
+            }
             "vote" => codec::encode(&self.raft.vote(codec::decode(body).map_err(bad)?).await),
             "snapshot" => codec::encode(&self.raft.install_snapshot(codec::decode(body).map_err(bad)?).await),
             other => return Err(format!("unknown raft rpc {other:?}")),
