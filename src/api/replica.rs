@@ -87,7 +87,12 @@ async fn send_on_link(state: &ApiState, req: Request<Incoming>, leader: &str, li
             }
         };
         let sent = match sender.ready().await {
-            Ok(()) => sender.try_send_request(req).await,
+            // A leader that stops answering (frozen, cut off) is deposed long before a client
+            // gives up: the client hears so then, and retries with the next one.
+            Ok(()) => tokio::select! {
+                sent = sender.try_send_request(req) => sent,
+                _ = leader_moved(state, leader) => return Err("the primary changed while the request was in flight".to_string()),
+            },
             Err(e) if !fresh => {
                 debug!(error = %e, "Kept connection to the leader closed; opening another.");
                 continue;
@@ -104,6 +109,16 @@ async fn send_on_link(state: &ApiState, req: Request<Incoming>, leader: &str, li
                 Some(unsent) if !fresh => req = unsent,
                 _ => return Err(e.error().to_string()),
             },
+        }
+    }
+}
+
+/// Resolves once this manager no longer forwards to `leader`.
+async fn leader_moved(state: &ApiState, leader: &str) {
+    let mut role = state.leadership.subscribe();
+    while matches!(&*role.borrow_and_update(), Role::Follower { leader: Some(l) } if l == leader) {
+        if role.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
