@@ -180,6 +180,37 @@ pub fn account(ops: &[Op], now: &BTreeMap<String, Vec<Held>>, ever: &BTreeMap<St
     acc
 }
 
+/// Failures a client can meet while a fault lasts and that a retry outlives: the primary or an
+/// engine out of reach, a node down, a connection cut, the client's own timeout.
+const RETRYABLE: &[&str] = &[
+    "Unable to reach primary cluster manager",
+    "No elected primary cluster manager",
+    "cannot connect to the Docker engine",
+    "running on unhealthy node",
+    "which left the cluster",
+    "No healthy node available in the cluster",
+    "error during connect",
+    "unexpected EOF",
+    "unable to upgrade to tcp, received 500",
+    "timed out after",
+];
+
+/// Clients see only errors they can retry: every failure that is not a definite answer about
+/// the container must be one of [`RETRYABLE`]. Returns the violations, one per kind of error.
+pub fn unretryable(ops: &[Op]) -> Vec<String> {
+    let mut kinds: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for o in ops {
+        let Outcome::Ambiguous(e) = &o.outcome else { continue };
+        if RETRYABLE.iter().any(|r| e.contains(r)) {
+            continue;
+        }
+        let first = e.lines().next().unwrap_or_default().to_string();
+        let entry = kinds.entry(first.replace(&o.name, "<name>")).or_insert((0, format!("{} {} at {:.1} s", o.kind.name(), o.name, o.sent)));
+        entry.0 += 1;
+    }
+    kinds.into_iter().map(|(e, (n, example))| format!("clients saw a failure they cannot retry, {n} times (first: {example}): {e}")).collect()
+}
+
 /// At most one acting leader: the creates of each term (read from the engines' labels) must not
 /// overlap in time with another term's, and a term never creates after a later term has.
 /// Returns the terms seen and the violations.
@@ -251,6 +282,18 @@ pub mod self_check {
             assert!(text.contains(needle), "{needle} missing from:\n{text}");
         }
         assert_eq!(acc.violations.len(), 4, "{text}");
+    }
+
+    pub fn only_transient_failures_pass_as_retryable() {
+        let ops = [
+            op(Kind::Run, "a", 1.0, Outcome::Ambiguous("Error response from daemon: Unable to reach primary cluster manager (x): EOF".into())),
+            op(Kind::Remove, "a", 2.0, Outcome::Ambiguous("Error response from daemon: timed out after 20s".into())),
+            op(Kind::Stop, "a", 3.0, Outcome::Ambiguous("Error response from daemon: invalid reference format".into())),
+            op(Kind::Run, "b", 4.0, Outcome::Definite("No such container: b".into())),
+        ];
+        let found = unretryable(&ops);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("invalid reference format"), "{found:?}");
     }
 
     pub fn overlapping_terms_are_caught_and_ordered_terms_pass() {

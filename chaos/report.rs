@@ -38,6 +38,8 @@ pub struct Findings {
     pub leader_violations: Vec<String>,
     /// Containers restarted by a manager fault.
     pub restart_violations: Vec<String>,
+    /// Failures clients could not have retried.
+    pub error_violations: Vec<String>,
     /// Time from healing until every manager agreed with the engines, or why it never did.
     pub convergence: Result<f64, String>,
     /// When the load ended.
@@ -52,6 +54,7 @@ impl Findings {
         let mut v = self.accounting.violations.clone();
         v.extend(self.leader_violations.iter().cloned());
         v.extend(self.restart_violations.iter().cloned());
+        v.extend(self.error_violations.iter().cloned());
         if let Err(e) = &self.convergence {
             v.push(format!("no convergence: {e}"));
         }
@@ -116,6 +119,8 @@ pub fn write(dir: &Path, f: &Findings) -> String {
     row(&mut md, "no phantom", phantoms == 0, format!("{phantoms} containers nobody asked for"));
     row(&mut md, "ambiguous operations resolved", true, format!("{} unsure containers exist, {} do not", a.unsure_exist, a.unsure_absent));
     row(&mut md, "containers keep running", f.restart_violations.is_empty(), format!("{} restarted by a manager fault", f.restart_violations.len()));
+    let failed = f.ops.iter().filter(|o| matches!(o.outcome, Outcome::Ambiguous(_))).count();
+    row(&mut md, "clients can retry every failure", f.error_violations.is_empty(), format!("{failed} failed requests; {} kinds of failure a retry would not outlive", f.error_violations.len()));
     row(&mut md, "convergence", f.convergence.is_ok(), match &f.convergence {
         Ok(s) => format!("every manager's `ps -a` and `info` agreed with the engines {} after healing", ms(*s)),
         Err(e) => e.clone(),
@@ -210,7 +215,10 @@ fn error_class(e: &str) -> String {
     for word in e.lines().next().unwrap_or_default().split_whitespace() {
         let digits = word.chars().filter(char::is_ascii_digit).count();
         let hexish = word.len() >= 12 && word.chars().all(|c| c.is_ascii_hexdigit() || "\"/:.,".contains(c));
-        out.push_str(if hexish || digits >= 4 { "…" } else { word });
+        let client_name = word.strip_prefix('c').and_then(|w| w.split_once('-')).is_some_and(|(a, b)| {
+            !a.is_empty() && a.chars().all(|c| c.is_ascii_digit()) && !b.is_empty() && b.trim_end_matches(':').chars().all(|c| c.is_ascii_digit())
+        });
+        out.push_str(if hexish || client_name || digits >= 4 { "…" } else { word });
         out.push(' ');
     }
     out.chars().take(140).collect::<String>().trim().to_string()
