@@ -204,8 +204,7 @@ pub fn unretryable(ops: &[Op]) -> Vec<String> {
         if RETRYABLE.iter().any(|r| e.contains(r)) {
             continue;
         }
-        let first = e.lines().next().unwrap_or_default().to_string();
-        let entry = kinds.entry(first.replace(&o.name, "<name>")).or_insert((0, format!("{} {} at {:.1} s", o.kind.name(), o.name, o.sent)));
+        let entry = kinds.entry(crate::report::error_class(e)).or_insert((0, format!("{} {} at {:.1} s", o.kind.name(), o.name, o.sent)));
         entry.0 += 1;
     }
     kinds.into_iter().map(|(e, (n, example))| format!("clients saw a failure they cannot retry, {n} times (first: {example}): {e}")).collect()

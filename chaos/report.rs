@@ -210,7 +210,7 @@ pub fn write(dir: &Path, f: &Findings) -> String {
 }
 
 /// An error message with what varies between occurrences (hex IDs, addresses, ports) elided.
-fn error_class(e: &str) -> String {
+pub fn error_class(e: &str) -> String {
     let mut out = String::new();
     for word in e.lines().next().unwrap_or_default().split_whitespace() {
         let digits = word.chars().filter(char::is_ascii_digit).count();
