@@ -27,20 +27,31 @@ pub struct RoleSample {
 
 /// Polls every manager's `/info` until `stop`.
 pub fn sample_roles(managers: Vec<String>, clock: Clock, stop: Arc<AtomicBool>, out: Arc<Mutex<Vec<RoleSample>>>) {
-    while !stop.load(Ordering::Relaxed) {
-        for m in &managers {
-            let sent = clock.now();
-            let (status, _, body) = http_within(m, "GET", "/info", None, Duration::from_millis(800));
-            let role = if status == 200 {
-                let v: Value = serde_json::from_slice(&body).unwrap_or_default();
-                let pairs = v["SystemStatus"].as_array().cloned().unwrap_or_default();
-                pairs.iter().find(|p| p[0] == "Role").and_then(|p| p[1].as_str()).unwrap_or("none").to_string()
-            } else {
-                String::new()
-            };
-            out.lock().unwrap().push(RoleSample { manager: m.clone(), sent, returned: clock.now(), role });
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    // One sampler per manager: a frozen one holds its own sampler for the whole timeout, and
+    // must not slow the sampling of the others (failover is read from them).
+    let samplers: Vec<_> = managers
+        .into_iter()
+        .map(|m| {
+            let (stop, out) = (stop.clone(), out.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let sent = clock.now();
+                    let (status, _, body) = http_within(&m, "GET", "/info", None, Duration::from_millis(800));
+                    let role = if status == 200 {
+                        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                        let pairs = v["SystemStatus"].as_array().cloned().unwrap_or_default();
+                        pairs.iter().find(|p| p[0] == "Role").and_then(|p| p[1].as_str()).unwrap_or("none").to_string()
+                    } else {
+                        String::new()
+                    };
+                    out.lock().unwrap().push(RoleSample { manager: m.clone(), sent, returned: clock.now(), role });
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        })
+        .collect();
+    for s in samplers {
+        let _ = s.join();
     }
 }
 
