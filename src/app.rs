@@ -222,6 +222,11 @@ impl App {
             Some(files) => Some(crate::tls::Tls::load(files).map_err(|e| ConfigError(e.to_string()))?),
             None => None,
         };
+        let open_files = crate::open_files::OpenFiles::raise();
+        match open_files.raised_from {
+            Some(from) => info!(from, to = open_files.limit, engines = open_files.engines_allowed(), "Open-files limit raised."),
+            None => info!(limit = open_files.limit, engines = open_files.engines_allowed(), "Open-files limit."),
+        }
         let (registry, metrics) = crate::metrics::new_registry()?;
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
@@ -231,6 +236,7 @@ impl App {
                 overcommit: config.overcommit,
                 event_buffer: config.limits.event_buffer,
                 tls: tls.as_ref().map(|t| t.client.clone()),
+                open_files,
             },
             metrics.clone(),
             tracker.clone(),

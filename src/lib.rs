@@ -28,6 +28,7 @@ pub mod discovery;
 pub mod etcd;
 pub mod leadership;
 pub mod metrics;
+pub mod open_files;
 pub mod orchestrator;
 pub mod scheduler;
 pub mod store;

@@ -272,6 +272,13 @@ impl std::fmt::Debug for EngineClient {
     }
 }
 
+/// Kept-alive connections per peer between calls: with the event stream, two descriptors per
+/// engine in steady state (see `open_files`). Concurrent calls open more, closed once done.
+pub const IDLE_CONNECTIONS_PER_PEER: usize = 1;
+
+/// How long an unused kept-alive connection stays open (probes reuse it every second).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl EngineClient {
     /// A client for `addr`; `timeout` bounds connecting and the manager's own calls.
     pub fn new(addr: &str, timeout: Duration) -> Self {
@@ -282,8 +289,8 @@ impl EngineClient {
     pub fn with_tls(addr: &str, timeout: Duration, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         let addr = EngineAddr::parse(addr);
         let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(IDLE_CONNECTIONS_PER_PEER)
             .build(Connector { addr: addr.clone(), timeout, tls: tls.clone() });
         let authority = addr.authority().parse().unwrap_or_else(|_| http::uri::Authority::from_static("localhost"));
         let host = http::HeaderValue::from_str(addr.authority()).unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));

@@ -135,6 +135,7 @@ fn manager_status(state: &ApiState) -> Vec<[String; 2]> {
             }
         }
     }
+    status.push(["Open files".into(), state.cluster.options().open_files.describe()]);
     status.push(["Strategy".into(), state.orchestrator.scheduler().strategy().name().into()]);
     status.push(["Filters".into(), state.orchestrator.scheduler().filters().iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")]);
     status

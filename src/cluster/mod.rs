@@ -52,6 +52,8 @@ pub struct ClusterOptions {
     pub event_buffer: usize,
     /// TLS towards engines (`--tls`, `--tlsverify`).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The open-files limit, which bounds the engines served.
+    pub open_files: crate::open_files::OpenFiles,
 }
 
 /// A container that could not be resolved.
@@ -244,6 +246,13 @@ impl Cluster {
         }
         for (t, fields) in removed {
             self.emit_transition(t, fields);
+        }
+        let (engines, files) = (self.with_nodes(BTreeMap::len) as u64, self.shared.opts.open_files);
+        if !added.is_empty() && engines > files.engines_allowed() {
+            tracing::error!(
+                engines, limit = files.limit, allowed = files.engines_allowed(),
+                "More engines than the open-files limit allows: some will fail with \"Too many open files\". Raise the hard limit (ulimit -Hn, LimitNOFILE=)."
+            );
         }
         for (addr, cancel) in added {
             info!(addr = %addr, "Engine found in discovery.");

@@ -152,7 +152,8 @@ pub fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).stderr(Stdio::null()).status();
 }
 
-fn terminate(pid: u32, grace: Duration) {
+/// SIGTERM, then SIGKILL after `grace`.
+pub fn terminate(pid: u32, grace: Duration) {
     signal(pid, "TERM");
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
@@ -422,11 +423,24 @@ impl Manager {
     /// Like [`Manager::start_on`], run as user `uid` when given (to single its traffic out
     /// with iptables' owner match).
     pub fn start_as(port: u16, discovery: &str, extra: &[&str], uid: Option<u32>) -> Manager {
+        Manager::start_under(&[], port, discovery, extra, uid)
+    }
+
+    /// Like [`Manager::start_as`], run by `wrapper` (a command that ends by exec'ing its
+    /// arguments, so that the pid stays the manager's).
+    pub fn start_under(wrapper: &[&str], port: u16, discovery: &str, extra: &[&str], uid: Option<u32>) -> Manager {
         let dir = unique_dir("swarm-manager-");
         let addr = format!("127.0.0.1:{port}");
         let log = dir.path().join("log");
         let file = std::fs::File::create(&log).expect("log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarm"));
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_swarm"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_swarm")),
+        };
         cmd.args(["manage", "-H", &addr]);
         if !extra.iter().any(|a| a.starts_with("--engine-refresh")) {
             cmd.args(["--engine-refresh-min-interval", "2s", "--engine-refresh-max-interval", "4s"]);
@@ -448,6 +462,11 @@ impl Manager {
     /// `tcp://addr`.
     pub fn host(&self) -> String {
         format!("tcp://{}", self.addr)
+    }
+
+    /// The manager's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// The manager's log so far.
