@@ -98,9 +98,10 @@ pub struct Op {
 /// Every client's operations, appended as they return.
 pub type History = Arc<Mutex<Vec<Op>>>;
 
-/// Refusals whose meaning is certain: the name is taken, or nothing has it.
+/// Refusals whose meaning is certain: the name is taken, or nothing has it (`docker inspect`
+/// says "No such object").
 fn definite(stderr: &str) -> bool {
-    stderr.contains("is already in use") || stderr.contains("No such container")
+    stderr.contains("is already in use") || stderr.contains("No such container") || stderr.contains("No such object")
 }
 
 /// Runs the docker CLI against `host` with a bound; classifies the outcome.
