@@ -185,6 +185,7 @@ pub fn account(ops: &[Op], now: &BTreeMap<String, Vec<Held>>, ever: &BTreeMap<St
 const RETRYABLE: &[&str] = &[
     "Unable to reach primary cluster manager",
     "No elected primary cluster manager",
+    "This manager is no longer the primary; retry",
     "cannot connect to the Docker engine",
     "running on unhealthy node",
     "which left the cluster",
@@ -192,6 +193,7 @@ const RETRYABLE: &[&str] = &[
     "error during connect",
     "unexpected EOF",
     "unable to upgrade to tcp, received 500",
+    "unable to upgrade to tcp, received 503",
     "timed out after",
 ];
 
