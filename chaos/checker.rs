@@ -187,6 +187,7 @@ const RETRYABLE: &[&str] = &[
     "No elected primary cluster manager",
     "This manager is no longer the primary; retry",
     "cannot connect to the Docker engine",
+    "did not answer within",
     "running on unhealthy node",
     "which left the cluster",
     "No healthy node available in the cluster",
