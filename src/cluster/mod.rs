@@ -239,7 +239,7 @@ impl Cluster {
         }
         {
             let mut memory = self.shared.departed.lock();
-            memory.retain(|addr, (_, at)| !entries.contains(addr) && at.elapsed() < DEPARTED_MEMORY);
+            memory.retain(|_, (_, at)| at.elapsed() < DEPARTED_MEMORY);
             for node in departed {
                 memory.insert(node.addr.clone(), (node, std::time::Instant::now()));
             }
@@ -428,6 +428,12 @@ impl Cluster {
                         images: n.images.clone(),
                     };
                     for p in pending.iter().filter(|p| p.node == n.addr) {
+                        // A create that finished between reading the reservations and the
+                        // cache is in both: count it once.
+                        let swarm_id = p.view.labels.get(labels::SWARM_ID).map(String::as_str);
+                        if swarm_id.is_some() && n.containers.values().any(|c| c.swarm_id.as_deref() == swarm_id) {
+                            continue;
+                        }
                         snap.used_cpus += p.cpus;
                         snap.used_memory += p.memory;
                         snap.containers.push(p.view.clone());
@@ -448,8 +454,10 @@ impl Cluster {
         }
         match self.with_nodes(|nodes| lookup(nodes.values(), ident)) {
             Err(LookupError::NotFound(_)) => {
+                // An engine back in discovery stands for its departed self once read again.
+                let reread: HashSet<String> = self.with_nodes(|nodes| nodes.values().filter(|n| n.updated_at.is_some()).map(|n| n.addr.clone()).collect());
                 let departed = self.shared.departed.lock();
-                let recent = departed.values().filter(|(_, at)| at.elapsed() < DEPARTED_MEMORY).map(|(n, _)| n);
+                let recent = departed.values().filter(|(n, at)| at.elapsed() < DEPARTED_MEMORY && !reread.contains(&n.addr)).map(|(n, _)| n);
                 lookup(recent, ident)
             }
             found => found,
@@ -587,5 +595,45 @@ fn handle_of(n: &Node) -> NodeHandle {
         client: n.client.clone(),
         state: n.health.state(),
         api_version: n.info.as_ref().map(|i| i.api_version.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn one_node_cluster(addr: &str) -> Cluster {
+        let (_, metrics) = crate::metrics::new_registry().expect("registry");
+        let files = crate::open_files::OpenFiles { limit: 1024, raised_from: None };
+        let opts = ClusterOptions { timing: Timing::classic(), overcommit: 0.0, event_buffer: 16, tls: None, open_files: files };
+        let cluster = Cluster::new(opts, metrics, TaskTracker::new(), CancellationToken::new());
+        let info = EngineInfo::from_json(&json!({"ID": "E1", "Name": "node-1", "NCPU": 2, "MemTotal": 1 << 30}), &json!({"ApiVersion": "1.41"}));
+        cluster.with_nodes_mut(|nodes| {
+            nodes.insert(addr.to_string(), Node {
+                addr: addr.to_string(),
+                client: EngineClient::new(addr, std::time::Duration::from_secs(1)),
+                health: health::Health::new(3),
+                info: Some(info),
+                containers: HashMap::new(),
+                forgotten: HashMap::new(),
+                images: Vec::new(),
+                updated_at: Some(std::time::SystemTime::now()),
+                found_at: std::time::Instant::now(),
+                cancel: CancellationToken::new(),
+            })
+        });
+        cluster
+    }
+
+    #[test]
+    fn a_create_both_reserved_and_cached_counts_once() {
+        let cluster = one_node_cluster("127.0.0.1:1");
+        let labels = BTreeMap::from([(labels::SWARM_ID.to_string(), "s1".to_string())]);
+        let view = ContainerView { labels, ..Default::default() };
+        let _reserved = cluster.reserve(PendingCreate { node: "127.0.0.1:1".into(), name: Some("c".into()), cpus: 0, memory: 0, view });
+        let config = json!({"Image": "busybox", "Labels": {labels::SWARM_ID: "s1"}});
+        cluster.learn_created("127.0.0.1:1", "id1", Some("c"), config.as_object().expect("object"));
+        assert_eq!(cluster.snapshot()[0].containers.len(), 1);
     }
 }
