@@ -91,7 +91,7 @@ async fn send_on_link(state: &ApiState, req: Request<Incoming>, leader: &str, li
             // gives up: the client hears so then, and retries with the next one.
             Ok(()) => tokio::select! {
                 sent = sender.try_send_request(req) => sent,
-                _ = leader_moved(state, leader) => return Err("the primary changed while the request was in flight".to_string()),
+                _ = leader_moved(state, leader) => return Err("the primary changed while the request was in flight; its outcome is unknown".to_string()),
             },
             Err(e) if !fresh => {
                 debug!(error = %e, "Kept connection to the leader closed; opening another.");

@@ -110,12 +110,12 @@ impl Orchestrator {
     pub async fn create(&self, mut req: CreateRequest) -> Result<Created, Error> {
         let spec = build_spec(&mut req.config)?;
         let swarm_id = swarm_id_of(&mut req.config);
+        if let Some(name) = req.name.as_deref() {
+            self.wait_for_name(name).await;
+        }
         let term = self.inner.leadership.acting_term();
         if let Some(term) = term {
             stamp(&mut req.config, term, self.inner.leadership.advertise());
-        }
-        if let Some(name) = req.name.as_deref() {
-            self.wait_for_name(name).await;
         }
         let attempt = Attempt { req: &req, spec: &spec, swarm_id: &swarm_id, term };
         let mut excluded: Vec<String> = Vec::new();
