@@ -340,10 +340,10 @@ impl App {
             );
         }
         if let (Some(r), Some(node)) = (&config.replication, &raft) {
-            // openraft's followers campaign no earlier than the longest election timeout (their
-            // leader lease) plus their own timeout after the last heartbeat they received, and
-            // grant votes only after that lease: the leader acts for the longest timeout less a
-            // heartbeat after a quorum last acknowledged it, so it stops before anyone is elected.
+            // openraft's followers grant votes only once the longest election timeout (their
+            // leader lease) has passed since the last heartbeat they took, and campaign no
+            // earlier (`raft::prompt`): the leader acts for the longest timeout less a heartbeat
+            // after a quorum last acknowledged it, so it stops before anyone is elected.
             let settings = r.raft.as_ref().map(|s| (s.election_timeout * 2, s.heartbeat));
             let (longest, heartbeat) = settings.unwrap_or_default();
             tracker.spawn(

@@ -142,7 +142,7 @@ impl RaftNode {
         tokio::spawn(campaign_when_settled(raft.clone(), Duration::from_millis(election * 4)));
         let (heard, stop) = (prompt::Heard::new(), CancellationToken::new());
         let lease = Duration::from_millis(election * 2);
-        tokio::spawn(prompt::elect_promptly(raft.clone(), heard.clone(), lease, Duration::from_millis(election / 2), stop.clone()));
+        tokio::spawn(prompt::elect_promptly(raft.clone(), id, heard.clone(), lease, Duration::from_millis(election / 2), stop.clone()));
         Ok(RaftNode { raft, map, id, heard, stop })
     }
 
@@ -186,14 +186,20 @@ impl RaftNode {
         let bad = |e: bincode::error::DecodeError| format!("undecodable {rpc} request: {e}");
         let encoded = match rpc {
             "append" => {
-                let answer = self.raft.append_entries(codec::decode(body).map_err(bad)?).await;
+                let request = codec::decode(body).map_err(bad)?;
+                let _open = self.heard.pass().await;
+                let answer = self.raft.append_entries(request).await;
                 if matches!(answer, Ok(ref a) if !matches!(a, AppendEntriesResponse::HigherVote(_))) {
                     self.heard.now();
                 }
                 codec::encode(&answer)
             }
             "vote" => codec::encode(&self.raft.vote(codec::decode(body).map_err(bad)?).await),
-            "snapshot" => codec::encode(&self.raft.install_snapshot(codec::decode(body).map_err(bad)?).await),
+            "snapshot" => {
+                let request = codec::decode(body).map_err(bad)?;
+                let _open = self.heard.pass().await;
+                codec::encode(&self.raft.install_snapshot(request).await)
+            }
             other => return Err(format!("unknown raft rpc {other:?}")),
         };
         encoded.map_err(|e| e.to_string())

@@ -3,17 +3,25 @@
 //! is replaced after the lease *plus* a random election timeout. The lease alone is what keeps
 //! a deposed leader from overlapping a new one: voters refuse every vote until it has passed.
 //! So a follower that has heard nothing for the lease campaigns at once, with a little jitter
-//! against split votes; voters still apply their own lease, and fencing is unchanged.
+//! against split votes.
+//!
+//! Fencing stays whole. openraft's own timer checks the lease inside its core, between two
+//! appends; a campaign started from outside could have an append acknowledged (renewing the
+//! old leader's lease through this member) just before its `elect`. So a campaign closes a
+//! gate that every append and snapshot from a leader passes through, then checks, in the
+//! core, that this member's vote has not been refreshed for the lease, and enqueues `elect`
+//! before any later append: those reach the core after the election and are refused.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::{Raft, ServerState};
 use rand::Rng;
-use tokio::sync::watch;
+use tokio::sync::{watch, RwLock, RwLockReadGuard};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::TypeConfig;
+use super::{NodeId, TypeConfig};
 
 /// Slack for the voters having heard the same heartbeat a little after this member.
 const SKEW_MARGIN: Duration = Duration::from_millis(20);
@@ -21,29 +29,60 @@ const SKEW_MARGIN: Duration = Duration::from_millis(20);
 /// Campaigns after the first, per silence, before leaving it to openraft's timer.
 const RETRIES: u32 = 3;
 
-/// When this member last accepted entries or a heartbeat from a leader.
+/// When this member last accepted entries or a heartbeat from a leader, and the gate those
+/// pass through.
 #[derive(Clone)]
-pub struct Heard(watch::Sender<Option<Instant>>);
+pub struct Heard {
+    at: watch::Sender<Option<Instant>>,
+    gate: Arc<RwLock<()>>,
+}
 
 impl Heard {
     pub fn new() -> Heard {
-        Heard(watch::Sender::new(None))
+        Heard { at: watch::Sender::new(None), gate: Arc::new(RwLock::new(())) }
+    }
+
+    /// Held while a leader's append or snapshot is handed to the core.
+    pub async fn pass(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().await
     }
 
     /// A leader's append was answered without a higher vote.
     pub fn now(&self) {
-        self.0.send_replace(Some(Instant::now()));
+        self.at.send_replace(Some(Instant::now()));
     }
+}
+
+/// Starts an election if this member's vote has not been refreshed for `lease`, with no
+/// append in between (see the module's note). False when a leader was heard meanwhile.
+async fn campaign_if_silent(raft: &Raft<TypeConfig>, heard: &Heard, lease: Duration) -> bool {
+    let _closed = heard.gate.write().await;
+    // Only a committed vote (a leader's) holds a lease: a candidate retrying after a split
+    // vote, or after one it granted lost, acknowledges no leader.
+    let leased = match raft.with_raft_state(|s| (s.vote_ref().is_committed(), s.vote_last_modified())).await {
+        Ok((committed, refreshed)) => committed && refreshed.is_some_and(|at| at.elapsed() < lease),
+        Err(_) => return false,
+    };
+    if leased {
+        return false;
+    }
+    if let Err(e) = raft.trigger().elect().await {
+        tracing::debug!(error = %e, "Prompt election not started.");
+    }
+    true
 }
 
 /// Campaigns when nothing has been heard for `lease` plus [`SKEW_MARGIN`] plus up to `jitter`
 /// since the last append, and again, up to [`RETRIES`] times, every `jitter / 2` to `jitter`
 /// while no leader is known: two followers that campaigned together split the vote, and one
-/// whose log is behind is refused; both would otherwise wait for openraft's own timer.
-pub async fn elect_promptly(raft: Raft<TypeConfig>, heard: Heard, lease: Duration, jitter: Duration, cancel: CancellationToken) {
-    let mut rx = heard.0.subscribe();
+/// whose log is behind is refused; both would otherwise wait for openraft's own timer. A
+/// member that has meanwhile voted for another candidate leaves that election alone: raising
+/// the term now would depose the leader it just helped elect.
+pub async fn elect_promptly(raft: Raft<TypeConfig>, me: NodeId, heard: Heard, lease: Duration, jitter: Duration, cancel: CancellationToken) {
+    let mut rx = heard.at.subscribe();
     'silence: loop {
         let last = *rx.borrow_and_update();
+        let heard_term = raft.metrics().borrow().current_term;
         if let Some(last) = last {
             let mut due = last + lease + SKEW_MARGIN + rand::rng().random_range(Duration::ZERO..=jitter);
             for attempt in 0..=RETRIES {
@@ -52,14 +91,20 @@ pub async fn elect_promptly(raft: Raft<TypeConfig>, heard: Heard, lease: Duratio
                     changed = rx.changed() => if changed.is_err() { return } else { continue 'silence },
                     _ = tokio::time::sleep_until(due) => {}
                 }
-                if !matches!(raft.metrics().borrow().state, ServerState::Follower | ServerState::Candidate) {
+                let (state, term, voted_for) = {
+                    let m = raft.metrics().borrow().clone();
+                    (m.state, m.current_term, m.vote.leader_id().voted_for())
+                };
+                if !matches!(state, ServerState::Follower | ServerState::Candidate) {
                     break;
                 }
-                tracing::info!(silent_ms = last.elapsed().as_millis() as u64, attempt, "No leader heard for the lease: campaigning.");
-                if let Err(e) = raft.trigger().elect().await {
-                    tracing::debug!(error = %e, "Prompt election not started.");
-                }
                 due = Instant::now() + rand::rng().random_range(jitter / 2..=jitter);
+                if term > heard_term && voted_for.is_some_and(|v| v != me) {
+                    continue;
+                }
+                if campaign_if_silent(&raft, &heard, lease).await {
+                    tracing::info!(silent_ms = last.elapsed().as_millis() as u64, attempt, "No leader heard for the lease: campaigned.");
+                }
             }
         }
         // Armed again by the next append.
