@@ -186,6 +186,7 @@ const RETRYABLE: &[&str] = &[
     "Unable to reach primary cluster manager",
     "No elected primary cluster manager",
     "This manager is no longer the primary; retry",
+    "cannot record the create, nothing was created; retry",
     "cannot connect to the Docker engine",
     "did not answer within",
     "running on unhealthy node",

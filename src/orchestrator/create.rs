@@ -76,7 +76,9 @@ fn random_id() -> String {
 fn store_failure(e: StoreError) -> Error {
     match e {
         StoreError::NotLeader => Error::new(StatusCode::SERVICE_UNAVAILABLE, "This manager is no longer the primary; retry"),
-        other => Error::internal(format!("cannot record the create: {other}")),
+        // Recorded before the engine hears of it: nothing was created, and another manager
+        // (this one exits when its Raft store fails) can take the retry.
+        other => Error::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot record the create, nothing was created; retry: {other}")),
     }
 }
 
