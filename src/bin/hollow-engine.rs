@@ -25,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
+use swarm::api::system::rfc3339;
 use tokio::sync::broadcast;
 
 #[derive(Parser)]
@@ -73,24 +74,7 @@ struct Engine {
 
 fn now() -> (u64, u64, String) {
     let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    (d.as_secs(), d.as_nanos() as u64, rfc3339(d.as_secs(), d.subsec_nanos()))
-}
-
-/// RFC 3339 in UTC, as dockerd writes times.
-fn rfc3339(secs: u64, nanos: u32) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    (d.as_secs(), d.as_nanos() as u64, rfc3339(SystemTime::now()))
 }
 
 impl Engine {
@@ -195,7 +179,7 @@ impl Engine {
 
     fn inspect(c: &Container) -> Value {
         json!({
-            "Id": c.id, "Name": format!("/{}", c.name), "Image": "sha256:hollow", "Created": rfc3339(c.created, 0),
+            "Id": c.id, "Name": format!("/{}", c.name), "Image": "sha256:hollow", "Created": rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(c.created)),
             "State": {
                 "Status": if c.running { "running" } else { "exited" }, "Running": c.running, "Paused": false,
                 "Restarting": false, "OOMKilled": false, "Dead": false, "Pid": if c.running { 1 } else { 0 },
