@@ -135,7 +135,7 @@ pub async fn register_forever(nodes: EtcdNodes, addr: String, ttl: Duration, hea
     loop {
         let outcome: Result<(), DiscoveryError> = async {
             if member.is_none() {
-                member = Some(members.client().await?);
+                member = Some(members.client_within(renew_bound).await?);
             }
             let c = &mut member.as_mut().expect("connected above").client;
             if let Some(id) = lease {
@@ -154,8 +154,15 @@ pub async fn register_forever(nodes: EtcdNodes, addr: String, ttl: Duration, hea
                 }
             }
             if lease.is_none() {
-                let id = c.lease_grant(ttl_secs, None).await.map_err(failed)?.id();
-                c.put(key.as_str(), addr.as_str(), Some(PutOptions::new().with_lease(id))).await.map_err(failed)?;
+                // Bounded like the renewal: the registration must be back before the TTL runs out.
+                let register = async {
+                    let id = c.lease_grant(ttl_secs, None).await.map_err(failed)?.id();
+                    c.put(key.as_str(), addr.as_str(), Some(PutOptions::new().with_lease(id))).await.map_err(failed)?;
+                    Ok::<_, DiscoveryError>(id)
+                };
+                let id = tokio::time::timeout(renew_bound, register)
+                    .await
+                    .map_err(|_| DiscoveryError::Etcd(format!("registration took over {renew_bound:?}")))??;
                 lease = Some(id);
                 info!(key = %key, ttl = ttl_secs, "Registered on etcd.");
             }

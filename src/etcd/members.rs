@@ -3,12 +3,13 @@
 //! to the next as soon as a call to it fails in transport.
 
 use std::future::Future;
+use std::time::Duration;
 
 use etcd_client::{Client, Error};
 use tokio::sync::Mutex;
 use tonic::Code;
 
-use super::{connect_client, EtcdError};
+use super::{connect_client, EtcdError, ETCD_TIMEOUT};
 use crate::tls::KvTls;
 
 /// The members of one etcd cluster and the one in use.
@@ -46,10 +47,26 @@ impl EtcdMembers {
 
     /// A client of the member in use.
     pub async fn client(&self) -> Result<MemberClient, EtcdError> {
+        self.client_within(ETCD_TIMEOUT).await
+    }
+
+    /// A client of the member in use, connecting within `bound`; a member that cannot be
+    /// reached in time is left for the next, so a hung member does not hold every caller.
+    pub async fn client_within(&self, bound: Duration) -> Result<MemberClient, EtcdError> {
         let mut current = self.current.lock().await;
         if current.client.is_none() {
-            let endpoint = self.endpoints.get(current.index).ok_or_else(|| EtcdError("no etcd endpoint".into()))?;
-            current.client = Some(connect_client(std::slice::from_ref(endpoint), self.tls.as_ref()).await?);
+            let endpoint = self.endpoints.get(current.index).ok_or_else(|| EtcdError("no etcd endpoint".into()))?.clone();
+            let connected = match tokio::time::timeout(bound, connect_client(std::slice::from_ref(&endpoint), self.tls.as_ref())).await {
+                Ok(connected) => connected,
+                Err(_) => Err(EtcdError(format!("connecting to etcd at {endpoint} took over {bound:?}"))),
+            };
+            match connected {
+                Ok(client) => current.client = Some(client),
+                Err(e) => {
+                    current.index = (current.index + 1) % self.endpoints.len().max(1);
+                    return Err(e);
+                }
+            }
         }
         Ok(MemberClient { client: current.client.clone().expect("connected above"), index: current.index })
     }

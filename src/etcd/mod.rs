@@ -11,7 +11,7 @@ pub use members::{EtcdMembers, MemberClient};
 use crate::tls::KvTls;
 
 /// Bound on connecting to etcd and on each of its calls.
-const ETCD_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const ETCD_TIMEOUT: Duration = Duration::from_secs(5);
 /// HTTP/2 pings on etcd connections while a stream (watch, observe, lease renewal) is open: a
 /// frozen member keeps its sockets open and would leave the stream silent forever. etcd sends
 /// GOAWAY to clients that ping more often than its `--grpc-keepalive-min-time` (5 s).

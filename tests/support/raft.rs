@@ -60,10 +60,11 @@ impl RaftGroup {
     /// Waits until one member is primary and every other running member names it as its
     /// primary: a member that started late has joined the leader's term (openraft 0.9 has no
     /// pre-vote, so a straggler's first election could otherwise still depose the leader).
+    /// The primary is looked up again on every poll: that straggler's election can move it.
     pub fn wait_settled(&self, bound: Duration) -> usize {
-        let leader = self.wait_one_primary(bound);
-        let addr = self.addr(leader);
-        wait_until(bound, "every member follows the primary", || {
+        wait_until(bound, "one primary that every member follows", || {
+            let Some(leader) = self.primary() else { return false };
+            let addr = self.addr(leader);
             self.running().iter().all(|i| *i == leader || self.m(*i).role() == ("replica".to_string(), addr.clone()))
         });
         self.wait_one_primary(bound)
