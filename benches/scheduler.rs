@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use std::sync::Arc;
 
-use swarm::scheduler::{ContainerSpec, ContainerView, Expr, FilterKind, NodeLabels, NodeSnapshot, Scheduler, StrategyKind};
+use swarm::scheduler::{ContainerSpec, ContainerView, Expr, FilterKind, NodeFacts, NodeLabels, NodeSnapshot, Scheduler, StrategyKind};
 
 fn nodes(count: usize) -> Vec<NodeSnapshot> {
     // Shared label strings, as the manager's interner makes them.
@@ -16,7 +16,7 @@ fn nodes(count: usize) -> Vec<NodeSnapshot> {
     let (zone, zones, storagedriver, overlay2, slots, hundred) =
         (s("zone"), [s("a"), s("b"), s("c")], s("storagedriver"), s("overlay2"), s("containerslots"), s("100"));
     (0..count)
-        .map(|i| NodeSnapshot {
+        .map(|i| NodeSnapshot::healthy(NodeFacts {
             key: format!("10.0.{}.{}:2375", i / 250, i % 250),
             engine_id: format!("ENGINE{i}|10.0.{}.{}:2375", i / 250, i % 250),
             name: format!("node-{i}"),
@@ -26,12 +26,11 @@ fn nodes(count: usize) -> Vec<NodeSnapshot> {
                 (slots.clone(), hundred.clone()),
             ]),
             container_slots: Some(100),
-            health_indicator: 100,
             total_cpus: 8,
             total_memory: 32 << 30,
-            used_cpus: (i % 4) as i64,
-            used_memory: ((i % 7) as i64) << 30,
-            containers: (0..30)
+            engine_used_cpus: (i % 4) as i64,
+            engine_used_memory: ((i % 7) as i64) << 30,
+            engine_containers: (0..30)
                 .map(|c| ContainerView {
                     id: format!("{i:08x}{c:056x}"),
                     names: vec![format!("c{i}-{c}")],
@@ -42,7 +41,7 @@ fn nodes(count: usize) -> Vec<NodeSnapshot> {
                 })
                 .collect(),
             images: vec![],
-        })
+        }))
         .collect()
 }
 

@@ -199,6 +199,10 @@ pub struct ManageArgs {
     /// Period of the light health probe (GET /_ping) sent to every engine.
     #[arg(long = "engine-probe-interval", default_value = "1s")]
     pub engine_probe_interval: String,
+    /// Most health probes per second across all engines: past this many engines per
+    /// `--engine-probe-interval`, each engine's probe period stretches to keep the rate.
+    #[arg(long = "engine-probe-rate", default_value_t = 250)]
+    pub engine_probe_rate: u32,
     /// Bound on one health probe.
     #[arg(long = "engine-probe-timeout", default_value = "2s")]
     pub engine_probe_timeout: String,

@@ -54,6 +54,8 @@ pub struct Timing {
     pub failure_retry: u32,
     /// Period of the `/_ping` health probe.
     pub probe_interval: Duration,
+    /// Most probes per second across all engines (stretches the period of large clusters).
+    pub probe_rate: u32,
     /// Bound on one probe: a hung engine is Unhealthy after about
     /// `failure_retry * (probe_interval + probe_timeout)`.
     pub probe_timeout: Duration,
@@ -74,6 +76,7 @@ impl Timing {
             refresh_max: Duration::from_secs(60),
             failure_retry: 3,
             probe_interval: Duration::from_secs(1),
+            probe_rate: 250,
             probe_timeout: Duration::from_secs(2),
             engine_timeout: Duration::from_secs(3),
             heartbeat: Duration::from_secs(60),
@@ -354,6 +357,7 @@ fn timing_of(a: &ManageArgs) -> Result<Timing, ConfigError> {
         refresh_max,
         failure_retry: a.engine_failure_retry as u32,
         probe_interval,
+        probe_rate: a.engine_probe_rate.max(1),
         probe_timeout: parse_duration(&a.engine_probe_timeout)?,
         engine_timeout,
         heartbeat,

@@ -17,7 +17,7 @@ pub mod run_state;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::scheduler::{ContainerView, NodeSnapshot};
 use crate::transport::{EngineClient, EngineError};
 pub use health::{NodeState, Transition};
-pub use node::{labels, CachedContainer, EngineInfo, Node};
+pub use node::{labels, CachedContainer, Derived, EngineInfo, Node};
 
 /// How long a removed container is remembered as removed.
 pub const REMOVED_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
@@ -140,6 +140,8 @@ struct Shared {
     nodes: RwLock<BTreeMap<String, Node>>,
     pending: Mutex<HashMap<u64, PendingCreate>>,
     next_pending: AtomicU64,
+    /// How many engines discovery names now.
+    engine_count: AtomicUsize,
     /// Serialises scheduling decisions with their reservations (never held across `.await`).
     schedule: Mutex<()>,
     execs: Mutex<HashMap<String, String>>,
@@ -172,6 +174,7 @@ impl Cluster {
                 nodes: RwLock::new(BTreeMap::new()),
                 pending: Mutex::new(HashMap::new()),
                 next_pending: AtomicU64::new(1),
+                engine_count: AtomicUsize::new(0),
                 schedule: Mutex::new(()),
                 execs: Mutex::new(HashMap::new()),
                 min_api_version: RwLock::new(None),
@@ -220,6 +223,7 @@ impl Cluster {
                         updated_at: None,
                         found_at: std::time::Instant::now(),
                         cancel: self.shared.cancel.child_token(),
+                        derived: Default::default(),
                     };
                     added.push((addr.clone(), node.cancel.clone()));
                     nodes.insert(addr.clone(), node);
@@ -236,6 +240,7 @@ impl Cluster {
                     departed.push(node);
                 }
             }
+            self.shared.engine_count.store(nodes.len(), Ordering::Relaxed);
         }
         {
             let mut memory = self.shared.departed.lock();
@@ -285,17 +290,44 @@ impl Cluster {
         true
     }
 
+    /// The period of each engine's probe: `--engine-probe-interval`, stretched so that all
+    /// engines together take at most `--engine-probe-rate` probes a second.
+    pub fn probe_period(&self) -> std::time::Duration {
+        let timing = &self.shared.opts.timing;
+        probe_period(timing.probe_interval, self.shared.engine_count.load(Ordering::Relaxed), timing.probe_rate)
+    }
+
     /// Runs `f` over the nodes under the read lock (keep it short: no `.await` inside).
     pub fn with_nodes<R>(&self, f: impl FnOnce(&BTreeMap<String, Node>) -> R) -> R {
         f(&self.shared.nodes.read())
     }
 
+    /// Runs `f` over the nodes under the write lock; every node's derived views are rebuilt
+    /// on their next use.
     pub(crate) fn with_nodes_mut<R>(&self, f: impl FnOnce(&mut BTreeMap<String, Node>) -> R) -> R {
-        f(&mut self.shared.nodes.write())
+        let mut nodes = self.shared.nodes.write();
+        nodes.values_mut().for_each(Node::changed);
+        f(&mut nodes)
     }
 
+    /// Runs `f` over one node under the write lock; its derived views are rebuilt on their
+    /// next use.
     pub(crate) fn with_node_mut<R>(&self, key: &str, f: impl FnOnce(&mut Node) -> R) -> Option<R> {
+        self.shared.nodes.write().get_mut(key).map(|n| {
+            n.changed();
+            f(n)
+        })
+    }
+
+    /// Like [`Cluster::with_node_mut`] for a change of `health` only, which nothing derived
+    /// reads (every probe makes one): `f` must change nothing else.
+    pub(crate) fn with_node_health<R>(&self, key: &str, f: impl FnOnce(&mut Node) -> R) -> Option<R> {
         self.shared.nodes.write().get_mut(key).map(f)
+    }
+
+    /// The client of the node with this key.
+    pub(crate) fn client_of(&self, key: &str) -> Option<EngineClient> {
+        self.with_nodes(|nodes| nodes.get(key).map(|n| n.client.clone()))
     }
 
     /// Every node's handle.
@@ -359,9 +391,8 @@ impl Cluster {
         if self.name_pending(name) {
             return Some(String::new());
         }
-        self.with_nodes(|nodes| {
-            nodes.values().flat_map(|n| n.containers.values()).find(|c| c.name() == name).map(|c| c.id.clone())
-        })
+        let overcommit = self.shared.opts.overcommit;
+        self.with_nodes(|nodes| nodes.values().find_map(|n| n.derived(overcommit).names.get(name).cloned()))
     }
 
     /// Whether a create in flight here holds `name`.
@@ -377,66 +408,55 @@ impl Cluster {
 
     /// Whether any cached container carries this swarm ID.
     pub fn has_swarm_id(&self, swarm_id: &str) -> bool {
-        self.with_nodes(|nodes| nodes.values().flat_map(|n| n.containers.values()).any(|c| c.swarm_id.as_deref() == Some(swarm_id)))
+        let overcommit = self.shared.opts.overcommit;
+        self.with_nodes(|nodes| nodes.values().any(|n| n.derived(overcommit).swarm_ids.contains_key(swarm_id)))
     }
 
     /// CPUs and memory reserved per node (containers of every state plus creates in flight):
     /// what `docker info` shows, without building the scheduler's views.
     pub fn reservations(&self) -> HashMap<String, (i64, i64)> {
+        let overcommit = self.shared.opts.overcommit;
         let mut out: HashMap<String, (i64, i64)> = self.with_nodes(|nodes| {
             nodes
                 .values()
                 .map(|n| {
-                    let ncpu = n.info.as_ref().map_or(0, |i| i.ncpu);
-                    let cpus = n.containers.values().map(|c| c.facts.cpus(ncpu)).sum();
-                    let mem = n.containers.values().map(|c| c.facts.memory).sum();
-                    (n.addr.clone(), (cpus, mem))
+                    let facts = &n.derived(overcommit).facts;
+                    (n.addr.clone(), (facts.engine_used_cpus, facts.engine_used_memory))
                 })
                 .collect()
         });
         for p in self.shared.pending.lock().values() {
             if let Some(r) = out.get_mut(&p.node) {
-                r.0 += p.cpus;
-                r.1 += p.memory;
+                r.0 = r.0.saturating_add(p.cpus);
+                r.1 = r.1.saturating_add(p.memory);
             }
         }
         out
     }
 
-    /// Snapshots of every node, creates in flight included, for the scheduler.
+    /// Snapshots of every node, creates in flight included, for the scheduler. Each node's
+    /// facts are shared, not copied: a create costs one pointer per node here.
     pub fn snapshot(&self) -> Vec<NodeSnapshot> {
-        let pending: Vec<PendingCreate> = self.shared.pending.lock().values().cloned().collect();
+        let mut pending: HashMap<String, Vec<PendingCreate>> = HashMap::new();
+        for p in self.shared.pending.lock().values() {
+            pending.entry(p.node.clone()).or_default().push(p.clone());
+        }
         let overcommit = self.shared.opts.overcommit;
         self.with_nodes(|nodes| {
             nodes
                 .values()
                 .map(|n| {
-                    let (ncpu, mem) = n.info.as_ref().map_or((0, 0), |i| (i.ncpu, i.mem_total));
-                    let mut snap = NodeSnapshot {
-                        key: n.addr.clone(),
-                        engine_id: n.engine_id(),
-                        name: n.name().to_string(),
-                        labels: n.info.as_ref().map(|i| i.labels.clone()).unwrap_or_default(),
-                        container_slots: n.info.as_ref().and_then(|i| i.labels.get("containerslots")).and_then(|v| v.parse().ok()),
-                        health_indicator: n.health.indicator(),
-                        // Classic integer overcommit: `x + x * int(overcommit * 100) / 100`.
-                        total_cpus: ncpu + ncpu * (overcommit * 100.0) as i64 / 100,
-                        total_memory: mem + mem * (overcommit * 100.0) as i64 / 100,
-                        used_cpus: n.containers.values().map(|c| c.facts.cpus(ncpu)).sum(),
-                        used_memory: n.containers.values().map(|c| c.facts.memory).sum(),
-                        containers: n.containers.values().map(CachedContainer::view).collect(),
-                        images: n.images.clone(),
-                    };
-                    for p in pending.iter().filter(|p| p.node == n.addr) {
+                    let derived = n.derived(overcommit);
+                    let mut snap = NodeSnapshot { facts: derived.facts.clone(), health_indicator: n.health.indicator(), ..Default::default() };
+                    for p in pending.get(&n.addr).into_iter().flatten() {
                         // A create that finished between reading the reservations and the
                         // cache is in both: count it once.
-                        let swarm_id = p.view.labels.get(labels::SWARM_ID).map(String::as_str);
-                        if swarm_id.is_some() && n.containers.values().any(|c| c.swarm_id.as_deref() == swarm_id) {
+                        if p.view.labels.get(labels::SWARM_ID).is_some_and(|s| derived.swarm_ids.contains_key(s)) {
                             continue;
                         }
-                        snap.used_cpus += p.cpus;
-                        snap.used_memory += p.memory;
-                        snap.containers.push(p.view.clone());
+                        snap.pending_cpus = snap.pending_cpus.saturating_add(p.cpus);
+                        snap.pending_memory = snap.pending_memory.saturating_add(p.memory);
+                        snap.pending.push(p.view.clone());
                     }
                     snap
                 })
@@ -452,13 +472,14 @@ impl Cluster {
         if ident.is_empty() {
             return Err(LookupError::NotFound(ident.to_string()));
         }
-        match self.with_nodes(|nodes| lookup(nodes.values(), ident)) {
+        let overcommit = self.shared.opts.overcommit;
+        match self.with_nodes(|nodes| lookup(nodes.values(), ident, overcommit)) {
             Err(LookupError::NotFound(_)) => {
                 // An engine back in discovery stands for its departed self once read again.
                 let reread: HashSet<String> = self.with_nodes(|nodes| nodes.values().filter(|n| n.updated_at.is_some()).map(|n| n.addr.clone()).collect());
                 let departed = self.shared.departed.lock();
                 let recent = departed.values().filter(|(n, at)| at.elapsed() < DEPARTED_MEMORY && !reread.contains(&n.addr)).map(|(n, _)| n);
-                lookup(recent, ident)
+                lookup(recent, ident, overcommit)
             }
             found => found,
         }
@@ -497,7 +518,7 @@ impl Cluster {
 
     /// Feeds an outcome of talking to `key` into its health; logs and emits transitions.
     pub(crate) fn record(&self, key: &str, outcome: Result<(), &EngineError>) {
-        let change = self.with_node_mut(key, |n| {
+        let change = self.with_node_health(key, |n| {
             let t = match outcome {
                 Ok(()) => n.health.success(),
                 Err(e) => n.health.failure(error_chain(e)),
@@ -538,6 +559,11 @@ impl Cluster {
     }
 }
 
+/// `interval`, or longer when `engines` probed that often would pass `rate` probes a second.
+fn probe_period(interval: std::time::Duration, engines: usize, rate: u32) -> std::time::Duration {
+    interval.max(std::time::Duration::from_secs_f64(engines as f64 / f64::from(rate.max(1))))
+}
+
 /// An error with its sources, one line, for `docker info`'s `└ Error`.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
@@ -551,7 +577,7 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// [`Cluster::find_container`] over one set of nodes.
-fn lookup<'n>(nodes: impl Iterator<Item = &'n Node> + Clone, ident: &str) -> Result<ContainerRef, LookupError> {
+fn lookup<'n>(nodes: impl Iterator<Item = &'n Node> + Clone, ident: &str, overcommit: f64) -> Result<ContainerRef, LookupError> {
     let not_found = || LookupError::NotFound(ident.to_string());
     let found = |n: &Node, c: &CachedContainer| ContainerRef {
         node: n.addr.clone(),
@@ -562,15 +588,22 @@ fn lookup<'n>(nodes: impl Iterator<Item = &'n Node> + Clone, ident: &str) -> Res
         api_version: n.info.as_ref().map(|i| i.api_version.clone()),
     };
     let all = || nodes.clone().flat_map(|n| n.containers.values().map(move |c| (n, c)));
-    if let Some((n, c)) = all().find(|(_, c)| c.id == ident || c.swarm_id.as_deref() == Some(ident)) {
+    // Exact IDs and names through each node's indexes; only prefixes scan every container.
+    let indexed = |n: &'n Node, by: fn(&Derived) -> &HashMap<String, String>, key: &str| {
+        by(n.derived(overcommit)).get(key).and_then(|id| n.containers.get(id)).map(|c| (n, c))
+    };
+    let exact = nodes.clone().find_map(|n| n.containers.get(ident).map(|c| (n, c)).or_else(|| indexed(n, |d| &d.swarm_ids, ident)));
+    if let Some((n, c)) = exact {
         return Ok(found(n, c));
     }
     let (node_part, name_part) = match ident.split_once('/') {
         Some((node, name)) => (Some(node), name),
         None => (None, ident),
     };
-    let by_name: Vec<_> = all()
-        .filter(|(n, c)| c.name() == name_part && node_part.is_none_or(|np| np == n.name() || n.info.as_ref().is_some_and(|i| i.id == np)))
+    let by_name: Vec<_> = nodes
+        .clone()
+        .filter(|n| node_part.is_none_or(|np| np == n.name() || n.info.as_ref().is_some_and(|i| i.id == np)))
+        .filter_map(|n| indexed(n, |d| &d.names, name_part))
         .collect();
     match by_name.as_slice() {
         [(n, c)] => return Ok(found(n, c)),
@@ -621,6 +654,7 @@ mod tests {
                 updated_at: Some(std::time::SystemTime::now()),
                 found_at: std::time::Instant::now(),
                 cancel: CancellationToken::new(),
+                derived: Default::default(),
             })
         });
         cluster
@@ -634,6 +668,14 @@ mod tests {
         let _reserved = cluster.reserve(PendingCreate { node: "127.0.0.1:1".into(), name: Some("c".into()), cpus: 0, memory: 0, view });
         let config = json!({"Image": "busybox", "Labels": {labels::SWARM_ID: "s1"}});
         cluster.learn_created("127.0.0.1:1", "id1", Some("c"), config.as_object().expect("object"));
-        assert_eq!(cluster.snapshot()[0].containers.len(), 1);
+        assert_eq!(cluster.snapshot()[0].container_count(), 1);
+    }
+
+    #[test]
+    fn the_probe_period_stretches_to_keep_the_probe_rate() {
+        let second = std::time::Duration::from_secs(1);
+        assert_eq!(probe_period(second, 10, 250), second);
+        assert_eq!(probe_period(second, 1000, 250), 4 * second);
+        assert_eq!(probe_period(second, 5000, 0), 5000 * second);
     }
 }

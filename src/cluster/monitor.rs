@@ -29,7 +29,7 @@ pub async fn run_node(cluster: Cluster, key: String, cancel: CancellationToken) 
             Ok(()) => break,
             Err(e) => {
                 debug!(addr = %key, error = %e, "Engine not validated yet.");
-                cluster.with_node_mut(&key, |n| n.health.failure(super::error_chain(&e)));
+                cluster.with_node_health(&key, |n| n.health.failure(super::error_chain(&e)));
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(backoff.next_delay()) => {}
@@ -52,9 +52,12 @@ fn state(cluster: &Cluster, key: &str) -> Option<NodeState> {
 /// `GET /_ping` every probe interval: what turns a stopped or hung engine Unhealthy in seconds.
 async fn probe_loop(cluster: &Cluster, key: &str) {
     let Some(client) = cluster.with_nodes(|n| n.get(key).map(|n| n.client.clone())) else { return };
-    let (interval, timeout) = (cluster.options().timing.probe_interval, cluster.options().timing.probe_timeout);
+    let timeout = cluster.options().timing.probe_timeout;
+    // A random phase: engines validated together must not be probed in bursts.
+    let phase = rand::rng().random_range(0.0..1.0);
+    tokio::time::sleep(cluster.probe_period().mul_f64(phase)).await;
     loop {
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(cluster.probe_period()).await;
         let was = state(cluster, key);
         let result = client.ping(timeout).await;
         cluster.record(key, result.as_ref().map(|_| ()));

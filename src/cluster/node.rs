@@ -14,7 +14,7 @@ use crate::transport::EngineClient;
 use super::health::Health;
 use super::run_state::RunState;
 use super::wire;
-use crate::scheduler::{ContainerView, ImageView, NodeLabels};
+use crate::scheduler::{ContainerView, ImageView, NodeFacts, NodeLabels};
 
 /// Swarm's own labels on containers.
 pub mod labels {
@@ -147,9 +147,9 @@ impl ContainerFacts {
     /// `--cpus` counts whole CPUs rounded up.
     pub fn cpus(&self, ncpu: i64) -> i64 {
         if self.nano_cpus > 0 {
-            return (self.nano_cpus + 999_999_999) / 1_000_000_000;
+            return self.nano_cpus.saturating_add(999_999_999) / 1_000_000_000;
         }
-        self.cpu_shares * ncpu / 1024
+        self.cpu_shares.saturating_mul(ncpu) / 1024
     }
 }
 
@@ -183,8 +183,8 @@ fn subsec_nanos(time: &str) -> u32 {
 /// A container in the cache.
 #[derive(Debug, Clone)]
 pub struct CachedContainer {
-    /// The engine's `/containers/json` entry, unchanged.
-    pub summary: Value,
+    /// The engine's `/containers/json` entry, unchanged; shared with lists being written.
+    pub summary: Arc<Value>,
     /// Full ID.
     pub id: String,
     /// Names without the leading slash.
@@ -209,7 +209,7 @@ impl CachedContainer {
             .map(|a| a.iter().filter_map(Value::as_str).map(|n| n.trim_start_matches('/').to_string()).collect())
             .unwrap_or_default();
         let swarm_id = summary["Labels"][labels::SWARM_ID].as_str().map(str::to_string);
-        CachedContainer { summary, id, names, swarm_id, facts, written: Instant::now(), placeholder: false }
+        CachedContainer { summary: Arc::new(summary), id, names, swarm_id, facts, written: Instant::now(), placeholder: false }
     }
 
     /// `running`, `exited`, ...: dockerd's state string of the run state.
@@ -221,13 +221,13 @@ impl CachedContainer {
     pub fn set_run(&mut self, change: impl FnOnce(&mut RunState)) {
         change(&mut self.facts.run);
         self.placeholder = false;
-        self.summary["State"] = Value::String(self.state().to_string());
+        Arc::make_mut(&mut self.summary)["State"] = Value::String(self.state().to_string());
     }
 
     /// Renames (the engine's own `rename` event re-reads the rest).
     pub fn rename(&mut self, name: &str) {
         self.names = vec![name.to_string()];
-        self.summary["Names"] = serde_json::json!([format!("/{name}")]);
+        Arc::make_mut(&mut self.summary)["Names"] = serde_json::json!([format!("/{name}")]);
     }
 
     /// Creation time in nanoseconds since the epoch.
@@ -289,6 +289,20 @@ pub struct Node {
     pub found_at: Instant,
     /// Stops the node's tasks when it leaves discovery.
     pub cancel: CancellationToken,
+    /// Built from the rest on first use, dropped by every change through `&mut`
+    /// (see [`Node::changed`]).
+    pub derived: OnceLock<Arc<Derived>>,
+}
+
+/// What schedules and lookups read of a node, built once per change instead of per request.
+#[derive(Debug)]
+pub struct Derived {
+    /// The scheduler's view.
+    pub facts: Arc<NodeFacts>,
+    /// Primary name → container ID.
+    pub names: HashMap<String, String>,
+    /// `com.docker.swarm.id` → container ID.
+    pub swarm_ids: HashMap<String, String>,
 }
 
 impl Node {
@@ -300,6 +314,41 @@ impl Node {
     /// Classic engine ID: `<info.ID>|<addr>`.
     pub fn engine_id(&self) -> String {
         self.info.as_ref().map_or_else(String::new, |i| format!("{}|{}", i.id, self.addr))
+    }
+
+    /// Drops what was derived from the node: call after any change to it.
+    pub fn changed(&mut self) {
+        self.derived = OnceLock::new();
+    }
+
+    /// The scheduler's view and the lookup indexes, current as of the last change.
+    /// `overcommit` is `swarm.overcommit`.
+    pub fn derived(&self, overcommit: f64) -> &Arc<Derived> {
+        self.derived.get_or_init(|| Arc::new(self.derive(overcommit)))
+    }
+
+    fn derive(&self, overcommit: f64) -> Derived {
+        let (ncpu, mem) = self.info.as_ref().map_or((0, 0), |i| (i.ncpu, i.mem_total));
+        // Classic integer overcommit: `x + x * int(overcommit * 100) / 100`.
+        let with_overcommit = |x: i64| x.saturating_add(x.saturating_mul((overcommit * 100.0) as i64) / 100);
+        let facts = NodeFacts {
+            key: self.addr.clone(),
+            engine_id: self.engine_id(),
+            name: self.name().to_string(),
+            labels: self.info.as_ref().map(|i| i.labels.clone()).unwrap_or_default(),
+            container_slots: self.info.as_ref().and_then(|i| i.labels.get("containerslots")).and_then(|v| v.parse().ok()),
+            total_cpus: with_overcommit(ncpu),
+            total_memory: with_overcommit(mem),
+            engine_used_cpus: self.containers.values().fold(0i64, |sum, c| sum.saturating_add(c.facts.cpus(ncpu))),
+            engine_used_memory: self.containers.values().fold(0i64, |sum, c| sum.saturating_add(c.facts.memory)),
+            engine_containers: self.containers.values().map(CachedContainer::view).collect(),
+            images: self.images.clone(),
+        };
+        Derived {
+            facts: Arc::new(facts),
+            names: self.containers.values().map(|c| (c.name().to_string(), c.id.clone())).collect(),
+            swarm_ids: self.containers.values().filter_map(|c| Some((c.swarm_id.clone()?, c.id.clone()))).collect(),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ impl Cluster {
     /// Reads `/info` and `/version`, refuses what is not a usable engine, fills the caches and
     /// marks the node healthy.
     pub(crate) async fn validate(&self, key: &str) -> Result<(), EngineError> {
-        let client = self.with_node_mut(key, |n| n.client.clone()).ok_or_else(|| gone(key))?;
+        let client = self.client_of(key).ok_or_else(|| gone(key))?;
         let (info, version) = tokio::try_join!(client.get_json("/info"), client.get_json("/version"))?;
         let engine = EngineInfo::from_json(&info, &version);
         if engine.ncpu == 0 || engine.mem_total == 0 {
@@ -48,7 +48,7 @@ impl Cluster {
         }
         self.update_min_api_version();
         self.refresh_node(key).await?;
-        let transition = self.with_node_mut(key, |n| n.health.validated().map(|t| (t, events::node_fields(n))));
+        let transition = self.with_node_health(key, |n| n.health.validated().map(|t| (t, events::node_fields(n))));
         if let Some(Some((t, fields))) = transition {
             info!(node = %name, addr = %key, "Registered Engine.");
             self.emit_transition(t, fields);
@@ -69,7 +69,7 @@ impl Cluster {
     }
 
     async fn refresh_node_inner(&self, key: &str, started: Instant) -> Result<(), EngineError> {
-        let client = self.with_node_mut(key, |n| n.client.clone()).ok_or_else(|| gone(key))?;
+        let client = self.client_of(key).ok_or_else(|| gone(key))?;
         let (info, version, list, images) = tokio::try_join!(
             client.get_json("/info"),
             client.get_json("/version"),
@@ -125,7 +125,7 @@ impl Cluster {
     /// Re-reads one container; forgets it when the engine no longer has it.
     pub async fn refresh_container(&self, key: &str, id: &str) -> Result<(), EngineError> {
         let started = Instant::now();
-        let client = self.with_node_mut(key, |n| n.client.clone()).ok_or_else(|| gone(key))?;
+        let client = self.client_of(key).ok_or_else(|| gone(key))?;
         let filter = percent(&format!("{{\"id\":[\"{id}\"]}}"));
         let list = client.get_json(&format!("/containers/json?all=1&filters={filter}")).await?;
         let summary = list.as_array().and_then(|a| a.iter().find(|c| c["Id"].as_str() == Some(id)).cloned());
@@ -289,7 +289,7 @@ impl Cluster {
 
     /// Re-reads a node's image list.
     pub async fn refresh_images(&self, key: &str) -> Result<(), EngineError> {
-        let client = self.with_node_mut(key, |n| n.client.clone()).ok_or_else(|| gone(key))?;
+        let client = self.client_of(key).ok_or_else(|| gone(key))?;
         let images = client.get_json("/images/json").await?;
         self.with_node_mut(key, |n| n.images = images_from_json(&images));
         Ok(())

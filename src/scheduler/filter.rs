@@ -85,7 +85,7 @@ impl FilterKind {
         match self {
             Health => n.health_indicator > 0,
             Port => (spec.host_ports.is_empty() && spec.host_mode_ports.is_empty()) || ports_free(n, spec),
-            ContainerSlots => n.container_slots.is_none_or(|slots| n.containers.len() < slots),
+            ContainerSlots => n.container_slots.is_none_or(|slots| n.container_count() < slots),
             Dependency => spec.dependencies.iter().all(|d| has_dependency(n, d)),
             Affinity => spec.affinities.iter().filter(counts).all(|e| affinity_holds(n, e)),
             Constraint => spec.constraints.iter().filter(counts).all(|e| constraint_holds(n, e)),
@@ -148,14 +148,14 @@ fn all_interfaces(ip: &str) -> bool {
 
 fn ports_free(node: &NodeSnapshot, spec: &ContainerSpec) -> bool {
     let bridge_ok = spec.host_ports.iter().all(|(ip, port)| {
-        !node.containers.iter().flat_map(|c| &c.host_ports).any(|(cip, cport)| {
+        !node.containers().flat_map(|c| &c.host_ports).any(|(cip, cport)| {
             cport == port && (cip == ip || all_interfaces(cip) || all_interfaces(ip))
         })
     });
     let host_ok = spec
         .host_mode_ports
         .iter()
-        .all(|p| !node.containers.iter().flat_map(|c| &c.host_mode_ports).any(|cp| cp == p));
+        .all(|p| !node.containers().flat_map(|c| &c.host_mode_ports).any(|cp| cp == p));
     bridge_ok && host_ok
 }
 
@@ -168,18 +168,18 @@ fn dependency_name(dep: &str) -> &str {
 
 fn has_dependency(node: &NodeSnapshot, dep: &str) -> bool {
     let name = dependency_name(dep);
-    node.containers.iter().any(|c| c.id.starts_with(name) || c.names.iter().any(|n| n == name))
+    node.containers().any(|c| c.id.starts_with(name) || c.names.iter().any(|n| n == name))
 }
 
 fn affinity_holds(node: &NodeSnapshot, e: &Expr) -> bool {
     match e.key.as_str() {
-        "container" => e.holds(node.containers.iter().flat_map(|c| std::iter::once(c.id.as_str()).chain(c.names.iter().map(String::as_str)))),
+        "container" => e.holds(node.containers().flat_map(|c| std::iter::once(c.id.as_str()).chain(c.names.iter().map(String::as_str)))),
         "image" => e.holds(node.images.iter().flat_map(|i| {
             std::iter::once(i.id.as_str())
                 .chain(i.repo_tags.iter().map(String::as_str))
                 .chain(i.repo_tags.iter().map(|t| t.rsplit_once(':').map_or(t.as_str(), |(repo, _)| repo)))
         })),
-        key => e.holds(node.containers.iter().filter_map(|c| c.labels.get(key).map(String::as_str))),
+        key => e.holds(node.containers().filter_map(|c| c.labels.get(key).map(String::as_str))),
     }
 }
 
@@ -205,7 +205,7 @@ mod tests {
     #[test]
     fn constraints_match_labels_and_node_names() {
         let mut a = node("node-1", 0);
-        a.labels.insert("zone".into(), "a".into());
+        a.facts_mut().labels.insert("zone".into(), "a".into());
         let b = node("node-2", 0);
         let spec = ContainerSpec { constraints: vec![Expr::parse("zone==a").unwrap()], ..Default::default() };
         assert_eq!(names(&FilterKind::Constraint.apply(vec![&a, &b], &spec, true).unwrap()), ["node-1"]);
@@ -218,14 +218,14 @@ mod tests {
     #[test]
     fn ports_conflict_on_same_port_unless_ips_differ() {
         let mut a = node("node-1", 0);
-        a.containers.push(ContainerView { host_ports: vec![("127.0.0.1".into(), 80)], ..Default::default() });
+        a.facts_mut().engine_containers.push(ContainerView { host_ports: vec![("127.0.0.1".into(), 80)], ..Default::default() });
         let b = node("node-2", 0);
         let spec = ContainerSpec { host_ports: vec![("".into(), 80)], ..Default::default() };
         assert_eq!(names(&FilterKind::Port.apply(vec![&a, &b], &spec, true).unwrap()), ["node-2"]);
         let spec = ContainerSpec { host_ports: vec![("127.0.0.2".into(), 80)], ..Default::default() };
         assert_eq!(names(&FilterKind::Port.apply(vec![&a, &b], &spec, true).unwrap()), ["node-1", "node-2"]);
         let mut h = node("node-3", 0);
-        h.containers.push(ContainerView { host_mode_ports: vec!["80/tcp".into()], ..Default::default() });
+        h.facts_mut().engine_containers.push(ContainerView { host_mode_ports: vec!["80/tcp".into()], ..Default::default() });
         let spec = ContainerSpec { host_mode_ports: vec!["80/tcp".into()], ..Default::default() };
         assert!(FilterKind::Port.apply(vec![&h], &spec, true).unwrap().is_empty());
     }
@@ -233,9 +233,9 @@ mod tests {
     #[test]
     fn container_slots_count_every_container() {
         let mut a = node("node-1", 2);
-        a.container_slots = Some(2);
+        a.facts_mut().container_slots = Some(2);
         let mut b = node("node-2", 2);
-        b.container_slots = Some(3);
+        b.facts_mut().container_slots = Some(3);
         let c = node("node-3", 50);
         let kept = FilterKind::ContainerSlots.apply(vec![&a, &b, &c], &ContainerSpec::default(), true).unwrap();
         assert_eq!(names(&kept), ["node-2", "node-3"]);
@@ -257,8 +257,8 @@ mod tests {
     #[test]
     fn affinities_see_containers_images_and_labels() {
         let mut a = node("node-1", 1);
-        a.images.push(ImageView { id: "sha256:abc".into(), repo_tags: vec!["redis:7".into()], parent: String::new() });
-        a.containers[0].labels.insert("app".into(), "db".into());
+        a.facts_mut().images.push(ImageView { id: "sha256:abc".into(), repo_tags: vec!["redis:7".into()], parent: String::new() });
+        a.facts_mut().engine_containers[0].labels.insert("app".into(), "db".into());
         let b = node("node-2", 1);
         let aff = |e: &str| ContainerSpec { affinities: vec![Expr::parse(e).unwrap()], ..Default::default() };
         assert_eq!(names(&FilterKind::Affinity.apply(vec![&a, &b], &aff("container==node-2-c0"), true).unwrap()), ["node-2"]);
@@ -279,7 +279,7 @@ mod tests {
     #[test]
     fn port_failure_message_is_classic() {
         let mut a = node("node-1", 0);
-        a.containers.push(ContainerView { host_ports: vec![("".into(), 80)], ..Default::default() });
+        a.facts_mut().engine_containers.push(ContainerView { host_ports: vec![("".into(), 80)], ..Default::default() });
         let s = Scheduler::new(FilterKind::defaults(), StrategyKind::Spread);
         let spec = ContainerSpec { host_ports: vec![("".into(), 80)], ..Default::default() };
         let err = s.rank(&[a], &spec, &mut rng()).unwrap_err();

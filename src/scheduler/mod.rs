@@ -48,9 +48,11 @@ pub struct ImageView {
     pub parent: String,
 }
 
-/// One node, as of the snapshot.
+/// What a node offers the scheduler as its engine holds it: built once per change of the
+/// node and shared by every schedule until the next change, so that a create does not copy
+/// the whole cluster.
 #[derive(Debug, Clone, Default)]
-pub struct NodeSnapshot {
+pub struct NodeFacts {
     /// Stable key (the discovery address).
     pub key: String,
     /// Engine ID, classic form `<info.ID>|<addr>`.
@@ -61,20 +63,73 @@ pub struct NodeSnapshot {
     pub labels: NodeLabels,
     /// The `containerslots` label, parsed (absent or not a number: unlimited).
     pub container_slots: Option<usize>,
-    /// 100 when healthy with no recent failure, lower with failures, 0 when not healthy.
-    pub health_indicator: i64,
     /// CPUs including overcommit.
     pub total_cpus: i64,
     /// Bytes including overcommit.
     pub total_memory: i64,
-    /// CPUs reserved by containers (all states, and creates in flight).
-    pub used_cpus: i64,
-    /// Memory reserved by containers (all states, and creates in flight).
-    pub used_memory: i64,
-    /// Containers, including creates in flight.
-    pub containers: Vec<ContainerView>,
+    /// CPUs reserved by the engine's containers (all states).
+    pub engine_used_cpus: i64,
+    /// Memory reserved by the engine's containers (all states).
+    pub engine_used_memory: i64,
+    /// The engine's containers.
+    pub engine_containers: Vec<ContainerView>,
     /// Images.
     pub images: Vec<ImageView>,
+}
+
+/// A node at one scheduling decision: its shared facts, its health now, and the creates in
+/// flight to it.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSnapshot {
+    /// What the engine holds.
+    pub facts: Arc<NodeFacts>,
+    /// 100 when healthy with no recent failure, lower with failures, 0 when not healthy.
+    pub health_indicator: i64,
+    /// Creates in flight to this node.
+    pub pending: Vec<ContainerView>,
+    /// CPUs those creates reserve.
+    pub pending_cpus: i64,
+    /// Memory those creates reserve.
+    pub pending_memory: i64,
+}
+
+impl std::ops::Deref for NodeSnapshot {
+    type Target = NodeFacts;
+    fn deref(&self) -> &NodeFacts {
+        &self.facts
+    }
+}
+
+impl NodeSnapshot {
+    /// A snapshot of these facts, healthy, with nothing in flight.
+    pub fn healthy(facts: NodeFacts) -> NodeSnapshot {
+        NodeSnapshot { facts: Arc::new(facts), health_indicator: 100, ..Default::default() }
+    }
+
+    /// The facts, for changing them (a copy when shared).
+    pub fn facts_mut(&mut self) -> &mut NodeFacts {
+        Arc::make_mut(&mut self.facts)
+    }
+
+    /// Every container: the engine's and the creates in flight.
+    pub fn containers(&self) -> impl Iterator<Item = &ContainerView> {
+        self.facts.engine_containers.iter().chain(&self.pending)
+    }
+
+    /// How many containers [`NodeSnapshot::containers`] yields.
+    pub fn container_count(&self) -> usize {
+        self.facts.engine_containers.len() + self.pending.len()
+    }
+
+    /// CPUs reserved, creates in flight included.
+    pub fn used_cpus(&self) -> i64 {
+        self.facts.engine_used_cpus.saturating_add(self.pending_cpus)
+    }
+
+    /// Memory reserved, creates in flight included.
+    pub fn used_memory(&self) -> i64 {
+        self.facts.engine_used_memory.saturating_add(self.pending_memory)
+    }
 }
 
 /// What the request asks for.
@@ -234,20 +289,19 @@ pub(crate) mod tests {
     use rand::SeedableRng;
 
     pub fn node(name: &str, containers: usize) -> NodeSnapshot {
-        NodeSnapshot {
+        NodeSnapshot::healthy(NodeFacts {
             key: format!("127.0.0.1:{}", 2375 + name.len()),
             engine_id: format!("ID-{name}"),
             name: name.to_string(),
             labels: NodeLabels::from([("storagedriver".into(), "overlay2".into())]),
             container_slots: None,
-            health_indicator: 100,
             total_cpus: 2,
             total_memory: 2 << 30,
-            containers: (0..containers)
+            engine_containers: (0..containers)
                 .map(|i| ContainerView { id: format!("{name}-c{i}"), names: vec![format!("{name}-c{i}")], ..Default::default() })
                 .collect(),
             ..Default::default()
-        }
+        })
     }
 
     pub fn rng() -> rand::rngs::StdRng {
@@ -281,7 +335,7 @@ pub(crate) mod tests {
     fn every_filter_that_removed_nodes_is_named() {
         let s = Scheduler::new(FilterKind::defaults(), StrategyKind::Spread);
         let mut full = node("node-3", 2);
-        full.container_slots = Some(2);
+        full.facts_mut().container_slots = Some(2);
         let spec = ContainerSpec { constraints: vec![Expr::parse("node==node-3").unwrap()], ..Default::default() };
         let err = s.rank(&[node("node-1", 0), full], &spec, &mut rng()).unwrap_err();
         assert_eq!(err.to_string(), "Unable to find a node that satisfies the following conditions \n[available container slots]\n[node==node-3]");

@@ -48,8 +48,8 @@ fn weight(node: &NodeSnapshot, spec: &ContainerSpec, health_factor: i64) -> Opti
         }
         Some((used + asked) * 100 / total)
     };
-    let cpu = score(node.used_cpus, spec.cpus, node.total_cpus)?;
-    let mem = score(node.used_memory, spec.memory, node.total_memory)?;
+    let cpu = score(node.used_cpus(), spec.cpus, node.total_cpus)?;
+    let mem = score(node.used_memory(), spec.memory, node.total_memory)?;
     (cpu <= 100 && mem <= 100).then_some(cpu + mem + health_factor * node.health_indicator)
 }
 
@@ -67,7 +67,7 @@ pub fn rank<'n>(
     let factor = if kind == StrategyKind::Spread { -10 } else { 10 };
     let mut weighted: Vec<(i64, i64, &NodeSnapshot)> = candidates
         .into_iter()
-        .filter_map(|n| weight(n, spec, factor).map(|w| (w, n.containers.len() as i64, n)))
+        .filter_map(|n| weight(n, spec, factor).map(|w| (w, n.container_count() as i64, n)))
         .collect();
     if weighted.is_empty() {
         return Err(ScheduleError::NoResources);
@@ -91,7 +91,7 @@ pub fn best<'n>(
         return candidates.choose(rng).copied().ok_or(ScheduleError::NoResources);
     }
     let factor = if kind == StrategyKind::Spread { -10 } else { 10 };
-    let key = |n: &'n NodeSnapshot| weight(n, spec, factor).map(|w| (w, n.containers.len() as i64, n));
+    let key = |n: &'n NodeSnapshot| weight(n, spec, factor).map(|w| (w, n.container_count() as i64, n));
     let better = |a: &(i64, i64, &NodeSnapshot), b: &(i64, i64, &NodeSnapshot)| match kind {
         StrategyKind::Spread => (a.0, a.1, &a.2.name) < (b.0, b.1, &b.2.name),
         _ => (b.0, b.1, &a.2.name) < (a.0, a.1, &b.2.name),
@@ -121,7 +121,7 @@ mod tests {
     #[test]
     fn binpack_fills_the_most_used_node_that_fits() {
         let mut a = node("node-1", 1);
-        a.used_cpus = 1;
+        a.facts_mut().engine_used_cpus = 1;
         let b = node("node-2", 0);
         let spec = ContainerSpec { cpus: 1, ..Default::default() };
         let ranked = rank(StrategyKind::Binpack, vec![&a, &b], &spec, &mut rng()).unwrap();
@@ -134,7 +134,8 @@ mod tests {
     #[test]
     fn full_nodes_are_refused() {
         let mut a = node("node-1", 1);
-        a.used_memory = a.total_memory;
+        let total = a.total_memory;
+        a.facts_mut().engine_used_memory = total;
         let spec = ContainerSpec { memory: 1 << 30, ..Default::default() };
         assert_eq!(rank(StrategyKind::Spread, vec![&a], &spec, &mut rng()).unwrap_err(), ScheduleError::NoResources);
         let spec = ContainerSpec { cpus: 3, ..Default::default() };
@@ -152,7 +153,8 @@ mod tests {
     #[test]
     fn random_ignores_resources() {
         let mut a = node("node-1", 0);
-        a.used_memory = a.total_memory;
+        let total = a.total_memory;
+        a.facts_mut().engine_used_memory = total;
         let spec = ContainerSpec { memory: 1 << 40, ..Default::default() };
         assert_eq!(rank(StrategyKind::Random, vec![&a], &spec, &mut rng()).unwrap().len(), 1);
     }

@@ -2,8 +2,14 @@
 //! filtered as an engine filters its own (`ps.rs`), with `State` and `Status` as of now.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use http::{HeaderMap, Method, Response, StatusCode};
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::ps::{Ps, Row};
@@ -16,12 +22,13 @@ use crate::cluster::run_state::{now_nanos, RunState};
 use crate::cluster::NodeState;
 use crate::scheduler::ImageView;
 
-/// One cached container, copied out of the node table so that no lock is held while filtering.
+/// One cached container, taken out of the node table (shared, not copied) so that no lock is
+/// held while filtering and writing.
 struct Entry {
-    node: String,
-    node_key: String,
+    node: Arc<str>,
+    node_key: Arc<str>,
     healthy: bool,
-    summary: Value,
+    summary: Arc<Value>,
     run: RunState,
     created_ns: i128,
     ancestor_match: bool,
@@ -37,6 +44,88 @@ impl Entry {
     fn row(&self) -> Row<'_> {
         Row { node: &self.node, id: self.id(), names: self.names(), summary: &self.summary, run: &self.run, ancestor_match: self.ancestor_match }
     }
+}
+
+/// One container as the list writes it: the engine's summary with `/node/name` names and
+/// `State` and `Status` as of now, written straight from the cache's copy.
+struct Listed<'a> {
+    entry: &'a Entry,
+    state: &'static str,
+    status: String,
+}
+
+impl Serialize for Listed<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Some(fields) = self.entry.summary.as_object() else { return self.entry.summary.serialize(s) };
+        let mut map = s.serialize_map(None)?;
+        let (mut state_seen, mut status_seen) = (false, false);
+        for (key, value) in fields {
+            match key.as_str() {
+                "Names" => map.serialize_entry(key, &NodeNames { names: value, node: &self.entry.node })?,
+                "State" => {
+                    state_seen = true;
+                    map.serialize_entry(key, self.state)?;
+                }
+                "Status" => {
+                    status_seen = true;
+                    map.serialize_entry(key, &self.status)?;
+                }
+                _ => map.serialize_entry(key, value)?,
+            }
+        }
+        if !state_seen {
+            map.serialize_entry("State", self.state)?;
+        }
+        if !status_seen {
+            map.serialize_entry("Status", &self.status)?;
+        }
+        map.end()
+    }
+}
+
+/// An engine's `Names` as swarm lists them: `/node/name`.
+struct NodeNames<'a> {
+    names: &'a Value,
+    node: &'a str,
+}
+
+impl Serialize for NodeNames<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Some(names) = self.names.as_array() else { return self.names.serialize(s) };
+        let mut seq = s.serialize_seq(Some(names.len()))?;
+        for name in names {
+            match name.as_str() {
+                Some(n) => seq.serialize_element(&format!("/{}{n}", self.node))?,
+                None => seq.serialize_element(name)?,
+            }
+        }
+        seq.end()
+    }
+}
+
+/// Containers written per chunk of a streamed list: bounds the bytes held at once.
+const LIST_CHUNK: usize = 256;
+
+/// The listed containers as a JSON array, written a chunk at a time as the client reads.
+fn streamed(entries: Vec<Entry>, chosen: Vec<usize>, now: i128) -> Body {
+    let chunks = futures_util::stream::iter((0..chosen.len().max(1)).step_by(LIST_CHUNK).map(move |start| {
+        let mut out = Vec::with_capacity(LIST_CHUNK * 512);
+        out.push(if start == 0 { b'[' } else { b',' });
+        for (k, i) in chosen[start..(start + LIST_CHUNK).min(chosen.len())].iter().enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            let e = &entries[*i];
+            let listed = Listed { entry: e, state: e.run.state(), status: if e.healthy { e.run.status(now) } else { "Host Down".to_string() } };
+            // Writing a `Value` into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, &listed);
+        }
+        if start + LIST_CHUNK >= chosen.len() {
+            out.extend_from_slice(b"]\n");
+        }
+        Ok::<_, crate::body::BoxError>(Frame::data(Bytes::from(out)))
+    }));
+    StreamBody::new(chunks).boxed_unsync()
 }
 
 /// dockerd's `GetImage` on one node's images: a full ID, a `name[:tag]` (`latest` when no
@@ -107,10 +196,11 @@ pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiErro
         for n in nodes.values() {
             let healthy = n.health.state() == NodeState::Healthy;
             let ids = ancestors.as_ref().map(|a| ancestor_ids(&n.images, a));
+            let (node, node_key): (Arc<str>, Arc<str>) = (Arc::from(n.name()), Arc::from(n.addr.as_str()));
             for c in n.containers.values() {
                 entries.push(Entry {
-                    node: n.name().to_string(),
-                    node_key: n.addr.clone(),
+                    node: node.clone(),
+                    node_key: node_key.clone(),
                     healthy,
                     ancestor_match: ids.as_ref().is_none_or(|ids| ids.contains(c.summary["ImageID"].as_str().unwrap_or_default())),
                     summary: c.summary.clone(),
@@ -125,23 +215,24 @@ pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiErro
     let before = before.map(|b| position(&entries, b)).transpose()?;
     let since = since.map(|s| position(&entries, s)).transpose()?;
     // The name and ID pre-selection is per engine, as each engine makes its own.
-    let mut preselected = vec![false; entries.len()];
-    let mut by_node: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, e) in entries.iter().enumerate() {
-        by_node.entry(e.node_key.as_str()).or_default().push(i);
-    }
-    for idxs in by_node.values() {
-        let rows: Vec<Row> = idxs.iter().map(|i| entries[*i].row()).collect();
-        for (i, keep) in idxs.iter().zip(ps.preselect(&rows)) {
-            preselected[*i] = keep;
+    let mut preselected = vec![true; entries.len()];
+    if ps.has("name") || ps.has("id") {
+        let mut by_node: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            by_node.entry(&e.node_key).or_default().push(i);
+        }
+        for idxs in by_node.values() {
+            let rows: Vec<Row> = idxs.iter().map(|i| entries[*i].row()).collect();
+            for (i, keep) in idxs.iter().zip(ps.preselect(&rows)) {
+                preselected[*i] = keep;
+            }
         }
     }
     // A `before` container left out by the pre-selection is never met: nothing follows it.
     if before.is_some_and(|b| !preselected[b]) {
         return Ok(json_response(StatusCode::OK, &json!([])));
     }
-    let now = now_nanos();
-    let mut out: Vec<(String, Value)> = Vec::new();
+    let mut chosen: Vec<usize> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         if before.is_some_and(|b| i <= b) || !preselected[i] {
             continue;
@@ -155,24 +246,25 @@ pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiErro
         if !ps.includes(&e.row()) {
             continue;
         }
-        if ps.limit > 0 && out.len() == ps.limit {
+        if ps.limit > 0 && chosen.len() == ps.limit {
             break;
         }
-        let mut v = e.summary.clone();
-        if let Some(names) = v["Names"].as_array_mut() {
-            for name in names.iter_mut() {
-                if let Some(s) = name.as_str() {
-                    *name = Value::String(format!("/{}{s}", e.node));
-                }
-            }
-        }
-        v["State"] = json!(e.run.state());
-        v["Status"] = json!(if e.healthy { e.run.status(now) } else { "Host Down".to_string() });
-        out.push((e.node_key.clone(), v));
+        chosen.push(i);
     }
-    if ctx.query.bool("size") {
-        add_sizes(state, ctx, &mut out).await;
+    let now = now_nanos();
+    if !ctx.query.bool("size") {
+        let body = streamed(entries, chosen, now);
+        return Ok(Response::builder().status(StatusCode::OK).header(header::CONTENT_TYPE, "application/json").body(body).unwrap_or_else(|_| Response::new(crate::body::empty())));
     }
+    let mut out: Vec<(String, Value)> = chosen
+        .iter()
+        .map(|i| {
+            let e = &entries[*i];
+            let listed = Listed { entry: e, state: e.run.state(), status: if e.healthy { e.run.status(now) } else { "Host Down".to_string() } };
+            (e.node_key.to_string(), serde_json::to_value(&listed).unwrap_or_default())
+        })
+        .collect();
+    add_sizes(state, ctx, &mut out).await;
     Ok(json_response(StatusCode::OK, &Value::Array(out.into_iter().map(|(_, v)| v).collect())))
 }
 

@@ -163,7 +163,8 @@ impl Ps {
         filter_values(&self.filters, key)
     }
 
-    fn has(&self, key: &str) -> bool {
+    /// Whether a `key` filter was given.
+    pub fn has(&self, key: &str) -> bool {
         self.filters.iter().any(|(k, _)| k == key)
     }
 
