@@ -11,58 +11,14 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::*;
 
-/// Engines per hollow process: each takes a listener plus the manager's connections, and a
-/// process here may hold about 20,000 open files.
-const ENGINES_PER_PROCESS: usize = 2000;
 const CONTAINERS_PER_ENGINE: usize = 30;
 const SAMPLES: usize = 200;
-
-struct Hollow {
-    children: Vec<Child>,
-    addrs: Vec<String>,
-}
-
-impl Hollow {
-    fn start(engines: usize) -> Hollow {
-        let mut h = Hollow { children: Vec::new(), addrs: Vec::new() };
-        for (p, first) in (0..engines).step_by(ENGINES_PER_PROCESS).enumerate() {
-            let n = ENGINES_PER_PROCESS.min(engines - first);
-            let mut child = Command::new(env!("CARGO_BIN_EXE_hollow-engine"))
-                .args(["--engines", &n.to_string(), "--containers", &CONTAINERS_PER_ENGINE.to_string(), "--name-prefix", &format!("hollow{p}")])
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("start hollow-engine");
-            let out = BufReader::new(child.stdout.take().expect("stdout"));
-            h.children.push(child);
-            for line in out.lines() {
-                let line = line.expect("hollow-engine output");
-                if line == "ready" {
-                    break;
-                }
-                h.addrs.push(line);
-            }
-        }
-        assert_eq!(h.addrs.len(), engines, "hollow engines started");
-        h
-    }
-}
-
-impl Drop for Hollow {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            terminate(c.id(), Duration::from_secs(5));
-            let _ = c.wait();
-        }
-    }
-}
 
 fn pct(v: &mut [Duration], q: f64) -> f64 {
     v.sort();
@@ -117,7 +73,7 @@ struct Row {
 }
 
 fn measure(engines: usize) -> Row {
-    let hollow = Hollow::start(engines);
+    let hollow = Hollow::start(engines, CONTAINERS_PER_ENGINE);
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("engines");
     std::fs::write(&file, hollow.addrs.join("\n")).expect("engine list");

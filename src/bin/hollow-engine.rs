@@ -98,7 +98,8 @@ impl Engine {
 
     fn new_id(&self) -> String {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let seed = format!("{}{}", self.name, n);
+        // The separator keeps ("e-1", 10) and ("e-11", 0) apart.
+        let seed = format!("{}#{}", self.name, n);
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         let mut out = String::with_capacity(64);
         for round in 0..4u64 {

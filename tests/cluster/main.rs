@@ -1,4 +1,5 @@
-//! Engines seen from the manager: discovery, health, failures, on real dockerd engines.
+//! Engines seen from the manager: discovery, health, failures, on real dockerd engines; and
+//! scale, on simulated ones (`t50_scale`).
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -7,3 +8,4 @@ mod t10_discovery;
 mod t20_failures;
 mod t30_etcd;
 mod t40_token;
+mod t50_scale;

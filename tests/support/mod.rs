@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 mod certs;
 mod haproxy;
+mod hollow;
 mod prometheus;
 mod raft;
 mod tty;
@@ -19,6 +20,8 @@ mod tty;
 pub use certs::Certs;
 #[allow(unused_imports)]
 pub use haproxy::LoadBalancer;
+#[allow(unused_imports)]
+pub use hollow::Hollow;
 #[allow(unused_imports)]
 pub use prometheus::Prometheus;
 #[allow(unused_imports)]
@@ -476,9 +479,12 @@ impl Manager {
 
     /// Waits until `docker info` shows `n` healthy nodes.
     pub fn wait_healthy(&self, n: usize) {
-        wait_until(Duration::from_secs(60), &format!("{n} nodes are Healthy"), || {
-            self.node_states().iter().filter(|(_, s)| s == "Healthy").count() == n
-        });
+        self.wait_healthy_within(n, Duration::from_secs(60));
+    }
+
+    /// Like [`Manager::wait_healthy`], within `bound`.
+    pub fn wait_healthy_within(&self, n: usize, bound: Duration) {
+        wait_until(bound, &format!("{n} nodes are Healthy"), || self.node_states().iter().filter(|(_, s)| s == "Healthy").count() == n);
     }
 
     /// (node name, status) pairs from `docker info`.

@@ -25,6 +25,7 @@ use crate::scheduler::ImageView;
 /// One cached container, taken out of the node table (shared, not copied) so that no lock is
 /// held while filtering and writing.
 struct Entry {
+    id: String,
     node: Arc<str>,
     node_key: Arc<str>,
     healthy: bool,
@@ -36,7 +37,7 @@ struct Entry {
 
 impl Entry {
     fn id(&self) -> &str {
-        self.summary["Id"].as_str().unwrap_or_default()
+        &self.id
     }
     fn names(&self) -> Vec<&str> {
         self.summary["Names"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
@@ -199,6 +200,7 @@ pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiErro
             let (node, node_key): (Arc<str>, Arc<str>) = (Arc::from(n.name()), Arc::from(n.addr.as_str()));
             for c in n.containers.values() {
                 entries.push(Entry {
+                    id: c.id.clone(),
                     node: node.clone(),
                     node_key: node_key.clone(),
                     healthy,
