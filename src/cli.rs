@@ -201,7 +201,7 @@ pub struct ManageArgs {
     pub engine_probe_interval: String,
     /// Most health probes per second across all engines: past this many engines per
     /// `--engine-probe-interval`, each engine's probe period stretches to keep the rate.
-    #[arg(long = "engine-probe-rate", default_value_t = 250)]
+    #[arg(long = "engine-probe-rate", default_value_t = 100)]
     pub engine_probe_rate: u32,
     /// Bound on one health probe.
     #[arg(long = "engine-probe-timeout", default_value = "2s")]

@@ -76,7 +76,7 @@ impl Timing {
             refresh_max: Duration::from_secs(60),
             failure_retry: 3,
             probe_interval: Duration::from_secs(1),
-            probe_rate: 250,
+            probe_rate: 100,
             probe_timeout: Duration::from_secs(2),
             engine_timeout: Duration::from_secs(3),
             heartbeat: Duration::from_secs(60),

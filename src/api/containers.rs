@@ -64,11 +64,11 @@ const CACHE_LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Resolves `/containers/<id>/...` or `/containers/<node>/<name>/...`; returns the container
 /// and the remaining segments.
 fn resolve<'s>(state: &ApiState, segs: &'s [String]) -> Result<(ContainerRef, &'s [String]), ApiError> {
-    if segs.len() >= 2 {
+    // The node is checked first: `<id>/start` read as a node and a name would scan every
+    // container for nothing.
+    if segs.len() >= 2 && state.cluster.node_by_name(&segs[0]).is_some() {
         if let Ok(r) = state.cluster.find_container(&format!("{}/{}", segs[0], segs[1])) {
-            if state.cluster.node_by_name(&segs[0]).is_some() {
-                return Ok((r, &segs[2..]));
-            }
+            return Ok((r, &segs[2..]));
         }
     }
     let r = state.cluster.find_container(&segs[0])?;

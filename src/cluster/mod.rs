@@ -41,6 +41,9 @@ pub const REMOVED_MEMORY: std::time::Duration = std::time::Duration::from_secs(6
 /// to "No such container", which `docker rm -f` takes for success while the engine may return).
 pub const DEPARTED_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// Container locations remembered at most; past this, the memory starts over.
+const LOCATED_MEMORY: usize = 200_000;
+
 /// Settings the cluster needs.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -142,6 +145,8 @@ struct Shared {
     next_pending: AtomicU64,
     /// How many engines discovery names now.
     engine_count: AtomicUsize,
+    /// Container ID → the node it was last found on.
+    located: Mutex<HashMap<String, String>>,
     /// Serialises scheduling decisions with their reservations (never held across `.await`).
     schedule: Mutex<()>,
     execs: Mutex<HashMap<String, String>>,
@@ -175,6 +180,7 @@ impl Cluster {
                 pending: Mutex::new(HashMap::new()),
                 next_pending: AtomicU64::new(1),
                 engine_count: AtomicUsize::new(0),
+                located: Mutex::new(HashMap::new()),
                 schedule: Mutex::new(()),
                 execs: Mutex::new(HashMap::new()),
                 min_api_version: RwLock::new(None),
@@ -472,8 +478,18 @@ impl Cluster {
         if ident.is_empty() {
             return Err(LookupError::NotFound(ident.to_string()));
         }
+        // A full ID seen before is looked up on its node only (checked there: it may have
+        // moved or gone), not on every node.
+        let remembered = self.shared.located.lock().get(ident).cloned();
+        if let Some(found) = remembered.and_then(|key| self.with_nodes(|nodes| nodes.get(&key).and_then(|n| n.containers.get(ident).map(|c| container_ref(n, c))))) {
+            return Ok(found);
+        }
         let overcommit = self.shared.opts.overcommit;
-        match self.with_nodes(|nodes| lookup(nodes.values(), ident, overcommit)) {
+        let found = self.with_nodes(|nodes| lookup(nodes.values(), ident, overcommit));
+        if let Ok(r) = &found {
+            self.remember_location(&r.id, &r.node);
+        }
+        match found {
             Err(LookupError::NotFound(_)) => {
                 // An engine back in discovery stands for its departed self once read again.
                 let reread: HashSet<String> = self.with_nodes(|nodes| nodes.values().filter(|n| n.updated_at.is_some()).map(|n| n.addr.clone()).collect());
@@ -483,6 +499,15 @@ impl Cluster {
             }
             found => found,
         }
+    }
+
+    /// Remembers that container `id` is on node `key`, for [`Cluster::find_container`].
+    pub fn remember_location(&self, id: &str, key: &str) {
+        let mut located = self.shared.located.lock();
+        if located.len() >= LOCATED_MEMORY {
+            located.clear();
+        }
+        located.insert(id.to_string(), key.to_string());
     }
 
     /// Remembers which node an exec instance lives on.
@@ -579,14 +604,7 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// [`Cluster::find_container`] over one set of nodes.
 fn lookup<'n>(nodes: impl Iterator<Item = &'n Node> + Clone, ident: &str, overcommit: f64) -> Result<ContainerRef, LookupError> {
     let not_found = || LookupError::NotFound(ident.to_string());
-    let found = |n: &Node, c: &CachedContainer| ContainerRef {
-        node: n.addr.clone(),
-        node_name: n.name().to_string(),
-        node_state: n.health.state(),
-        id: c.id.clone(),
-        client: n.client.clone(),
-        api_version: n.info.as_ref().map(|i| i.api_version.clone()),
-    };
+    let found = container_ref;
     let all = || nodes.clone().flat_map(|n| n.containers.values().map(move |c| (n, c)));
     // Exact IDs and names through each node's indexes; only prefixes scan every container.
     let indexed = |n: &'n Node, by: fn(&Derived) -> &HashMap<String, String>, key: &str| {
@@ -617,6 +635,17 @@ fn lookup<'n>(nodes: impl Iterator<Item = &'n Node> + Clone, ident: &str, overco
         [(n, c)] => Ok(found(n, c)),
         [] => Err(not_found()),
         _ => Err(LookupError::Ambiguous(ident.to_string())),
+    }
+}
+
+fn container_ref(n: &Node, c: &CachedContainer) -> ContainerRef {
+    ContainerRef {
+        node: n.addr.clone(),
+        node_name: n.name().to_string(),
+        node_state: n.health.state(),
+        id: c.id.clone(),
+        client: n.client.clone(),
+        api_version: n.info.as_ref().map(|i| i.api_version.clone()),
     }
 }
 

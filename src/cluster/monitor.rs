@@ -56,11 +56,16 @@ async fn probe_loop(cluster: &Cluster, key: &str) {
     // A random phase: engines validated together must not be probed in bursts.
     let phase = rand::rng().random_range(0.0..1.0);
     tokio::time::sleep(cluster.probe_period().mul_f64(phase)).await;
+    let mut failing = false;
     loop {
-        tokio::time::sleep(cluster.probe_period()).await;
+        // A failing engine is probed at the base interval, so that a large cluster's
+        // stretched period delays only the first failure seen, not the verdict.
+        let period = if failing { cluster.options().timing.probe_interval } else { cluster.probe_period() };
+        tokio::time::sleep(period).await;
         let was = state(cluster, key);
         let result = client.ping(timeout).await;
         cluster.record(key, result.as_ref().map(|_| ()));
+        failing = result.is_err() || state(cluster, key) != Some(NodeState::Healthy);
         if was == Some(NodeState::Unhealthy) && state(cluster, key) == Some(NodeState::Healthy) {
             // Back from a failure: containers may have changed while we could not see them.
             if let Err(e) = cluster.refresh_node(key).await {

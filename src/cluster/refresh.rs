@@ -70,18 +70,23 @@ impl Cluster {
 
     async fn refresh_node_inner(&self, key: &str, started: Instant) -> Result<(), EngineError> {
         let client = self.client_of(key).ok_or_else(|| gone(key))?;
-        let (info, version, list, images) = tokio::try_join!(
-            client.get_json("/info"),
-            client.get_json("/version"),
-            client.get_json("/containers/json?all=1"),
-            client.get_json("/images/json"),
-        )?;
+        // One after another on the kept-alive connection: concurrent calls would each open
+        // (and close) a connection, which is most of a refresh's cost at a thousand engines.
+        let info = client.get_json("/info").await?;
+        let version = client.get_json("/version").await?;
+        let list = client.get_json("/containers/json?all=1").await?;
+        let images = client.get_json("/images/json").await?;
         let known: HashMap<String, ContainerFacts> =
             self.with_nodes(|nodes| nodes.get(key).map(|n| n.containers.iter().map(|(k, c)| (k.clone(), c.facts.clone())).collect()))
                 .unwrap_or_default();
         let mut fresh = HashMap::new();
-        for summary in list.as_array().into_iter().flatten() {
-            let Some(id) = summary["Id"].as_str() else { continue };
+        let list = match list {
+            Value::Array(list) => list,
+            _ => Vec::new(),
+        };
+        for summary in list {
+            let Some(id) = summary["Id"].as_str().map(str::to_string) else { continue };
+            let id = id.as_str();
             if self.is_superseded(id) {
                 continue;
             }
@@ -95,12 +100,12 @@ impl Cluster {
                     Err(e) => return Err(e),
                 },
             };
-            let mut c = CachedContainer::new(summary.clone(), facts);
+            let mut c = CachedContainer::new(summary, facts);
             c.written = started;
             fresh.insert(id.to_string(), c);
         }
         let engine = EngineInfo::from_json(&info, &version);
-        self.with_node_mut(key, |n| {
+        let api_version_changed = self.with_node_mut(key, |n| {
             // What was learnt after this refresh listed the engine is newer than the list: a
             // create through the manager, an event's re-read, a removal.
             for (id, c) in n.containers.drain() {
@@ -112,12 +117,18 @@ impl Cluster {
             n.forgotten.retain(|_, at| *at > started);
             n.containers = fresh;
             n.images = images_from_json(&images);
+            let mut changed = false;
             if n.info.as_ref().is_some_and(|old| old.id == engine.id) {
+                changed = n.info.as_ref().is_some_and(|old| old.api_version != engine.api_version);
                 n.info = Some(engine);
             }
             n.updated_at = Some(SystemTime::now());
+            changed
         });
-        self.update_min_api_version();
+        // Every engine's refresh would otherwise rescan every engine.
+        if api_version_changed == Some(true) {
+            self.update_min_api_version();
+        }
         debug!(addr = %key, "Engine refreshed.");
         Ok(())
     }
@@ -180,6 +191,7 @@ impl Cluster {
         self.with_node_mut(key, |n| {
             n.containers.entry(id.to_string()).or_insert(entry);
         });
+        self.remember_location(id, key);
     }
 
     /// Applies what a successful change through the manager implies (a start runs the
