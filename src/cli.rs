@@ -224,6 +224,18 @@ pub struct ManageArgs {
     /// Largest upload the manager buffers to fan out (image load and import), in bytes.
     #[arg(long = "api-max-upload-bytes", default_value_t = 1024 * 1024 * 1024)]
     pub api_max_upload_bytes: u64,
+    /// How long a client may take to send a request's headers, and how long a kept-alive
+    /// connection may sit idle between requests.
+    #[arg(long = "api-header-timeout", default_value = "30s")]
+    pub api_header_timeout: String,
+    /// Largest request head (request line and headers) read; over it: 431. hyper's read
+    /// buffer (about 400 KiB) bounds it in any case.
+    #[arg(long = "api-max-header-bytes", default_value_t = 256 * 1024)]
+    pub api_max_header_bytes: usize,
+    /// Most client connections open at once; past it, a new connection is answered 503 and
+    /// closed.
+    #[arg(long = "api-max-connections", default_value_t = 4096)]
+    pub api_max_connections: usize,
     /// How long a client may take to finish the TLS handshake with the API front.
     #[arg(long = "tls-handshake-timeout", default_value = "10s")]
     pub tls_handshake_timeout: String,

@@ -96,11 +96,26 @@ pub struct Limits {
     pub event_buffer: usize,
     /// Time a client has to finish the TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// Time a client has to send a request's headers; also the idle bound of a kept-alive
+    /// connection.
+    pub header_timeout: Duration,
+    /// Largest request head read.
+    pub max_header_bytes: usize,
+    /// Most client connections at once.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_body_bytes: 4 << 20, max_upload_bytes: 1 << 30, event_buffer: 10_000, tls_handshake_timeout: Duration::from_secs(10) }
+        Limits {
+            max_body_bytes: 4 << 20,
+            max_upload_bytes: 1 << 30,
+            event_buffer: 10_000,
+            tls_handshake_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(30),
+            max_header_bytes: 256 << 10,
+            max_connections: 4096,
+        }
     }
 }
 
@@ -204,7 +219,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
         return Err(err());
     }
     if let Ok(secs) = t.parse::<f64>() {
-        return if secs >= 0.0 { Ok(Duration::from_secs_f64(secs)) } else { Err(err()) };
+        // `try_`: "inf" and "1e300" parse as numbers but are no duration.
+        return if secs >= 0.0 { Duration::try_from_secs_f64(secs).map_err(|_| err()) } else { Err(err()) };
     }
     let (negative, mut rest) = match t.strip_prefix('-') {
         Some(r) => (true, r),
@@ -232,7 +248,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, ConfigError> {
         // Negative durations are meaningful only to be refused with the flag's own message.
         return Err(bad(format!("negative duration \"{text}\"")));
     }
-    Ok(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).map_err(|_| err())
+}
+
+/// `d`, unless zero.
+fn positive(d: Duration, flag: &str) -> Result<Duration, ConfigError> {
+    if d.is_zero() {
+        return Err(bad(format!("{flag} should be positive")));
+    }
+    Ok(d)
 }
 
 /// Checks `host:port` with a port in 1..=65535.
@@ -306,6 +330,9 @@ impl TryFrom<&ManageArgs> for ManageConfig {
                 max_body_bytes: a.api_max_body_bytes,
                 max_upload_bytes: a.api_max_upload_bytes,
                 tls_handshake_timeout: parse_duration(&a.tls_handshake_timeout)?,
+                header_timeout: positive(parse_duration(&a.api_header_timeout)?, "--api-header-timeout")?,
+                max_header_bytes: a.api_max_header_bytes.max(1024),
+                max_connections: a.api_max_connections.max(1),
                 ..Limits::default()
             },
             experimental: false,
@@ -496,6 +523,10 @@ mod tests {
         assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("-1s").is_err());
+        // Numbers that are no duration are refused, not a panic.
+        for huge in ["inf", "1e300", "1e300h", "nan"] {
+            assert!(parse_duration(huge).is_err(), "{huge}");
+        }
     }
 
     #[test]

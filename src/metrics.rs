@@ -28,6 +28,8 @@ pub struct Metrics {
     pub node_transitions: IntCounterVec,
     /// Events dropped because a `docker events` client read too slowly.
     pub events_dropped: IntCounter,
+    /// Client connections refused past `--api-max-connections`.
+    pub refused_connections: IntCounter,
     /// Time to response headers of requests a follower forwarded to the leader.
     pub leader_proxy_duration: Histogram,
     /// Containers recreated on another node after theirs failed.
@@ -61,6 +63,7 @@ impl Metrics {
             decisions: IntCounterVec::new(opts("scheduler_decisions_total", "Scheduling decisions by result."), &["result"])?,
             node_transitions: IntCounterVec::new(opts("node_transitions_total", "Engine health transitions."), &["kind"])?,
             events_dropped: IntCounter::with_opts(opts("events_dropped_total", "Events a slow subscriber missed."))?,
+            refused_connections: IntCounter::with_opts(opts("api_connections_refused_total", "Client connections refused past --api-max-connections."))?,
             rescheduled: IntCounter::with_opts(opts("containers_rescheduled_total", "Containers recreated after their node failed."))?,
             leader_proxy_duration: Histogram::with_opts(
                 HistogramOpts::new("leader_proxy_duration_seconds", "Time to response headers of requests forwarded to the leader.")
@@ -78,6 +81,7 @@ impl Metrics {
         registry.register(Box::new(m.decisions.clone()))?;
         registry.register(Box::new(m.node_transitions.clone()))?;
         registry.register(Box::new(m.events_dropped.clone()))?;
+        registry.register(Box::new(m.refused_connections.clone()))?;
         registry.register(Box::new(m.leader_proxy_duration.clone()))?;
         registry.register(Box::new(m.rescheduled.clone()))?;
         let build = IntGaugeVec::new(opts("build_info", "Build of this manager."), &["version"])?;

@@ -30,7 +30,7 @@ use http::{header, HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -105,6 +105,12 @@ pub enum Listener {
 /// caller can drain them.
 pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationToken, tracker: TaskTracker) {
     let tls = state.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()));
+    let limits = state.config.limits.clone();
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut http = http1::Builder::new();
+    // The timer is what makes hyper enforce the header timeout, which also closes a
+    // kept-alive connection left idle that long.
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_header_size(limits.max_header_bytes);
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -119,10 +125,17 @@ pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationTo
                 continue;
             }
         };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            state.metrics.refused_connections.inc();
+            tracker.spawn(refuse_busy(stream, limits.max_connections));
+            continue;
+        };
         let state = state.clone();
         let shutdown = shutdown.clone();
         let tls = tls.clone();
+        let http = http.clone();
         tracker.spawn(async move {
+            let _permit = permit;
             // The handshake runs here, not in the accept loop, so a slow client delays no one.
             let stream = match (tls, stream) {
                 (Some(acceptor), EngineStream::Tcp(tcp)) => match tokio::time::timeout(state.config.limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
@@ -137,7 +150,7 @@ pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationTo
                 let (state, link) = (state.clone(), link.clone());
                 async move { Ok::<_, Infallible>(handle(state, req, &link).await) }
             });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).with_upgrades();
+            let conn = http.serve_connection(TokioIo::new(stream), svc).with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => if let Err(e) = r { debug!(error = %e, "Client connection ended."); },
@@ -145,6 +158,23 @@ pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationTo
             }
         });
     }
+}
+
+/// A connection past `--api-max-connections`: a 503 in Docker's error shape (plain-text
+/// connections only; a TLS client would not read it), then closed.
+async fn refuse_busy(mut stream: EngineStream, max: usize) {
+    use tokio::io::AsyncWriteExt;
+    if !matches!(stream, EngineStream::Tcp(_) | EngineStream::Unix(_)) {
+        return;
+    }
+    let body = format!("{{\"message\":\"too many connections: the manager serves at most {max} at once (--api-max-connections)\"}}\n");
+    let head = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write).await;
 }
 
 /// TLS, when on, applies to TCP listeners; unix sockets are guarded by file permissions.

@@ -313,7 +313,8 @@ pub async fn events(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiEr
     let until = ctx.query.get("until").and_then(|u| u.parse::<f64>().ok()).filter(|u| u.is_finite());
     let live = !until.is_some_and(|u| u <= now);
     // Absolute, so that reading the past first does not push the end of the window back.
-    let deadline = until.map(|u| tokio::time::Instant::now() + Duration::try_from_secs_f64(u - now).unwrap_or(Duration::ZERO));
+    // A time past what the clock can hold has no deadline (checked: `Instant + d` panics).
+    let deadline = until.and_then(|u| tokio::time::Instant::now().checked_add(Duration::try_from_secs_f64((u - now).max(0.0)).ok()?));
     let until_nanos = until.map(|u| (u * 1e9) as u64);
     // Subscribed before the past is read, so that nothing falls between the two.
     let sub = live.then(|| state.cluster.subscribe());

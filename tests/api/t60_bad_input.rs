@@ -39,3 +39,74 @@ fn engine_errors_pass_through_with_their_status() {
     let err = m.docker_err(&["rm", "xx"]);
     assert!(err.contains("You cannot remove a running container"), "{err}");
 }
+
+/// What a hostile or broken client can hold: half-sent requests are cut after the header
+/// timeout, connections past the limit get Docker's error shape, oversized heads get 431.
+#[test]
+fn slow_idle_and_oversized_clients_are_cut_and_bounded() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::{Duration, Instant};
+
+    // No engine is needed to talk to the front: discovery names a closed port.
+    let m = Manager::start("nodes://127.0.0.1:9", &["--api-header-timeout", "1s", "--api-max-connections", "20", "--api-max-header-bytes", "65536"]);
+    let connect = || {
+        let s = TcpStream::connect(&m.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    // Closed by the manager: a read ends (EOF or reset) instead of waiting for our timeout.
+    let closed_within = |s: &mut TcpStream, bound: Duration| {
+        let t = Instant::now();
+        let mut buf = [0u8; 512];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return t.elapsed() < bound,
+                Ok(_) => continue,
+            }
+        }
+    };
+
+    // Half a request head each: all cut after the header timeout.
+    let mut slow: Vec<TcpStream> = (0..10).map(|_| connect()).collect();
+    for s in &mut slow {
+        s.write_all(b"GET /_ping HTTP/1.1\r\nHost: swarm\r\n").unwrap();
+    }
+    for s in &mut slow {
+        assert!(closed_within(s, Duration::from_secs(5)), "a half-sent request was kept past the header timeout");
+    }
+
+    // Twenty idle connections fill the front; the next one is told so, in Docker's shape.
+    let idle: Vec<TcpStream> = (0..20).map(|_| connect()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut extra = connect();
+    let mut answer = String::new();
+    let _ = extra.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains(r#"{"message":"too many connections"#) && answer.contains("--api-max-connections"), "{answer}");
+    // Idle connections are cut after the header timeout too, which frees the front.
+    drop(idle);
+    wait_until(Duration::from_secs(5), "the front serves again", || http(&m.addr, "GET", "/_ping", None).0 == 200);
+
+    // A head well over --api-max-header-bytes (hyper checks between reads): 431, not a
+    // buffer that grows.
+    let mut big = connect();
+    let header = format!("GET /_ping HTTP/1.1\r\nHost: swarm\r\nX-Big: {}\r\n\r\n", "x".repeat(1 << 20));
+    let _ = big.write_all(header.as_bytes());
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    // Times no clock can hold: a window in the past answers at once, one beyond the clock's
+    // range streams (no deadline); neither drops the connection or the manager.
+    let (status, _, _) = http(&m.addr, "GET", "/events?since=-1e300&until=1", None);
+    assert_eq!(status, 200);
+    for until in ["1e19", "inf"] {
+        let mut s = connect();
+        s.write_all(format!("GET /events?until={until} HTTP/1.1\r\nHost: swarm\r\n\r\n").as_bytes()).unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).expect("an answer");
+        assert_eq!(&head, b"HTTP/1.1 200", "until={until}");
+    }
+    assert_eq!(http(&m.addr, "GET", "/_ping", None).0, 200);
+}

@@ -188,9 +188,9 @@ fn position(entries: &[Entry], value: &str) -> Result<usize, ApiError> {
     }
 }
 
-pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
-    let ps = Ps::parse(&ctx.query, ctx.query.filters()?)?;
-    refresh_first(state, &ps).await;
+/// The containers a list shows, newest first: every cached one, then the filters. `None`
+/// when a `before` filter leaves nothing.
+fn select(state: &ApiState, ps: &Ps) -> Result<Option<(Vec<Entry>, Vec<usize>)>, ApiError> {
     let ancestors = ps.ancestors();
     let mut entries: Vec<Entry> = Vec::new();
     state.cluster.with_nodes(|nodes| {
@@ -232,7 +232,7 @@ pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiErro
     }
     // A `before` container left out by the pre-selection is never met: nothing follows it.
     if before.is_some_and(|b| !preselected[b]) {
-        return Ok(json_response(StatusCode::OK, &json!([])));
+        return Ok(None);
     }
     let mut chosen: Vec<usize> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
@@ -253,6 +253,24 @@ pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiErro
         }
         chosen.push(i);
     }
+    Ok(Some((entries, chosen)))
+}
+
+/// Runs `f`, a long synchronous computation, without holding up the tasks queued behind it on
+/// this worker thread (a `/_ping` behind a list of 30,000 containers).
+fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
+    let ps = Ps::parse(&ctx.query, ctx.query.filters()?)?;
+    refresh_first(state, &ps).await;
+    let Some((entries, chosen)) = off_the_runtime(|| select(state, &ps))? else {
+        return Ok(json_response(StatusCode::OK, &json!([])));
+    };
     let now = now_nanos();
     if !ctx.query.bool("size") {
         let body = streamed(entries, chosen, now);
