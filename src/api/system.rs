@@ -154,8 +154,8 @@ fn node_rows(state: &ApiState) -> (Totals, Vec<NodeRow>) {
         for n in nodes.values() {
             let healthy = n.health.state() == NodeState::Healthy;
             let c_total = n.containers.len();
-            let c_running = n.containers.values().filter(|c| c.state() == "running").count();
-            let c_paused = n.containers.values().filter(|c| c.state() == "paused").count();
+            let derived = n.derived(state.cluster.options().overcommit);
+            let (c_running, c_paused) = (derived.running, derived.paused);
             let (used_cpus, used_mem) = reserved.get(&n.addr).copied().unwrap_or((0, 0));
             let (n_cpu, n_mem) = n.info.as_ref().map_or((0, 0), |i| (i.ncpu, i.mem_total));
             let total_cpus = n_cpu + n_cpu * (overcommit * 100.0) as i64 / 100;

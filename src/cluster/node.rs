@@ -307,6 +307,10 @@ pub struct Derived {
     pub names: HashMap<String, String>,
     /// `com.docker.swarm.id` → container ID.
     pub swarm_ids: HashMap<String, String>,
+    /// Containers running and not paused.
+    pub running: usize,
+    /// Containers paused.
+    pub paused: usize,
 }
 
 impl Node {
@@ -352,6 +356,8 @@ impl Node {
             facts: Arc::new(facts),
             names: self.containers.values().map(|c| (c.name().to_string(), c.id.clone())).collect(),
             swarm_ids: self.containers.values().filter_map(|c| Some((c.swarm_id.clone()?, c.id.clone()))).collect(),
+            running: self.containers.values().filter(|c| c.state() == "running").count(),
+            paused: self.containers.values().filter(|c| c.state() == "paused").count(),
         }
     }
 }
