@@ -236,6 +236,10 @@ pub struct ManageArgs {
     /// closed.
     #[arg(long = "api-max-connections", default_value_t = 4096)]
     pub api_max_connections: usize,
+    /// Bound on each engine's whole answer to a call sent to every engine (image, network
+    /// and volume lists, creates and removals, prunes, tags).
+    #[arg(long = "engine-fanout-timeout", default_value = "5m")]
+    pub engine_fanout_timeout: String,
     /// How long a client may take to finish the TLS handshake with the API front.
     #[arg(long = "tls-handshake-timeout", default_value = "10s")]
     pub tls_handshake_timeout: String,

@@ -103,6 +103,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Most client connections at once.
     pub max_connections: usize,
+    /// Bound on each engine's answer to a call sent to every engine.
+    pub fanout_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -115,6 +117,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(30),
             max_header_bytes: 256 << 10,
             max_connections: 4096,
+            fanout_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -260,13 +263,27 @@ fn positive(d: Duration, flag: &str) -> Result<Duration, ConfigError> {
 }
 
 /// Checks `host:port` with a port in 1..=65535.
+/// The host must be an IPv4 address, a bracketed IPv6 address or a DNS name, so that
+/// `unix:///x.sock:1` or `a/b:1` is refused rather than dialled as something else.
 pub fn validate_host_port(addr: &str) -> bool {
-    match addr.rsplit_once(':') {
-        Some((host, port)) => {
-            !host.is_empty() && matches!(port.parse::<u32>(), Ok(p) if (1..=65535).contains(&p))
-        }
-        None => false,
-    }
+    let Some((host, port)) = addr.rsplit_once(':') else { return false };
+    let port_ok = !port.starts_with('+') && matches!(port.parse::<u32>(), Ok(p) if (1..=65535).contains(&p));
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => host.parse::<std::net::Ipv4Addr>().is_ok() || is_dns_name(host),
+    };
+    port_ok && host_ok
+}
+
+/// RFC 1123 host names (underscores allowed, as container and service names use them).
+fn is_dns_name(host: &str) -> bool {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    !host.is_empty() && host.len() <= 253 && host.split('.').all(label_ok)
 }
 
 fn parse_listen(host: &str) -> Result<ListenAddr, ConfigError> {
@@ -333,6 +350,7 @@ impl TryFrom<&ManageArgs> for ManageConfig {
                 header_timeout: positive(parse_duration(&a.api_header_timeout)?, "--api-header-timeout")?,
                 max_header_bytes: a.api_max_header_bytes.max(1024),
                 max_connections: a.api_max_connections.max(1),
+                fanout_timeout: positive(parse_duration(&a.engine_fanout_timeout)?, "--engine-fanout-timeout")?,
                 ..Limits::default()
             },
             experimental: false,
@@ -536,6 +554,12 @@ mod tests {
         assert!(!validate_host_port("127.0.0.1:0"));
         assert!(!validate_host_port("127.0.0.1:65536"));
         assert!(!validate_host_port("127.0.0.1"));
+        assert!(validate_host_port("[::1]:2375"));
+        assert!(validate_host_port("engine_1.example.com:2375"));
+        // Hosts that would be dialled as something else, or are no host.
+        for bad in ["unix:///var/run/docker.sock:1", "a/b:1", "[::1:2375", "[nope]:1", "-a:1", "a..b:1", ":1", "host:+1", "a b:1"] {
+            assert!(!validate_host_port(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -22,17 +22,18 @@ use crate::transport::EngineError;
 pub type Answer = Result<(StatusCode, Bytes), EngineError>;
 
 /// Calls every node concurrently; `path_for` builds each node's path (its API version may
-/// differ).
+/// differ). Each engine's whole answer is bounded by `bound` (`--engine-fanout-timeout`).
 pub async fn call_all(
     nodes: &[NodeHandle],
     method: Method,
     path_for: impl Fn(&NodeHandle) -> String,
     body: Option<Bytes>,
     headers: &HeaderMap,
+    bound: std::time::Duration,
 ) -> Vec<Answer> {
     join_all(nodes.iter().map(|n| {
         let (method, path, body) = (method.clone(), path_for(n), body.clone());
-        async move { n.client.call(method, &path, body, headers, None).await.map(|(s, _, b)| (s, b)) }
+        async move { n.client.call(method, &path, body, headers, Some(bound)).await.map(|(s, _, b)| (s, b)) }
     }))
     .await
 }
@@ -84,7 +85,7 @@ pub fn merge_objects(values: impl IntoIterator<Item = Value>) -> Value {
 /// `POST /…/prune` on every healthy engine, reports merged.
 pub async fn prune(state: &ApiState, ctx: &Ctx, path: &str) -> Result<Response<Body>, ApiError> {
     let nodes = healthy(state)?;
-    let answers = call_all(&nodes, Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), path), None, &HeaderMap::new()).await;
+    let answers = call_all(&nodes, Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), path), None, &HeaderMap::new(), state.config.limits.fanout_timeout).await;
     let ok: Vec<Value> = answers
         .iter()
         .filter_map(|a| a.as_ref().ok())

@@ -41,6 +41,10 @@ pub const REMOVED_MEMORY: std::time::Duration = std::time::Duration::from_secs(6
 /// to "No such container", which `docker rm -f` takes for success while the engine may return).
 pub const DEPARTED_MEMORY: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// How long an exec instance's node is remembered (a terminal's resizes use it for as long
+/// as the session lasts).
+pub const EXEC_MEMORY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Container locations remembered at most; past this, the memory starts over.
 const LOCATED_MEMORY: usize = 200_000;
 
@@ -149,7 +153,8 @@ struct Shared {
     located: Mutex<HashMap<String, String>>,
     /// Serialises scheduling decisions with their reservations (never held across `.await`).
     schedule: Mutex<()>,
-    execs: Mutex<HashMap<String, String>>,
+    /// Exec instances: the node each lives on, and when it was made.
+    execs: Mutex<HashMap<String, (String, std::time::Instant)>>,
     /// The lowest API version among the engines, kept current as engines come and go: every
     /// response carries it.
     min_api_version: RwLock<Option<String>>,
@@ -512,12 +517,17 @@ impl Cluster {
 
     /// Remembers which node an exec instance lives on.
     pub fn record_exec(&self, exec_id: &str, node: &str) {
-        self.shared.execs.lock().insert(exec_id.to_string(), node.to_string());
+        let mut execs = self.shared.execs.lock();
+        if execs.len().is_multiple_of(512) {
+            execs.retain(|_, (_, at)| at.elapsed() < EXEC_MEMORY);
+        }
+        execs.insert(exec_id.to_string(), (node.to_string(), std::time::Instant::now()));
     }
 
-    /// The node of an exec instance, if this manager saw it created.
+    /// The node of an exec instance, if this manager saw it created in the last
+    /// [`EXEC_MEMORY`].
     pub fn exec_node(&self, exec_id: &str) -> Option<NodeHandle> {
-        let key = self.shared.execs.lock().get(exec_id).cloned()?;
+        let key = self.shared.execs.lock().get(exec_id).filter(|(_, at)| at.elapsed() < EXEC_MEMORY).map(|(node, _)| node.clone())?;
         self.node(&key)
     }
 

@@ -46,7 +46,8 @@ fn weight(node: &NodeSnapshot, spec: &ContainerSpec, health_factor: i64) -> Opti
         if total < asked || total <= 0 {
             return None;
         }
-        Some((used + asked) * 100 / total)
+        // Wide: an engine may report any total, a client may ask for any amount.
+        Some(((i128::from(used) + i128::from(asked)) * 100 / i128::from(total)).min(i128::from(i64::MAX)) as i64)
     };
     let cpu = score(node.used_cpus(), spec.cpus, node.total_cpus)?;
     let mem = score(node.used_memory(), spec.memory, node.total_memory)?;

@@ -296,14 +296,44 @@ impl Ps {
     }
 }
 
-/// `node-*` globs for swarm's `node` filter.
+/// `node-*` globs for swarm's `node` filter: `*` stands for any run of characters, all
+/// else for itself. Matched directly: a regex per listed container was the cost before.
 fn glob_match(pattern: &str, text: &str) -> bool {
-    Regex::new(&format!("^{}$", regex::escape(pattern).replace("\\*", ".*"))).is_ok_and(|re| re.is_match(text))
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else { return false };
+    let middle: Vec<&str> = parts.collect();
+    let Some((last, middle)) = middle.split_last() else { return rest.is_empty() };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_globs_match_like_the_regex_they_replace() {
+        for (pattern, text, want) in [
+            ("node-*", "node-1", true),
+            ("node-*", "node-", true),
+            ("node-*", "other", false),
+            ("*-1", "node-1", true),
+            ("n*e-*", "node-12", true),
+            ("node-1", "node-1", true),
+            ("node-1", "node-12", false),
+            ("a*a", "a", false),
+            ("*", "", true),
+            ("n.de", "node", false),
+        ] {
+            assert_eq!(glob_match(pattern, text), want, "{pattern} {text}");
+        }
+    }
     use crate::api::query::Query;
     use serde_json::json;
 
