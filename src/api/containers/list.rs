@@ -19,6 +19,7 @@ use crate::api::system::json_response;
 use crate::api::ApiState;
 use crate::body::Body;
 use crate::cluster::run_state::{now_nanos, RunState};
+use crate::cluster::node::Summary;
 use crate::cluster::NodeState;
 use crate::scheduler::ImageView;
 
@@ -26,10 +27,14 @@ use crate::scheduler::ImageView;
 /// held while filtering and writing.
 struct Entry {
     id: String,
+    /// As the engine lists them: with the leading `/`.
+    names: Vec<String>,
     node: Arc<str>,
     node_key: Arc<str>,
     healthy: bool,
-    summary: Arc<Value>,
+    summary: Arc<Summary>,
+    /// The summary parsed, when the filters read its fields.
+    parsed: Option<Value>,
     run: RunState,
     created_ns: i128,
     ancestor_match: bool,
@@ -40,10 +45,12 @@ impl Entry {
         &self.id
     }
     fn names(&self) -> Vec<&str> {
-        self.summary["Names"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+        self.names.iter().map(String::as_str).collect()
     }
     fn row(&self) -> Row<'_> {
-        Row { node: &self.node, id: self.id(), names: self.names(), summary: &self.summary, run: &self.run, ancestor_match: self.ancestor_match }
+        static NOTHING: Value = Value::Null;
+        let summary = self.parsed.as_ref().unwrap_or(&NOTHING);
+        Row { node: &self.node, id: self.id(), names: self.names(), summary, run: &self.run, ancestor_match: self.ancestor_match }
     }
 }
 
@@ -57,12 +64,24 @@ struct Listed<'a> {
 
 impl Serialize for Listed<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let Some(fields) = self.entry.summary.as_object() else { return self.entry.summary.serialize(s) };
+        let e = self.entry;
+        // Raw text as the engine sent it; parsed only if its keys are not plain.
+        let parsed;
+        let fields: Vec<(&str, Field)> = match e.summary.fields() {
+            Some(raw) => raw.into_iter().map(|(k, v)| (k, Field::Raw(v))).collect(),
+            None => {
+                parsed = e.summary.parse();
+                parsed.as_object().map(|m| m.iter().map(|(k, v)| (k.as_str(), Field::Parsed(v))).collect()).unwrap_or_default()
+            }
+        };
         let mut map = s.serialize_map(None)?;
-        let (mut state_seen, mut status_seen) = (false, false);
+        let (mut state_seen, mut status_seen, mut names_seen) = (false, false, false);
         for (key, value) in fields {
-            match key.as_str() {
-                "Names" => map.serialize_entry(key, &NodeNames { names: value, node: &self.entry.node })?,
+            match key {
+                "Names" => {
+                    names_seen = true;
+                    map.serialize_entry(key, &NodeNames { names: &e.names, node: &e.node })?;
+                }
                 "State" => {
                     state_seen = true;
                     map.serialize_entry(key, self.state)?;
@@ -71,8 +90,11 @@ impl Serialize for Listed<'_> {
                     status_seen = true;
                     map.serialize_entry(key, &self.status)?;
                 }
-                _ => map.serialize_entry(key, value)?,
+                _ => map.serialize_entry(key, &value)?,
             }
+        }
+        if !names_seen {
+            map.serialize_entry("Names", &NodeNames { names: &e.names, node: &e.node })?;
         }
         if !state_seen {
             map.serialize_entry("State", self.state)?;
@@ -84,21 +106,32 @@ impl Serialize for Listed<'_> {
     }
 }
 
-/// An engine's `Names` as swarm lists them: `/node/name`.
+/// One value of a summary: its raw text, or parsed.
+enum Field<'a> {
+    Raw(&'a serde_json::value::RawValue),
+    Parsed(&'a Value),
+}
+
+impl Serialize for Field<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Field::Raw(raw) => raw.serialize(s),
+            Field::Parsed(value) => value.serialize(s),
+        }
+    }
+}
+
+/// An engine's `Names` (`/name`) as swarm lists them: `/node/name`.
 struct NodeNames<'a> {
-    names: &'a Value,
+    names: &'a [String],
     node: &'a str,
 }
 
 impl Serialize for NodeNames<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let Some(names) = self.names.as_array() else { return self.names.serialize(s) };
-        let mut seq = s.serialize_seq(Some(names.len()))?;
-        for name in names {
-            match name.as_str() {
-                Some(n) => seq.serialize_element(&format!("/{}{n}", self.node))?,
-                None => seq.serialize_element(name)?,
-            }
+        let mut seq = s.serialize_seq(Some(self.names.len()))?;
+        for name in self.names {
+            seq.serialize_element(&format!("/{}{name}", self.node))?;
         }
         seq.end()
     }
@@ -192,6 +225,7 @@ fn position(entries: &[Entry], value: &str) -> Result<usize, ApiError> {
 /// when a `before` filter leaves nothing.
 fn select(state: &ApiState, ps: &Ps) -> Result<Option<(Vec<Entry>, Vec<usize>)>, ApiError> {
     let ancestors = ps.ancestors();
+    let reads_summary = ps.reads_summary();
     let mut entries: Vec<Entry> = Vec::new();
     state.cluster.with_nodes(|nodes| {
         for n in nodes.values() {
@@ -199,12 +233,15 @@ fn select(state: &ApiState, ps: &Ps) -> Result<Option<(Vec<Entry>, Vec<usize>)>,
             let ids = ancestors.as_ref().map(|a| ancestor_ids(&n.images, a));
             let (node, node_key): (Arc<str>, Arc<str>) = (Arc::from(n.name()), Arc::from(n.addr.as_str()));
             for c in n.containers.values() {
+                let parsed = (reads_summary || ids.is_some()).then(|| c.summary.parse());
                 entries.push(Entry {
                     id: c.id.clone(),
+                    names: c.names.iter().map(|n| format!("/{n}")).collect(),
                     node: node.clone(),
                     node_key: node_key.clone(),
                     healthy,
-                    ancestor_match: ids.as_ref().is_none_or(|ids| ids.contains(c.summary["ImageID"].as_str().unwrap_or_default())),
+                    ancestor_match: ids.as_ref().is_none_or(|ids| ids.contains(parsed.as_ref().and_then(|p| p["ImageID"].as_str()).unwrap_or_default())),
+                    parsed,
                     summary: c.summary.clone(),
                     run: c.facts.run.clone(),
                     created_ns: c.created_ns(),

@@ -211,6 +211,12 @@ impl Ps {
             || names.iter().any(|w| w.trim_start_matches('/') == format!("{node}/{short}"))
     }
 
+    /// Whether [`Ps::includes`] reads a row's summary (labels, mounts, networks, ports): a
+    /// list parses the summaries only then.
+    pub fn reads_summary(&self) -> bool {
+        self.has("label") || self.has("volume") || self.has("network") || !self.publish.is_empty() || !self.expose.is_empty()
+    }
+
     /// `includeContainerInList` past the walk's `before`, `since` and `limit`.
     pub fn includes(&self, r: &Row) -> bool {
         if !r.run.running && !self.all && self.limit == 0 {
