@@ -5,7 +5,7 @@
 //! runs, `docker info`, resident memory, open files per engine, idle CPU, time until every
 //! engine is Healthy, and creates per second with 32 clients.
 //!
-//! `SWARM_SCALE_ENGINES=100,1000 cargo bench --bench scale` (default 100,1000); each size is one
+//! `SWARM_SCALE_ENGINES=100,1000,5000 cargo bench --bench scale` (default 100,1000); each size is one
 //! row, and the last line gives the growth of the manager-added create latency between sizes.
 
 #[path = "../tests/support/mod.rs"]
