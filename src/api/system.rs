@@ -146,7 +146,6 @@ type NodeRow = (String, String, Vec<[String; 2]>);
 
 /// Each node's `└` lines under ` name: addr`, in natural order of names, and the totals.
 fn node_rows(state: &ApiState) -> (Totals, Vec<NodeRow>) {
-    let overcommit = state.config.overcommit;
     let reserved = state.cluster.reservations();
     let mut t = Totals::default();
     let mut rows = Vec::new();
@@ -154,12 +153,10 @@ fn node_rows(state: &ApiState) -> (Totals, Vec<NodeRow>) {
         for n in nodes.values() {
             let healthy = n.health.state() == NodeState::Healthy;
             let c_total = n.containers.len();
-            let derived = n.derived(state.cluster.options().overcommit);
+            let derived = n.derived();
             let (c_running, c_paused) = (derived.running, derived.paused);
             let (used_cpus, used_mem) = reserved.get(&n.addr).copied().unwrap_or((0, 0));
-            let (n_cpu, n_mem) = n.info.as_ref().map_or((0, 0), |i| (i.ncpu, i.mem_total));
-            let total_cpus = n_cpu + n_cpu * (overcommit * 100.0) as i64 / 100;
-            let total_mem = n_mem + n_mem * (overcommit * 100.0) as i64 / 100;
+            let (total_cpus, total_mem) = (derived.facts.total_cpus, derived.facts.total_memory);
             if healthy {
                 t.containers += c_total;
                 t.running += c_running;

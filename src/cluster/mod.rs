@@ -234,6 +234,7 @@ impl Cluster {
                         updated_at: None,
                         found_at: std::time::Instant::now(),
                         cancel: self.shared.cancel.child_token(),
+                        overcommit: self.shared.opts.overcommit,
                         derived: Default::default(),
                     };
                     added.push((addr.clone(), node.cancel.clone()));
@@ -402,8 +403,7 @@ impl Cluster {
         if self.name_pending(name) {
             return Some(String::new());
         }
-        let overcommit = self.shared.opts.overcommit;
-        self.with_nodes(|nodes| nodes.values().find_map(|n| n.derived(overcommit).names.get(name).cloned()))
+        self.with_nodes(|nodes| nodes.values().find_map(|n| n.derived().names.get(name).cloned()))
     }
 
     /// Whether a create in flight here holds `name`.
@@ -419,19 +419,17 @@ impl Cluster {
 
     /// Whether any cached container carries this swarm ID.
     pub fn has_swarm_id(&self, swarm_id: &str) -> bool {
-        let overcommit = self.shared.opts.overcommit;
-        self.with_nodes(|nodes| nodes.values().any(|n| n.derived(overcommit).swarm_ids.contains_key(swarm_id)))
+        self.with_nodes(|nodes| nodes.values().any(|n| n.derived().swarm_ids.contains_key(swarm_id)))
     }
 
     /// CPUs and memory reserved per node (containers of every state plus creates in flight):
     /// what `docker info` shows, without building the scheduler's views.
     pub fn reservations(&self) -> HashMap<String, (i64, i64)> {
-        let overcommit = self.shared.opts.overcommit;
         let mut out: HashMap<String, (i64, i64)> = self.with_nodes(|nodes| {
             nodes
                 .values()
                 .map(|n| {
-                    let facts = &n.derived(overcommit).facts;
+                    let facts = &n.derived().facts;
                     (n.addr.clone(), (facts.engine_used_cpus, facts.engine_used_memory))
                 })
                 .collect()
@@ -452,12 +450,11 @@ impl Cluster {
         for p in self.shared.pending.lock().values() {
             pending.entry(p.node.clone()).or_default().push(p.clone());
         }
-        let overcommit = self.shared.opts.overcommit;
         self.with_nodes(|nodes| {
             nodes
                 .values()
                 .map(|n| {
-                    let derived = n.derived(overcommit);
+                    let derived = n.derived();
                     let mut snap = NodeSnapshot { facts: derived.facts.clone(), health_indicator: n.health.indicator(), ..Default::default() };
                     for p in pending.get(&n.addr).into_iter().flatten() {
                         // A create that finished between reading the reservations and the
@@ -489,8 +486,7 @@ impl Cluster {
         if let Some(found) = remembered.and_then(|key| self.with_nodes(|nodes| nodes.get(&key).and_then(|n| n.containers.get(ident).map(|c| container_ref(n, c))))) {
             return Ok(found);
         }
-        let overcommit = self.shared.opts.overcommit;
-        let found = self.with_nodes(|nodes| lookup(nodes.values(), ident, overcommit));
+        let found = self.with_nodes(|nodes| lookup(nodes.values(), ident));
         if let Ok(r) = &found {
             self.remember_location(&r.id, &r.node);
         }
@@ -500,7 +496,7 @@ impl Cluster {
                 let reread: HashSet<String> = self.with_nodes(|nodes| nodes.values().filter(|n| n.updated_at.is_some()).map(|n| n.addr.clone()).collect());
                 let departed = self.shared.departed.lock();
                 let recent = departed.values().filter(|(n, at)| at.elapsed() < DEPARTED_MEMORY && !reread.contains(&n.addr)).map(|(n, _)| n);
-                lookup(recent, ident, overcommit)
+                lookup(recent, ident)
             }
             found => found,
         }
@@ -612,13 +608,13 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// [`Cluster::find_container`] over one set of nodes.
-fn lookup<'n>(nodes: impl Iterator<Item = &'n Node> + Clone, ident: &str, overcommit: f64) -> Result<ContainerRef, LookupError> {
+fn lookup<'n>(nodes: impl Iterator<Item = &'n Node> + Clone, ident: &str) -> Result<ContainerRef, LookupError> {
     let not_found = || LookupError::NotFound(ident.to_string());
     let found = container_ref;
     let all = || nodes.clone().flat_map(|n| n.containers.values().map(move |c| (n, c)));
     // Exact IDs and names through each node's indexes; only prefixes scan every container.
     let indexed = |n: &'n Node, by: fn(&Derived) -> &HashMap<String, String>, key: &str| {
-        by(n.derived(overcommit)).get(key).and_then(|id| n.containers.get(id)).map(|c| (n, c))
+        by(n.derived()).get(key).and_then(|id| n.containers.get(id)).map(|c| (n, c))
     };
     let exact = nodes.clone().find_map(|n| n.containers.get(ident).map(|c| (n, c)).or_else(|| indexed(n, |d| &d.swarm_ids, ident)));
     if let Some((n, c)) = exact {
@@ -693,6 +689,7 @@ mod tests {
                 updated_at: Some(std::time::SystemTime::now()),
                 found_at: std::time::Instant::now(),
                 cancel: CancellationToken::new(),
+                overcommit: 0.0,
                 derived: Default::default(),
             })
         });

@@ -51,7 +51,7 @@ fn state(cluster: &Cluster, key: &str) -> Option<NodeState> {
 
 /// `GET /_ping` every probe interval: what turns a stopped or hung engine Unhealthy in seconds.
 async fn probe_loop(cluster: &Cluster, key: &str) {
-    let Some(client) = cluster.with_nodes(|n| n.get(key).map(|n| n.client.clone())) else { return };
+    let Some(client) = cluster.client_of(key) else { return };
     let timeout = cluster.options().timing.probe_timeout;
     // A random phase: engines validated together must not be probed in bursts.
     let phase = rand::rng().random_range(0.0..1.0);
@@ -78,7 +78,7 @@ async fn probe_loop(cluster: &Cluster, key: &str) {
 /// Follows `/events`; after every connection, the first included, a full refresh repairs what
 /// happened before the stream began (the validation's listing came earlier).
 async fn event_loop(cluster: &Cluster, key: &str) {
-    let Some(client) = cluster.with_nodes(|n| n.get(key).map(|n| n.client.clone())) else { return };
+    let Some(client) = cluster.client_of(key) else { return };
     loop {
         if state(cluster, key) != Some(NodeState::Healthy) {
             tokio::time::sleep(cluster.options().timing.probe_interval).await;

@@ -342,6 +342,8 @@ pub struct Node {
     pub found_at: Instant,
     /// Stops the node's tasks when it leaves discovery.
     pub cancel: CancellationToken,
+    /// `swarm.overcommit`, which the derived totals include.
+    pub overcommit: f64,
     /// Built from the rest on first use, dropped by every change through `&mut`
     /// (see [`Node::changed`]).
     pub derived: OnceLock<Arc<Derived>>,
@@ -379,12 +381,12 @@ impl Node {
     }
 
     /// The scheduler's view and the lookup indexes, current as of the last change.
-    /// `overcommit` is `swarm.overcommit`.
-    pub fn derived(&self, overcommit: f64) -> &Arc<Derived> {
-        self.derived.get_or_init(|| Arc::new(self.derive(overcommit)))
+    pub fn derived(&self) -> &Arc<Derived> {
+        self.derived.get_or_init(|| Arc::new(self.derive()))
     }
 
-    fn derive(&self, overcommit: f64) -> Derived {
+    fn derive(&self) -> Derived {
+        let overcommit = self.overcommit;
         let (ncpu, mem) = self.info.as_ref().map_or((0, 0), |i| (i.ncpu, i.mem_total));
         // Classic integer overcommit: `x + x * int(overcommit * 100) / 100`.
         let with_overcommit = |x: i64| x.saturating_add(x.saturating_mul((overcommit * 100.0) as i64) / 100);

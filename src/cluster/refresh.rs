@@ -85,13 +85,13 @@ impl Cluster {
             _ => Vec::new(),
         };
         for summary in list {
+            // Owned: the summary itself moves into the cache below.
             let Some(id) = summary["Id"].as_str().map(str::to_string) else { continue };
-            let id = id.as_str();
-            if self.is_superseded(id) {
+            if self.is_superseded(&id) {
                 continue;
             }
             // Known facts serve unless the state moved without an event reaching us.
-            let facts = match known.get(id).filter(|f| summary["State"].as_str() == Some(f.run.state())) {
+            let facts = match known.get(&id).filter(|f| summary["State"].as_str() == Some(f.run.state())) {
                 Some(f) => f.clone(),
                 None => match client.get_json(&format!("/containers/{id}/json")).await {
                     Ok(inspect) => ContainerFacts::from_inspect(&inspect),
@@ -102,7 +102,7 @@ impl Cluster {
             };
             let mut c = CachedContainer::new(summary, facts);
             c.written = started;
-            fresh.insert(id.to_string(), c);
+            fresh.insert(id, c);
         }
         let engine = EngineInfo::from_json(&info, &version);
         let api_version_changed = self.with_node_mut(key, |n| {
