@@ -554,6 +554,10 @@ impl Cluster {
                 Ok(()) => n.health.success(),
                 Err(e) => n.health.failure(error_chain(e)),
             };
+            if t.is_none() && outcome.is_err() && n.health.failures() == 1 && n.health.state() == NodeState::Healthy {
+                // The first failure already ranks the node last for placement: say why.
+                info!(node = %n.name(), addr = %key, error = n.health.last_error().unwrap_or(""), "Engine call failed.");
+            }
             t.map(|t| (t, events::node_fields(n), n.name().to_string(), n.health.last_error().map(str::to_string)))
         });
         if let Some(Some((t, fields, name, error))) = change {
