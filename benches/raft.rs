@@ -19,7 +19,8 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn write(addr: &str, key: &str) -> bool {
-    http_within(addr, "PUT", &format!("/_swarm/nodes/{key}?ttl=600"), None, Duration::from_secs(2)).0 == 200
+    let path = format!("/_swarm/nodes/{key}?ttl=600");
+    http_with_headers(addr, "PUT", &path, &manager_signed("PUT", &path), None, Duration::from_secs(2)).0 == 200
 }
 
 fn main() {

@@ -58,6 +58,11 @@ done
 managers=()
 for k in 0 1 2; do managers+=("127.0.0.1:$((port + k))"); done
 peers=$(IFS=,; echo "${managers[*]}")
+# The managers' shared secret (only they may speak Raft), and the join token derived from it.
+secret="$state/cluster-secret"; token="$state/join-token"
+[ -s "$secret" ] || (umask 077 && ./target/release/swarm create >"$secret")
+(umask 077 && ./target/release/swarm join-token --cluster-secret-file "$secret" >"$token")
+export SWARM_CLUSTER_SECRET_FILE="$secret" SWARM_JOIN_TOKEN_FILE="$token"
 for k in 0 1 2; do
   ./target/release/swarm manage -H "${managers[$k]}" --replication --advertise "${managers[$k]}" \
     --replication-peers "$peers" --data-dir "$state/manager-$k" "swarm://$peers" >"$state/manager-$k.log" 2>&1 &
@@ -90,7 +95,7 @@ serves the Docker API; followers pass requests to the primary. Use it from anoth
     export DOCKER_HOST=tcp://127.0.0.1:$lb_port
     docker info                       # every node, and the manager that answered
     docker run -d --name web busybox httpd -f -p 8080
-    ./target/release/swarm members list --manager 127.0.0.1:$port
+    ./target/release/swarm members list --manager 127.0.0.1:$port --cluster-secret-file $secret
 
 Kill the current leader (SIGKILL, by its pid) and watch docker keep answering:
 

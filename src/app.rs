@@ -74,6 +74,11 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
         Command::List(args) => list(ListConfig::try_from(&args)?).await,
         Command::Join(args) => join(JoinConfig::try_from(&args)?).await,
         Command::Members(args) => members(&args).await,
+        Command::JoinToken(args) => {
+            let secret = crate::control::auth::ClusterSecret::read(std::path::Path::new(&args.cluster_secret_file)).map_err(ConfigError)?;
+            println!("{}", secret.join_token());
+            Ok(())
+        }
         Command::Manage(args) => {
             let mut config = ManageConfig::try_from(&*args)?;
             config.experimental = cli.experimental;
@@ -92,7 +97,7 @@ fn create(args: &CreateArgs) -> Result<(), RunError> {
 }
 
 async fn list(config: ListConfig) -> Result<(), RunError> {
-    let entries = tokio::time::timeout(config.timeout, discovery::fetch(&config.discovery)).await.map_err(|_| RunError::Timeout)??;
+    let entries = tokio::time::timeout(config.timeout, discovery::fetch(&config.discovery, config.auth.as_ref())).await.map_err(|_| RunError::Timeout)??;
     for e in entries {
         println!("{e}");
     }
@@ -105,7 +110,7 @@ async fn join(config: JoinConfig) -> Result<(), RunError> {
         tokio::time::sleep(wait).await;
     }
     info!(heartbeat = ?config.heartbeat, "Registering on the discovery service every {:?}...", config.heartbeat);
-    let registering = discovery::register_forever(&config.discovery, &config.advertise, config.ttl, config.heartbeat);
+    let registering = discovery::register_forever(&config.discovery, config.auth.as_ref(), &config.advertise, config.ttl, config.heartbeat);
     tokio::select! {
         r = registering => r.map_err(RunError::from),
         _ = shutdown_signal() => Ok(()),
@@ -130,11 +135,13 @@ async fn members(args: &MembersArgs) -> Result<(), RunError> {
         Some(files) => Some(crate::tls::client_config(&files).map_err(|e| ConfigError(e.to_string()))?),
         None => None,
     };
+    let secret = crate::control::auth::ClusterSecret::read(std::path::Path::new(&args.cluster_secret_file)).map_err(ConfigError)?;
+    let headers = secret.manager_signer().headers(&method, &path, b"");
     // Adding waits for the new manager to catch up.
     let bound = Duration::from_secs(60);
     let client = crate::transport::EngineClient::with_tls(&args.manager, bound, tls);
     let (status, _, body) = client
-        .call(method, &path, None, &http::HeaderMap::new(), Some(bound))
+        .call(method, &path, None, &headers, Some(bound))
         .await
         .map_err(|e| RunError::Members(format!("{}: {}", args.manager, crate::cluster::error_chain(&e))))?;
     if !status.is_success() {
@@ -248,7 +255,11 @@ impl App {
             None => Leadership::standalone(),
         };
         let raft = match config.replication.as_ref().and_then(|r| r.raft.as_ref()) {
-            Some(settings) => Some(crate::leadership::raft::RaftNode::start(settings, tls.as_ref().map(|t| t.client.clone())).await?),
+            Some(settings) => {
+                // Checked by the config: Raft needs the secret.
+                let secret = config.cluster_secret.as_ref().ok_or_else(|| ConfigError("--cluster-secret-file is required with --replication-peers".into()))?;
+                Some(crate::leadership::raft::RaftNode::start(settings, tls.as_ref().map(|t| t.peer.clone()), secret.manager_signer()).await?)
+            }
             None => None,
         };
         let fence = crate::leadership::etcd::Fence::default();
@@ -260,6 +271,11 @@ impl App {
             _ => Arc::new(crate::store::LocalStore::default()),
         };
         let config_max_upload = config.limits.max_upload_bytes;
+        let control_auth = config.cluster_secret.as_ref().map(|s| s.verifier(config.control_auth_window));
+        let served_token = match &config.discovery {
+            DiscoveryUrl::Token(rest) => Some(discovery::token::TokenUrl::parse(rest).token),
+            _ => None,
+        };
         let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
         let orchestrator = Orchestrator::new(
             cluster.clone(),
@@ -285,6 +301,8 @@ impl App {
                 raft: raft.clone(),
                 tokens: Default::default(),
                 max_rpc_bytes: config_max_upload,
+                auth: control_auth,
+                served_token,
             },
             leadership,
             leader_client: Default::default(),
@@ -309,7 +327,8 @@ impl App {
             // Our own copy of the replicated registry: no round trip, no leader needed.
             tracker.spawn(discovery::managers::watch_store(store.clone(), config.timing.heartbeat, tx).instrument(span));
         } else {
-            tracker.spawn(discovery::watch(url.clone(), config.timing.heartbeat, tx).instrument(span));
+            let auth = config.cluster_secret.as_ref().map(|s| s.manager_signer());
+            tracker.spawn(discovery::watch(url.clone(), auth, config.timing.heartbeat, tx).instrument(span));
         }
         let cluster = state.cluster.clone();
         let discovery_cancel = cancel.clone();

@@ -69,6 +69,16 @@ pub enum Command {
     Join(JoinArgs),
     /// List, add or remove the managers of an embedded-Raft group.
     Members(MembersArgs),
+    /// Print the join token that `swarm join` and `swarm list` need for swarm:// discovery.
+    JoinToken(JoinTokenArgs),
+}
+
+/// `swarm join-token`.
+#[derive(Debug, Args)]
+pub struct JoinTokenArgs {
+    /// The managers' cluster secret.
+    #[arg(long = "cluster-secret-file", env = "SWARM_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: String,
 }
 
 /// `swarm members`.
@@ -83,6 +93,9 @@ pub struct MembersArgs {
     /// Any manager of the group, host:port.
     #[arg(long = "manager", short = 'm', env = "SWARM_MANAGER")]
     pub manager: String,
+    /// The managers' cluster secret: membership changes are for managers only.
+    #[arg(long = "cluster-secret-file", env = "SWARM_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: String,
     /// TLS towards managers run with --tls or --tlsverify.
     #[command(flatten)]
     pub tls: TlsArgs,
@@ -128,6 +141,9 @@ pub struct ListArgs {
     /// Discovery options, key=value.
     #[arg(long = "discovery-opt")]
     pub discovery_opt: Vec<String>,
+    /// The join token (`swarm join-token` prints it), for swarm:// discovery.
+    #[arg(long = "join-token-file", env = "SWARM_JOIN_TOKEN_FILE")]
+    pub join_token_file: Option<String>,
 }
 
 /// `swarm join`.
@@ -151,6 +167,9 @@ pub struct JoinArgs {
     /// Discovery options, key=value.
     #[arg(long = "discovery-opt")]
     pub discovery_opt: Vec<String>,
+    /// The join token (`swarm join-token` prints it), for swarm:// discovery.
+    #[arg(long = "join-token-file", env = "SWARM_JOIN_TOKEN_FILE")]
+    pub join_token_file: Option<String>,
 }
 
 /// `swarm manage`.
@@ -171,6 +190,15 @@ pub struct ManageArgs {
     /// Enable leader election among managers.
     #[arg(long)]
     pub replication: bool,
+    /// The cluster secret every manager holds (16 bytes or more; `swarm create > FILE` makes
+    /// one): required with --replication-peers and swarm:// discovery. Control routes (Raft,
+    /// membership, the node registry) accept only requests signed with it or the join token.
+    #[arg(long = "cluster-secret-file", env = "SWARM_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<String>,
+    /// How far a signed control request's clock may be from this manager's: requests older
+    /// than this are refused as replays.
+    #[arg(long = "control-auth-window", default_value = "30s")]
+    pub control_auth_window: String,
     /// Leader lease time to live: a dead leader is replaced within about this long. Classic
     /// Swarm used 20s; 5s fails over fast while tolerating two lost renewals (every TTL/3).
     #[arg(long = "replication-ttl", default_value = "5s")]

@@ -1,10 +1,11 @@
 //! Validated settings. Every check and every classic error text lives here, once.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{JoinArgs, ListArgs, ManageArgs, TlsArgs};
+use crate::control::auth::{join_signer, ClusterSecret, Signer};
 use crate::discovery::url::DiscoveryUrl;
 use crate::scheduler::{FilterKind, StrategyKind};
 
@@ -188,6 +189,10 @@ pub struct ManageConfig {
     pub replication: Option<Replication>,
     /// `--tls`/`--tlsverify` with their files.
     pub tls: Option<crate::tls::TlsFiles>,
+    /// `--cluster-secret-file`: what makes a manager one (see `control::auth`).
+    pub cluster_secret: Option<ClusterSecret>,
+    /// How far a control request's timestamp may be from this manager's clock.
+    pub control_auth_window: Duration,
 }
 
 impl ManageConfig {
@@ -209,6 +214,8 @@ impl ManageConfig {
             container_name_refresh_filter: String::new(),
             replication: None,
             tls: None,
+            cluster_secret: None,
+            control_auth_window: Duration::from_secs(30),
         }
     }
 }
@@ -335,6 +342,15 @@ impl TryFrom<&ManageArgs> for ManageConfig {
         }
         let (overcommit, create_retry) = cluster_opts(a)?;
         let replication = replication_of(a, &discovery)?;
+        if replication.is_some() && tls.as_ref().is_some_and(|t| t.ca.is_none()) {
+            return Err(bad("--replication with --tls needs --tlscacert: managers check one another's certificates, since they pass clients' credentials to one another"));
+        }
+        let cluster_secret = a.cluster_secret_file.as_deref().map(|p| ClusterSecret::read(Path::new(p)).map_err(bad)).transpose()?;
+        let raft = replication.as_ref().is_some_and(|r| r.raft.is_some());
+        if cluster_secret.is_none() && (raft || matches!(discovery, DiscoveryUrl::Managers { .. })) {
+            return Err(bad("--cluster-secret-file is required with --replication-peers or swarm:// discovery: managers and join agents authenticate with it (`swarm create > FILE` makes one)"));
+        }
+        let control_auth_window = positive(parse_duration(&a.control_auth_window)?, "--control-auth-window")?;
         Ok(ManageConfig {
             listen,
             discovery,
@@ -360,6 +376,8 @@ impl TryFrom<&ManageArgs> for ManageConfig {
             container_name_refresh_filter: a.container_name_refresh_filter.clone(),
             replication,
             tls,
+            cluster_secret,
+            control_auth_window,
         })
     }
 }
@@ -483,6 +501,8 @@ pub struct JoinConfig {
     pub ttl: Duration,
     /// Random delay before the first registration.
     pub delay: Duration,
+    /// `--join-token-file`, for `swarm://` discovery.
+    pub auth: Option<Signer>,
 }
 
 impl TryFrom<&JoinArgs> for JoinConfig {
@@ -503,7 +523,8 @@ impl TryFrom<&JoinArgs> for JoinConfig {
             return Err(bad("--ttl must be strictly superior to the heartbeat value"));
         }
         let delay = parse_duration(&a.delay).map_err(|_| bad("--delay should not be a negative number"))?;
-        Ok(JoinConfig { discovery, advertise, heartbeat, ttl, delay })
+        let auth = join_auth(&a.join_token_file, &discovery)?;
+        Ok(JoinConfig { discovery, advertise, heartbeat, ttl, delay, auth })
     }
 }
 
@@ -514,6 +535,17 @@ pub struct ListConfig {
     pub discovery: DiscoveryUrl,
     /// How long to wait for entries.
     pub timeout: Duration,
+    /// `--join-token-file`, for `swarm://` discovery.
+    pub auth: Option<Signer>,
+}
+
+/// The join signer from `--join-token-file`; required by `swarm://` discovery.
+fn join_auth(path: &Option<String>, discovery: &DiscoveryUrl) -> Result<Option<Signer>, ConfigError> {
+    let auth = path.as_deref().map(|p| join_signer(Path::new(p)).map_err(bad)).transpose()?;
+    if auth.is_none() && matches!(discovery, DiscoveryUrl::Managers { .. }) {
+        return Err(bad("swarm:// discovery needs --join-token-file (`swarm join-token --cluster-secret-file FILE` prints the token)"));
+    }
+    Ok(auth)
 }
 
 impl TryFrom<&ListArgs> for ListConfig {
@@ -525,7 +557,8 @@ impl TryFrom<&ListArgs> for ListConfig {
         if timeout.is_zero() {
             return Err(bad("--timeout should be a positive number"));
         }
-        Ok(ListConfig { discovery, timeout })
+        let auth = join_auth(&a.join_token_file, &discovery)?;
+        Ok(ListConfig { discovery, timeout, auth })
     }
 }
 
@@ -579,13 +612,21 @@ mod tests {
 
     #[test]
     fn replication_picks_raft_with_peers_and_etcd_without() {
-        let raft = manage(&["--replication", "--advertise", "127.0.0.1:4000", "--replication-peers", "127.0.0.1:4000,127.0.0.1:4001", "--data-dir", "/tmp/d", "swarm://127.0.0.1:4000"]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let secret = secret.to_str().unwrap();
+        let raft_args = ["--replication", "--advertise", "127.0.0.1:4000", "--replication-peers", "127.0.0.1:4000,127.0.0.1:4001", "--data-dir", "/tmp/d", "swarm://127.0.0.1:4000"];
+        let raft = manage(&[&raft_args[..], &["--cluster-secret-file", secret]].concat()).unwrap();
+        assert!(raft.cluster_secret.is_some());
         let settings = raft.replication.unwrap().raft.unwrap();
         assert_eq!(settings.peers, ["127.0.0.1:4000", "127.0.0.1:4001"]);
         assert_eq!((settings.heartbeat, settings.election_timeout), (Duration::from_millis(50), Duration::from_millis(150)));
         let etcd = manage(&["--replication", "--advertise", "127.0.0.1:4000", "etcd://127.0.0.1:2379/p"]).unwrap();
         assert!(etcd.replication.unwrap().raft.is_none());
         let err = |args: &[&str]| manage(args).unwrap_err().0;
+        assert!(err(&raft_args).starts_with("--cluster-secret-file is required"));
+        assert!(err(&["--cluster-secret-file", "/nonexistent", "nodes://a:1"]).contains("cannot read the cluster secret file"));
         assert_eq!(err(&["--replication", "--advertise", "127.0.0.1:4000", "nodes://a:1"]), "--replication-peers is required for replication without etcd discovery");
         assert_eq!(err(&["--replication", "--advertise", "127.0.0.1:4000", "--replication-peers", "127.0.0.1:4000", "nodes://a:1"]), "--data-dir is required with --replication-peers");
         assert!(err(&["--replication", "--advertise", "127.0.0.1:4000", "--replication-peers", "bad", "--data-dir", "/d", "nodes://a:1"]).contains("should be of the form"));

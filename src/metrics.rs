@@ -30,6 +30,8 @@ pub struct Metrics {
     pub events_dropped: IntCounter,
     /// Client connections refused past `--api-max-connections`.
     pub refused_connections: IntCounter,
+    /// Control-plane requests refused, by reason (`unsigned`, `replayed`, ...).
+    pub control_refused: IntCounterVec,
     /// Time to response headers of requests a follower forwarded to the leader.
     pub leader_proxy_duration: Histogram,
     /// Containers recreated on another node after theirs failed.
@@ -64,6 +66,7 @@ impl Metrics {
             node_transitions: IntCounterVec::new(opts("node_transitions_total", "Engine health transitions."), &["kind"])?,
             events_dropped: IntCounter::with_opts(opts("events_dropped_total", "Events a slow subscriber missed."))?,
             refused_connections: IntCounter::with_opts(opts("api_connections_refused_total", "Client connections refused past --api-max-connections."))?,
+            control_refused: IntCounterVec::new(opts("control_requests_refused_total", "Control-plane requests refused, by reason."), &["reason"])?,
             rescheduled: IntCounter::with_opts(opts("containers_rescheduled_total", "Containers recreated after their node failed."))?,
             leader_proxy_duration: Histogram::with_opts(
                 HistogramOpts::new("leader_proxy_duration_seconds", "Time to response headers of requests forwarded to the leader.")
@@ -84,6 +87,7 @@ impl Metrics {
         registry.register(Box::new(m.refused_connections.clone()))?;
         registry.register(Box::new(m.leader_proxy_duration.clone()))?;
         registry.register(Box::new(m.rescheduled.clone()))?;
+        registry.register(Box::new(m.control_refused.clone()))?;
         let build = IntGaugeVec::new(opts("build_info", "Build of this manager."), &["version"])?;
         build.with_label_values(&[crate::VERSION]).set(1);
         registry.register(Box::new(build))?;

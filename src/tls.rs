@@ -43,8 +43,12 @@ pub struct TlsFiles {
 pub struct Tls {
     /// For the API front.
     pub server: Arc<ServerConfig>,
-    /// For calls to engines and managers.
+    /// For calls to engines (checked under `--tlsverify` only, as classic Swarm did).
     pub client: Arc<ClientConfig>,
+    /// For calls to other managers (Raft RPCs, requests forwarded to the leader, which carry
+    /// clients' registry credentials): checked against `--tlscacert` whenever one is given,
+    /// under `--tls` too.
+    pub peer: Arc<ClientConfig>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -76,13 +80,14 @@ impl Tls {
     /// Reads the files and builds both configurations.
     pub fn load(files: &TlsFiles) -> Result<Tls, TlsError> {
         let pair = Pair::read(files)?;
-        Ok(Tls { server: pair.server()?, client: pair.client()? })
+        Ok(Tls { server: pair.server()?, client: pair.client(pair.roots.clone())?, peer: pair.client(pair.ca.clone())? })
     }
 }
 
 /// Only the client side, for commands that call managers (`swarm members`, `swarm://`).
 pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsError> {
-    Pair::read(files)?.client()
+    let pair = Pair::read(files)?;
+    pair.client(pair.roots.clone())
 }
 
 /// The files, read and parsed.
@@ -92,22 +97,26 @@ struct Pair {
     key: PrivateKeyDer<'static>,
     /// The CA, when peers are checked (`--tlsverify`).
     roots: Option<Arc<RootCertStore>>,
+    /// The CA, whenever one is given.
+    ca: Option<Arc<RootCertStore>>,
 }
 
 impl Pair {
     fn read(files: &TlsFiles) -> Result<Pair, TlsError> {
         let certs = read_certs(&files.cert, "the certificate (--tlscert)")?;
         let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error("the key (--tlskey)", &files.key, e))?;
-        let mut roots = None;
+        let (mut roots, mut ca_roots) = (None, None);
         if let Some(ca) = &files.ca {
             let mut store = RootCertStore::empty();
             for cert in read_certs(ca, "the CA certificate (--tlscacert)")? {
                 store.add(cert).map_err(|e| file_error("the CA certificate (--tlscacert)", ca, e))?;
             }
-            // Read even under plain `--tls`, so a bad file is reported, but used only to verify.
-            roots = files.verify.then(|| Arc::new(store));
+            // Under plain `--tls`, used only to check other managers.
+            let store = Arc::new(store);
+            roots = files.verify.then(|| store.clone());
+            ca_roots = Some(store);
         }
-        Ok(Pair { provider: Arc::new(rustls::crypto::ring::default_provider()), certs, key, roots })
+        Ok(Pair { provider: Arc::new(rustls::crypto::ring::default_provider()), certs, key, roots, ca: ca_roots })
     }
 
     fn server(&self) -> Result<Arc<ServerConfig>, TlsError> {
@@ -124,9 +133,10 @@ impl Pair {
         Ok(Arc::new(builder.with_single_cert(self.certs.clone(), self.key.clone_key()).map_err(config_error)?))
     }
 
-    fn client(&self) -> Result<Arc<ClientConfig>, TlsError> {
+    /// A client that checks servers against `roots`, or accepts any without.
+    fn client(&self, roots: Option<Arc<RootCertStore>>) -> Result<Arc<ClientConfig>, TlsError> {
         let builder = ClientConfig::builder_with_provider(self.provider.clone()).with_safe_default_protocol_versions().map_err(config_error)?;
-        let builder = match &self.roots {
+        let builder = match roots {
             Some(roots) => builder.with_root_certificates(roots.clone()),
             // Classic `--tls`: engines are dialled without checking their certificate.
             None => builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyServer(self.provider.clone()))),

@@ -208,6 +208,16 @@ pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::Lea
         Some(_) => crate::control::is_local(req.method(), req.uri().path()),
         None => replica::is_local(req.method(), req.uri().path()),
     };
+    // Who may use a control route is decided here, before anything is read or forwarded.
+    let checked = match control.map(|c| state.control.authorize(c, &req)) {
+        Some(Err(refusal)) => {
+            state.metrics.control_refused.with_label_values(&[refusal.label()]).inc();
+            tracing::debug!(path = %req.uri().path(), reason = refusal.label(), "Control request refused.");
+            return crate::control::refused(refusal);
+        }
+        Some(Ok(checked)) => checked,
+        None => None,
+    };
     let follower = state.leadership.is_replicated() && !local && !state.leadership.is_leader();
     let leader = if follower { replica::leader_for(&state).await } else { Ok(None) };
     let (route, result) = match (leader, control) {
@@ -216,7 +226,7 @@ pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::Lea
         // Leading (or became leader while waiting), or a local route: serve it here, the
         // control plane before the Docker API.
         (Ok(None), Some(c)) => {
-            let (class, resp) = state.control.serve(c, req).await;
+            let (class, resp) = state.control.serve(c, req, checked).await;
             if c == crate::control::Route::Raft {
                 return resp;
             }

@@ -140,7 +140,7 @@ fn leader_client(state: &ApiState, leader: &str) -> EngineClient {
     match &*cached {
         Some((addr, client)) if addr == leader => client.clone(),
         _ => {
-            let client = EngineClient::with_tls(leader, state.config.timing.engine_timeout, state.tls.as_ref().map(|t| t.client.clone()));
+            let client = EngineClient::with_tls(leader, state.config.timing.engine_timeout, state.tls.as_ref().map(|t| t.peer.clone()));
             *cached = Some((leader.to_string(), client.clone()));
             client
         }

@@ -2,8 +2,10 @@
 //! `/_swarm/raft/`, the node registry behind `swarm://` under `/_swarm/nodes`, membership under
 //! `/_swarm/members`) and the token discovery service (`/v1/clusters`). Apart from the Docker
 //! API: its own router, consulted before the Docker API's, so that one place decides who may
-//! use it.
+//! use it (see `auth`): managers by the cluster secret, join agents by the join token, token
+//! discovery by the token this manager serves. Docker API clients get 403.
 
+pub mod auth;
 pub mod registry;
 pub mod token;
 
@@ -13,6 +15,7 @@ use hyper::body::Incoming;
 use crate::body::{self, Body};
 use crate::leadership::raft::RaftNode;
 use crate::store::Store;
+use auth::{Checked, Refusal, Role, Verifier};
 
 pub use token::TokenRegistry;
 
@@ -29,7 +32,16 @@ pub struct ControlPlane {
     pub tokens: TokenRegistry,
     /// Largest Raft RPC body read.
     pub max_rpc_bytes: u64,
+    /// Checks managers' and join agents' signatures; `None` without `--cluster-secret-file`,
+    /// and then every signed route answers 403.
+    pub auth: Option<Verifier>,
+    /// The token of this manager's own `token://` discovery, the only one its token service
+    /// serves.
+    pub served_token: Option<String>,
 }
+
+/// Largest body of a control request other than a Raft RPC (a registration's address).
+pub const MAX_CONTROL_BODY_BYTES: u64 = 64 << 10;
 
 /// Which control route a path is, if any (paths carry no API version).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +77,12 @@ pub fn is_local(method: &Method, path: &str) -> bool {
     }
 }
 
+/// The answer to a refused control request: 403, or 503 when the nonce memory is full.
+pub fn refused(r: Refusal) -> Response<Body> {
+    let status = if r == Refusal::Busy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::FORBIDDEN };
+    error(status, r.message())
+}
+
 /// A `{"message": ...}` answer, in the Docker API's shape that `swarm` commands read.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     json(status, &serde_json::json!({ "message": message.into() }))
@@ -79,23 +97,61 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(body::empty()))
 }
 
+/// Who may call a route: `None` for the token service's reads and registrations, whose token
+/// is the credential.
+fn roles_for(route: Route, method: &Method, path: &str) -> Option<&'static [Role]> {
+    const MANAGERS: &[Role] = &[Role::Manager];
+    const MANAGERS_AND_AGENTS: &[Role] = &[Role::Manager, Role::Join];
+    match route {
+        Route::Raft => Some(MANAGERS),
+        Route::Registry if path == "/_swarm/nodes" || path.starts_with("/_swarm/nodes/") => Some(MANAGERS_AND_AGENTS),
+        Route::Registry => Some(MANAGERS),
+        Route::Token if token::token_of(path).is_some() && (method == Method::GET || method == Method::POST) => None,
+        Route::Token => Some(MANAGERS),
+    }
+}
+
 /// The first value of a query parameter.
-pub fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {
+pub fn query_param<B>(req: &Request<B>, key: &str) -> Option<String> {
     form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
 }
 
 impl ControlPlane {
-    /// Serves one control route; the route class is for metrics.
-    pub async fn serve(&self, route: Route, req: Request<Incoming>) -> (&'static str, Response<Body>) {
+    /// Decides, from the headers alone and before any body is read or any request forwarded,
+    /// whether the caller may use this route: `Err` is the answer (403, or 404 for a token this
+    /// manager does not serve).
+    pub fn authorize(&self, route: Route, req: &Request<Incoming>) -> Result<Option<Checked>, Refusal> {
+        let path = req.uri().path();
+        let Some(roles) = roles_for(route, req.method(), path) else {
+            return Ok(None);
+        };
+        let Some(verifier) = &self.auth else { return Err(Refusal::Unsigned) };
+        let target = req.uri().path_and_query().map_or(path, |p| p.as_str());
+        verifier.check(req.method(), target, req.headers(), roles).map(Some)
+    }
+
+    /// Serves one control route the caller may use (see [`ControlPlane::authorize`]); the
+    /// route class is for metrics.
+    pub async fn serve(&self, route: Route, req: Request<Incoming>, checked: Option<Checked>) -> (&'static str, Response<Body>) {
+        let limit = if route == Route::Raft { self.max_rpc_bytes } else { MAX_CONTROL_BODY_BYTES };
+        let (parts, incoming) = req.into_parts();
+        let bytes = match body::collect_limited(incoming, limit).await {
+            Ok(b) => b,
+            Err(e) => return ("control", error(StatusCode::BAD_REQUEST, e.to_string())),
+        };
+        if checked.as_ref().is_some_and(|c| !c.body_matches(&bytes)) {
+            return ("control", refused(Refusal::BodyChanged));
+        }
+        let req = Request::from_parts(parts, bytes);
         match route {
             Route::Raft => ("raft", self.raft_rpc(req).await),
             Route::Registry => ("registry", registry::handle(self, req).await),
-            Route::Token => ("token", token::handle(self, req).await),
+            Route::Token => ("token", token::handle(self, req, checked.is_some()).await),
         }
     }
 
     /// A Raft RPC from a peer manager, answered by the local member whatever its role.
-    async fn raft_rpc(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn raft_rpc(&self, req: Request<bytes::Bytes>) -> Response<Body> {
         let Some(node) = &self.raft else {
             return error(StatusCode::NOT_FOUND, "this manager runs no embedded Raft");
         };
@@ -103,11 +159,7 @@ impl ControlPlane {
             return error(StatusCode::METHOD_NOT_ALLOWED, "raft RPCs are POSTs");
         }
         let rpc = req.uri().path().trim_start_matches(RAFT_PREFIX).to_string();
-        let body = match body::collect_limited(req.into_body(), self.max_rpc_bytes).await {
-            Ok(b) => b,
-            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-        };
-        match node.serve_rpc(&rpc, &body).await {
+        match node.serve_rpc(&rpc, req.body()).await {
             Ok(bytes) => Response::builder()
                 .header(header::CONTENT_TYPE, "application/octet-stream")
                 .body(body::full(bytes))

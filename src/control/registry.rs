@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
+use bytes::Bytes;
 use openraft::BasicNode;
 use serde_json::json;
 
@@ -34,14 +34,14 @@ fn store_error(e: StoreError) -> Refusal {
 }
 
 /// `/_swarm/nodes[/<addr>]` and `/_swarm/members[/<addr>]`.
-pub async fn handle(state: &ControlPlane, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(state: &ControlPlane, req: Request<Bytes>) -> Response<Body> {
     match serve(state, req).await {
         Ok(r) => r,
         Err(Refusal(status, message)) => error(status, message),
     }
 }
 
-async fn serve(state: &ControlPlane, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
+async fn serve(state: &ControlPlane, req: Request<Bytes>) -> Result<Response<Body>, Refusal> {
     let segs: Vec<String> = req.uri().path().trim_start_matches('/').split('/').map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (req.method(), &segs[1..]) {

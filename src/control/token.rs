@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use parking_lot::Mutex;
 
 use super::{error, json as json_response, query_param, ControlPlane};
@@ -14,33 +14,50 @@ use crate::body::{self, Body};
 /// Longest registration TTL accepted, so that a typo cannot pin an entry for years.
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// `/v1/clusters[/<token>]`.
-pub async fn handle(state: &ControlPlane, req: Request<Incoming>) -> Response<Body> {
+/// Most live entries under a token: a token holder cannot grow the manager without bound.
+pub const MAX_ENTRIES: usize = 100_000;
+
+/// The token in `/v1/clusters/<token>` (or `/clusters/<token>`).
+pub fn token_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v1").unwrap_or(path).strip_prefix("/clusters/")?;
+    (!rest.is_empty() && !rest.contains('/')).then_some(rest)
+}
+
+/// Whether `token` is the one this manager serves; compared by digest, so that the time taken
+/// tells nothing about the token.
+fn serves(state: &ControlPlane, token: &str) -> bool {
+    let digest = |t: &str| ring::digest::digest(&ring::digest::SHA256, t.as_bytes());
+    state.served_token.as_deref().is_some_and(|s| digest(s).as_ref() == digest(token).as_ref())
+}
+
+/// `/v1/clusters[/<token>]`. The token is the credential, as on Docker Hub, but only this
+/// manager's own token exists here: nobody can create others, fill memory with them, or read
+/// another cluster's. Deleting needs a manager's signature (`manager_signed`).
+pub async fn handle(state: &ControlPlane, req: Request<Bytes>, manager_signed: bool) -> Response<Body> {
     let path = req.uri().path().to_string();
-    let segs: Vec<&str> = path.trim_start_matches('/').split('/').skip_while(|s| *s == "v1").collect();
-    match (req.method(), segs.as_slice()) {
-        (&Method::POST, ["clusters"]) => {
-            let token: [u8; 16] = rand::random();
-            Response::new(body::full(hex::encode(token)))
-        }
-        (&Method::GET, ["clusters", token]) => json_response(StatusCode::OK, &serde_json::json!(state.tokens.entries(token))),
-        (&Method::POST, ["clusters", token]) => {
-            let token = token.to_string();
+    let Some(token) = token_of(&path) else {
+        return error(StatusCode::FORBIDDEN, "this manager serves only the token of its own discovery URL; `swarm create` makes tokens");
+    };
+    if !serves(state, token) {
+        return error(StatusCode::NOT_FOUND, "no such cluster token on this manager");
+    }
+    match req.method() {
+        &Method::GET => json_response(StatusCode::OK, &serde_json::json!(state.tokens.entries(token))),
+        &Method::POST => {
             let Some(ttl) = query_param(&req, "ttl").and_then(|t| t.parse::<u64>().ok()) else {
                 return error(StatusCode::BAD_REQUEST, "ttl (seconds) is required");
             };
             let ttl = Duration::from_secs(ttl).min(MAX_TTL);
-            let addr = match body::collect_limited(req.into_body(), 1024).await {
-                Ok(a) => String::from_utf8_lossy(&a).trim().to_string(),
-                Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-            };
+            let addr = String::from_utf8_lossy(req.body()).trim().to_string();
             if !crate::config::validate_host_port(&addr) {
                 return error(StatusCode::BAD_REQUEST, format!("invalid address {addr:?}: expected host:port"));
             }
-            state.tokens.register(&token, &addr, ttl);
+            if !state.tokens.register(token, &addr, ttl) {
+                return error(StatusCode::SERVICE_UNAVAILABLE, format!("the token holds {MAX_ENTRIES} entries already"));
+            }
             Response::new(body::empty())
         }
-        (&Method::DELETE, ["clusters", token]) => {
+        &Method::DELETE if manager_signed => {
             state.tokens.delete(token);
             Response::new(body::empty())
         }
@@ -55,9 +72,19 @@ pub struct TokenRegistry {
 }
 
 impl TokenRegistry {
-    /// Records `addr` under `token` for `ttl`.
-    pub fn register(&self, token: &str, addr: &str, ttl: Duration) {
-        self.clusters.lock().entry(token.to_string()).or_default().insert(addr.to_string(), Instant::now() + ttl);
+    /// Records `addr` under `token` for `ttl`; false when the token is full.
+    pub fn register(&self, token: &str, addr: &str, ttl: Duration) -> bool {
+        let now = Instant::now();
+        let mut clusters = self.clusters.lock();
+        let entries = clusters.entry(token.to_string()).or_default();
+        if entries.len() >= MAX_ENTRIES && !entries.contains_key(addr) {
+            entries.retain(|_, expiry| *expiry > now);
+            if entries.len() >= MAX_ENTRIES {
+                return false;
+            }
+        }
+        entries.insert(addr.to_string(), now + ttl);
+        true
     }
 
     /// The live entries of `token`, expired ones dropped.
@@ -84,11 +111,20 @@ mod tests {
     #[test]
     fn entries_expire() {
         let r = TokenRegistry::default();
-        r.register("t", "a:1", Duration::from_secs(60));
-        r.register("t", "b:1", Duration::from_millis(0));
+        assert!(r.register("t", "a:1", Duration::from_secs(60)));
+        assert!(r.register("t", "b:1", Duration::from_millis(0)));
         assert_eq!(r.entries("t"), vec!["a:1".to_string()]);
         assert!(r.entries("other").is_empty());
         r.delete("t");
         assert!(r.entries("t").is_empty());
+    }
+
+    #[test]
+    fn tokens_are_read_from_their_paths() {
+        assert_eq!(token_of("/v1/clusters/abc"), Some("abc"));
+        assert_eq!(token_of("/clusters/abc"), Some("abc"));
+        assert_eq!(token_of("/v1/clusters"), None);
+        assert_eq!(token_of("/v1/clusters/"), None);
+        assert_eq!(token_of("/v1/clusters/a/b"), None);
     }
 }

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method};
+use http::Method;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::control::auth::Signer;
 use crate::tls::KvTls;
 use super::{DiscoveryError, DiscoveryEvent};
 use crate::transport::EngineClient;
@@ -35,12 +36,13 @@ fn client_tls(tls: Option<&KvTls>) -> Result<Option<Arc<rustls::ClientConfig>>, 
     Ok(Some(client_config(&files).map_err(failed)?))
 }
 
-/// Tries each manager in turn until one answers 2xx.
-async fn ask(managers: &[String], tls: Option<&Arc<rustls::ClientConfig>>, method: Method, path: &str) -> Result<Bytes, DiscoveryError> {
+/// Tries each manager in turn until one answers 2xx; each request signed anew by `auth`.
+async fn ask(managers: &[String], tls: Option<&Arc<rustls::ClientConfig>>, auth: Option<&Signer>, method: Method, path: &str) -> Result<Bytes, DiscoveryError> {
     let mut last = String::from("no managers listed");
     for m in managers {
         let client = EngineClient::with_tls(m, MANAGER_TIMEOUT, tls.cloned());
-        match client.call(method.clone(), path, None, &HeaderMap::new(), Some(MANAGER_TIMEOUT)).await {
+        let headers = auth.map(|a| a.headers(&method, path, b"")).unwrap_or_default();
+        match client.call(method.clone(), path, None, &headers, Some(MANAGER_TIMEOUT)).await {
             Ok((s, _, body)) if s.is_success() => return Ok(body),
             Ok((s, _, body)) => last = format!("{m} answered {s}: {}", String::from_utf8_lossy(&body).trim()),
             Err(e) => last = format!("{m}: {e}"),
@@ -50,19 +52,19 @@ async fn ask(managers: &[String], tls: Option<&Arc<rustls::ClientConfig>>, metho
 }
 
 /// The registered engines.
-pub async fn fetch(managers: &[String], tls: Option<&KvTls>) -> Result<BTreeSet<String>, DiscoveryError> {
-    let body = ask(managers, client_tls(tls)?.as_ref(), Method::GET, "/_swarm/nodes").await?;
+pub async fn fetch(managers: &[String], tls: Option<&KvTls>, auth: Option<&Signer>) -> Result<BTreeSet<String>, DiscoveryError> {
+    let body = ask(managers, client_tls(tls)?.as_ref(), auth, Method::GET, "/_swarm/nodes").await?;
     let list: Vec<String> = serde_json::from_slice(&body).map_err(failed)?;
     Ok(list.into_iter().collect())
 }
 
 /// Registers `addr` every `heartbeat` with a TTL, forever.
-pub async fn register_forever(managers: Vec<String>, tls: Option<&KvTls>, addr: String, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
+pub async fn register_forever(managers: Vec<String>, tls: Option<&KvTls>, auth: Option<&Signer>, addr: String, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
     let tls = client_tls(tls)?;
     let path = format!("/_swarm/nodes/{addr}?ttl={}", ttl.as_secs().max(1));
     let mut registered = false;
     loop {
-        match ask(&managers, tls.as_ref(), Method::PUT, &path).await {
+        match ask(&managers, tls.as_ref(), auth, Method::PUT, &path).await {
             Ok(_) if !registered => {
                 info!(addr = %addr, "Registered with the managers.");
                 registered = true;

@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 
 pub use url::DiscoveryUrl;
 
+use crate::control::auth::Signer;
+
 /// A discovery backend failed to produce entries.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -63,8 +65,9 @@ pub enum DiscoveryEvent {
     Failed(DiscoveryError),
 }
 
-/// Reads the current entries once (`swarm list`, and the first poll of `watch`).
-pub async fn fetch(url: &DiscoveryUrl) -> Result<BTreeSet<String>, DiscoveryError> {
+/// Reads the current entries once (`swarm list`, and the first poll of `watch`); `auth` signs
+/// the requests of `swarm://` discovery.
+pub async fn fetch(url: &DiscoveryUrl, auth: Option<&Signer>) -> Result<BTreeSet<String>, DiscoveryError> {
     match url {
         DiscoveryUrl::Nodes(list) => Ok(list.iter().cloned().collect()),
         DiscoveryUrl::File(path) => {
@@ -75,33 +78,33 @@ pub async fn fetch(url: &DiscoveryUrl) -> Result<BTreeSet<String>, DiscoveryErro
         }
         DiscoveryUrl::Etcd { endpoints, prefix, path, tls } => etcd::fetch(&etcd::EtcdNodes::new(endpoints, prefix, path, tls.clone())).await,
         DiscoveryUrl::Token(rest) => token::fetch(&token::TokenUrl::parse(rest)).await,
-        DiscoveryUrl::Managers { managers: list, tls } => managers::fetch(list, tls.as_ref()).await,
+        DiscoveryUrl::Managers { managers: list, tls } => managers::fetch(list, tls.as_ref(), auth).await,
         other => Err(DiscoveryError::Unsupported { scheme: other.scheme() }),
     }
 }
 
 /// Keeps an engine address registered (`swarm join`): every `heartbeat`, with a `ttl`.
-pub async fn register_forever(url: &DiscoveryUrl, addr: &str, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
+pub async fn register_forever(url: &DiscoveryUrl, auth: Option<&Signer>, addr: &str, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
     match url {
         DiscoveryUrl::Nodes(_) | DiscoveryUrl::File(_) => Err(DiscoveryError::RegisterUnsupported { scheme: url.scheme() }),
         DiscoveryUrl::Etcd { endpoints, prefix, path, tls } => {
             etcd::register_forever(etcd::EtcdNodes::new(endpoints, prefix, path, tls.clone()), addr.to_string(), ttl, heartbeat).await
         }
         DiscoveryUrl::Token(rest) => token::register_forever(token::TokenUrl::parse(rest), addr.to_string(), ttl, heartbeat).await,
-        DiscoveryUrl::Managers { managers: list, tls } => managers::register_forever(list.clone(), tls.as_ref(), addr.to_string(), ttl, heartbeat).await,
+        DiscoveryUrl::Managers { managers: list, tls } => managers::register_forever(list.clone(), tls.as_ref(), auth, addr.to_string(), ttl, heartbeat).await,
         other => Err(DiscoveryError::Unsupported { scheme: other.scheme() }),
     }
 }
 
 /// Sends the entry set now and whenever it changes (file: polled every `heartbeat`), until the
 /// receiver is dropped. Static lists send once and return.
-pub async fn watch(url: DiscoveryUrl, heartbeat: Duration, tx: mpsc::Sender<DiscoveryEvent>) {
+pub async fn watch(url: DiscoveryUrl, auth: Option<Signer>, heartbeat: Duration, tx: mpsc::Sender<DiscoveryEvent>) {
     if let DiscoveryUrl::Etcd { endpoints, prefix, path, tls } = &url {
         return etcd::watch(etcd::EtcdNodes::new(endpoints, prefix, path, tls.clone()), tx).await;
     }
     let mut last: Option<BTreeSet<String>> = None;
     loop {
-        let event = match fetch(&url).await {
+        let event = match fetch(&url, auth.as_ref()).await {
             Ok(set) if last.as_ref() == Some(&set) => None,
             // A poll that failed keeps the previous set: a restarting service drops no node.
             Ok(set) => {

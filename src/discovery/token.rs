@@ -58,7 +58,8 @@ async fn request(method: http::Method, url: &str, body: Bytes) -> Result<(http::
 pub async fn fetch(url: &TokenUrl) -> Result<BTreeSet<String>, DiscoveryError> {
     let (status, body) = request(http::Method::GET, &url.cluster_url(), Bytes::new()).await?;
     if !status.is_success() {
-        return Err(DiscoveryError::Token(format!("{} answered {status}", url.cluster_url())));
+        let message = crate::transport::error_message(&body);
+        return Err(DiscoveryError::Token(format!("{} answered {status}: {message}", url.cluster_url())));
     }
     let list: Vec<String> = serde_json::from_slice(&body).map_err(failed)?;
     Ok(list.into_iter().collect())
@@ -76,7 +77,7 @@ pub async fn register_forever(url: TokenUrl, addr: String, ttl: Duration, heartb
                 }
                 registered = true;
             }
-            Ok((s, _)) => warn!(status = %s, "Token service refused the registration; retrying."),
+            Ok((s, body)) => warn!(status = %s, error = %crate::transport::error_message(&body), "Token service refused the registration; retrying."),
             Err(e) => warn!(error = %e, "Token service unreachable; retrying."),
         }
         tokio::time::sleep(heartbeat).await;

@@ -60,9 +60,21 @@ fn discovery_urls_and_flags_are_validated_with_classic_messages() {
         (&["join", "--advertise", "a:1", "nodes://b:1"], "not implemented"),
         (&["list"], "discovery required to list a cluster. See 'swarm list --help'."),
         (&["create", "extra"], "the `create` command takes no arguments. See 'swarm create --help'."),
+        // Only managers may speak Raft and the registry: they need the secret that proves it.
+        (&["manage", "--replication", "--advertise", "127.0.0.1:4000", "--replication-peers", "127.0.0.1:4000", "--data-dir", "/tmp/x", "nodes://a:1"], "--cluster-secret-file is required"),
+        (&["manage", "swarm://127.0.0.1:4000"], "--cluster-secret-file is required"),
+        (&["join", "--advertise", "a:1", "swarm://127.0.0.1:4000"], "swarm:// discovery needs --join-token-file"),
+        (&["list", "swarm://127.0.0.1:4000"], "swarm:// discovery needs --join-token-file"),
+        (&["manage", "--replication", "--advertise", "127.0.0.1:4000", "--tls", "--tlscert", "c.pem", "--tlskey", "k.pem", "etcd://127.0.0.1:2379/p"], "--replication with --tls needs --tlscacert"),
+        (&["members", "list", "--manager", "127.0.0.1:4000", "--cluster-secret-file", "/nonexistent"], "cannot read the cluster secret file"),
     ];
     for (args, want) in cases {
-        let o = run(std::process::Command::new(swarm).args(*args).env_remove("SWARM_DISCOVERY").env_remove("SWARM_HOST"));
+        let o = run(std::process::Command::new(swarm)
+            .args(*args)
+            .env_remove("SWARM_DISCOVERY")
+            .env_remove("SWARM_HOST")
+            .env_remove("SWARM_CLUSTER_SECRET_FILE")
+            .env_remove("SWARM_JOIN_TOKEN_FILE"));
         assert!(!o.status.success(), "swarm {args:?} should fail");
         assert!(stderr(&o).contains(want), "swarm {args:?}: wanted {want:?}, got {}", stderr(&o));
     }

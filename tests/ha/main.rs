@@ -10,3 +10,4 @@ mod t30_raft;
 mod t40_repairs;
 mod t50_metrics;
 mod t60_tls;
+mod t70_control_auth;

@@ -166,7 +166,8 @@ fn snapshots_keep_the_raft_log_bounded() {
     let mut resent = 0;
     for i in 0..2500 {
         loop {
-            let (status, _, body) = http(&g.addr(leader), "PUT", &format!("/_swarm/nodes/127.0.0.1:{}?ttl=600", 30000 + i), None);
+            let path = format!("/_swarm/nodes/127.0.0.1:{}?ttl=600", 30000 + i);
+            let (status, _, body) = http_with_headers(&g.addr(leader), "PUT", &path, &manager_signed("PUT", &path), None, Duration::from_secs(30));
             if status == 503 && resent < 3 {
                 resent += 1;
                 leader = g.wait_one_primary(Duration::from_secs(10));

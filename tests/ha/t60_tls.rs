@@ -103,7 +103,7 @@ fn joins_lists_and_members_reach_tls_managers_through_the_kv_options() {
         addrs.iter().all(|a| stdout(&run(docker(a, &certs).args(["info"]))).matches("└ Status: Healthy").count() == 2)
     });
 
-    let list = |opts: &[String]| run(Command::new(env!("CARGO_BIN_EXE_swarm")).arg("list").args(["--timeout", "5s"]).args(opts).arg(&url));
+    let list = |opts: &[String]| run(Command::new(env!("CARGO_BIN_EXE_swarm")).arg("list").args(["--timeout", "5s", "--join-token-file", join_token_file()]).args(opts).arg(&url));
     let mut listed: Vec<String> = stdout(&list(&opts)).lines().map(str::to_string).collect();
     listed.sort();
     let mut expected: Vec<String> = es.iter().map(|e| e.addr.clone()).collect();
@@ -115,7 +115,7 @@ fn joins_lists_and_members_reach_tls_managers_through_the_kv_options() {
 
     let members = |tls: bool| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_swarm"));
-        c.args(["members", "list", "--manager", &addrs[0]]);
+        c.args(["members", "list", "--manager", &addrs[0], "--cluster-secret-file", secret_file()]);
         if tls {
             c.args(["--tlsverify", "--tlscacert", &certs.file("ca.pem"), "--tlscert", &certs.file("cert.pem"), "--tlskey", &certs.file("key.pem")]);
         }

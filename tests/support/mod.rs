@@ -92,6 +92,48 @@ pub fn busybox_tar() -> &'static Path {
     })
 }
 
+/// The cluster secret file and the join token file of every manager and join agent the tests
+/// start, made once with the real `swarm create` and `swarm join-token`. Readable by the
+/// unprivileged users some managers run as.
+pub fn control_files() -> &'static (String, String) {
+    static FILES: OnceLock<(String, String)> = OnceLock::new();
+    FILES.get_or_init(|| {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("swarm-test-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let secret = dir.join("cluster-secret");
+        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).arg("create"));
+        assert!(o.status.success(), "swarm create: {}", stderr(&o));
+        std::fs::write(&secret, &o.stdout).expect("write the secret");
+        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["join-token", "--cluster-secret-file"]).arg(&secret));
+        assert!(o.status.success(), "swarm join-token: {}", stderr(&o));
+        let token = dir.join("join-token");
+        std::fs::write(&token, &o.stdout).expect("write the join token");
+        for p in [&dir, &secret, &token] {
+            let mode = if p == &dir { 0o755 } else { 0o644 };
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+        (secret.display().to_string(), token.display().to_string())
+    })
+}
+
+/// `--cluster-secret-file` of the tests' managers.
+pub fn secret_file() -> &'static str {
+    &control_files().0
+}
+
+/// Headers that sign `method path` (with no body) as a manager of the tests' clusters.
+pub fn manager_signed(method: &str, path: &str) -> Vec<(String, String)> {
+    let secret = swarm::control::auth::ClusterSecret::read(Path::new(secret_file())).expect("the tests' secret");
+    let method: http::Method = method.parse().expect("method");
+    secret.manager_signer().headers(&method, path, b"").iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string())).collect()
+}
+
+/// `--join-token-file` of the tests' join agents.
+pub fn join_token_file() -> &'static str {
+    &control_files().1
+}
+
 /// The first `n` lines of a child's output, each within `bound`: a silent stream fails the
 /// test instead of hanging it.
 pub fn lines_within(out: impl Read + Send + 'static, n: usize, bound: Duration) -> Vec<String> {
@@ -445,6 +487,9 @@ impl Manager {
             None => Command::new(env!("CARGO_BIN_EXE_swarm")),
         };
         cmd.args(["manage", "-H", &addr]);
+        if !extra.contains(&"--cluster-secret-file") {
+            cmd.args(["--cluster-secret-file", secret_file()]);
+        }
         if !extra.iter().any(|a| a.starts_with("--engine-refresh")) {
             cmd.args(["--engine-refresh-min-interval", "2s", "--engine-refresh-max-interval", "4s"]);
         }
@@ -541,9 +586,17 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, 
 
 /// [`http`] with a bound on waiting for the answer (a paused server accepts but never answers).
 pub fn http_within(addr: &str, method: &str, path: &str, body: Option<&[u8]>, bound: Duration) -> (u16, String, Vec<u8>) {
+    http_with_headers(addr, method, path, &[], body, bound)
+}
+
+/// [`http_within`] with extra request headers.
+pub fn http_with_headers(addr: &str, method: &str, path: &str, headers: &[(String, String)], body: Option<&[u8]>, bound: Duration) -> (u16, String, Vec<u8>) {
     let Ok(mut s) = TcpStream::connect(addr) else { return (0, String::new(), Vec::new()) };
     let _ = s.set_read_timeout(Some(bound));
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
     if let Some(b) = body {
         req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
     }
@@ -776,8 +829,12 @@ impl Join {
 
     /// Like [`Join::start`] with extra flags.
     pub fn start_with(advertise: &str, discovery: &str, heartbeat: &str, ttl: &str, extra: &[String]) -> Join {
-        let child = Command::new(env!("CARGO_BIN_EXE_swarm"))
-            .args(["join", "--advertise", advertise, "--heartbeat", heartbeat, "--ttl", ttl])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarm"));
+        cmd.args(["join", "--advertise", advertise, "--heartbeat", heartbeat, "--ttl", ttl]);
+        if discovery.starts_with("swarm://") && !extra.iter().any(|a| a == "--join-token-file") {
+            cmd.args(["--join-token-file", join_token_file()]);
+        }
+        let child = cmd
             .args(extra)
             .arg(discovery)
             .stdin(Stdio::null())
@@ -803,7 +860,12 @@ impl Drop for Join {
 
 /// `swarm list <discovery>`, sorted lines.
 pub fn swarm_list(discovery: &str) -> Vec<String> {
-    let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["list", "--timeout", "5s", discovery]));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarm"));
+    cmd.args(["list", "--timeout", "5s", discovery]);
+    if discovery.starts_with("swarm://") {
+        cmd.args(["--join-token-file", join_token_file()]);
+    }
+    let o = run(&mut cmd);
     let mut lines: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
     lines.sort();
     lines

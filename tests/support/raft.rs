@@ -203,7 +203,7 @@ impl RaftGroup {
 
     /// `swarm members list` lines from member `via`.
     pub fn members(&self, via: usize) -> Vec<String> {
-        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["members", "list", "--manager", &self.addr(via)]));
+        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["members", "list", "--manager", &self.addr(via), "--cluster-secret-file", super::secret_file()]));
         let mut lines: Vec<String> = super::stdout(&o).lines().map(str::to_string).collect();
         lines.sort();
         lines
@@ -211,7 +211,7 @@ impl RaftGroup {
 
     /// `swarm members add|remove addr` through member `via`; asserts success.
     pub fn change_members(&self, via: usize, action: &str, addr: &str) {
-        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["members", action, addr, "--manager", &self.addr(via)]));
+        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["members", action, addr, "--manager", &self.addr(via), "--cluster-secret-file", super::secret_file()]));
         assert!(o.status.success(), "swarm members {action} {addr}: {}", super::stderr(&o));
     }
 }

@@ -106,7 +106,7 @@ impl RaftNode {
     /// membership from the peers list; every member does so with the same list, which openraft
     /// allows, so start order does not matter.
     /// RPCs to peers go over TLS with `tls`.
-    pub async fn start(s: &RaftSettings, tls: Option<Arc<rustls::ClientConfig>>) -> Result<RaftNode, RaftFailure> {
+    pub async fn start(s: &RaftSettings, tls: Option<Arc<rustls::ClientConfig>>, signer: crate::control::auth::Signer) -> Result<RaftNode, RaftFailure> {
         let storage = |source| RaftFailure::Storage { dir: s.data_dir.display().to_string(), source };
         let log = log::LogStore::open(&s.data_dir.join("raft")).map_err(storage)?;
         let sm = machine::Machine::open(&s.data_dir.join("raft")).map_err(storage)?;
@@ -128,7 +128,7 @@ impl RaftNode {
         .map_err(|e| RaftFailure::Raft(e.to_string()))?;
         let id = node_id(&s.advertise);
         let pristine = log.is_empty() && map.read().map.is_empty();
-        let raft = Raft::new(id, Arc::new(config), network::Network { tls }, log, sm).await.map_err(|e| RaftFailure::Raft(e.to_string()))?;
+        let raft = Raft::new(id, Arc::new(config), network::Network { tls, signer }, log, sm).await.map_err(|e| RaftFailure::Raft(e.to_string()))?;
         let member = s.peers.contains(&s.advertise);
         if !member {
             info!(peers = ?s.peers, "Not among --replication-peers: waiting to be added with `swarm members add`.");

@@ -2,7 +2,7 @@
 //! [`RPC_PREFIX`]. Peers are reached through pooled keep-alive clients.
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
@@ -11,16 +11,19 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{codec, NodeId, TypeConfig};
+use crate::control::auth::Signer;
 use crate::transport::{EngineClient, EngineError};
 
 /// Where Raft RPCs are served on every manager's listener.
 pub const RPC_PREFIX: &str = "/_swarm/raft/";
 
 /// Makes one client per peer.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Network {
     /// TLS towards peers (`--tls`, `--tlsverify`).
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Signs every RPC as a manager: peers accept no other.
+    pub signer: Signer,
 }
 
 /// A peer.
@@ -28,6 +31,7 @@ pub struct Peer {
     target: NodeId,
     node: BasicNode,
     client: EngineClient,
+    signer: Signer,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -35,7 +39,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
         // The per-call timeout comes from openraft's RPC options.
-        Peer { target, node: node.clone(), client: EngineClient::with_tls(&node.addr, std::time::Duration::from_secs(2), self.tls.clone()) }
+        let client = EngineClient::with_tls(&node.addr, std::time::Duration::from_secs(2), self.tls.clone());
+        Peer { target, node: node.clone(), client, signer: self.signer.clone() }
     }
 }
 
@@ -55,7 +60,8 @@ impl Peer {
     {
         let body = codec::encode(req).map_err(|e| CallError::Network(e.to_string()))?;
         let path = format!("{RPC_PREFIX}{rpc}");
-        let sent = self.client.call(Method::POST, &path, Some(Bytes::from(body)), &HeaderMap::new(), Some(option.hard_ttl())).await;
+        let headers = self.signer.headers(&Method::POST, &path, &body);
+        let sent = self.client.call(Method::POST, &path, Some(Bytes::from(body)), &headers, Some(option.hard_ttl())).await;
         let (status, _, bytes) = match sent {
             Ok(r) => r,
             Err(e @ (EngineError::Unreachable { .. } | EngineError::Timeout { .. })) => return Err(CallError::Unreachable(e)),
