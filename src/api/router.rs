@@ -77,7 +77,7 @@ async fn dispatch(state: &ApiState, req: Request<Incoming>) -> (&'static str, Re
         (&M::GET, ["info"]) => ("info", Ok(system::info(state))),
         (&M::GET, ["events"]) => ("events", system::events(state, &ctx).await),
         (&M::GET, ["metrics"]) if ctx.version.is_none() => ("metrics", Ok(system::metrics(state))),
-        (&M::POST, ["auth"]) => ("auth", system::any_engine(state, &ctx, req, "/auth").await),
+        (&M::POST, ["auth"]) => ("auth", system::login(state, &ctx, req).await),
         (&M::OPTIONS, _) if state.config.cors => ("cors", Ok(Response::new(crate::body::empty()))),
 
         (&M::GET, ["containers", "json"]) => ("containers.list", containers::list(state, &ctx).await),

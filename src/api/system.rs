@@ -379,6 +379,19 @@ pub fn metrics(state: &ApiState) -> Response<Body> {
 }
 
 /// Proxies to one healthy engine, chosen at random (`/auth`, `/images/search`).
+/// `docker login`: the password goes to one engine, which checks it with the registry; never to
+/// an engine whose certificate the manager does not check (`--tls` without `--tlsverify`).
+pub async fn login(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    if state.config.tls.as_ref().is_some_and(|t| !t.verify) {
+        return Err(ApiError::new(
+            http::StatusCode::FORBIDDEN,
+            "this manager runs with --tls without --tlsverify: it does not check engines' certificates, so it will not pass a password to one; log in with --tlsverify on the manager, or on an engine directly",
+        ));
+    }
+    any_engine(state, ctx, req, "/auth").await
+}
+
+/// Sends the request to one healthy engine, chosen at random.
 pub async fn any_engine(state: &ApiState, ctx: &Ctx, req: Request<Incoming>, path: &str) -> Result<Response<Body>, ApiError> {
     use rand::seq::IndexedRandom;
     let nodes = state.cluster.healthy_nodes();

@@ -74,6 +74,9 @@ fn tls_without_verify_encrypts_and_an_unreadable_pair_is_refused_at_start() {
     wait_until(Duration::from_secs(60), "the TLS engine Healthy", || healthy_nodes(&m, None, false) == 1);
     let o = run(tls_docker(&m, None, false).args(["run", "--rm", "busybox", "echo", "tls-only"]));
     assert_eq!(stdout(&o).trim(), "tls-only", "{}", stderr(&o));
+    // A password would go to an engine nobody checked: refused.
+    let o = run(tls_docker(&m, None, false).args(["login", "-u", "someone", "-p", "secret", "127.0.0.1:1"]));
+    assert!(!o.status.success() && stderr(&o).contains("will not pass a password"), "{}", stderr(&o));
 
     let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["manage", "-H", "127.0.0.1:0", "--tls", "--tlscert", "/nonexistent/cert.pem", "--tlskey", &certs.file("key.pem"), "nodes://127.0.0.1:1"]));
     assert_eq!(o.status.code(), Some(64));
