@@ -268,6 +268,10 @@ pub struct ManageArgs {
     /// and volume lists, creates and removals, prunes, tags).
     #[arg(long = "engine-fanout-timeout", default_value = "5m")]
     pub engine_fanout_timeout: String,
+    /// Most bytes of all the engines' answers to one call sent to every engine, together (an
+    /// image list of 5,000 engines); past it the call fails with 500 rather than grow memory.
+    #[arg(long = "engine-fanout-max-bytes", default_value_t = 1 << 30)]
+    pub engine_fanout_max_bytes: u64,
     /// How long a client may take to finish the TLS handshake with the API front.
     #[arg(long = "tls-handshake-timeout", default_value = "10s")]
     pub tls_handshake_timeout: String,

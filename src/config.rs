@@ -106,6 +106,8 @@ pub struct Limits {
     pub max_connections: usize,
     /// Bound on each engine's answer to a call sent to every engine.
     pub fanout_timeout: Duration,
+    /// Most bytes of all the engines' answers to one such call, together.
+    pub fanout_max_bytes: u64,
 }
 
 impl Default for Limits {
@@ -119,6 +121,7 @@ impl Default for Limits {
             max_header_bytes: 256 << 10,
             max_connections: 4096,
             fanout_timeout: Duration::from_secs(300),
+            fanout_max_bytes: 1 << 30,
         }
     }
 }
@@ -367,6 +370,7 @@ impl TryFrom<&ManageArgs> for ManageConfig {
                 max_header_bytes: a.api_max_header_bytes.max(1024),
                 max_connections: a.api_max_connections.max(1),
                 fanout_timeout: positive(parse_duration(&a.engine_fanout_timeout)?, "--engine-fanout-timeout")?,
+                fanout_max_bytes: a.engine_fanout_max_bytes.max(1 << 20),
                 ..Limits::default()
             },
             experimental: false,

@@ -345,6 +345,19 @@ impl EngineClient {
         headers: &HeaderMap,
         timeout: Option<Duration>,
     ) -> Result<(StatusCode, HeaderMap, Bytes), EngineError> {
+        self.call_within(method, path_and_query, body, headers, timeout, None).await
+    }
+
+    /// [`EngineClient::call`], the answer's bytes also taken from `budget`.
+    pub async fn call_within(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<Bytes>,
+        headers: &HeaderMap,
+        timeout: Option<Duration>,
+        budget: Option<&body::Budget>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), EngineError> {
         let mut req = Request::builder().method(method).uri(self.uri(path_and_query));
         for (k, v) in headers {
             req = req.header(k, v);
@@ -358,9 +371,11 @@ impl EngineClient {
         let exchange = async {
             let resp = self.send(req).await?;
             let (parts, incoming) = resp.into_parts();
-            let bytes = body::collect_limited(incoming, MAX_ENGINE_JSON_BYTES)
-                .await
-                .map_err(|e| self.unreachable(e.into()))?;
+            let bytes = body::collect_within(incoming, MAX_ENGINE_JSON_BYTES, budget).await.map_err(|e| match e {
+                body::CollectError::Read(source) => self.unreachable(source),
+                // Too much is not a broken engine: say so, and let its health be.
+                other => EngineError::Protocol { addr: self.inner.addr.to_string(), detail: other.to_string() },
+            })?;
             Ok((parts.status, parts.headers, bytes))
         };
         match timeout {

@@ -91,6 +91,7 @@ impl From<CollectError> for ApiError {
                 format!("request body is larger than the limit of {limit} bytes (--api-max-body-bytes)"),
             ),
             CollectError::Read(e) => ApiError::bad_request(format!("failed to read request body: {e}")),
+            CollectError::OverBudget { .. } => ApiError::internal(e.to_string()),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::future::join_all;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -16,24 +16,28 @@ use super::system::json_response;
 use super::ApiState;
 use crate::body::{self, Body};
 use crate::cluster::NodeHandle;
+use crate::config::Limits;
 use crate::transport::EngineError;
 
 /// One engine's whole answer.
 pub type Answer = Result<(StatusCode, Bytes), EngineError>;
 
 /// Calls every node concurrently; `path_for` builds each node's path (its API version may
-/// differ). Each engine's whole answer is bounded by `bound` (`--engine-fanout-timeout`).
+/// differ). Each engine's whole answer is bounded in time by `--engine-fanout-timeout`, and
+/// all the answers together in size by `--engine-fanout-max-bytes`.
 pub async fn call_all(
     nodes: &[NodeHandle],
     method: Method,
     path_for: impl Fn(&NodeHandle) -> String,
     body: Option<Bytes>,
     headers: &HeaderMap,
-    bound: std::time::Duration,
+    limits: &Limits,
 ) -> Vec<Answer> {
+    let budget = body::Budget::new(limits.fanout_max_bytes);
+    let budget = &budget;
     join_all(nodes.iter().map(|n| {
         let (method, path, body) = (method.clone(), path_for(n), body.clone());
-        async move { n.client.call(method, &path, body, headers, Some(bound)).await.map(|(s, _, b)| (s, b)) }
+        async move { n.client.call_within(method, &path, body, headers, Some(limits.fanout_timeout), Some(budget)).await.map(|(s, _, b)| (s, b)) }
     }))
     .await
 }
@@ -85,7 +89,7 @@ pub fn merge_objects(values: impl IntoIterator<Item = Value>) -> Value {
 /// `POST /…/prune` on every healthy engine, reports merged.
 pub async fn prune(state: &ApiState, ctx: &Ctx, path: &str) -> Result<Response<Body>, ApiError> {
     let nodes = healthy(state)?;
-    let answers = call_all(&nodes, Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), path), None, &HeaderMap::new(), state.config.limits.fanout_timeout).await;
+    let answers = call_all(&nodes, Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), path), None, &HeaderMap::new(), &state.config.limits).await;
     let ok: Vec<Value> = answers
         .iter()
         .filter_map(|a| a.as_ref().ok())
@@ -183,7 +187,8 @@ async fn read_lines(n: &NodeHandle, req: Request<Body>, out: &mpsc::Sender<(Stri
     let resp = n.client.send(req).await.map_err(|e| crate::cluster::error_chain(&e))?;
     let status = resp.status();
     let mut incoming = resp.into_body();
-    let mut buf = BytesMut::new();
+    let mut lines = body::Lines::new(body::MAX_ENGINE_LINE_BYTES);
+    let mut complete = Vec::new();
     let send_line = |line: &[u8]| -> Option<Value> {
         let trimmed = line.trim_ascii();
         (!trimmed.is_empty()).then(|| serde_json::from_slice(trimmed).unwrap_or_else(|_| json!({"stream": String::from_utf8_lossy(trimmed)})))
@@ -191,9 +196,8 @@ async fn read_lines(n: &NodeHandle, req: Request<Body>, out: &mpsc::Sender<(Stri
     while let Some(frame) = incoming.frame().await {
         let frame = frame.map_err(|e| e.to_string())?;
         if let Ok(data) = frame.into_data() {
-            buf.extend_from_slice(&data);
-            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                let line = buf.split_to(pos + 1);
+            let overlong = lines.push(&data, &mut complete);
+            for line in complete.drain(..) {
                 if let Some(v) = send_line(&line) {
                     if !status.is_success() {
                         return Err(v.get("message").and_then(Value::as_str).map_or_else(|| v.to_string(), str::to_string));
@@ -201,9 +205,10 @@ async fn read_lines(n: &NodeHandle, req: Request<Body>, out: &mpsc::Sender<(Stri
                     let _ = out.send((n.name.clone(), Ok(v))).await;
                 }
             }
+            overlong.map_err(|e| e.to_string())?;
         }
     }
-    if let Some(v) = send_line(&buf) {
+    if let Some(v) = send_line(&lines.rest()) {
         if !status.is_success() {
             return Err(v.get("message").and_then(Value::as_str).map_or_else(|| v.to_string(), str::to_string));
         }

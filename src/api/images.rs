@@ -34,7 +34,7 @@ pub fn nodes_for(state: &ApiState, names: &Option<Vec<String>>) -> Vec<NodeHandl
 pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     let (query, node_names) = split_node_filter(ctx)?;
     let nodes = nodes_for(state, &node_names);
-    let answers = call_all(&nodes, Method::GET, |n| ctx.engine_path(n.api_version.as_deref(), "/images/json", Some(&query)), None, &HeaderMap::new(), state.config.limits.fanout_timeout).await;
+    let answers = call_all(&nodes, Method::GET, |n| ctx.engine_path(n.api_version.as_deref(), "/images/json", Some(&query)), None, &HeaderMap::new(), &state.config.limits).await;
     if !nodes.is_empty() && answers.iter().all(|a| !matches!(a, Ok((s, _)) if s.is_success())) {
         return Err(fanout::first_error(&answers));
     }
@@ -200,7 +200,7 @@ pub async fn by_name(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Res
         }
         _ => {
             // Tag and remove act on every engine that has the image.
-            let answers = call_all(&nodes, method.clone(), |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), None, &HeaderMap::new(), state.config.limits.fanout_timeout).await;
+            let answers = call_all(&nodes, method.clone(), |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), None, &HeaderMap::new(), &state.config.limits).await;
             let ok: Vec<&Bytes> = answers.iter().filter_map(|a| a.as_ref().ok()).filter(|(s, _)| s.is_success()).map(|(_, b)| b).collect();
             if ok.is_empty() {
                 return Err(fanout::first_error(&answers));

@@ -19,7 +19,7 @@ use crate::cluster::NodeHandle;
 pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     let (query, names) = super::images::split_node_filter(ctx)?;
     let nodes = nodes_for(state, &names);
-    let answers = call_all(&nodes, Method::GET, |n| ctx.engine_path(n.api_version.as_deref(), "/networks", Some(&query)), None, &HeaderMap::new(), state.config.limits.fanout_timeout).await;
+    let answers = call_all(&nodes, Method::GET, |n| ctx.engine_path(n.api_version.as_deref(), "/networks", Some(&query)), None, &HeaderMap::new(), &state.config.limits).await;
     let mut out: Vec<Value> = Vec::new();
     for (n, a) in nodes.iter().zip(&answers) {
         let Ok((s, bytes)) = a else { continue };
@@ -62,7 +62,7 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
         None => healthy(state)?,
     };
     let payload = Bytes::from(config.to_string());
-    let answers = call_all(&nodes, Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), "/networks/create"), Some(payload), &HeaderMap::new(), state.config.limits.fanout_timeout).await;
+    let answers = call_all(&nodes, Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), "/networks/create"), Some(payload), &HeaderMap::new(), &state.config.limits).await;
     if answers.iter().any(|a| !matches!(a, Ok((s, _)) if s.is_success())) {
         return Err(first_error(&answers));
     }
@@ -88,7 +88,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
             let c = state.cluster.find_container(&ident)?;
             config["Container"] = json!(c.id);
             let n = state.cluster.node(&c.node).ok_or_else(|| ApiError::internal("node left the cluster"))?;
-            let answers = call_all(&[n], Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), Some(Bytes::from(config.to_string())), &HeaderMap::new(), state.config.limits.fanout_timeout).await;
+            let answers = call_all(&[n], Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), Some(Bytes::from(config.to_string())), &HeaderMap::new(), &state.config.limits).await;
             match &answers[0] {
                 Ok((s, _)) if s.is_success() => {
                     let _ = state.cluster.refresh_container(&c.node, &c.id).await;
@@ -102,7 +102,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
                 Some(n) => vec![n],
                 None => healthy(state)?,
             };
-            let answers = call_all(&nodes, method.clone(), |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), None, &HeaderMap::new(), state.config.limits.fanout_timeout).await;
+            let answers = call_all(&nodes, method.clone(), |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), None, &HeaderMap::new(), &state.config.limits).await;
             let found: Vec<(&NodeHandle, &Bytes, StatusCode)> = nodes
                 .iter()
                 .zip(&answers)

@@ -18,7 +18,7 @@ use crate::cluster::NodeHandle;
 pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     let (query, names) = super::images::split_node_filter(ctx).map_err(|e| ApiError::bad_request(format!("error reading volume filters: {}", e.message)))?;
     let nodes = nodes_for(state, &names);
-    let answers = call_all(&nodes, Method::GET, |n| ctx.engine_path(n.api_version.as_deref(), "/volumes", Some(&query)), None, &HeaderMap::new(), state.config.limits.fanout_timeout).await;
+    let answers = call_all(&nodes, Method::GET, |n| ctx.engine_path(n.api_version.as_deref(), "/volumes", Some(&query)), None, &HeaderMap::new(), &state.config.limits).await;
     let mut volumes: Vec<Value> = Vec::new();
     let mut warnings: Vec<Value> = Vec::new();
     for (n, a) in nodes.iter().zip(&answers) {
@@ -62,7 +62,7 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
         None => healthy(state)?,
     };
     let payload = Bytes::from(config.to_string());
-    let answers = call_all(&nodes, Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), "/volumes/create"), Some(payload), &HeaderMap::new(), state.config.limits.fanout_timeout).await;
+    let answers = call_all(&nodes, Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), "/volumes/create"), Some(payload), &HeaderMap::new(), &state.config.limits).await;
     if answers.iter().any(|a| !matches!(a, Ok((s, _)) if s.is_success())) {
         return Err(first_error(&answers));
     }
@@ -85,7 +85,7 @@ pub async fn by_name(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Res
         None => healthy(state)?,
     };
     let path = format!("/volumes/{}", encode_segment(&name));
-    let answers = call_all(&nodes, method.clone(), |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), None, &HeaderMap::new(), state.config.limits.fanout_timeout).await;
+    let answers = call_all(&nodes, method.clone(), |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), None, &HeaderMap::new(), &state.config.limits).await;
     let found: Vec<(&NodeHandle, &Bytes)> =
         nodes.iter().zip(&answers).filter_map(|(n, a)| a.as_ref().ok().filter(|(s, _)| s.is_success()).map(|(_, b)| (n, b))).collect();
     if found.is_empty() {

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
 use http::{Method, Request};
 use http_body_util::BodyExt;
 use rand::Rng;
@@ -109,21 +108,22 @@ async fn event_loop(cluster: &Cluster, key: &str) {
             cluster.record(key, Err(&e));
         }
         let mut body = resp.into_body();
-        let mut buf = BytesMut::new();
+        let mut lines = body::Lines::new(body::MAX_ENGINE_LINE_BYTES);
+        let mut complete = Vec::new();
         let ended = loop {
             match body.frame().await {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        buf.extend_from_slice(&data);
-                        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                            let line = buf.split_to(pos + 1);
-                            match serde_json::from_slice(&line[..pos]) {
+                        // An overlong line is dropped; the refresh that follows a reconnect,
+                        // or the next periodic one, repairs what it said.
+                        if let Err(e) = lines.push(&data, &mut complete) {
+                            warn!(addr = %key, error = %e, "Engine event dropped.");
+                        }
+                        for line in complete.drain(..) {
+                            match serde_json::from_slice(line.trim_ascii_end()) {
                                 Ok(event) => cluster.apply_event(key, event).await,
                                 Err(e) => debug!(addr = %key, error = %e, "Unreadable engine event."),
                             }
-                        }
-                        if buf.remaining() > 1 << 20 {
-                            buf.clear();
                         }
                     }
                 }
