@@ -271,6 +271,7 @@ impl App {
             _ => Arc::new(crate::store::LocalStore::default()),
         };
         let config_max_upload = config.limits.max_upload_bytes;
+        let config_max_upload_total = config.limits.max_upload_total_bytes;
         let control_auth = config.cluster_secret.as_ref().map(|s| s.verifier(config.control_auth_window));
         let served_token = match &config.discovery {
             DiscoveryUrl::Token(rest) => Some(discovery::token::TokenUrl::parse(rest).token),
@@ -307,6 +308,7 @@ impl App {
             leadership,
             leader_client: Default::default(),
             tls,
+            uploads: crate::body::UploadMemory::new(config_max_upload_total),
         });
         Ok(App { state, orchestrator, raft, store, listeners, tracker, cancel, fence })
     }

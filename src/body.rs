@@ -88,6 +88,69 @@ where
     Ok(buf.freeze())
 }
 
+/// What every upload buffered at once may hold together (`docker load` and `import` archives
+/// are read whole, to be sent to every engine), counted in MiB.
+#[derive(Debug, Clone)]
+pub struct UploadMemory {
+    mib: std::sync::Arc<tokio::sync::Semaphore>,
+    total: u64,
+}
+
+/// An upload's bytes, and its share of [`UploadMemory`] until the last copy is dropped.
+struct HeldUpload {
+    data: Vec<u8>,
+    _share: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for HeldUpload {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+const MIB: u64 = 1 << 20;
+
+impl UploadMemory {
+    /// A memory of `total` bytes (rounded up to MiB).
+    pub fn new(total: u64) -> UploadMemory {
+        let mib = usize::try_from(total.div_ceil(MIB)).unwrap_or(usize::MAX).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        UploadMemory { mib: std::sync::Arc::new(tokio::sync::Semaphore::new(mib)), total }
+    }
+
+    /// Reads a whole upload of at most `limit` bytes; its size stays taken from this memory
+    /// until every copy of the returned bytes is dropped (sent to every engine).
+    pub async fn collect<B>(&self, body: B, limit: u64) -> Result<Bytes, CollectError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        let mut body = body;
+        let mut data = Vec::new();
+        let mut share = self.mib.clone().try_acquire_owned().map_err(|_| CollectError::UploadsFull { total: self.total })?;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| CollectError::Read(e.into()))?;
+            if let Ok(chunk) = frame.into_data() {
+                let len = (data.len() + chunk.len()) as u64;
+                if len > limit {
+                    return Err(CollectError::TooLarge { limit });
+                }
+                let needed = len.div_ceil(MIB).max(1) as usize;
+                if needed > share.num_permits() {
+                    let more = self.mib.clone().try_acquire_many_owned((needed - share.num_permits()) as u32);
+                    share.merge(more.map_err(|_| CollectError::UploadsFull { total: self.total })?);
+                }
+                data.extend_from_slice(&chunk);
+            }
+        }
+        Ok(Bytes::from_owner(HeldUpload { data, _share: share }))
+    }
+
+    /// MiB free now.
+    pub fn free_mib(&self) -> usize {
+        self.mib.available_permits()
+    }
+}
+
 /// A body that could not be read whole.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -101,6 +164,12 @@ pub enum CollectError {
     /// More than the bytes shared with other reads.
     #[error("the answers to one call exceed the shared limit of {total} bytes")]
     OverBudget {
+        /// The shared limit.
+        total: u64,
+    },
+    /// The uploads being buffered hold all the memory they may share.
+    #[error("uploads in progress already hold the {total} bytes they may share (--api-max-upload-total-bytes); try again")]
+    UploadsFull {
         /// The shared limit.
         total: u64,
     },
@@ -168,6 +237,22 @@ mod tests {
         assert_eq!(collect_within(six(), 100, Some(&budget)).await.unwrap(), Bytes::from_static(b"123456"));
         assert!(matches!(collect_within(six(), 100, Some(&budget)).await, Err(CollectError::OverBudget { total: 10 })));
         assert!(matches!(collect_within(six(), 5, None).await, Err(CollectError::TooLarge { limit: 5 })));
+    }
+
+    #[tokio::test]
+    async fn uploads_share_their_memory_until_every_copy_is_gone() {
+        let memory = UploadMemory::new(3 << 20);
+        let two_mib = || Full::new(Bytes::from(vec![7u8; 2 << 20]));
+        let first = memory.collect(two_mib(), 4 << 20).await.unwrap();
+        let copy = first.clone();
+        assert_eq!(memory.free_mib(), 1);
+        assert!(matches!(memory.collect(two_mib(), 4 << 20).await, Err(CollectError::UploadsFull { .. })));
+        assert_eq!(memory.free_mib(), 1, "a refused upload gives back what it took");
+        drop(first);
+        assert_eq!(memory.free_mib(), 1);
+        drop(copy);
+        assert_eq!(memory.free_mib(), 3);
+        assert_eq!(memory.collect(two_mib(), 4 << 20).await.unwrap().len(), 2 << 20);
     }
 
     #[test]

@@ -252,6 +252,10 @@ pub struct ManageArgs {
     /// Largest upload the manager buffers to fan out (image load and import), in bytes.
     #[arg(long = "api-max-upload-bytes", default_value_t = 1024 * 1024 * 1024)]
     pub api_max_upload_bytes: u64,
+    /// Most bytes all the uploads buffered at once may hold together (at least
+    /// --api-max-upload-bytes); past it an upload is answered 503.
+    #[arg(long = "api-max-upload-total-bytes", default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub api_max_upload_total_bytes: u64,
     /// How long a client may take to send a request's headers, and how long a kept-alive
     /// connection may sit idle between requests.
     #[arg(long = "api-header-timeout", default_value = "30s")]

@@ -108,6 +108,8 @@ pub struct Limits {
     pub fanout_timeout: Duration,
     /// Most bytes of all the engines' answers to one such call, together.
     pub fanout_max_bytes: u64,
+    /// Most bytes every upload buffered at once may hold together.
+    pub max_upload_total_bytes: u64,
 }
 
 impl Default for Limits {
@@ -122,6 +124,7 @@ impl Default for Limits {
             max_connections: 4096,
             fanout_timeout: Duration::from_secs(300),
             fanout_max_bytes: 1 << 30,
+            max_upload_total_bytes: 2 << 30,
         }
     }
 }
@@ -371,6 +374,7 @@ impl TryFrom<&ManageArgs> for ManageConfig {
                 max_connections: a.api_max_connections.max(1),
                 fanout_timeout: positive(parse_duration(&a.engine_fanout_timeout)?, "--engine-fanout-timeout")?,
                 fanout_max_bytes: a.engine_fanout_max_bytes.max(1 << 20),
+                max_upload_total_bytes: a.api_max_upload_total_bytes.max(a.api_max_upload_bytes),
                 ..Limits::default()
             },
             experimental: false,

@@ -96,7 +96,7 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
     let nodes = healthy(state)?;
     let headers = auth_headers(&req);
     let upload = if ctx.query.get("fromSrc") == Some("-") {
-        Some(body::collect_limited(req.into_body(), state.config.limits.max_upload_bytes).await.map_err(upload_error)?)
+        Some(state.uploads.collect(req.into_body(), state.config.limits.max_upload_bytes).await.map_err(upload_error)?)
     } else {
         None
     };
@@ -119,7 +119,7 @@ fn upload_error(e: crate::body::CollectError) -> ApiError {
 pub async fn load(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let nodes = healthy(state)?;
     let headers = auth_headers(&req);
-    let archive = body::collect_limited(req.into_body(), state.config.limits.max_upload_bytes).await.map_err(upload_error)?;
+    let archive = state.uploads.collect(req.into_body(), state.config.limits.max_upload_bytes).await.map_err(upload_error)?;
     Ok(stream_all(state, nodes, Merge::Dedupe, |n| {
         request(n, Method::POST, &ctx.engine_path_same_query(n.api_version.as_deref(), "/images/load"), &headers, Some(archive.clone()))
     }))

@@ -71,6 +71,8 @@ pub struct StateInner {
     pub leader_client: parking_lot::Mutex<Option<(String, crate::transport::EngineClient)>>,
     /// `--tls`/`--tlsverify`: the API front serves TLS, and calls to managers use it.
     pub tls: Option<crate::tls::Tls>,
+    /// What buffered uploads may hold together.
+    pub uploads: crate::body::UploadMemory,
 }
 
 impl std::ops::Deref for ApiState {

@@ -110,3 +110,33 @@ fn slow_idle_and_oversized_clients_are_cut_and_bounded() {
     }
     assert_eq!(http(&m.addr, "GET", "/_ping", None).0, 200);
 }
+
+#[test]
+fn uploads_buffered_at_once_share_one_memory_bound() {
+    use std::io::Write;
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    let es = engines(&[("node-1", &[])]);
+    let m = Manager::start(&nodes_url(&es), &["--api-max-upload-bytes", "3145728", "--api-max-upload-total-bytes", "4194304"]);
+    m.wait_healthy(1);
+    let mib = |n: usize| vec![b'x'; n << 20];
+    // One archive over the per-upload limit: 413.
+    let (status, _, body) = http(&m.addr, "POST", "/v1.41/images/load", Some(&mib(4)));
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    // A slow client holds 3 MiB of the 4 it may share with others...
+    let mut slow = TcpStream::connect(&m.addr).unwrap();
+    slow.write_all(b"POST /v1.41/images/load HTTP/1.1\r\nHost: swarm\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+    slow.write_all(format!("{:x}\r\n", 3 << 20).as_bytes()).unwrap();
+    slow.write_all(&mib(3)).unwrap();
+    slow.write_all(b"\r\n").unwrap();
+    // ...so a second upload of 2 MiB is refused at once, in Docker's shape.
+    wait_until(Duration::from_secs(10), "the second upload is refused", || {
+        let (status, _, body) = http(&m.addr, "POST", "/v1.41/images/load", Some(&mib(2)));
+        status == 503 && String::from_utf8_lossy(&body).contains("--api-max-upload-total-bytes")
+    });
+    // The slow client leaves: its share comes back.
+    drop(slow);
+    wait_until(Duration::from_secs(10), "the memory is free again", || http(&m.addr, "POST", "/v1.41/images/load", Some(&mib(2))).0 != 503);
+    assert_eq!(http(&m.addr, "GET", "/_ping", None).0, 200);
+}
