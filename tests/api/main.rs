@@ -9,6 +9,7 @@ mod t30_streams;
 mod t40_images;
 mod t50_networks_volumes;
 mod t60_bad_input;
+mod t65_hostile_input;
 mod t70_clients;
 mod t80_tls;
 mod t90_issue_002_seed_walkthrough;
