@@ -27,6 +27,20 @@ pub fn incoming(body: Incoming) -> Body {
     body.map_err(BoxError::from).boxed_unsync()
 }
 
+/// A body streamed through unchanged until `cut` resolves; then it fails with `why`, so that
+/// the client's connection breaks rather than reads a clean but short end.
+pub fn incoming_until(body: Incoming, cut: impl std::future::Future<Output = ()> + Send + 'static, why: &'static str) -> Body {
+    let cut: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(cut);
+    let frames = stream::unfold((body, Some(cut)), move |(mut body, cut)| async move {
+        let mut cut = cut?;
+        tokio::select! {
+            frame = body.frame() => frame.map(|f| (f.map_err(BoxError::from), (body, Some(cut)))),
+            _ = &mut cut => Some((Err(BoxError::from(why)), (body, None))),
+        }
+    });
+    StreamBody::new(frames).boxed_unsync()
+}
+
 /// A body fed by a channel: each message is sent as one chunk as soon as it arrives, which is
 /// what `docker events` and docker-py's chunked readers expect.
 pub fn channel(rx: mpsc::Receiver<Bytes>) -> Body {

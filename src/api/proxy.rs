@@ -63,12 +63,51 @@ pub async fn forward_counted(
     }
     let mutation = to_engine && !matches!(*upstream_req.method(), Method::GET | Method::HEAD);
     let method = upstream_req.method().clone();
-    let resp = client.send(upstream_req).await?;
+    let key = client.addr().to_string();
+    let resp = tokio::select! {
+        resp = client.send(upstream_req) => resp?,
+        // Only the engine's health bounds the wait: a `stop -t 600` or a `wait` may take as
+        // long as the container does, but not longer than the engine lives.
+        _ = engine_lost(state, &key), if to_engine => {
+            return Err(crate::transport::EngineError::Unreachable {
+                addr: key,
+                source: "the engine turned Unhealthy while this request waited for its answer (it may or may not have been applied)".into(),
+            }
+            .into());
+        }
+    };
     if mutation {
         // Who changed what, under which term: evidence for audits and the chaos checker.
         tracing::info!(target: "swarm::mutation", term = ?state.leadership.acting_term(), engine = %client.addr(), %method, path = path_and_query, status = resp.status().as_u16(), "Engine changed.");
     }
-    Ok(streamed(resp))
+    if !to_engine {
+        return Ok(streamed(resp));
+    }
+    // A body that streams as long as the container lives (`wait`, `logs -f`) ends with the
+    // engine's health too.
+    let (state, why) = (state.clone(), "the engine turned Unhealthy while this answer streamed");
+    let (mut parts, incoming) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers, false);
+    Ok(Response::from_parts(parts, body::incoming_until(incoming, async move { engine_lost(&state, &key).await }, why)))
+}
+
+/// How often a request waiting for an engine's answer checks that engine's health.
+const HEALTH_WATCH_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Resolves once the engine at `key` is Unhealthy or has left discovery; never for an engine
+/// the manager does not know.
+async fn engine_lost(state: &ApiState, key: &str) {
+    if state.cluster.node(key).is_none() {
+        return std::future::pending().await;
+    }
+    loop {
+        // Most answers are done before the first look.
+        tokio::time::sleep(HEALTH_WATCH_PERIOD).await;
+        match state.cluster.node(key) {
+            Some(n) if n.state != crate::cluster::NodeState::Unhealthy => {}
+            _ => return,
+        }
+    }
 }
 
 /// An engine's response, its body streamed frame by frame.

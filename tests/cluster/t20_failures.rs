@@ -14,6 +14,9 @@ fn a_hung_engine_turns_unhealthy_and_calls_to_it_fail_clearly() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    // A call that waits on the engine for as long as the container runs.
+    let addr = m.addr.clone();
+    let waiting = std::thread::spawn(move || http_within(&addr, "POST", "/v1.41/containers/h1/wait", None, Duration::from_secs(120)));
     std::thread::sleep(Duration::from_millis(300));
     es[0].freeze();
     let frozen = Instant::now();
@@ -23,6 +26,11 @@ fn a_hung_engine_turns_unhealthy_and_calls_to_it_fail_clearly() {
     assert!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["message"].is_string());
     wait_until(Duration::from_secs(20), "node-1 is Unhealthy", || m.node_states().iter().any(|(n, s)| n == "node-1" && s == "Unhealthy"));
     eprintln!("hung engine Unhealthy after {:?}", frozen.elapsed());
+    // The waiting call ends with the engine's health, not with the container (300 s): its
+    // headers came before the freeze, its body is cut without an exit status.
+    let (_, _, body) = waiting.join().unwrap();
+    assert!(frozen.elapsed() < Duration::from_secs(30), "the wait was held {:?}", frozen.elapsed());
+    assert!(!String::from_utf8_lossy(&body).contains("StatusCode"), "{}", String::from_utf8_lossy(&body));
     // New work goes to the healthy node.
     m.docker(&["run", "-d", "--name", "h2", "busybox", "sleep", "300"]);
     assert!(m.docker(&["ps", "--format", "{{.Names}}"]).contains("node-2/h2"));
