@@ -272,6 +272,7 @@ impl App {
         };
         let config_max_upload = config.limits.max_upload_bytes;
         let config_max_upload_total = config.limits.max_upload_total_bytes;
+        let config_max_body_total = config.limits.max_body_total_bytes;
         let control_auth = config.cluster_secret.as_ref().map(|s| s.verifier(config.control_auth_window));
         let served_token = match &config.discovery {
             DiscoveryUrl::Token(rest) => Some(discovery::token::TokenUrl::parse(rest).token),
@@ -308,7 +309,8 @@ impl App {
             leadership,
             leader_client: Default::default(),
             tls,
-            uploads: crate::body::UploadMemory::new(config_max_upload_total),
+            uploads: crate::body::BodyMemory::new(config_max_upload_total, 1 << 20, "--api-max-upload-total-bytes"),
+            bodies: crate::body::BodyMemory::new(config_max_body_total, 1 << 10, "--api-max-body-total-bytes"),
         });
         Ok(App { state, orchestrator, raft, store, listeners, tracker, cancel, fence })
     }

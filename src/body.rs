@@ -102,15 +102,18 @@ where
     Ok(buf.freeze())
 }
 
-/// What every upload buffered at once may hold together (`docker load` and `import` archives
-/// are read whole, to be sent to every engine), counted in MiB.
+/// What the request bodies buffered at once may hold together, counted in units (KiB for JSON
+/// bodies, MiB for `docker load` and `import` archives, read whole to be sent to every engine).
 #[derive(Debug, Clone)]
-pub struct UploadMemory {
-    mib: std::sync::Arc<tokio::sync::Semaphore>,
+pub struct BodyMemory {
+    units: std::sync::Arc<tokio::sync::Semaphore>,
+    unit: u64,
     total: u64,
+    /// The flag that sets `total`, for the error.
+    flag: &'static str,
 }
 
-/// An upload's bytes, and its share of [`UploadMemory`] until the last copy is dropped.
+/// A body's bytes, and its share of a [`BodyMemory`] until the last copy is dropped.
 struct HeldUpload {
     data: Vec<u8>,
     _share: tokio::sync::OwnedSemaphorePermit,
@@ -122,17 +125,15 @@ impl AsRef<[u8]> for HeldUpload {
     }
 }
 
-const MIB: u64 = 1 << 20;
-
-impl UploadMemory {
-    /// A memory of `total` bytes (rounded up to MiB).
-    pub fn new(total: u64) -> UploadMemory {
-        let mib = usize::try_from(total.div_ceil(MIB)).unwrap_or(usize::MAX).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
-        UploadMemory { mib: std::sync::Arc::new(tokio::sync::Semaphore::new(mib)), total }
+impl BodyMemory {
+    /// A memory of `total` bytes, counted in `unit`s (rounded up), set by `flag`.
+    pub fn new(total: u64, unit: u64, flag: &'static str) -> BodyMemory {
+        let units = usize::try_from(total.div_ceil(unit)).unwrap_or(usize::MAX).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        BodyMemory { units: std::sync::Arc::new(tokio::sync::Semaphore::new(units)), unit, total, flag }
     }
 
-    /// Reads a whole upload of at most `limit` bytes; its size stays taken from this memory
-    /// until every copy of the returned bytes is dropped (sent to every engine).
+    /// Reads a whole body of at most `limit` bytes; its size stays taken from this memory
+    /// until every copy of the returned bytes is dropped (an archive: sent to every engine).
     pub async fn collect<B>(&self, body: B, limit: u64) -> Result<Bytes, CollectError>
     where
         B: hyper::body::Body<Data = Bytes> + Unpin,
@@ -140,7 +141,8 @@ impl UploadMemory {
     {
         let mut body = body;
         let mut data = Vec::new();
-        let mut share = self.mib.clone().try_acquire_owned().map_err(|_| CollectError::UploadsFull { total: self.total })?;
+        let full = || CollectError::MemoryFull { total: self.total, flag: self.flag };
+        let mut share = self.units.clone().try_acquire_owned().map_err(|_| full())?;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| CollectError::Read(e.into()))?;
             if let Ok(chunk) = frame.into_data() {
@@ -148,10 +150,10 @@ impl UploadMemory {
                 if len > limit {
                     return Err(CollectError::TooLarge { limit });
                 }
-                let needed = len.div_ceil(MIB).max(1) as usize;
+                let needed = usize::try_from(len.div_ceil(self.unit)).unwrap_or(usize::MAX).max(1);
                 if needed > share.num_permits() {
-                    let more = self.mib.clone().try_acquire_many_owned((needed - share.num_permits()) as u32);
-                    share.merge(more.map_err(|_| CollectError::UploadsFull { total: self.total })?);
+                    let more = u32::try_from(needed - share.num_permits()).map_err(|_| full())?;
+                    share.merge(self.units.clone().try_acquire_many_owned(more).map_err(|_| full())?);
                 }
                 data.extend_from_slice(&chunk);
             }
@@ -159,9 +161,9 @@ impl UploadMemory {
         Ok(Bytes::from_owner(HeldUpload { data, _share: share }))
     }
 
-    /// MiB free now.
-    pub fn free_mib(&self) -> usize {
-        self.mib.available_permits()
+    /// Units free now.
+    pub fn free_units(&self) -> usize {
+        self.units.available_permits()
     }
 }
 
@@ -181,11 +183,13 @@ pub enum CollectError {
         /// The shared limit.
         total: u64,
     },
-    /// The uploads being buffered hold all the memory they may share.
-    #[error("uploads in progress already hold the {total} bytes they may share (--api-max-upload-total-bytes); try again")]
-    UploadsFull {
+    /// The bodies being buffered hold all the memory they may share.
+    #[error("requests in progress already hold the {total} bytes their bodies may share ({flag}); try again")]
+    MemoryFull {
         /// The shared limit.
         total: u64,
+        /// The flag that sets it.
+        flag: &'static str,
     },
     /// The peer failed mid-body.
     #[error("failed to read body")]
@@ -255,17 +259,17 @@ mod tests {
 
     #[tokio::test]
     async fn uploads_share_their_memory_until_every_copy_is_gone() {
-        let memory = UploadMemory::new(3 << 20);
+        let memory = BodyMemory::new(3 << 20, 1 << 20, "--x");
         let two_mib = || Full::new(Bytes::from(vec![7u8; 2 << 20]));
         let first = memory.collect(two_mib(), 4 << 20).await.unwrap();
         let copy = first.clone();
-        assert_eq!(memory.free_mib(), 1);
-        assert!(matches!(memory.collect(two_mib(), 4 << 20).await, Err(CollectError::UploadsFull { .. })));
-        assert_eq!(memory.free_mib(), 1, "a refused upload gives back what it took");
+        assert_eq!(memory.free_units(), 1);
+        assert!(matches!(memory.collect(two_mib(), 4 << 20).await, Err(CollectError::MemoryFull { .. })));
+        assert_eq!(memory.free_units(), 1, "a refused upload gives back what it took");
         drop(first);
-        assert_eq!(memory.free_mib(), 1);
+        assert_eq!(memory.free_units(), 1);
         drop(copy);
-        assert_eq!(memory.free_mib(), 3);
+        assert_eq!(memory.free_units(), 3);
         assert_eq!(memory.collect(two_mib(), 4 << 20).await.unwrap().len(), 2 << 20);
     }
 

@@ -256,6 +256,13 @@ pub struct ManageArgs {
     /// --api-max-upload-bytes); past it an upload is answered 503.
     #[arg(long = "api-max-upload-total-bytes", default_value_t = 2 * 1024 * 1024 * 1024)]
     pub api_max_upload_total_bytes: u64,
+    /// Most bytes all the JSON bodies buffered at once may hold together (at least
+    /// --api-max-body-bytes); past it a request is answered 503.
+    #[arg(long = "api-max-body-total-bytes", default_value_t = 256 * 1024 * 1024)]
+    pub api_max_body_total_bytes: u64,
+    /// Time a client has to send a JSON body (create, network and volume create); past it: 408.
+    #[arg(long = "api-body-timeout", default_value = "60s")]
+    pub api_body_timeout: String,
     /// How long a client may take to send a request's headers, and how long a kept-alive
     /// connection may sit idle between requests.
     #[arg(long = "api-header-timeout", default_value = "30s")]

@@ -110,6 +110,10 @@ pub struct Limits {
     pub fanout_max_bytes: u64,
     /// Most bytes every upload buffered at once may hold together.
     pub max_upload_total_bytes: u64,
+    /// Most bytes every JSON body buffered at once may hold together.
+    pub max_body_total_bytes: u64,
+    /// Time a client has to send a JSON body.
+    pub body_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -125,6 +129,8 @@ impl Default for Limits {
             fanout_timeout: Duration::from_secs(300),
             fanout_max_bytes: 1 << 30,
             max_upload_total_bytes: 2 << 30,
+            max_body_total_bytes: 256 << 20,
+            body_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -375,6 +381,8 @@ impl TryFrom<&ManageArgs> for ManageConfig {
                 fanout_timeout: positive(parse_duration(&a.engine_fanout_timeout)?, "--engine-fanout-timeout")?,
                 fanout_max_bytes: a.engine_fanout_max_bytes.max(1 << 20),
                 max_upload_total_bytes: a.api_max_upload_total_bytes.max(a.api_max_upload_bytes),
+                max_body_total_bytes: a.api_max_body_total_bytes.max(a.api_max_body_bytes),
+                body_timeout: positive(parse_duration(&a.api_body_timeout)?, "--api-body-timeout")?,
                 ..Limits::default()
             },
             experimental: false,

@@ -42,7 +42,7 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
         }
     }
     let auth = req.headers().get("x-registry-auth").cloned();
-    let raw = body::collect_limited(req.into_body(), state.config.limits.max_body_bytes).await?;
+    let raw = state.read_body(req.into_body()).await?;
     let config: Map<String, Value> = match serde_json::from_slice(&raw) {
         Ok(Value::Object(m)) => m,
         Ok(_) => return Err(ApiError::bad_request("container config must be a JSON object")),

@@ -92,7 +92,7 @@ impl From<CollectError> for ApiError {
             ),
             CollectError::Read(e) => ApiError::bad_request(format!("failed to read request body: {e}")),
             CollectError::OverBudget { .. } => ApiError::internal(e.to_string()),
-            CollectError::UploadsFull { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            CollectError::MemoryFull { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         }
     }
 }

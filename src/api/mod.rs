@@ -71,8 +71,10 @@ pub struct StateInner {
     pub leader_client: parking_lot::Mutex<Option<(String, crate::transport::EngineClient)>>,
     /// `--tls`/`--tlsverify`: the API front serves TLS, and calls to managers use it.
     pub tls: Option<crate::tls::Tls>,
-    /// What buffered uploads may hold together.
-    pub uploads: crate::body::UploadMemory,
+    /// What buffered archives (`docker load`, `import`) may hold together.
+    pub uploads: crate::body::BodyMemory,
+    /// What buffered JSON bodies may hold together.
+    pub bodies: crate::body::BodyMemory,
 }
 
 impl std::ops::Deref for ApiState {
@@ -86,6 +88,19 @@ impl ApiState {
     /// Bundles the parts.
     pub fn new(inner: StateInner) -> Self {
         ApiState { inner: Arc::new(inner) }
+    }
+
+    /// Reads a client's JSON body: at most `--api-max-body-bytes`, within `--api-body-timeout`,
+    /// its size taken from what bodies share (`--api-max-body-total-bytes`) while it is held.
+    pub async fn read_body(&self, body: Incoming) -> Result<bytes::Bytes, ApiError> {
+        let limits = &self.config.limits;
+        match tokio::time::timeout(limits.body_timeout, self.bodies.collect(body, limits.max_body_bytes)).await {
+            Ok(read) => Ok(read?),
+            Err(_) => Err(ApiError::new(
+                http::StatusCode::REQUEST_TIMEOUT,
+                format!("request body not received within {:?} (--api-body-timeout)", limits.body_timeout),
+            )),
+        }
     }
 
     /// The API version the manager advertises: the lowest of its engines'.

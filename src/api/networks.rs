@@ -50,7 +50,7 @@ fn target<'a>(state: &ApiState, segs: &'a [String]) -> (Option<NodeHandle>, &'a 
 
 /// `POST /networks/create`: on `node/name`'s node, or on every healthy node.
 pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let raw = body::collect_limited(req.into_body(), state.config.limits.max_body_bytes).await?;
+    let raw = state.read_body(req.into_body()).await?;
     let mut config: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(super::error::go_json_error(&e)))?;
     let name = config["Name"].as_str().unwrap_or_default().to_string();
     let nodes = match name.split_once('/') {
@@ -82,7 +82,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
     }
     match (&method, action) {
         (&Method::POST, Some("connect" | "disconnect")) => {
-            let raw = body::collect_limited(req.into_body(), state.config.limits.max_body_bytes).await?;
+            let raw = state.read_body(req.into_body()).await?;
             let mut config: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
             let ident = config["Container"].as_str().unwrap_or_default().to_string();
             let c = state.cluster.find_container(&ident)?;

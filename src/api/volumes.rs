@@ -51,7 +51,7 @@ fn split(state: &ApiState, name: &str) -> Result<(Option<NodeHandle>, String), A
 
 /// `POST /volumes/create`.
 pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let raw = body::collect_limited(req.into_body(), state.config.limits.max_body_bytes).await?;
+    let raw = state.read_body(req.into_body()).await?;
     let mut config: Value = if raw.is_empty() { json!({}) } else { serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(super::error::go_json_error(&e)))? };
     let (node, short) = split(state, config["Name"].as_str().unwrap_or_default())?;
     let nodes = match node {

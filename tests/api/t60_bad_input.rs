@@ -49,7 +49,7 @@ fn slow_idle_and_oversized_clients_are_cut_and_bounded() {
     use std::time::{Duration, Instant};
 
     // No engine is needed to talk to the front: discovery names a closed port.
-    let m = Manager::start("nodes://127.0.0.1:9", &["--api-header-timeout", "1s", "--api-max-connections", "20", "--api-max-header-bytes", "65536"]);
+    let m = Manager::start("nodes://127.0.0.1:9", &["--api-header-timeout", "1s", "--api-max-connections", "20", "--api-max-header-bytes", "65536", "--api-body-timeout", "1s"]);
     let connect = || {
         let s = TcpStream::connect(&m.addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -96,6 +96,15 @@ fn slow_idle_and_oversized_clients_are_cut_and_bounded() {
     let mut answer = String::new();
     let _ = big.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    // A body that never finishes: 408 after the body timeout, in Docker's shape.
+    let mut trickle = connect();
+    trickle.write_all(b"POST /v1.41/volumes/create HTTP/1.1\r\nHost: swarm\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"Na").unwrap();
+    let started = Instant::now();
+    let mut answer = String::new();
+    let _ = trickle.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408") && answer.contains("--api-body-timeout"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 
     // Times no clock can hold: a window in the past answers at once, one beyond the clock's
     // range streams (no deadline); neither drops the connection or the manager.
