@@ -125,4 +125,16 @@ fn joins_lists_and_members_reach_tls_managers_through_the_kv_options() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
     assert!(!members(false).status.success(), "members answered without TLS");
+
+    // A Docker API client holding a certificate the CA signed is still not a manager: 403 on
+    // every control route, and nothing it asked for happens.
+    for (method, path) in [("POST", "/_swarm/raft/vote"), ("GET", "/_swarm/members"), ("DELETE", &*format!("/_swarm/members/{}", addrs[1])), ("PUT", "/_swarm/nodes/127.0.0.1:9?ttl=600"), ("GET", "/_swarm/nodes")] {
+        let o = run(Command::new(require("curl", "curl")).args(["-sS", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", method])
+            .args(["--cacert", &certs.file("ca.pem"), "--cert", &certs.file("cert.pem"), "--key", &certs.file("key.pem")])
+            .arg(format!("https://{}{path}", addrs[0])));
+        assert_eq!(stdout(&o), "403", "{method} {path} with a client certificate: {}", stderr(&o));
+        assert!(stderr(&o).contains("only managers"), "{}", stderr(&o));
+    }
+    assert_eq!(stdout(&members(true)).lines().count(), 3);
+    assert!(!stdout(&list(&opts)).contains("127.0.0.1:9"));
 }

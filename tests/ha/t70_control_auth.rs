@@ -83,8 +83,16 @@ fn only_managers_and_join_agents_reach_the_control_plane() {
     let (status, _, _) = http_with_headers(&g.addr(leader), "PUT", "/_swarm/nodes/127.0.0.1:8?ttl=600", &headers, None, BOUND);
     assert_eq!(status, 403);
 
+    // A fake engine's join agent with a token of its own never registers.
+    let dir = tempfile::tempdir().unwrap();
+    let forged = dir.path().join("token");
+    std::fs::write(&forged, "SWMJT-1-00000000000000000000000000000000000000000000000000000000000000").unwrap();
+    let _fake = Join::start_with("127.0.0.1:6", &g.swarm_url(), "1s", "30s", &["--join-token-file".into(), forged.display().to_string()]);
+    std::thread::sleep(Duration::from_secs(3));
+
     // What the group holds afterwards: three members, and only the registration signed by a
-    // join agent (127.0.0.1:9 was asked for only by refused callers).
+    // join agent (127.0.0.1:9 and the fake engine 127.0.0.1:6 were asked for only by refused
+    // callers).
     wait_until(BOUND, "the registration is listed", || swarm_list(&g.swarm_url()).contains(&"127.0.0.1:7".to_string()));
     assert_eq!(swarm_list(&g.swarm_url()), vec!["127.0.0.1:7".to_string()]);
     assert_eq!(g.members(leader).len(), 3, "{:?}", g.members(leader));
