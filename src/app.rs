@@ -197,10 +197,26 @@ pub struct App {
     fence: crate::leadership::etcd::Fence,
 }
 
-async fn bind(addr: &ListenAddr) -> Result<(String, Listener), RunError> {
+/// Binds a TCP listener whose accept queue holds `backlog` connections (the kernel caps it at
+/// `net.core.somaxconn`): with the default of 128, a burst of new clients overflows the queue
+/// and each dropped one waits a second for its SYN to be sent again.
+async fn bind_tcp(addr: &str, backlog: u32) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a).and_then(|()| socket.listen(backlog)) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")))
+}
+
+async fn bind(addr: &ListenAddr, backlog: u32) -> Result<(String, Listener), RunError> {
     match addr {
         ListenAddr::Tcp(a) => {
-            let l = TcpListener::bind(a.as_str()).await.map_err(|source| RunError::Bind {
+            let l = bind_tcp(a, backlog).await.map_err(|source| RunError::Bind {
                 addr: a.clone(),
                 hint: if source.kind() == std::io::ErrorKind::AddrInUse { ": is Docker already running on this machine?" } else { "" },
                 source,
@@ -223,7 +239,8 @@ impl App {
     pub async fn build(config: ManageConfig) -> Result<App, RunError> {
         let mut listeners = Vec::new();
         for addr in &config.listen {
-            listeners.push(bind(addr).await?);
+            let backlog = u32::try_from(config.limits.max_connections).unwrap_or(u32::MAX).clamp(128, 65_535);
+            listeners.push(bind(addr, backlog).await?);
         }
         let tls = match &config.tls {
             Some(files) => Some(crate::tls::Tls::load(files).map_err(|e| ConfigError(e.to_string()))?),
