@@ -30,6 +30,8 @@ pub struct Metrics {
     pub events_dropped: IntCounter,
     /// Client connections refused past `--api-max-connections`.
     pub refused_connections: IntCounter,
+    /// Connections that had sent nothing, closed to make room for new ones.
+    pub evicted_connections: IntCounter,
     /// Control-plane requests refused, by reason (`unsigned`, `replayed`, ...).
     pub control_refused: IntCounterVec,
     /// Time to response headers of requests a follower forwarded to the leader.
@@ -66,6 +68,7 @@ impl Metrics {
             node_transitions: IntCounterVec::new(opts("node_transitions_total", "Engine health transitions."), &["kind"])?,
             events_dropped: IntCounter::with_opts(opts("events_dropped_total", "Events a slow subscriber missed."))?,
             refused_connections: IntCounter::with_opts(opts("api_connections_refused_total", "Client connections refused past --api-max-connections."))?,
+            evicted_connections: IntCounter::with_opts(opts("api_connections_evicted_total", "Connections that had sent nothing, closed to make room for new ones."))?,
             control_refused: IntCounterVec::new(opts("control_requests_refused_total", "Control-plane requests refused, by reason."), &["reason"])?,
             rescheduled: IntCounter::with_opts(opts("containers_rescheduled_total", "Containers recreated after their node failed."))?,
             leader_proxy_duration: Histogram::with_opts(
@@ -85,6 +88,7 @@ impl Metrics {
         registry.register(Box::new(m.node_transitions.clone()))?;
         registry.register(Box::new(m.events_dropped.clone()))?;
         registry.register(Box::new(m.refused_connections.clone()))?;
+        registry.register(Box::new(m.evicted_connections.clone()))?;
         registry.register(Box::new(m.leader_proxy_duration.clone()))?;
         registry.register(Box::new(m.rescheduled.clone()))?;
         registry.register(Box::new(m.control_refused.clone()))?;

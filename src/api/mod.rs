@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod query;
 pub mod replica;
 pub mod router;
+pub mod slots;
 pub mod system;
 /// API version helpers live outside the front, for the cluster's use too.
 pub use crate::api_version as version;
@@ -123,7 +124,7 @@ pub enum Listener {
 pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationToken, tracker: TaskTracker) {
     let tls = state.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()));
     let limits = state.config.limits.clone();
-    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let slots = slots::Slots::new(limits.max_connections);
     let mut http = http1::Builder::new();
     // The timer is what makes hyper enforce the header timeout, which also closes a
     // kept-alive connection left idle that long.
@@ -142,17 +143,21 @@ pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationTo
                 continue;
             }
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
+        let Some((held, evicted)) = slots.take().await else {
             state.metrics.refused_connections.inc();
             tracker.spawn(refuse_busy(stream, limits.max_connections));
             continue;
         };
+        if evicted {
+            state.metrics.evicted_connections.inc();
+        }
         let state = state.clone();
         let shutdown = shutdown.clone();
         let tls = tls.clone();
         let http = http.clone();
         tracker.spawn(async move {
-            let _permit = permit;
+            let slot = held.slot.clone();
+            let _held = held;
             // The handshake runs here, not in the accept loop, so a slow client delays no one.
             let stream = match (tls, stream) {
                 (Some(acceptor), EngineStream::Tcp(tcp)) => match tokio::time::timeout(state.config.limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
@@ -163,7 +168,9 @@ pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationTo
                 (_, stream) => stream,
             };
             let link = Arc::new(replica::LeaderLink::default());
+            let used = slot.clone();
             let svc = service_fn(move |req| {
+                used.mark_used();
                 let (state, link) = (state.clone(), link.clone());
                 async move { Ok::<_, Infallible>(handle(state, req, &link).await) }
             });
@@ -172,6 +179,8 @@ pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationTo
             tokio::select! {
                 r = conn.as_mut() => if let Err(e) = r { debug!(error = %e, "Client connection ended."); },
                 _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+                // Closed to make room: it has sent nothing, so nothing is lost.
+                _ = slot.close.cancelled() => {}
             }
         });
     }

@@ -76,16 +76,29 @@ fn slow_idle_and_oversized_clients_are_cut_and_bounded() {
         assert!(closed_within(s, Duration::from_secs(5)), "a half-sent request was kept past the header timeout");
     }
 
-    // Twenty idle connections fill the front; the next one is told so, in Docker's shape.
-    let idle: Vec<TcpStream> = (0..20).map(|_| connect()).collect();
+    // Twenty connections that never send a thing fill the front; a new client still gets in:
+    // the oldest of them is closed to make room.
+    let mut idle: Vec<TcpStream> = (0..20).map(|_| connect()).collect();
     std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(http(&m.addr, "GET", "/_ping", None).0, 200);
+    assert!(closed_within(&mut idle[0], Duration::from_secs(1)), "the oldest idle connection was kept");
+    drop(idle);
+    // Twenty connections in use fill it for real: the next one is told so, in Docker's shape.
+    let mut used: Vec<TcpStream> = (0..20).map(|_| connect()).collect();
+    for s in &mut used {
+        s.write_all(b"GET /_ping HTTP/1.1\r\nHost: swarm\r\n\r\n").unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+    }
     let mut extra = connect();
     let mut answer = String::new();
     let _ = extra.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains(r#"{"message":"too many connections"#) && answer.contains("--api-max-connections"), "{answer}");
-    // Idle connections are cut after the header timeout too, which frees the front.
-    drop(idle);
+    // Kept-alive connections left idle are cut after the header timeout, which frees the front.
+    std::thread::sleep(Duration::from_secs(2));
+    drop(used);
     wait_until(Duration::from_secs(5), "the front serves again", || http(&m.addr, "GET", "/_ping", None).0 == 200);
 
     // A head well over --api-max-header-bytes (hyper checks between reads): 431, not a
