@@ -75,7 +75,7 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
         Command::Join(args) => join(JoinConfig::try_from(&args)?).await,
         Command::Members(args) => members(&args).await,
         Command::JoinToken(args) => {
-            let secret = crate::control::auth::ClusterSecret::read(std::path::Path::new(&args.cluster_secret_file)).map_err(ConfigError)?;
+            let secret = crate::auth::ClusterSecret::read(std::path::Path::new(&args.cluster_secret_file)).map_err(ConfigError)?;
             println!("{}", secret.join_token());
             Ok(())
         }
@@ -135,7 +135,7 @@ async fn members(args: &MembersArgs) -> Result<(), RunError> {
         Some(files) => Some(crate::tls::client_config(&files).map_err(|e| ConfigError(e.to_string()))?),
         None => None,
     };
-    let secret = crate::control::auth::ClusterSecret::read(std::path::Path::new(&args.cluster_secret_file)).map_err(ConfigError)?;
+    let secret = crate::auth::ClusterSecret::read(std::path::Path::new(&args.cluster_secret_file)).map_err(ConfigError)?;
     let headers = secret.manager_signer().headers(&method, &path, b"");
     // Adding waits for the new manager to catch up.
     let bound = Duration::from_secs(60);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cli::{JoinArgs, ListArgs, ManageArgs, TlsArgs};
-use crate::control::auth::{join_signer, ClusterSecret, Signer};
+use crate::auth::{join_signer, ClusterSecret, Signer};
 use crate::discovery::url::DiscoveryUrl;
 use crate::scheduler::{FilterKind, StrategyKind};
 

@@ -19,12 +19,15 @@ pub mod api;
 pub mod api_version;
 pub mod backoff;
 pub mod app;
+pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod discovery;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod etcd;
 pub mod leadership;
 pub mod metrics;

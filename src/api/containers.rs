@@ -17,7 +17,7 @@ use crate::orchestrator::CreateRequest;
 
 mod inspect;
 mod list;
-mod ps;
+pub(crate) mod ps;
 
 pub use list::list;
 

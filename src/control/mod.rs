@@ -2,10 +2,9 @@
 //! `/_swarm/raft/`, the node registry behind `swarm://` under `/_swarm/nodes`, membership under
 //! `/_swarm/members`) and the token discovery service (`/v1/clusters`). Apart from the Docker
 //! API: its own router, consulted before the Docker API's, so that one place decides who may
-//! use it (see `auth`): managers by the cluster secret, join agents by the join token, token
+//! use it (see `crate::auth`): managers by the cluster secret, join agents by the join token, token
 //! discovery by the token this manager serves. Docker API clients get 403.
 
-pub mod auth;
 pub mod registry;
 pub mod token;
 
@@ -15,7 +14,7 @@ use hyper::body::Incoming;
 use crate::body::{self, Body};
 use crate::leadership::raft::RaftNode;
 use crate::store::Store;
-use auth::{Checked, Refusal, Role, Verifier};
+use crate::auth::{Checked, Refusal, Role, Verifier};
 
 pub use token::TokenRegistry;
 

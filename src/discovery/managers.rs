@@ -11,7 +11,7 @@ use http::Method;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::control::auth::Signer;
+use crate::auth::Signer;
 use crate::tls::KvTls;
 use super::{DiscoveryError, DiscoveryEvent};
 use crate::transport::EngineClient;

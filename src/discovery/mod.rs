@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 pub use url::DiscoveryUrl;
 
-use crate::control::auth::Signer;
+use crate::auth::Signer;
 
 /// A discovery backend failed to produce entries.
 #[derive(Debug, thiserror::Error)]

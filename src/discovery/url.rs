@@ -13,6 +13,9 @@ pub enum UrlError {
         /// The entry as written.
         entry: String,
     },
+    /// Ranges that expand to more entries than a manager would ever serve.
+    #[error("the ranges expand to more than {MAX_EXPANDED_ENTRIES} entries")]
+    TooMany,
     /// The list has no entry.
     #[error("discovery URL \"{url}\" names no entry")]
     Empty {
@@ -129,6 +132,10 @@ impl DiscoveryUrl {
     }
 }
 
+/// Most entries ranges may expand to: far more engines than one manager serves, and a typo
+/// such as `[1:99999999]` fails instead of filling memory.
+pub const MAX_EXPANDED_ENTRIES: u64 = 100_000;
+
 /// Expands entries, each with at most one `[from:to]` numeric range, skipping blanks and
 /// `#` comments (the file format).
 pub fn expand_entries<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>, UrlError> {
@@ -145,6 +152,9 @@ pub fn expand_entries<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<Ve
                 let (from, to): (u64, u64) = (from.parse().map_err(|_| bad())?, to.parse().map_err(|_| bad())?);
                 if from > to {
                     return Err(bad());
+                }
+                if (to - from).saturating_add(out.len() as u64) >= MAX_EXPANDED_ENTRIES {
+                    return Err(UrlError::TooMany);
                 }
                 for n in from..=to {
                     out.push(format!("{}{}{}", &entry[..open], n, &entry[close + 1..]));
@@ -177,6 +187,8 @@ mod tests {
         assert_eq!(expand_entries(["h:[2:3]375"]).unwrap(), vec!["h:2375", "h:3375"]);
         assert!(expand_entries(["h:[3:2]"]).is_err());
         assert!(expand_entries(["h:[a:2]"]).is_err());
+        assert_eq!(expand_entries(["h:[1:18446744073709551615]"]).unwrap_err(), UrlError::TooMany);
+        assert_eq!(expand_entries(["h:[1:60000]", "g:[1:60000]"]).unwrap_err(), UrlError::TooMany);
     }
 
     #[test]

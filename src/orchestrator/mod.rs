@@ -10,7 +10,7 @@
 mod create;
 mod orphans;
 pub mod reschedule;
-mod spec;
+pub(crate) mod spec;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use http::{HeaderMap, Method};
-use swarm::control::auth::{join_signer, ClusterSecret, Signer};
+use swarm::auth::{join_signer, ClusterSecret, Signer};
 
 use crate::support::*;
 

@@ -124,7 +124,7 @@ pub fn secret_file() -> &'static str {
 
 /// Headers that sign `method path` (with no body) as a manager of the tests' clusters.
 pub fn manager_signed(method: &str, path: &str) -> Vec<(String, String)> {
-    let secret = swarm::control::auth::ClusterSecret::read(Path::new(secret_file())).expect("the tests' secret");
+    let secret = swarm::auth::ClusterSecret::read(Path::new(secret_file())).expect("the tests' secret");
     let method: http::Method = method.parse().expect("method");
     secret.manager_signer().headers(&method, path, b"").iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string())).collect()
 }

@@ -106,7 +106,7 @@ impl RaftNode {
     /// membership from the peers list; every member does so with the same list, which openraft
     /// allows, so start order does not matter.
     /// RPCs to peers go over TLS with `tls`.
-    pub async fn start(s: &RaftSettings, tls: Option<Arc<rustls::ClientConfig>>, signer: crate::control::auth::Signer) -> Result<RaftNode, RaftFailure> {
+    pub async fn start(s: &RaftSettings, tls: Option<Arc<rustls::ClientConfig>>, signer: crate::auth::Signer) -> Result<RaftNode, RaftFailure> {
         let storage = |source| RaftFailure::Storage { dir: s.data_dir.display().to_string(), source };
         let log = log::LogStore::open(&s.data_dir.join("raft")).map_err(storage)?;
         let sm = machine::Machine::open(&s.data_dir.join("raft")).map_err(storage)?;

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{codec, NodeId, TypeConfig};
-use crate::control::auth::Signer;
+use crate::auth::Signer;
 use crate::transport::{EngineClient, EngineError};
 
 /// Where Raft RPCs are served on every manager's listener.
