@@ -42,9 +42,15 @@ pub mod codec {
         bincode::serde::encode_to_vec(v, bincode::config::standard())
     }
 
+    /// Most bytes a decoded value may claim, all its strings and sequences together: without a
+    /// limit, a length prefix of 2^62 made bincode allocate before reading (a panic found by
+    /// fuzzing `raft_rpc`). Raft messages and snapshots are far smaller.
+    pub const MAX_DECODED_BYTES: usize = 256 << 20;
+
     /// Decodes a whole value.
     pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, bincode::error::DecodeError> {
-        bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map(|(v, _)| v)
+        let config = bincode::config::standard().with_limit::<MAX_DECODED_BYTES>();
+        bincode::serde::decode_from_slice(bytes, config).map(|(v, _)| v)
     }
 }
 
