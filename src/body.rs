@@ -107,6 +107,7 @@ where
 #[derive(Debug, Clone)]
 pub struct BodyMemory {
     units: std::sync::Arc<tokio::sync::Semaphore>,
+    capacity: usize,
     unit: u64,
     total: u64,
     /// The flag that sets `total`, for the error.
@@ -129,7 +130,7 @@ impl BodyMemory {
     /// A memory of `total` bytes, counted in `unit`s (rounded up), set by `flag`.
     pub fn new(total: u64, unit: u64, flag: &'static str) -> BodyMemory {
         let units = usize::try_from(total.div_ceil(unit)).unwrap_or(usize::MAX).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
-        BodyMemory { units: std::sync::Arc::new(tokio::sync::Semaphore::new(units)), unit, total, flag }
+        BodyMemory { units: std::sync::Arc::new(tokio::sync::Semaphore::new(units)), capacity: units, unit, total, flag }
     }
 
     /// Reads a whole body of at most `limit` bytes; its size stays taken from this memory
@@ -164,6 +165,11 @@ impl BodyMemory {
     /// Units free now.
     pub fn free_units(&self) -> usize {
         self.units.available_permits()
+    }
+
+    /// Bytes held now, in whole units.
+    pub fn held_bytes(&self) -> u64 {
+        (self.capacity.saturating_sub(self.free_units()) as u64).saturating_mul(self.unit)
     }
 }
 

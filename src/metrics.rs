@@ -32,6 +32,8 @@ pub struct Metrics {
     pub refused_connections: IntCounter,
     /// Connections that had sent nothing, closed to make room for new ones.
     pub evicted_connections: IntCounter,
+    /// Request bodies buffered now, by kind (`upload`, `json`), as their shared limits count them.
+    pub buffered_body_bytes: IntGaugeVec,
     /// Control-plane requests refused, by reason (`unsigned`, `replayed`, ...).
     pub control_refused: IntCounterVec,
     /// Time to response headers of requests a follower forwarded to the leader.
@@ -68,6 +70,7 @@ impl Metrics {
             node_transitions: IntCounterVec::new(opts("node_transitions_total", "Engine health transitions."), &["kind"])?,
             events_dropped: IntCounter::with_opts(opts("events_dropped_total", "Events a slow subscriber missed."))?,
             refused_connections: IntCounter::with_opts(opts("api_connections_refused_total", "Client connections refused past --api-max-connections."))?,
+            buffered_body_bytes: IntGaugeVec::new(opts("api_buffered_body_bytes", "Request bodies buffered now, by kind."), &["kind"])?,
             evicted_connections: IntCounter::with_opts(opts("api_connections_evicted_total", "Connections that had sent nothing, closed to make room for new ones."))?,
             control_refused: IntCounterVec::new(opts("control_requests_refused_total", "Control-plane requests refused, by reason."), &["reason"])?,
             rescheduled: IntCounter::with_opts(opts("containers_rescheduled_total", "Containers recreated after their node failed."))?,
@@ -89,6 +92,7 @@ impl Metrics {
         registry.register(Box::new(m.events_dropped.clone()))?;
         registry.register(Box::new(m.refused_connections.clone()))?;
         registry.register(Box::new(m.evicted_connections.clone()))?;
+        registry.register(Box::new(m.buffered_body_bytes.clone()))?;
         registry.register(Box::new(m.leader_proxy_duration.clone()))?;
         registry.register(Box::new(m.rescheduled.clone()))?;
         registry.register(Box::new(m.control_refused.clone()))?;

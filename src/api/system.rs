@@ -371,6 +371,9 @@ pub async fn events(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiEr
 
 /// `GET /metrics` in Prometheus text format.
 pub fn metrics(state: &ApiState) -> Response<Body> {
+    let held = &state.metrics.buffered_body_bytes;
+    held.with_label_values(&["upload"]).set(i64::try_from(state.uploads.held_bytes()).unwrap_or(i64::MAX));
+    held.with_label_values(&["json"]).set(i64::try_from(state.bodies.held_bytes()).unwrap_or(i64::MAX));
     let (content_type, buf) = crate::metrics::encode(&state.registry);
     Response::builder()
         .header(header::CONTENT_TYPE, content_type)
@@ -378,7 +381,6 @@ pub fn metrics(state: &ApiState) -> Response<Body> {
         .unwrap_or_else(|_| Response::new(body::empty()))
 }
 
-/// Proxies to one healthy engine, chosen at random (`/auth`, `/images/search`).
 /// `docker login`: the password goes to one engine, which checks it with the registry; never to
 /// an engine whose certificate the manager does not check (`--tls` without `--tlsverify`).
 pub async fn login(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
@@ -391,7 +393,7 @@ pub async fn login(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
     any_engine(state, ctx, req, "/auth").await
 }
 
-/// Sends the request to one healthy engine, chosen at random.
+/// Sends the request to one healthy engine, chosen at random (`/auth`, `/images/search`).
 pub async fn any_engine(state: &ApiState, ctx: &Ctx, req: Request<Incoming>, path: &str) -> Result<Response<Body>, ApiError> {
     use rand::seq::IndexedRandom;
     let nodes = state.cluster.healthy_nodes();

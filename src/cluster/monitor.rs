@@ -19,6 +19,7 @@ const MAX_VALIDATE_BACKOFF: Duration = Duration::from_secs(5);
 /// Runs until `cancel`.
 pub async fn run_node(cluster: Cluster, key: String, cancel: CancellationToken) {
     let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(500), MAX_VALIDATE_BACKOFF);
+    let mut attempts = 0u32;
     loop {
         let attempt = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -27,7 +28,14 @@ pub async fn run_node(cluster: Cluster, key: String, cancel: CancellationToken) 
         match attempt {
             Ok(()) => break,
             Err(e) => {
-                debug!(addr = %key, error = %e, "Engine not validated yet.");
+                attempts += 1;
+                // The first failure and every fifth are worth a line: an engine that never
+                // registers should say why without debug logs.
+                if attempts == 1 || attempts.is_multiple_of(5) {
+                    tracing::info!(addr = %key, attempts, error = %super::error_chain(&e), "Engine not validated yet.");
+                } else {
+                    debug!(addr = %key, error = %e, "Engine not validated yet.");
+                }
                 cluster.with_node_health(&key, |n| n.health.failure(super::error_chain(&e)));
                 tokio::select! {
                     _ = cancel.cancelled() => return,

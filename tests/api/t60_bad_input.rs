@@ -76,30 +76,38 @@ fn slow_idle_and_oversized_clients_are_cut_and_bounded() {
         assert!(closed_within(s, Duration::from_secs(5)), "a half-sent request was kept past the header timeout");
     }
 
-    // Twenty connections that never send a thing fill the front; a new client still gets in:
-    // the oldest of them is closed to make room.
-    let mut idle: Vec<TcpStream> = (0..20).map(|_| connect()).collect();
-    std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(http(&m.addr, "GET", "/_ping", None).0, 200);
-    assert!(closed_within(&mut idle[0], Duration::from_secs(1)), "the oldest idle connection was kept");
-    drop(idle);
-    // Twenty connections in use fill it for real: the next one is told so, in Docker's shape.
-    let mut used: Vec<TcpStream> = (0..20).map(|_| connect()).collect();
-    for s in &mut used {
-        s.write_all(b"GET /_ping HTTP/1.1\r\nHost: swarm\r\n\r\n").unwrap();
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head).unwrap();
-        assert_eq!(&head, b"HTTP/1.1 200");
+    // Connection slots, on a manager whose header timeout cannot cut a connection meanwhile.
+    {
+        let m = Manager::start("nodes://127.0.0.1:9", &["--api-header-timeout", "60s", "--api-max-connections", "20"]);
+        let connect = || {
+            let s = TcpStream::connect(&m.addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s
+        };
+        // Twenty connections that never send a thing fill the front; a new client still gets in:
+        // the oldest of them is closed to make room.
+        let mut idle: Vec<TcpStream> = (0..20).map(|_| connect()).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(http(&m.addr, "GET", "/_ping", None).0, 200);
+        assert!(closed_within(&mut idle[0], Duration::from_secs(1)), "the oldest idle connection was kept");
+        drop(idle);
+        // Twenty connections in use fill it for real: the next one is told so, in Docker's shape.
+        let mut used: Vec<TcpStream> = (0..20).map(|_| connect()).collect();
+        for s in &mut used {
+            s.write_all(b"GET /_ping HTTP/1.1\r\nHost: swarm\r\n\r\n").unwrap();
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head).unwrap();
+            assert_eq!(&head, b"HTTP/1.1 200");
+        }
+        let mut extra = connect();
+        let mut answer = String::new();
+        let _ = extra.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains(r#"{"message":"too many connections"#) && answer.contains("--api-max-connections"), "{answer}");
+        // Their clients leave: the front serves again.
+        drop(used);
+        wait_until(Duration::from_secs(5), "the front serves again", || http(&m.addr, "GET", "/_ping", None).0 == 200);
     }
-    let mut extra = connect();
-    let mut answer = String::new();
-    let _ = extra.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.contains(r#"{"message":"too many connections"#) && answer.contains("--api-max-connections"), "{answer}");
-    // Kept-alive connections left idle are cut after the header timeout, which frees the front.
-    std::thread::sleep(Duration::from_secs(2));
-    drop(used);
-    wait_until(Duration::from_secs(5), "the front serves again", || http(&m.addr, "GET", "/_ping", None).0 == 200);
 
     // A head well over --api-max-header-bytes (hyper checks between reads): 431, not a
     // buffer that grows.
@@ -152,6 +160,10 @@ fn uploads_buffered_at_once_share_one_memory_bound() {
     slow.write_all(format!("{:x}\r\n", 3 << 20).as_bytes()).unwrap();
     slow.write_all(&mib(3)).unwrap();
     slow.write_all(b"\r\n").unwrap();
+    wait_until(Duration::from_secs(20), "the manager holds the slow upload", || {
+        let metrics = String::from_utf8_lossy(&http(&m.addr, "GET", "/metrics", None).2).into_owned();
+        metrics.lines().any(|l| l.starts_with("swarm_api_buffered_body_bytes{kind=\"upload\"}") && l.ends_with(&(3u64 << 20).to_string()))
+    });
     // ...so a second upload of 2 MiB is refused at once, in Docker's shape.
     wait_until(Duration::from_secs(10), "the second upload is refused", || {
         let (status, _, body) = http(&m.addr, "POST", "/v1.41/images/load", Some(&mib(2)));
