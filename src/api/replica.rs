@@ -55,32 +55,17 @@ impl LeaderLink {
 pub async fn forward(state: &ApiState, req: Request<Incoming>, leader: &str, link: &LeaderLink) -> Result<Response<Body>, ApiError> {
     let started = Instant::now();
     state.metrics.proxied.with_label_values(&["leader"]).inc();
-    let forwarded = async {
-        if proxy::wants_upgrade(&req) {
-            let client = leader_client(state, leader);
-            let target = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
-            proxy::forward_counted(state, &client, req, &target, false).await.map_err(|e| e.message)
-        } else {
-            send_on_link(state, req, leader, link).await
-        }
-    };
-    // A leader that hangs holds nothing for longer than it takes to replace it.
-    let result = tokio::select! {
-        r = forwarded => r,
-        _ = deposed(state, leader) => Err("it stopped leading while this request waited for its answer (it may or may not have been applied)".to_string()),
+    // No cut when that manager stops leading: it may still finish what it began (a create),
+    // and a client told "failed" would then meet a container it removed come back.
+    let result = if proxy::wants_upgrade(&req) {
+        let client = leader_client(state, leader);
+        let target = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+        proxy::forward_counted(state, &client, req, &target, false).await.map_err(|e| e.message)
+    } else {
+        send_on_link(state, req, leader, link).await
     };
     state.metrics.leader_proxy_duration.observe(started.elapsed().as_secs_f64());
     result.map_err(|detail| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("Unable to reach primary cluster manager ({leader}): {detail}")))
-}
-
-/// Resolves once this manager no longer sees `leader` as the leader.
-async fn deposed(state: &ApiState, leader: &str) {
-    let mut roles = state.leadership.subscribe();
-    while state.leadership.leader_addr().as_deref() == Some(leader) {
-        if roles.changed().await.is_err() {
-            return std::future::pending().await;
-        }
-    }
 }
 
 async fn send_on_link(state: &ApiState, req: Request<Incoming>, leader: &str, link: &LeaderLink) -> Result<Response<Body>, String> {
