@@ -92,13 +92,25 @@ fn slow_idle_and_oversized_clients_are_cut_and_bounded() {
         assert!(closed_within(&mut idle[0], Duration::from_secs(1)), "the oldest idle connection was kept");
         drop(idle);
         // Twenty connections in use fill it for real: the next one is told so, in Docker's shape.
-        let mut used: Vec<TcpStream> = (0..20).map(|_| connect()).collect();
-        for s in &mut used {
-            s.write_all(b"GET /_ping HTTP/1.1\r\nHost: swarm\r\n\r\n").unwrap();
-            let mut head = [0u8; 12];
-            s.read_exact(&mut head).unwrap();
-            assert_eq!(&head, b"HTTP/1.1 200");
-        }
+        // Each is used before the next connects, so none can be closed for another; a slot the
+        // server has not freed yet (a client above just left) answers 503 for a moment.
+        let used_connection = || {
+            for _ in 0..100 {
+                let mut s = connect();
+                s.write_all(b"GET /_ping HTTP/1.1\r\nHost: swarm\r\n\r\n").unwrap();
+                let mut head = [0u8; 12];
+                // A refusal closes with our request unread, which may reach us as a reset.
+                let refused = match s.read_exact(&mut head) {
+                    Ok(()) if &head == b"HTTP/1.1 200" => return s,
+                    Ok(()) => &head == b"HTTP/1.1 503",
+                    Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+                };
+                assert!(refused, "{}", String::from_utf8_lossy(&head));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            panic!("the front stayed full after its clients left");
+        };
+        let used: Vec<TcpStream> = (0..20).map(|_| used_connection()).collect();
         let mut extra = connect();
         let mut answer = String::new();
         let _ = extra.read_to_string(&mut answer);
