@@ -83,6 +83,22 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
     if matches!(&found, Err(e) if e.status == http::StatusCode::NOT_FOUND) && state.cluster.wait_loaded(CACHE_LOAD_WAIT).await {
         found = resolve(state, &ctx.segs[1..]);
     }
+    // A leader's cache of an engine it has not read since it took over may miss the previous
+    // leader's last changes there, a create included; "No such container" would let `rm -f`
+    // report a removal while the container waits on that engine to come back.
+    if matches!(&found, Err(e) if e.status == http::StatusCode::NOT_FOUND) {
+        let unread = state.leadership.leading_since().map(|since| state.cluster.unread_unreachable(since)).unwrap_or_default();
+        if !unread.is_empty() {
+            return Err(ApiError::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "No such container here: {}; but node {} does not answer and has not been read since this manager began leading, so it may be there. Retry once it answers or has left discovery",
+                    ctx.segs[1],
+                    unread.join(", ")
+                ),
+            ));
+        }
+    }
     let (c, rest) = match found {
         Ok(found) => found,
         Err(e) if e.status == http::StatusCode::NOT_FOUND && ctx.segs.len() == 3 => match ctx.segs[2].as_str() {

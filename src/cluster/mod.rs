@@ -302,6 +302,20 @@ impl Cluster {
         true
     }
 
+    /// Nodes that do not answer now and have not been read whole since `since`: their cache may
+    /// miss what was done on them just before they stopped answering (by a previous leader, or
+    /// before this manager started), so a container missing from it may still be there.
+    pub fn unread_unreachable(&self, since: std::time::SystemTime) -> Vec<String> {
+        self.with_nodes(|nodes| {
+            nodes
+                .values()
+                .filter(|n| matches!(n.health.state(), NodeState::Pending | NodeState::Unhealthy))
+                .filter(|n| n.updated_at.is_none_or(|read| read < since))
+                .map(|n| n.name().to_string())
+                .collect()
+        })
+    }
+
     /// The period of each engine's probe: `--engine-probe-interval`, stretched so that all
     /// engines together take at most `--engine-probe-rate` probes a second.
     pub fn probe_period(&self) -> std::time::Duration {

@@ -76,6 +76,9 @@ struct Inner {
     advertise: String,
     metrics: Option<LeadershipMetrics>,
     leaderless_since: Mutex<Option<Instant>>,
+    /// When this manager last began leading: what it read of the engines before then may miss
+    /// what the previous leader did last.
+    leading_since: Mutex<Option<std::time::SystemTime>>,
     /// The last leader the backend reported, ours included: a manager that steps down may
     /// already have been told who leads now.
     last_observed: Mutex<Option<String>>,
@@ -94,6 +97,7 @@ impl Leadership {
 
     fn build(role: Role, replicated: bool, advertise: String, metrics: Option<LeadershipMetrics>) -> Self {
         let leaderless = (role != Role::Leader).then(Instant::now);
+        let leading = (role == Role::Leader).then(std::time::SystemTime::now);
         Leadership {
             inner: Arc::new(Inner {
                 role: watch::channel(role).0,
@@ -103,6 +107,7 @@ impl Leadership {
                 advertise,
                 metrics,
                 leaderless_since: Mutex::new(leaderless),
+                leading_since: Mutex::new(leading),
                 last_observed: Mutex::new(None),
             }),
         }
@@ -139,6 +144,11 @@ impl Leadership {
     /// makes carries it, so that who acted when can be read back from the engines.
     pub fn acting_term(&self) -> Option<u64> {
         (self.inner.replicated && self.is_leader()).then(|| self.inner.term.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// When this manager last began leading (its start, when standalone).
+    pub fn leading_since(&self) -> Option<std::time::SystemTime> {
+        *self.inner.leading_since.lock()
     }
 
     /// The role now (a lapsed leadership reads as follower).
@@ -183,6 +193,7 @@ impl Leadership {
 
     /// Won the election of `term`; leading is valid until `deadline`.
     pub fn became_leader(&self, term: u64, deadline: Instant) {
+        *self.inner.leading_since.lock() = Some(std::time::SystemTime::now());
         self.inner.term.store(term, std::sync::atomic::Ordering::SeqCst);
         *self.inner.deadline.lock() = Some(deadline);
         self.set(Role::Leader);

@@ -67,6 +67,31 @@ fn a_create_on_a_hung_engine_retries_elsewhere_and_leaves_no_copy() {
 }
 
 #[test]
+fn a_manager_that_has_not_read_a_down_engine_never_calls_its_containers_gone() {
+    let mut es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let mut first = Manager::start(&nodes_url(&es), &[]);
+    first.wait_healthy(2);
+    first.docker(&["run", "-d", "--name", "kept", "-e", "constraint:node==node-1", "busybox", "sleep", "300"]);
+    first.terminate();
+    es[0].stop();
+    // A manager started while node-1 is down has never read it: "kept" may well be there, so
+    // "No such container" (which `rm -f` takes for success) would be a guess.
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(1);
+    for args in [["rm", "-f", "kept"], ["container", "inspect", "kept"]] {
+        let err = m.docker_err(&args);
+        assert!(err.contains("may be there") && err.contains(&es[0].addr), "{args:?}: {err}");
+    }
+    es[0].restart();
+    m.wait_healthy(2);
+    m.docker(&["rm", "-f", "kept"]);
+    assert!(es[0].container_names().is_empty());
+    // Every engine read: a name none holds is gone, and `rm -f` is quiet about it.
+    m.docker(&["rm", "-f", "kept"]);
+    assert!(m.docker_err(&["container", "inspect", "kept"]).contains("No such container: kept"));
+}
+
+#[test]
 fn cloned_engines_with_one_id_are_refused_not_merged() {
     let original = Engine::start("node-1", &[]);
     let clone = Engine::start_clone("node-2", &original);
