@@ -338,6 +338,9 @@ pub struct Node {
     pub images: Vec<ImageView>,
     /// Last full refresh.
     pub updated_at: Option<SystemTime>,
+    /// When it last turned Unhealthy: its cache may have missed changes from then until the
+    /// next full refresh.
+    pub fell_at: Option<SystemTime>,
     /// When discovery first named it.
     pub found_at: Instant,
     /// Stops the node's tasks when it leaves discovery.
