@@ -166,7 +166,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
         (&Method::DELETE, None) => {
             let resp = proxy::forward(state, &c.client, req, &target).await?;
             if resp.status().is_success() {
-                state.cluster.forget_container(&c.node, &c.id);
+                state.cluster.forget_removed(&c.node, &c.id);
                 // A reschedule may have replaced it while the removal was in flight: the user
                 // removed the container, so its replacement goes too.
                 for (node, id, client) in state.cluster.replacements_of(&c.id) {

@@ -233,6 +233,7 @@ impl Cluster {
                         images: Vec::new(),
                         updated_at: None,
                         fell_at: None,
+                        foreign: None,
                         found_at: std::time::Instant::now(),
                         cancel: self.shared.cancel.child_token(),
                         overcommit: self.shared.opts.overcommit,
@@ -569,9 +570,10 @@ impl Cluster {
     /// Feeds an outcome of talking to `key` into its health; logs and emits transitions.
     pub(crate) fn record(&self, key: &str, outcome: Result<(), &EngineError>) {
         let change = self.with_node_health(key, |n| {
-            let t = match outcome {
-                Ok(()) => n.health.success(),
-                Err(e) => n.health.failure(error_chain(e)),
+            let t = match (outcome, &n.foreign) {
+                (Ok(()), Some(foreign)) => n.health.failure(foreign.clone()),
+                (Ok(()), None) => n.health.success(),
+                (Err(e), _) => n.health.failure(error_chain(e)),
             };
             if t == Some(Transition::Disconnected) {
                 n.fell_at = Some(std::time::SystemTime::now());
@@ -714,6 +716,7 @@ mod tests {
                 images: Vec::new(),
                 updated_at: Some(std::time::SystemTime::now()),
                 fell_at: None,
+                foreign: None,
                 found_at: std::time::Instant::now(),
                 cancel: CancellationToken::new(),
                 overcommit: 0.0,

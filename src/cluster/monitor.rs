@@ -70,7 +70,8 @@ async fn probe_loop(cluster: &Cluster, key: &str) {
         let period = if failing { cluster.options().timing.probe_interval } else { cluster.probe_period() };
         tokio::time::sleep(period).await;
         let was = state(cluster, key);
-        let result = client.ping(timeout).await;
+        // An address answering as another engine is re-read whole, to see its own come back.
+        let result = if cluster.is_foreign(key) { cluster.refresh_node(key).await } else { client.ping(timeout).await };
         cluster.record(key, result.as_ref().map(|_| ()));
         failing = result.is_err() || state(cluster, key) != Some(NodeState::Healthy);
         if was == Some(NodeState::Unhealthy) && state(cluster, key) == Some(NodeState::Healthy) {
@@ -114,6 +115,11 @@ async fn event_loop(cluster: &Cluster, key: &str) {
         };
         if let Err(e) = cluster.refresh_node(key).await {
             cluster.record(key, Err(&e));
+            // Another engine's events are not this node's.
+            if cluster.is_foreign(key) {
+                tokio::time::sleep(cluster.options().timing.probe_interval).await;
+                continue;
+            }
         }
         let mut body = resp.into_body();
         let mut lines = body::Lines::new(body::MAX_ENGINE_LINE_BYTES);

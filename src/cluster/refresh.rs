@@ -74,6 +74,7 @@ impl Cluster {
         // (and close) a connection, which is most of a refresh's cost at a thousand engines.
         let info = client.get_json("/info").await?;
         let version = client.get_json("/version").await?;
+        self.check_same_engine(key, &info)?;
         let list = client.get_json("/containers/json?all=1").await?;
         let images = client.get_json("/images/json").await?;
         let known: HashMap<String, ContainerFacts> =
@@ -215,9 +216,22 @@ impl Cluster {
         });
     }
 
-    /// Drops a removed container from the cache, and remembers for a while that it was
-    /// removed: the rescheduler must not bring back what a user removed.
+    /// Drops a container found gone from the cache, and remembers for a while that it was
+    /// removed: the rescheduler must not bring back what a user removed. A copy being
+    /// rescheduled is not marked: its going (the stale copy's cleanup, or a read of an
+    /// engine that no longer has it) is no user's removal, and marking it would make the
+    /// rescheduler remove the new copy too.
     pub fn forget_container(&self, key: &str, id: &str) {
+        if self.is_superseded(id) {
+            self.drop_from_cache(key, id);
+            return;
+        }
+        self.forget_removed(key, id);
+    }
+
+    /// Drops a container a client removed through the manager from the cache, and remembers
+    /// that it was removed, rescheduled or not.
+    pub fn forget_removed(&self, key: &str, id: &str) {
         self.drop_from_cache(key, id);
         let mut removed = self.shared.removed.lock();
         removed.insert(id.to_string(), Instant::now());
@@ -297,6 +311,34 @@ impl Cluster {
     /// Whether a reschedule replaced this container.
     pub fn is_superseded(&self, id: &str) -> bool {
         self.shared.superseded.read().contains(id)
+    }
+
+    /// Whether `key` is a node whose address answers as another engine.
+    pub fn is_foreign(&self, key: &str) -> bool {
+        self.with_nodes(|nodes| nodes.get(key).is_some_and(|n| n.foreign.is_some()))
+    }
+
+    /// Refuses an `/info` whose ID is not the node's validated engine's (its address reused by
+    /// another engine): that engine's containers must not replace this node's, which a
+    /// rescheduler would then take for removed. As classic Swarm, the node stays failed until
+    /// its own engine answers again or it leaves discovery.
+    fn check_same_engine(&self, key: &str, info: &Value) -> Result<(), EngineError> {
+        let seen = info["ID"].as_str().unwrap_or_default();
+        let refusal = self.with_node_health(key, |n| {
+            let expected = n.info.as_ref().map(|i| i.id.clone()).filter(|id| id != seen);
+            let was = n.foreign.take();
+            n.foreign = expected.map(|id| format!("Engine (ID: {id}, Addr: {key}) shows up with another ID: {seen}. Remove it from discovery; it can be added back."));
+            (was.is_none().then(|| n.foreign.clone()).flatten(), n.foreign.clone())
+        });
+        match refusal {
+            Some((first, Some(reason))) => {
+                if first.is_some() {
+                    tracing::error!(addr = %key, error = %reason, "Engine address answers as another engine.");
+                }
+                Err(EngineError::Refused { addr: key.to_string(), reason })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Re-reads a node's image list.

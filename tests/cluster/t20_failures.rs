@@ -92,6 +92,34 @@ fn a_manager_that_has_not_read_a_down_engine_never_calls_its_containers_gone() {
 }
 
 #[test]
+fn an_address_another_engine_answers_on_is_failed_not_merged() {
+    let es = engines(&[("node-1", &[]), ("node-2", &[]), ("node-3", &[])]);
+    // node-1 is reached through an address that node-3 later takes over.
+    let address = Forwarder::start(&es[0].addr);
+    let m = Manager::start(&format!("nodes://{},{}", address.addr, es[1].addr), &["--engine-failure-retry", "2"]);
+    m.wait_healthy(2);
+    // Both nodes are empty: spread breaks the tie by name.
+    m.docker(&["run", "-d", "--name", "kept", "-e", "reschedule:on-node-failure", "busybox", "sleep", "300"]);
+    assert_eq!(m.docker(&["inspect", "-f", "{{.Node.Name}}", "kept"]), "node-1");
+    docker_ok(&es[2].host(), &["run", "-d", "--name", "stranger", "busybox", "sleep", "300"]);
+    address.switch_to(&es[2].addr);
+    wait_until(Duration::from_secs(30), "node-1 is Unhealthy", || m.node_states().iter().any(|(n, s)| n == "node-1" && s == "Unhealthy"));
+    let info = m.docker(&["info"]);
+    assert!(info.contains("shows up with another ID"), "{info}");
+    // node-3's containers never pass for node-1's, so nothing takes "kept" for removed; it
+    // is rescheduled, as its node failed.
+    std::thread::sleep(Duration::from_secs(3));
+    let ps = m.docker(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(!ps.contains("stranger"), "{ps}");
+    assert_eq!(m.docker(&["inspect", "-f", "{{.Node.Name}} {{.State.Running}}", "kept"]), "node-2 true");
+    // The address is node-1's again: it is Healthy, and its stale copy goes.
+    address.switch_to(&es[0].addr);
+    wait_until(Duration::from_secs(30), "node-1 is Healthy again", || m.node_states().iter().all(|(_, s)| s == "Healthy"));
+    wait_until(Duration::from_secs(30), "node-1's stale copy is removed", || es[0].container_names().is_empty());
+    assert_eq!(es[2].container_names(), vec!["stranger".to_string()]);
+}
+
+#[test]
 fn cloned_engines_with_one_id_are_refused_not_merged() {
     let original = Engine::start("node-1", &[]);
     let clone = Engine::start_clone("node-2", &original);

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod certs;
+mod forwarder;
 mod haproxy;
 mod hollow;
 mod prometheus;
@@ -18,6 +19,7 @@ mod raft;
 mod tty;
 #[allow(unused_imports)]
 pub use certs::Certs;
+pub use forwarder::Forwarder;
 #[allow(unused_imports)]
 pub use haproxy::LoadBalancer;
 #[allow(unused_imports)]
