@@ -19,6 +19,7 @@ mod raft;
 mod tty;
 #[allow(unused_imports)]
 pub use certs::Certs;
+#[allow(unused_imports)]
 pub use forwarder::Forwarder;
 #[allow(unused_imports)]
 pub use haproxy::LoadBalancer;
