@@ -1,7 +1,9 @@
 //! The Raft log and vote on disk. The log is one append-only file of checksummed records
 //! (appends, truncations, purges) replayed at start; a purge rewrites it, so the file holds
 //! only what follows the last snapshot. The vote is its own small file, replaced atomically.
-//! `append` reports completion only after `fsync`.
+//! `append` reports completion only after `fsync`, which a thread of its own runs: an
+//! `fsync` slowed by a busy disk must not hold Raft's core, whose heartbeats would stop and
+//! let followers depose a healthy leader.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -33,10 +35,46 @@ enum Record {
 struct Inner {
     dir: PathBuf,
     file: BufWriter<File>,
+    /// Bumped when a purge rewrites the file: syncs name the file they are for.
+    generation: u64,
+    syncer: std::sync::mpsc::Sender<SyncRequest>,
     entries: BTreeMap<u64, Entry>,
     purged: Option<LogId<NodeId>>,
     committed: Option<LogId<NodeId>>,
     vote: Option<Vote<NodeId>>,
+}
+
+/// Appended records to make durable, then report.
+struct SyncRequest {
+    file: File,
+    generation: u64,
+    done: LogFlushed<TypeConfig>,
+}
+
+/// Syncs in the order appended; requests queued meanwhile share one `fsync` per file.
+fn run_syncer(requests: std::sync::mpsc::Receiver<SyncRequest>) {
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        batch.extend(requests.try_iter());
+        let mut synced: Option<(u64, std::io::Result<()>)> = None;
+        for (i, r) in batch.iter().enumerate() {
+            // The last request of each file generation syncs for all of that generation.
+            let last_of_generation = batch.get(i + 1).is_none_or(|next| next.generation != r.generation);
+            if last_of_generation {
+                synced = Some((r.generation, r.file.sync_data()));
+                break;
+            }
+        }
+        for r in batch {
+            let outcome = match &synced {
+                Some((generation, Ok(()))) if *generation == r.generation => Ok(()),
+                Some((generation, Err(e))) if *generation == r.generation => Err(std::io::Error::new(e.kind(), e.to_string())),
+                // Past a purge (a newer file) in the same batch: rare, synced one by one.
+                _ => r.file.sync_data(),
+            };
+            r.done.log_io_completed(outcome);
+        }
+    }
 }
 
 /// The log store; clones share one file.
@@ -126,7 +164,10 @@ impl LogStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        Ok(LogStore { inner: Arc::new(Mutex::new(Inner { dir: dir.to_path_buf(), file, entries, purged, committed, vote })) })
+        let (syncer, requests) = std::sync::mpsc::channel();
+        std::thread::Builder::new().name("raft-log-sync".into()).spawn(move || run_syncer(requests))?;
+        let inner = Inner { dir: dir.to_path_buf(), file, generation: 0, syncer, entries, purged, committed, vote };
+        Ok(LogStore { inner: Arc::new(Mutex::new(inner)) })
     }
 
     #[allow(clippy::result_large_err)] // openraft's own error type
@@ -154,6 +195,7 @@ impl LogStore {
         let mut file = BufWriter::new(OpenOptions::new().write(true).open(&path)?);
         std::io::Seek::seek(file.get_mut(), std::io::SeekFrom::End(0))?;
         inner.file = file;
+        inner.generation += 1;
         Ok(())
     }
 
@@ -222,16 +264,31 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
-        let records: Vec<Record> = entries.iter().cloned().map(Record::Append).collect();
-        let written = self.write(&records);
-        if written.is_ok() {
-            let mut inner = self.inner.lock();
-            for e in entries {
-                inner.entries.insert(e.log_id.index, e);
+        let mut inner = self.inner.lock();
+        // Handed to the OS here, in order, and readable at once; durable when `callback` says.
+        let written = (|| {
+            for e in &entries {
+                write_record(&mut inner.file, &Record::Append(e.clone()))?;
             }
+            inner.file.flush()?;
+            inner.file.get_ref().try_clone()
+        })();
+        let file = match written {
+            Ok(file) => file,
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::new(e.kind(), e.to_string())));
+                return Err(StorageError::from(io_err(e)));
+            }
+        };
+        for e in entries {
+            inner.entries.insert(e.log_id.index, e);
         }
-        callback.log_io_completed(written.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
-        written.map_err(StorageError::from)
+        let request = SyncRequest { file, generation: inner.generation, done: callback };
+        if let Err(std::sync::mpsc::SendError(r)) = inner.syncer.send(request) {
+            // The sync thread is gone: sync here rather than never.
+            r.done.log_io_completed(r.file.sync_data());
+        }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
