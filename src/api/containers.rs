@@ -92,7 +92,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
             return Err(ApiError::new(
                 http::StatusCode::SERVICE_UNAVAILABLE,
                 format!(
-                    "No such container here: {}; but node {} stopped answering and has not been read since, nor since this manager began leading, so it may be there. Retry once it answers or has left discovery",
+                    "No such container here: {}; but node {} does not answer and has not been read since this manager began leading, so it may be there. Retry once it answers or has left discovery",
                     ctx.segs[1],
                     unread.join(", ")
                 ),

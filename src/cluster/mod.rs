@@ -232,7 +232,6 @@ impl Cluster {
                         forgotten: HashMap::new(),
                         images: Vec::new(),
                         updated_at: None,
-                        fell_at: None,
                         foreign: None,
                         found_at: std::time::Instant::now(),
                         cancel: self.shared.cancel.child_token(),
@@ -304,19 +303,16 @@ impl Cluster {
         true
     }
 
-    /// Nodes not read whole since `since` that do not answer, or answer again but have not
-    /// been read since they fell: their cache may miss what was done on them just before they
-    /// stopped answering (by a previous leader, or before this manager started), so a
-    /// container missing from it may still be there.
+    /// Nodes that do not answer and have not been read whole since `since`: their cache may
+    /// miss what was done on them just before they stopped answering (by a previous leader,
+    /// or before this manager started), so a container missing from it may still be there.
+    /// (A node turns Healthy only once read whole.)
     pub fn unread_unreachable(&self, since: std::time::SystemTime) -> Vec<String> {
         self.with_nodes(|nodes| {
             nodes
                 .values()
+                .filter(|n| matches!(n.health.state(), NodeState::Pending | NodeState::Unhealthy))
                 .filter(|n| n.updated_at.is_none_or(|read| read < since))
-                .filter(|n| {
-                    matches!(n.health.state(), NodeState::Pending | NodeState::Unhealthy)
-                        || (n.health.state() == NodeState::Healthy && n.fell_at.is_some_and(|fell| n.updated_at.is_none_or(|read| read < fell)))
-                })
                 .map(|n| n.name().to_string())
                 .collect()
         })
@@ -575,9 +571,6 @@ impl Cluster {
                 (Ok(()), None) => n.health.success(),
                 (Err(e), _) => n.health.failure(error_chain(e)),
             };
-            if t == Some(Transition::Disconnected) {
-                n.fell_at = Some(std::time::SystemTime::now());
-            }
             if t.is_none() && outcome.is_err() && n.health.failures() == 1 && n.health.state() == NodeState::Healthy {
                 // The first failure already ranks the node last for placement: say why.
                 info!(node = %n.name(), addr = %key, error = n.health.last_error().unwrap_or(""), "Engine call failed.");
@@ -715,7 +708,6 @@ mod tests {
                 forgotten: HashMap::new(),
                 images: Vec::new(),
                 updated_at: Some(std::time::SystemTime::now()),
-                fell_at: None,
                 foreign: None,
                 found_at: std::time::Instant::now(),
                 cancel: CancellationToken::new(),

@@ -69,17 +69,16 @@ async fn probe_loop(cluster: &Cluster, key: &str) {
         // stretched period delays only the first failure seen, not the verdict.
         let period = if failing { cluster.options().timing.probe_interval } else { cluster.probe_period() };
         tokio::time::sleep(period).await;
-        let was = state(cluster, key);
-        // An address answering as another engine is re-read whole, to see its own come back.
-        let result = if cluster.is_foreign(key) { cluster.refresh_node(key).await } else { client.ping(timeout).await };
+        // A failed engine is healthy again only once read whole: its containers may have
+        // changed while it could not be seen, and its address may now answer as another
+        // engine (whose answers are then refused until its own is back).
+        let result = if state(cluster, key) == Some(NodeState::Unhealthy) || cluster.is_foreign(key) {
+            cluster.refresh_node(key).await
+        } else {
+            client.ping(timeout).await
+        };
         cluster.record(key, result.as_ref().map(|_| ()));
         failing = result.is_err() || state(cluster, key) != Some(NodeState::Healthy);
-        if was == Some(NodeState::Unhealthy) && state(cluster, key) == Some(NodeState::Healthy) {
-            // Back from a failure: containers may have changed while we could not see them.
-            if let Err(e) = cluster.refresh_node(key).await {
-                cluster.record(key, Err(&e));
-            }
-        }
     }
 }
 

@@ -338,9 +338,6 @@ pub struct Node {
     pub images: Vec<ImageView>,
     /// Last full refresh.
     pub updated_at: Option<SystemTime>,
-    /// When it last turned Unhealthy: its cache may have missed changes from then until the
-    /// next full refresh.
-    pub fell_at: Option<SystemTime>,
     /// Set while its address answers as another engine (another ID): what that engine says is
     /// not this node's, and its answers count as failures until this node's engine is back.
     pub foreign: Option<String>,
