@@ -236,3 +236,31 @@ fn seeded_hostile_requests_get_answers_and_never_crash_the_manager() {
         listed == engines_hold()
     });
 }
+
+#[test]
+fn ten_thousand_idle_connections_leave_docker_clients_served_and_lose_nothing() {
+    const FLOOD: usize = 10_000;
+    // The flood's descriptors are this process's: raise its soft limit as the manager does.
+    let files = swarm::open_files::OpenFiles::raise();
+    assert!(files.limit >= FLOOD as u64 + 2_000, "open-files limit {} is too low for this test: raise the hard limit (ulimit -Hn)", files.limit);
+    let es = engines(&[("node-1", &[])]);
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(1);
+    m.docker(&["run", "-d", "--name", "before", "busybox", "sleep", "300"]);
+    // Past --api-max-connections (4096): each new connection closes the oldest idle one.
+    let flood: Vec<std::net::TcpStream> = (0..FLOOD).filter_map(|_| std::net::TcpStream::connect(&m.addr).ok()).collect();
+    assert_eq!(flood.len(), FLOOD, "connections refused: the accept queue or the front turned them away");
+    let started = std::time::Instant::now();
+    m.docker(&["run", "-d", "--name", "during", "busybox", "sleep", "300"]);
+    assert_eq!(m.docker(&["ps", "--format", "{{.Names}}"]).lines().count(), 2);
+    eprintln!("docker run + docker ps amid {FLOOD} idle connections: {:?}", started.elapsed());
+    let metrics = String::from_utf8_lossy(&http(&m.addr, "GET", "/metrics", None).2).into_owned();
+    let evicted: f64 = metrics.lines().find_map(|l| l.strip_prefix("swarm_api_connections_evicted_total ")).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    assert!(evicted >= (FLOOD - 4096) as f64, "evicted {evicted}: {metrics}");
+    drop(flood);
+    // Read from the engine: both containers, once each.
+    let mut held = es[0].container_names();
+    held.sort();
+    assert_eq!(held, ["before", "during"]);
+    assert!(!m.log().contains("panicked"));
+}

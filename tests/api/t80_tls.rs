@@ -77,6 +77,13 @@ fn tls_without_verify_encrypts_and_an_unreadable_pair_is_refused_at_start() {
     // A password would go to an engine nobody checked: refused.
     let o = run(tls_docker(&m, None, false).args(["login", "-u", "someone", "-p", "secret", "127.0.0.1:1"]));
     assert!(!o.status.success() && stderr(&o).contains("will not pass a password"), "{}", stderr(&o));
+    // Encryption is not identity: the control plane still wants a manager's signature.
+    for (method, path) in [("POST", "/_swarm/raft/vote"), ("GET", "/_swarm/members"), ("PUT", "/_swarm/nodes/127.0.0.1:9?ttl=600"), ("POST", "/v1/clusters")] {
+        let o = run(Command::new(require("curl", "curl")).args(["-sS", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", method, "--cacert", &certs.file("ca.pem")])
+            .arg(format!("https://{}{path}", m.addr)));
+        assert_eq!(stdout(&o), "403", "{method} {path} over TLS: {}", stderr(&o));
+        assert!(stderr(&o).contains("only managers"), "{}", stderr(&o));
+    }
 
     let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["manage", "-H", "127.0.0.1:0", "--tls", "--tlscert", "/nonexistent/cert.pem", "--tlskey", &certs.file("key.pem"), "nodes://127.0.0.1:1"]));
     assert_eq!(o.status.code(), Some(64));

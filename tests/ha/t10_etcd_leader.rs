@@ -56,6 +56,31 @@ fn one_primary_and_replicas_proxy_streams_and_hijacks() {
     let metrics = String::from_utf8_lossy(&metrics);
     assert!(metrics.contains("swarm_proxied_requests_total{target=\"leader\"}"), "{metrics}");
     assert!(metrics.contains("swarm_is_leader 0"));
+
+    // etcd-elected managers refuse the control plane to Docker API clients as Raft ones do.
+    let routes = [
+        ("POST", "/_swarm/raft/vote"),
+        ("POST", "/_swarm/raft/append"),
+        ("GET", "/_swarm/nodes"),
+        ("PUT", "/_swarm/nodes/127.0.0.1:9?ttl=600"),
+        ("GET", "/_swarm/members"),
+        ("POST", "/_swarm/members/127.0.0.1:9"),
+        ("POST", "/v1/clusters"),
+    ];
+    for m in [&ms[leader], replica] {
+        for (method, path) in routes {
+            let (status, _, body) = http(&m.addr, method, path, Some(b"{}"));
+            let body = String::from_utf8_lossy(&body);
+            assert_eq!(status, 403, "unsigned {method} {path}: {body}");
+            assert!(body.contains("only managers"), "{body}");
+        }
+    }
+    // Read from etcd itself: only the two engines' agents registered.
+    let mut listed = swarm_list(&etcd_url(&etcd, "ha"));
+    listed.sort();
+    let mut expected: Vec<String> = es.iter().map(|e| e.addr.clone()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
 }
 
 #[test]
