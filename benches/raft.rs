@@ -27,7 +27,7 @@ fn main() {
     let trials: usize = std::env::var("SWARM_BENCH_TRIALS").ok().and_then(|t| t.parse().ok()).unwrap_or(20);
     let es = engines(&[("node-1", &[])]);
     // Static engines: the keys written below are registry entries no manager dials.
-    let mut g = RaftGroup::start(3, |_| nodes_url(&es), &[]);
+    let mut g = RaftGroup::start(3, |_| nodes_url(&es), &["--replication-heartbeat", "50ms", "--replication-election-timeout", "150ms"]);
     let leader = g.wait_one_primary(Duration::from_secs(20));
     let follower = g.other(leader);
     for (label, via) in [("leader", leader), ("follower", follower)] {

@@ -87,7 +87,9 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
     // leader's last changes there, a create included; "No such container" would let `rm -f`
     // report a removal while the container waits on that engine to come back.
     if matches!(&found, Err(e) if e.status == http::StatusCode::NOT_FOUND) {
-        let unread = state.leadership.leading_since().map(|since| state.cluster.unread_unreachable(since)).unwrap_or_default();
+        // `node/name` names its node: only that one can hold it.
+        let named_node = ctx.segs.get(2).and_then(|_| state.cluster.node_by_name(&ctx.segs[1])).map(|h| h.name);
+        let unread = state.leadership.leading_since().map(|since| state.cluster.unread_unreachable(since, named_node.as_deref())).unwrap_or_default();
         if !unread.is_empty() {
             return Err(ApiError::new(
                 http::StatusCode::SERVICE_UNAVAILABLE,

@@ -233,6 +233,7 @@ impl Cluster {
                         images: Vec::new(),
                         updated_at: None,
                         foreign: None,
+                        refused: false,
                         found_at: std::time::Instant::now(),
                         cancel: self.shared.cancel.child_token(),
                         overcommit: self.shared.opts.overcommit,
@@ -303,16 +304,22 @@ impl Cluster {
         true
     }
 
-    /// Nodes that do not answer and have not been read whole since `since`: their cache may
-    /// miss what was done on them just before they stopped answering (by a previous leader,
-    /// or before this manager started), so a container missing from it may still be there.
-    /// (A node turns Healthy only once read whole.)
-    pub fn unread_unreachable(&self, since: std::time::SystemTime) -> Vec<String> {
+    /// Nodes (among `only`, when given) that do not answer, or are failing, and have not been
+    /// listed since `since`: their cache may miss what was done on them just before they
+    /// stopped answering (by a previous leader, or before this manager started), so a container
+    /// missing from it may still be there. (A failed node turns Healthy only once read whole.)
+    pub fn unread_unreachable(&self, since: std::time::SystemTime, only: Option<&str>) -> Vec<String> {
         self.with_nodes(|nodes| {
             nodes
                 .values()
-                .filter(|n| matches!(n.health.state(), NodeState::Pending | NodeState::Unhealthy))
-                .filter(|n| n.updated_at.is_none_or(|read| read < since))
+                .filter(|n| only.is_none_or(|name| n.name() == name))
+                .filter(|n| match n.health.state() {
+                    NodeState::Pending => !n.refused,
+                    NodeState::Unhealthy => true,
+                    NodeState::Healthy => n.health.failures() > 0,
+                    NodeState::Disconnected => false,
+                })
+                .filter(|n| n.updated_at.is_none_or(|listed| listed < since))
                 .map(|n| n.name().to_string())
                 .collect()
         })
@@ -709,6 +716,7 @@ mod tests {
                 images: Vec::new(),
                 updated_at: Some(std::time::SystemTime::now()),
                 foreign: None,
+                refused: false,
                 found_at: std::time::Instant::now(),
                 cancel: CancellationToken::new(),
                 overcommit: 0.0,

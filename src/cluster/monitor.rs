@@ -36,7 +36,11 @@ pub async fn run_node(cluster: Cluster, key: String, cancel: CancellationToken) 
                 } else {
                     debug!(addr = %key, error = %e, "Engine not validated yet.");
                 }
-                cluster.with_node_health(&key, |n| n.health.failure(super::error_chain(&e)));
+                let refused = matches!(e, crate::transport::EngineError::Refused { .. });
+                cluster.with_node_health(&key, |n| {
+                    n.refused = refused;
+                    n.health.failure(super::error_chain(&e))
+                });
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(backoff.next_delay()) => {}
@@ -72,12 +76,18 @@ async fn probe_loop(cluster: &Cluster, key: &str) {
         // A failed engine is healthy again only once read whole: its containers may have
         // changed while it could not be seen, and its address may now answer as another
         // engine (whose answers are then refused until its own is back).
-        let result = if state(cluster, key) == Some(NodeState::Unhealthy) || cluster.is_foreign(key) {
+        let was = state(cluster, key);
+        let result = if was == Some(NodeState::Unhealthy) || cluster.is_foreign(key) {
             cluster.refresh_node(key).await
         } else {
             client.ping(timeout).await
         };
-        cluster.record(key, result.as_ref().map(|_| ()));
+        // A ping sent while Healthy does not heal a node failed meanwhile: the next probe
+        // reads it whole.
+        let stale = result.is_ok() && was != Some(NodeState::Unhealthy) && state(cluster, key) == Some(NodeState::Unhealthy);
+        if !stale {
+            cluster.record(key, result.as_ref().map(|_| ()));
+        }
         failing = result.is_err() || state(cluster, key) != Some(NodeState::Healthy);
     }
 }

@@ -341,6 +341,8 @@ pub struct Node {
     /// Set while its address answers as another engine (another ID): what that engine says is
     /// not this node's, and its answers count as failures until this node's engine is back.
     pub foreign: Option<String>,
+    /// Validation refused it (not an engine, or a duplicate ID): it holds nothing of ours.
+    pub refused: bool,
     /// When discovery first named it.
     pub found_at: Instant,
     /// Stops the node's tasks when it leaves discovery.

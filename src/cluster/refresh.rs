@@ -75,6 +75,8 @@ impl Cluster {
         let info = client.get_json("/info").await?;
         let version = client.get_json("/version").await?;
         self.check_same_engine(key, &info)?;
+        // What the cache holds is as of this listing, not of the refresh's end.
+        let listed_at = SystemTime::now();
         let list = client.get_json("/containers/json?all=1").await?;
         let images = client.get_json("/images/json").await?;
         let known: HashMap<String, ContainerFacts> =
@@ -123,7 +125,7 @@ impl Cluster {
                 changed = n.info.as_ref().is_some_and(|old| old.api_version != engine.api_version);
                 n.info = Some(engine);
             }
-            n.updated_at = Some(SystemTime::now());
+            n.updated_at = Some(listed_at);
             changed
         });
         // Every engine's refresh would otherwise rescan every engine.

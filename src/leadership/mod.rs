@@ -193,8 +193,13 @@ impl Leadership {
 
     /// Won the election of `term`; leading is valid until `deadline`.
     pub fn became_leader(&self, term: u64, deadline: Instant) {
-        *self.inner.leading_since.lock() = Some(std::time::SystemTime::now());
-        self.inner.term.store(term, std::sync::atomic::Ordering::SeqCst);
+        // A lease regained in the same term continues that leadership.
+        let previous = self.inner.term.swap(term, std::sync::atomic::Ordering::SeqCst);
+        let mut since = self.inner.leading_since.lock();
+        if previous != term || since.is_none() {
+            *since = Some(std::time::SystemTime::now());
+        }
+        drop(since);
         *self.inner.deadline.lock() = Some(deadline);
         self.set(Role::Leader);
         if let Some(m) = &self.inner.metrics {

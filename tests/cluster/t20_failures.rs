@@ -108,10 +108,11 @@ fn an_address_another_engine_answers_on_is_failed_not_merged() {
     assert!(info.contains("shows up with another ID"), "{info}");
     // node-3's containers never pass for node-1's, so nothing takes "kept" for removed; it
     // is rescheduled, as its node failed.
-    std::thread::sleep(Duration::from_secs(3));
+    wait_until(Duration::from_secs(30), "kept runs on node-2", || {
+        stdout(&run(docker_cmd(&m.host()).args(["inspect", "-f", "{{.Node.Name}} {{.State.Running}}", "kept"]))).trim() == "node-2 true"
+    });
     let ps = m.docker(&["ps", "-a", "--format", "{{.Names}}"]);
     assert!(!ps.contains("stranger"), "{ps}");
-    assert_eq!(m.docker(&["inspect", "-f", "{{.Node.Name}} {{.State.Running}}", "kept"]), "node-2 true");
     // The address is node-1's again: it is Healthy, and its stale copy goes.
     address.switch_to(&es[0].addr);
     wait_until(Duration::from_secs(30), "node-1 is Healthy again", || m.node_states().iter().all(|(_, s)| s == "Healthy"));

@@ -22,9 +22,11 @@ impl Forwarder {
         let (t, o) = (target.clone(), open.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
+                // Under the lock `switch_to` takes: a connection is either cut by the switch or
+                // made to the new target.
+                let mut open = o.lock().unwrap();
                 let to = t.lock().unwrap().clone();
                 let Ok(server) = TcpStream::connect(&to) else { continue };
-                let mut open = o.lock().unwrap();
                 for (mut from, mut to) in [(client.try_clone(), server.try_clone()), (server.try_clone(), client.try_clone())].into_iter().filter_map(|(a, b)| Some((a.ok()?, b.ok()?))) {
                     std::thread::spawn(move || {
                         let _ = std::io::copy(&mut from, &mut to);
@@ -39,8 +41,9 @@ impl Forwarder {
 
     /// Sends new connections to `target` and cuts every open one.
     pub fn switch_to(&self, target: &str) {
+        let mut open = self.open.lock().unwrap();
         *self.target.lock().unwrap() = target.to_string();
-        for s in self.open.lock().unwrap().drain(..) {
+        for s in open.drain(..) {
             let _ = s.shutdown(Shutdown::Both);
         }
     }

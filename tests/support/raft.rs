@@ -27,6 +27,10 @@ pub struct RaftGroup {
     root: tempfile::TempDir,
 }
 
+/// Raft timing for functional tests: heartbeats every 100 ms, elections after 1 to 2 s of
+/// silence (the default: 50 ms, 300 to 600 ms).
+pub const FUNCTIONAL_TEST_TIMING: &[&str] = &["--replication-heartbeat", "100ms", "--replication-election-timeout", "500ms"];
+
 impl RaftGroup {
     /// Starts `n` managers, all with the same `--replication-peers`, and waits for one primary.
     pub fn start(n: usize, discovery: impl FnOnce(&str) -> String, extra: &[&str]) -> RaftGroup {
@@ -35,8 +39,19 @@ impl RaftGroup {
 
     /// Like [`RaftGroup::start`]; with `own_users`, each member runs as its own user and also
     /// listens on a unix socket ([`RaftGroup::sock`]) that iptables cannot cut.
+    ///
+    /// Unless `extra` sets Raft's timing, members get [`FUNCTIONAL_TEST_TIMING`]: these tests
+    /// check what a group does, not how fast it fails over, and with debug builds of three
+    /// managers and several dockerds on two cores, a leader starved for 300 ms (the default
+    /// timing's shortest election) is deposed often enough to fail a test now and then.
+    /// The chaos campaign and the benches keep the default timing.
     pub fn start_with(n: usize, discovery: impl FnOnce(&str) -> String, extra: &[&str], own_users: bool) -> RaftGroup {
-        RaftGroup::start_on_disks(n, discovery, extra, own_users, None)
+        let mut args: Vec<&str> = Vec::new();
+        if !extra.iter().any(|a| a.starts_with("--replication-election-timeout") || a.starts_with("--replication-heartbeat")) {
+            args.extend_from_slice(FUNCTIONAL_TEST_TIMING);
+        }
+        args.extend_from_slice(extra);
+        RaftGroup::start_on_disks(n, discovery, &args, own_users, None)
     }
 
     /// Like [`RaftGroup::start_with`]; with `tmpfs_mib`, each member's data directory is a
