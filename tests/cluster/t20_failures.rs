@@ -134,4 +134,6 @@ fn cloned_engines_with_one_id_are_refused_not_merged() {
     assert!(info.contains(&format!("shared by this node {} and another node {}", clone.addr, original.addr))
         || info.contains(&format!("shared by this node {} and another node {}", original.addr, clone.addr)), "{info}");
     assert_eq!(m.node_states().iter().filter(|(_, s)| s == "Healthy").count(), 1);
+    // A refused node holds nothing of the cluster's: a name no engine holds is simply gone.
+    assert!(m.docker_err(&["container", "inspect", "nosuch"]).contains("No such container: nosuch"));
 }
