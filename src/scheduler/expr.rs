@@ -40,6 +40,20 @@ pub struct Expr {
     matcher: Matcher,
 }
 
+/// How deeply a client's regex may nest: the regex compiler recurses once per level, and a
+/// fuzzed constraint 259 repetitions deep overflowed a 2 MiB thread stack (a debug build; the
+/// crate's own limit is 250). Constraints never need more than a few.
+pub const REGEX_NEST_LIMIT: u32 = 32;
+
+/// Compiled size of a client's regex (the crate's default is 10 MiB).
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Compiles a regex a client wrote (constraints, affinities, `ps` filters) within the limits
+/// above.
+pub fn client_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    regex::RegexBuilder::new(pattern).nest_limit(REGEX_NEST_LIMIT).size_limit(REGEX_SIZE_LIMIT).build()
+}
+
 /// Literal values compare as strings; only globs and `/regex/` pay for a regex.
 #[derive(Debug, Clone)]
 enum Matcher {
@@ -110,7 +124,7 @@ impl Expr {
             _ => None,
         };
         let matcher = match pattern {
-            Some(p) => Matcher::Pattern(Regex::new(&p).map_err(|_| ExprError::BadValue(value.to_string()))?),
+            Some(p) => Matcher::Pattern(client_regex(&p).map_err(|_| ExprError::BadValue(value.to_string()))?),
             None => Matcher::Exact(value.to_string()),
         };
         Ok(Expr { key: key.to_string(), op, value: value.to_string(), soft, matcher })

@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// recur across thousands of nodes, and sharing them keeps lookups in cache.
 pub type NodeLabels = BTreeMap<Arc<str>, Arc<str>>;
 
-pub use expr::{Expr, ExprError};
+pub use expr::{client_regex, Expr, ExprError};
 pub use filter::FilterKind;
 pub use strategy::StrategyKind;
 

@@ -143,7 +143,7 @@ impl Ps {
         }
         let publish = port_set("publish", &values("publish"))?;
         let expose = port_set("expose", &values("expose"))?;
-        let compile = |k: &str| values(k).iter().map(|v| Regex::new(v).ok()).collect::<Vec<_>>();
+        let compile = |k: &str| values(k).iter().map(|v| crate::scheduler::client_regex(v).ok()).collect::<Vec<_>>();
         Ok(Ps {
             all,
             limit: usize::try_from(limit).unwrap_or(0),
