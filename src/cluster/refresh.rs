@@ -326,21 +326,21 @@ impl Cluster {
     /// its own engine answers again or it leaves discovery.
     fn check_same_engine(&self, key: &str, info: &Value) -> Result<(), EngineError> {
         let seen = info["ID"].as_str().unwrap_or_default();
-        let refusal = self.with_node_health(key, |n| {
-            let expected = n.info.as_ref().map(|i| i.id.clone()).filter(|id| id != seen);
-            let was = n.foreign.take();
-            n.foreign = expected.map(|id| format!("Engine (ID: {id}, Addr: {key}) shows up with another ID: {seen}. Remove it from discovery; it can be added back."));
-            (was.is_none().then(|| n.foreign.clone()).flatten(), n.foreign.clone())
-        });
-        match refusal {
-            Some((first, Some(reason))) => {
-                if first.is_some() {
-                    tracing::error!(addr = %key, error = %reason, "Engine address answers as another engine.");
-                }
-                Err(EngineError::Refused { addr: key.to_string(), reason })
-            }
-            _ => Ok(()),
+        let (reason, newly) = self
+            .with_node_health(key, |n| {
+                let reason = n.info.as_ref().filter(|i| i.id != seen).map(|i| {
+                    format!("Engine (ID: {}, Addr: {key}) shows up with another ID: {seen}. Remove it from discovery; it can be added back.", i.id)
+                });
+                let newly = reason.is_some() && n.foreign.is_none();
+                n.foreign = reason.clone();
+                (reason, newly)
+            })
+            .unwrap_or((None, false));
+        let Some(reason) = reason else { return Ok(()) };
+        if newly {
+            tracing::error!(addr = %key, error = %reason, "Engine address answers as another engine.");
         }
+        Err(EngineError::Refused { addr: key.to_string(), reason })
     }
 
     /// Re-reads a node's image list.
