@@ -123,8 +123,8 @@ async fn follow(mut client: Client, nodes: &EtcdNodes, tx: &mpsc::Sender<Discove
 }
 
 /// Keeps `addr` registered: a lease of `ttl`, renewed every `heartbeat`; a lost lease (etcd
-/// restarted from scratch, or the join was partitioned past its TTL) is granted again and the
-/// key written again. Runs until the process stops.
+/// restarted from scratch, the join was partitioned past its TTL, or the lease was revoked) or
+/// a deleted key is granted and written again. Runs until the process stops.
 pub async fn register_forever(nodes: EtcdNodes, addr: String, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
     let key = nodes.key(&addr);
     let ttl_secs = ttl.as_secs().max(2) as i64;
@@ -140,11 +140,24 @@ pub async fn register_forever(nodes: EtcdNodes, addr: String, ttl: Duration, hea
             let c = &mut member.as_mut().expect("connected above").client;
             if let Some(id) = lease {
                 // A renewal on a connection to a member that just died can hang: bound it well
-                // inside the TTL and start over on the next member.
+                // inside the TTL and start over on the next member. The key is read back too:
+                // a key deleted under a live lease would otherwise stay gone.
                 let renew = async {
-                    let (mut keeper, mut responses) = c.lease_keep_alive(id).await.map_err(failed)?;
-                    keeper.keep_alive().await.map_err(failed)?;
-                    Ok::<_, DiscoveryError>(responses.message().await.map_err(failed)?.is_some_and(|r| r.ttl() > 0))
+                    match c.lease_keep_alive(id).await {
+                        Ok(_) => {}
+                        // etcd answered that the lease is gone (expired while no renewal got
+                        // through, or revoked): a new one is granted below, on this member.
+                        Err(etcd_client::Error::LeaseKeepAliveError(reason)) => {
+                            info!(key = %key, lease = id, %reason, "The registration's lease is gone; registering again.");
+                            return Ok(false);
+                        }
+                        Err(e) => return Err(failed(e)),
+                    }
+                    let held = c.get(key.as_str(), Some(GetOptions::new().with_count_only())).await.map_err(failed)?.count() > 0;
+                    if !held {
+                        info!(key = %key, "The registration's key is gone; writing it again.");
+                    }
+                    Ok::<_, DiscoveryError>(held)
                 };
                 let alive = tokio::time::timeout(renew_bound, renew)
                     .await

@@ -80,6 +80,48 @@ fn a_hung_etcd_member_is_left_for_another() {
     }
 }
 
+/// The lease id under which `key` is stored, read from etcd itself; `None` when it is absent.
+fn etcd_lease_of(endpoint: &str, key: &str) -> Option<i64> {
+    etcd_call(endpoint, |mut c| async move { c.get(key, None).await.map(|r| r.kvs().first().map(|kv| kv.lease())) })
+}
+
+fn etcd_call<T, F, Fut>(endpoint: &str, call: F) -> T
+where
+    F: FnOnce(etcd_client::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let client = etcd_client::Client::connect([endpoint], None).await.expect("connect to etcd");
+        call(client).await.expect("etcd call")
+    })
+}
+
+#[test]
+fn a_registration_etcd_lost_is_written_again() {
+    let etcd = Etcd::single();
+    let es = engines(&[("node-1", &[])]);
+    let url = etcd_url(std::slice::from_ref(&etcd), "lost");
+    let key = format!("lost/docker/swarm/nodes/{}", es[0].addr);
+    let _join = Join::start(&es[0].addr, &url, "1s", "4s");
+    let m = Manager::start(&url, &[]);
+    m.wait_healthy(1);
+    let first = etcd_lease_of(&etcd.client_addr, &key).expect("the join registered");
+
+    // The lease revoked (as when no renewal got through within the TTL): the key goes with it,
+    // and the join must grant a new lease rather than keep renewing the dead one.
+    etcd_call(&etcd.client_addr, |mut c| async move { c.lease_revoke(first).await.map(|_| ()) });
+    wait_until(Duration::from_secs(10), "the join registers again under a new lease", || {
+        etcd_lease_of(&etcd.client_addr, &key).is_some_and(|l| l != first)
+    });
+
+    // The key deleted while its lease lives: the join writes it again.
+    let key_ = key.clone();
+    etcd_call(&etcd.client_addr, |mut c| async move { c.delete(key_, None).await.map(|_| ()) });
+    wait_until(Duration::from_secs(10), "the join writes its deleted key again", || etcd_lease_of(&etcd.client_addr, &key).is_some());
+    wait_until(Duration::from_secs(20), "the manager has node-1 again", || m.node_states().iter().any(|(n, s)| n == "node-1" && s == "Healthy"));
+}
+
 /// A member paused for the guard's life, thawed even when the test fails, so that the others
 /// can shut down (a leader waits for its peers on SIGTERM).
 struct Paused<'a>(&'a Etcd);

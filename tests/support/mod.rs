@@ -821,7 +821,10 @@ pub fn etcd_url(members: &[Etcd], prefix: &str) -> String {
 
 /// A `swarm join` process, stopped by pid.
 pub struct Join {
+    advertise: String,
     child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Join {
@@ -837,15 +840,19 @@ impl Join {
         if discovery.starts_with("swarm://") && !extra.iter().any(|a| a == "--join-token-file") {
             cmd.args(["--join-token-file", join_token_file()]);
         }
+        let dir = unique_dir("swarm-join-");
+        let log = dir.path().join("log");
+        let file = std::fs::File::create(&log).expect("log");
         let child = cmd
             .args(extra)
             .arg(discovery)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .env("RUST_LOG", "info")
             .spawn()
             .expect("start swarm join");
-        Join { child }
+        Join { advertise: advertise.to_string(), child, log, _dir: dir }
     }
 
     /// Kills it (SIGKILL): its registration must expire by itself.
@@ -858,6 +865,9 @@ impl Join {
 impl Drop for Join {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- join {} log ---\n{}", self.advertise, std::fs::read_to_string(&self.log).unwrap_or_default());
+        }
     }
 }
 
