@@ -197,6 +197,9 @@ const RETRYABLE: &[&str] = &[
     "unable to upgrade to tcp, received 500",
     "unable to upgrade to tcp, received 503",
     "timed out after",
+    // `docker exec`'s silent exit when it cannot reach the daemon to read the exit code
+    // (cli/command/container/exec.go: a connection failure becomes StatusError{StatusCode: -1}).
+    "exit status: 255 and no message",
 ];
 
 /// Clients see only errors they can retry: every failure that is not a definite answer about
@@ -293,10 +296,14 @@ pub mod self_check {
             op(Kind::Remove, "a", 2.0, Outcome::Ambiguous("Error response from daemon: timed out after 20s".into())),
             op(Kind::Stop, "a", 3.0, Outcome::Ambiguous("Error response from daemon: invalid reference format".into())),
             op(Kind::Run, "b", 4.0, Outcome::Definite("No such container: b".into())),
+            op(Kind::Exec, "a", 5.0, Outcome::Ambiguous("exit status: 255 and no message".into())),
+            // `true` exits 0: any other silent code is a wrong answer.
+            op(Kind::Exec, "a", 6.0, Outcome::Ambiguous("exit status: 1 and no message".into())),
         ];
         let found = unretryable(&ops);
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0].contains("invalid reference format"), "{found:?}");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().any(|f| f.contains("invalid reference format")), "{found:?}");
+        assert!(found.iter().any(|f| f.contains("exit status: 1 and")), "{found:?}");
     }
 
     pub fn overlapping_terms_are_caught_and_ordered_terms_pass() {

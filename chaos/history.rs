@@ -135,6 +135,9 @@ fn run_bounded(mut cmd: Command, bound: Duration) -> (Outcome, String) {
         (Outcome::Ok, stdout)
     } else if definite(&stderr) {
         (Outcome::Definite(stderr), stdout)
+    } else if stderr.is_empty() {
+        // The CLI says nothing when, say, it loses the daemon before reading an exec's exit code.
+        (Outcome::Ambiguous(format!("{} and no message", out.status)), stdout)
     } else {
         (Outcome::Ambiguous(stderr), stdout)
     }
