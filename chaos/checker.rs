@@ -197,6 +197,8 @@ const RETRYABLE: &[&str] = &[
     "unable to upgrade to tcp, received 500",
     "unable to upgrade to tcp, received 503",
     "timed out after",
+    "is being rescheduled to a healthy node; retry",
+    "has not been read since this manager began leading, so it may be there",
     // `docker exec`'s silent exit when it cannot reach the daemon to read the exit code
     // (cli/command/container/exec.go: a connection failure becomes StatusError{StatusCode: -1}).
     "exit status: 255 and no message",

@@ -86,6 +86,12 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
     // A leader's cache of an engine it has not read since it took over may miss the previous
     // leader's last changes there, a create included; "No such container" would let `rm -f`
     // report a removal while the container waits on that engine to come back.
+    if matches!(&found, Err(e) if e.status == http::StatusCode::NOT_FOUND) && state.cluster.is_moving(&ctx.segs[1]) {
+        return Err(ApiError::new(
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("Container {} is being rescheduled to a healthy node; retry", ctx.segs[1]),
+        ));
+    }
     if matches!(&found, Err(e) if e.status == http::StatusCode::NOT_FOUND) {
         // `node/name` names its node: only that one can hold it.
         let named_node = ctx.segs.get(2).and_then(|_| state.cluster.node_by_name(&ctx.segs[1])).map(|h| h.name);
@@ -94,7 +100,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
             return Err(ApiError::new(
                 http::StatusCode::SERVICE_UNAVAILABLE,
                 format!(
-                    "No such container here: {}; but node {} does not answer and has not been read since this manager began leading, so it may be there. Retry once it answers or has left discovery",
+                    "Container {} is not in this manager's view, but node {} does not answer and has not been read since this manager began leading, so it may be there. Retry once it answers or has left discovery",
                     ctx.segs[1],
                     unread.join(", ")
                 ),

@@ -160,6 +160,9 @@ struct Shared {
     min_api_version: RwLock<Option<String>>,
     /// Containers replaced elsewhere by a reschedule, kept out of the cache.
     superseded: RwLock<HashSet<String>>,
+    /// Containers being rescheduled, by ID, with their names: out of the cache, their new copy
+    /// not in it yet.
+    moving: Mutex<HashMap<String, Option<String>>>,
     /// Containers removed (by a client or on their engine), and when.
     removed: Mutex<HashMap<String, std::time::Instant>>,
     /// Containers a client stopped, and when.
@@ -190,6 +193,7 @@ impl Cluster {
                 execs: Mutex::new(HashMap::new()),
                 min_api_version: RwLock::new(None),
                 superseded: RwLock::new(HashSet::new()),
+                moving: Mutex::new(HashMap::new()),
                 removed: Mutex::new(HashMap::new()),
                 user_stopped: Mutex::new(HashMap::new()),
                 replacements: Mutex::new(HashMap::new()),
@@ -735,6 +739,21 @@ mod tests {
         let config = json!({"Image": "busybox", "Labels": {labels::SWARM_ID: "s1"}});
         cluster.learn_created("127.0.0.1:1", "id1", Some("c"), config.as_object().expect("object"));
         assert_eq!(cluster.snapshot()[0].container_count(), 1);
+    }
+
+    #[test]
+    fn a_container_being_rescheduled_is_found_as_moving_until_its_copy_is_cached() {
+        let cluster = one_node_cluster("127.0.0.1:1");
+        let config = json!({"Image": "busybox"});
+        cluster.learn_created("127.0.0.1:1", "abc123", Some("web"), config.as_object().expect("object"));
+        let moving = cluster.moving("abc123", Some("web".into()));
+        cluster.supersede("127.0.0.1:1", "abc123");
+        // Out of the cache: the lookup misses, and the miss must not read as "no such container".
+        assert!(matches!(cluster.find_container("web"), Err(LookupError::NotFound(_))));
+        assert!(cluster.is_moving("web") && cluster.is_moving("/web") && cluster.is_moving("abc"));
+        assert!(!cluster.is_moving("other") && !cluster.is_moving(""));
+        drop(moving);
+        assert!(!cluster.is_moving("web"));
     }
 
     #[test]

@@ -305,6 +305,19 @@ impl Cluster {
         self.drop_from_cache(key, id);
     }
 
+    /// Marks `id` (named `name`) as being rescheduled until the guard drops: a lookup that
+    /// misses it then is told to retry, not "No such container", which `rm -f` takes for done.
+    pub fn moving(&self, id: &str, name: Option<String>) -> Moving {
+        self.shared.moving.lock().insert(id.to_string(), name);
+        Moving { cluster: self.clone(), id: id.to_string() }
+    }
+
+    /// Whether `ident` (an ID, a prefix of one, or a name) names a container being rescheduled.
+    pub fn is_moving(&self, ident: &str) -> bool {
+        let name = ident.trim_start_matches('/');
+        !name.is_empty() && self.shared.moving.lock().iter().any(|(id, n)| id.starts_with(name) || n.as_deref() == Some(name))
+    }
+
     /// Lets a container back into the cache (its reschedule failed, or it is gone).
     pub fn unsupersede(&self, id: &str) {
         self.shared.superseded.write().remove(id);
@@ -384,4 +397,16 @@ impl Cluster {
 
 fn gone(key: &str) -> EngineError {
     EngineError::Refused { addr: key.to_string(), reason: format!("engine {key} left discovery") }
+}
+
+/// A reschedule in progress, from taking the original out of the cache until its new copy is in.
+pub struct Moving {
+    cluster: Cluster,
+    id: String,
+}
+
+impl Drop for Moving {
+    fn drop(&mut self) {
+        self.cluster.shared.moving.lock().remove(&self.id);
+    }
 }

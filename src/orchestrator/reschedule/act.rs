@@ -159,6 +159,7 @@ impl Act {
     async fn reschedule_one(&self, c: &Candidate) -> Result<(), String> {
         let inner = &self.orch.inner;
         // Out of the cache first, so the name is free for the new copy and `ps` never shows two.
+        let moving = inner.cluster.moving(&c.id, c.name.clone());
         inner.cluster.supersede(&c.node, &c.id);
         let record = format!("{RESCHEDULES_PREFIX}{}", c.swarm_id);
         let mut rescheduled = Rescheduled { from: c.node.clone(), old_id: c.id.clone(), running: c.running, new_id: None };
@@ -177,6 +178,8 @@ impl Act {
             }
         };
         inner.cluster.record_replacement(&created.id, &c.id);
+        // The copy is cached: lookups find it from here on.
+        drop(moving);
         // The user removed the original while it was being recreated: the copy goes too.
         if inner.cluster.was_removed(&c.id) {
             if let Some(h) = inner.cluster.node(&created.node) {
