@@ -98,6 +98,15 @@ impl Act {
             Ok(in_flight) => due.retain(|c| !in_flight.iter().any(|(k, _)| k[CREATES_PREFIX.len()..] == c.swarm_id)),
             Err(_) => return outcome,
         }
+        // An original that a recorded reschedule already replaced is never recreated: with no
+        // copy left, a user removed it. (A new leader's first pass may still see the original,
+        // read before it took over the records.)
+        match inner.store.list(RESCHEDULES_PREFIX.to_string()).await {
+            Ok(records) => due.retain(|c| {
+                !records.iter().any(|(_, v)| serde_json::from_slice::<Rescheduled>(v).is_ok_and(|r| r.old_id == c.id && r.new_id.is_some()))
+            }),
+            Err(_) => return outcome,
+        }
         if due.is_empty() {
             return outcome;
         }
@@ -159,20 +168,27 @@ impl Act {
     async fn reschedule_one(&self, c: &Candidate) -> Result<(), String> {
         let inner = &self.orch.inner;
         // Out of the cache first, so the name is free for the new copy and `ps` never shows two.
-        let moving = inner.cluster.moving(&c.id, c.name.clone());
+        let moving = inner.cluster.moving(&c.id, c.name.clone(), &c.swarm_id);
+        let original = inner.cluster.cached_container(&c.node, &c.id);
         inner.cluster.supersede(&c.node, &c.id);
+        // A failed reschedule puts the original back, or lookups would miss it (404, which
+        // `rm -f` takes for done) until its failed node is read again.
+        let restore = || match original.clone() {
+            Some(o) => inner.cluster.restore_superseded(&c.node, o),
+            None => inner.cluster.unsupersede(&c.id),
+        };
         let record = format!("{RESCHEDULES_PREFIX}{}", c.swarm_id);
         let mut rescheduled = Rescheduled { from: c.node.clone(), old_id: c.id.clone(), running: c.running, new_id: None };
         let value = serde_json::to_vec(&rescheduled).unwrap_or_default();
         if let Err(e) = inner.store.put(record.clone(), value, Some(RECORD_TTL)).await {
-            inner.cluster.unsupersede(&c.id);
+            restore();
             return Err(format!("cannot record the reschedule: {e}"));
         }
         let config = c.body.as_object().cloned().unwrap_or_default();
         let created = match self.orch.create(CreateRequest { config, name: c.name.clone(), auth: None, api_version: None }).await {
             Ok(created) => created,
             Err(e) => {
-                inner.cluster.unsupersede(&c.id);
+                restore();
                 let _ = inner.store.delete(record).await;
                 return Err(e.message);
             }
