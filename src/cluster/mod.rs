@@ -162,7 +162,7 @@ struct Shared {
     superseded: RwLock<HashSet<String>>,
     /// Containers being rescheduled, by ID, with their names: out of the cache, their new copy
     /// not in it yet.
-    moving: Mutex<HashMap<String, Option<String>>>,
+    moving: Mutex<HashMap<String, (Option<String>, String)>>,
     /// Containers removed (by a client or on their engine), and when.
     removed: Mutex<HashMap<String, std::time::Instant>>,
     /// Containers a client stopped, and when.
@@ -746,11 +746,11 @@ mod tests {
         let cluster = one_node_cluster("127.0.0.1:1");
         let config = json!({"Image": "busybox"});
         cluster.learn_created("127.0.0.1:1", "abc123", Some("web"), config.as_object().expect("object"));
-        let moving = cluster.moving("abc123", Some("web".into()));
+        let moving = cluster.moving("abc123", Some("web".into()), "s1");
         cluster.supersede("127.0.0.1:1", "abc123");
         // Out of the cache: the lookup misses, and the miss must not read as "no such container".
         assert!(matches!(cluster.find_container("web"), Err(LookupError::NotFound(_))));
-        assert!(cluster.is_moving("web") && cluster.is_moving("/web") && cluster.is_moving("abc"));
+        assert!(cluster.is_moving("web") && cluster.is_moving("/web") && cluster.is_moving("abc") && cluster.is_moving("s1"));
         assert!(!cluster.is_moving("other") && !cluster.is_moving(""));
         drop(moving);
         assert!(!cluster.is_moving("web"));

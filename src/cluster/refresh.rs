@@ -305,17 +305,34 @@ impl Cluster {
         self.drop_from_cache(key, id);
     }
 
+    /// Undoes [`Cluster::supersede`] for a reschedule that failed: the original is cached again
+    /// as it was, so lookups find it (and refuse it on its failed node) instead of missing it.
+    pub fn restore_superseded(&self, key: &str, original: CachedContainer) {
+        self.shared.superseded.write().remove(&original.id);
+        self.with_node_mut(key, |n| {
+            n.forgotten.remove(&original.id);
+            n.containers.entry(original.id.clone()).or_insert(original);
+        });
+    }
+
+    /// The cached container `id` on node `key`, copied.
+    pub fn cached_container(&self, key: &str, id: &str) -> Option<CachedContainer> {
+        self.with_nodes(|nodes| nodes.get(key).and_then(|n| n.containers.get(id).cloned()))
+    }
+
     /// Marks `id` (named `name`) as being rescheduled until the guard drops: a lookup that
     /// misses it then is told to retry, not "No such container", which `rm -f` takes for done.
-    pub fn moving(&self, id: &str, name: Option<String>) -> Moving {
-        self.shared.moving.lock().insert(id.to_string(), name);
+    pub fn moving(&self, id: &str, name: Option<String>, swarm_id: &str) -> Moving {
+        self.shared.moving.lock().insert(id.to_string(), (name, swarm_id.to_string()));
         Moving { cluster: self.clone(), id: id.to_string() }
     }
 
-    /// Whether `ident` (an ID, a prefix of one, or a name) names a container being rescheduled.
+    /// Whether `ident` (an ID or swarm ID, a prefix of either, or a name) names a container
+    /// being rescheduled.
     pub fn is_moving(&self, ident: &str) -> bool {
         let name = ident.trim_start_matches('/');
-        !name.is_empty() && self.shared.moving.lock().iter().any(|(id, n)| id.starts_with(name) || n.as_deref() == Some(name))
+        !name.is_empty()
+            && self.shared.moving.lock().iter().any(|(id, (n, swarm_id))| id.starts_with(name) || swarm_id.starts_with(name) || n.as_deref() == Some(name))
     }
 
     /// Lets a container back into the cache (its reschedule failed, or it is gone).

@@ -149,22 +149,26 @@ pub async fn register_forever(nodes: EtcdNodes, addr: String, ttl: Duration, hea
                         // through, or revoked): a new one is granted below, on this member.
                         Err(etcd_client::Error::LeaseKeepAliveError(reason)) => {
                             info!(key = %key, lease = id, %reason, "The registration's lease is gone; registering again.");
-                            return Ok(false);
+                            lease = None;
+                            return Ok(());
                         }
                         Err(e) => return Err(failed(e)),
                     }
-                    let held = c.get(key.as_str(), Some(GetOptions::new().with_count_only())).await.map_err(failed)?.count() > 0;
-                    if !held {
-                        info!(key = %key, "The registration's key is gone; writing it again.");
+                    match c.get(key.as_str(), Some(GetOptions::new().with_count_only())).await {
+                        Ok(r) if r.count() > 0 => {}
+                        Ok(_) => {
+                            info!(key = %key, "The registration's key is gone; writing it again.");
+                            c.put(key.as_str(), addr.as_str(), Some(PutOptions::new().with_lease(id))).await.map_err(failed)?;
+                        }
+                        Err(e) if crate::etcd::is_transport(&e) => return Err(failed(e)),
+                        // Allowed to write but not to read (an etcd role): the renewal is what counts.
+                        Err(_) => {}
                     }
-                    Ok::<_, DiscoveryError>(held)
+                    Ok::<_, DiscoveryError>(())
                 };
-                let alive = tokio::time::timeout(renew_bound, renew)
+                tokio::time::timeout(renew_bound, renew)
                     .await
                     .map_err(|_| DiscoveryError::Etcd(format!("lease renewal took over {renew_bound:?}")))??;
-                if !alive {
-                    lease = None;
-                }
             }
             if lease.is_none() {
                 // Bounded like the renewal: the registration must be back before the TTL runs out.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
-pub use members::{EtcdMembers, MemberClient};
+pub use members::{is_transport, EtcdMembers, MemberClient};
 use crate::tls::KvTls;
 
 /// Bound on connecting to etcd and on each of its calls.
