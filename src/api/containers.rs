@@ -86,13 +86,14 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
     // A leader's cache of an engine it has not read since it took over may miss the previous
     // leader's last changes there, a create included; "No such container" would let `rm -f`
     // report a removal while the container waits on that engine to come back.
-    if matches!(&found, Err(e) if e.status == http::StatusCode::NOT_FOUND) && state.cluster.is_moving(&ctx.segs[1]) {
-        return Err(ApiError::new(
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            format!("Container {} is being rescheduled to a healthy node; retry", ctx.segs[1]),
-        ));
-    }
     if matches!(&found, Err(e) if e.status == http::StatusCode::NOT_FOUND) {
+        // Between a reschedule taking the original out of the cache and caching its copy.
+        if state.cluster.is_moving(&ctx.segs[1]) {
+            return Err(ApiError::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("Container {} is being rescheduled to a healthy node; retry", ctx.segs[1]),
+            ));
+        }
         // `node/name` names its node: only that one can hold it.
         let named_node = ctx.segs.get(2).and_then(|_| state.cluster.node_by_name(&ctx.segs[1])).map(|h| h.name);
         let unread = state.leadership.leading_since().map(|since| state.cluster.unread_unreachable(since, named_node.as_deref())).unwrap_or_default();

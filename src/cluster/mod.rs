@@ -160,8 +160,8 @@ struct Shared {
     min_api_version: RwLock<Option<String>>,
     /// Containers replaced elsewhere by a reschedule, kept out of the cache.
     superseded: RwLock<HashSet<String>>,
-    /// Containers being rescheduled, by ID, with their names: out of the cache, their new copy
-    /// not in it yet.
+    /// Containers being rescheduled, by ID, with their names and swarm IDs: out of the cache,
+    /// their new copy not in it yet.
     moving: Mutex<HashMap<String, (Option<String>, String)>>,
     /// Containers removed (by a client or on their engine), and when.
     removed: Mutex<HashMap<String, std::time::Instant>>,

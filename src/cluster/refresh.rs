@@ -291,18 +291,20 @@ impl Cluster {
         })
     }
 
-    fn drop_from_cache(&self, key: &str, id: &str) {
+    fn drop_from_cache(&self, key: &str, id: &str) -> Option<CachedContainer> {
         self.with_node_mut(key, |n| {
-            n.containers.remove(id);
             n.forgotten.insert(id.to_string(), Instant::now());
-        });
+            n.containers.remove(id)
+        })
+        .flatten()
     }
 
     /// Marks a container as replaced by a reschedule: it leaves the cache and stays out of it
     /// (its node may come back with it) until the leader has removed it from its engine.
-    pub fn supersede(&self, key: &str, id: &str) {
+    /// Returns the cached entry it took out, for [`Cluster::restore_superseded`].
+    pub fn supersede(&self, key: &str, id: &str) -> Option<CachedContainer> {
         self.shared.superseded.write().insert(id.to_string());
-        self.drop_from_cache(key, id);
+        self.drop_from_cache(key, id)
     }
 
     /// Undoes [`Cluster::supersede`] for a reschedule that failed: the original is cached again
@@ -313,11 +315,6 @@ impl Cluster {
             n.forgotten.remove(&original.id);
             n.containers.entry(original.id.clone()).or_insert(original);
         });
-    }
-
-    /// The cached container `id` on node `key`, copied.
-    pub fn cached_container(&self, key: &str, id: &str) -> Option<CachedContainer> {
-        self.with_nodes(|nodes| nodes.get(key).and_then(|n| n.containers.get(id).cloned()))
     }
 
     /// Marks `id` (named `name`) as being rescheduled until the guard drops: a lookup that

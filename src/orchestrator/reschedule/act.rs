@@ -169,8 +169,7 @@ impl Act {
         let inner = &self.orch.inner;
         // Out of the cache first, so the name is free for the new copy and `ps` never shows two.
         let moving = inner.cluster.moving(&c.id, c.name.clone(), &c.swarm_id);
-        let original = inner.cluster.cached_container(&c.node, &c.id);
-        inner.cluster.supersede(&c.node, &c.id);
+        let original = inner.cluster.supersede(&c.node, &c.id);
         // A failed reschedule puts the original back, or lookups would miss it (404, which
         // `rm -f` takes for done) until its failed node is read again.
         let restore = || match original.clone() {
