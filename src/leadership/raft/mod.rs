@@ -134,7 +134,7 @@ impl RaftNode {
         .map_err(|e| RaftFailure::Raft(e.to_string()))?;
         let id = node_id(&s.advertise);
         let pristine = log.is_empty() && map.read().map.is_empty();
-        let raft = Raft::new(id, Arc::new(config), network::Network { tls, signer }, log, sm).await.map_err(|e| RaftFailure::Raft(e.to_string()))?;
+        let raft = Raft::new(id, Arc::new(config), network::Network { tls, signer, retry_after: s.heartbeat }, log, sm).await.map_err(|e| RaftFailure::Raft(e.to_string()))?;
         let member = s.peers.contains(&s.advertise);
         if !member {
             info!(peers = ?s.peers, "Not among --replication-peers: waiting to be added with `swarm members add`.");
@@ -192,6 +192,7 @@ impl RaftNode {
         let bad = |e: bincode::error::DecodeError| format!("undecodable {rpc} request: {e}");
         let encoded = match rpc {
             "append" => {
+                self.heard.arrived();
                 let request = codec::decode(body).map_err(bad)?;
                 let _open = self.heard.pass().await;
                 let answer = self.raft.append_entries(request).await;

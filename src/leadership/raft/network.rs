@@ -1,5 +1,12 @@
 //! Raft RPCs between managers: bincode over HTTP on each manager's own listener, under
 //! [`RPC_PREFIX`]. Peers are reached through pooled keep-alive clients.
+//!
+//! openraft 0.9 bounds an append by one heartbeat period and pauses replication to a peer
+//! that is `Unreachable` (500 ms by default) before it sends anything more, heartbeats
+//! included. That pause outlasts the followers' lease: an append that was merely slow on a
+//! busy host, reported as unreachable, made its follower campaign and depose a healthy leader.
+//! So a timeout is reported as a network error (no pause), and the pause for a refused
+//! connection is one heartbeat period.
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -24,6 +31,8 @@ pub struct Network {
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Signs every RPC as a manager: peers accept no other.
     pub signer: Signer,
+    /// Pause after a peer refused a connection, before replication tries it again.
+    pub retry_after: std::time::Duration,
 }
 
 /// A peer.
@@ -32,6 +41,7 @@ pub struct Peer {
     node: BasicNode,
     client: EngineClient,
     signer: Signer,
+    retry_after: std::time::Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -40,7 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
         // The per-call timeout comes from openraft's RPC options.
         let client = EngineClient::with_tls(&node.addr, std::time::Duration::from_secs(2), self.tls.clone());
-        Peer { target, node: node.clone(), client, signer: self.signer.clone() }
+        Peer { target, node: node.clone(), client, signer: self.signer.clone(), retry_after: self.retry_after }
     }
 }
 
@@ -64,7 +74,9 @@ impl Peer {
         let sent = self.client.call(Method::POST, &path, Some(Bytes::from(body)), &headers, Some(option.hard_ttl())).await;
         let (status, _, bytes) = match sent {
             Ok(r) => r,
-            Err(e @ (EngineError::Unreachable { .. } | EngineError::Timeout { .. })) => return Err(CallError::Unreachable(e)),
+            Err(e @ EngineError::Unreachable { .. }) => return Err(CallError::Unreachable(e)),
+            // Slow is not unreachable: see the module's note.
+            Err(e @ EngineError::Timeout { .. }) => return Err(CallError::Network(e.to_string())),
             Err(e) => return Err(CallError::Network(e.to_string())),
         };
         if status != StatusCode::OK {
@@ -106,5 +118,9 @@ impl RaftNetwork<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
         self.call("vote", &rpc, &option).await.map_err(|e| self.rpc_error(e))
+    }
+
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(self.retry_after))
     }
 }

@@ -35,11 +35,19 @@ const RETRIES: u32 = 3;
 pub struct Heard {
     at: watch::Sender<Option<Instant>>,
     gate: Arc<RwLock<()>>,
+    /// When the last append from a leader arrived, answered or not: a campaign's log says
+    /// whether the leader fell silent or this member was slow to take what it sent.
+    arrived: Arc<parking_lot::Mutex<Option<Instant>>>,
 }
 
 impl Heard {
     pub fn new() -> Heard {
-        Heard { at: watch::Sender::new(None), gate: Arc::new(RwLock::new(())) }
+        Heard { at: watch::Sender::new(None), gate: Arc::new(RwLock::new(())), arrived: Arc::default() }
+    }
+
+    /// A leader's append arrived.
+    pub fn arrived(&self) {
+        *self.arrived.lock() = Some(Instant::now());
     }
 
     /// Held while a leader's append or snapshot is handed to the core.
@@ -103,7 +111,8 @@ pub async fn elect_promptly(raft: Raft<TypeConfig>, me: NodeId, heard: Heard, le
                     continue;
                 }
                 if campaign_if_silent(&raft, &heard, lease).await {
-                    tracing::info!(silent_ms = last.elapsed().as_millis() as u64, attempt, "No leader heard for the lease: campaigned.");
+                    let arrived_ms = heard.arrived.lock().map(|a| a.elapsed().as_millis() as u64);
+                    tracing::info!(silent_ms = last.elapsed().as_millis() as u64, arrived_ms, attempt, "No leader heard for the lease: campaigned.");
                 }
             }
         }
