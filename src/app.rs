@@ -305,6 +305,7 @@ impl App {
             crate::orchestrator::Settings {
                 create_retry: config.create_retry,
                 create_timeout: config.timing.create_timeout,
+                pull_timeout: config.timing.pull_timeout,
                 engine_timeout: config.timing.engine_timeout,
             },
         );
@@ -394,6 +395,7 @@ impl App {
             tracker.spawn(node.clone().expire_entries(state.leadership.clone(), Duration::from_secs(1), cancel.clone()));
         }
         tracker.spawn(crate::orchestrator::reschedule::run(orchestrator, cancel.clone()).instrument(tracing::info_span!("reschedule")));
+        tracker.spawn(crate::lag::watch(state.metrics.runtime_lag.clone(), cancel.clone()));
         for (addr, listener) in listeners {
             api::log_listening(&addr);
             tracker.spawn(api::serve(listener, state.clone(), cancel.clone(), tracker.clone()));

@@ -29,6 +29,7 @@ pub mod discovery;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod etcd;
+pub mod lag;
 pub mod leadership;
 pub mod metrics;
 pub mod open_files;

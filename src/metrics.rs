@@ -40,6 +40,8 @@ pub struct Metrics {
     pub leader_proxy_duration: Histogram,
     /// Containers recreated on another node after theirs failed.
     pub rescheduled: IntCounter,
+    /// How late the async runtime woke a periodic timer (see `lag`).
+    pub runtime_lag: Histogram,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -79,6 +81,11 @@ impl Metrics {
                     .namespace(NAMESPACE)
                     .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             )?,
+            runtime_lag: Histogram::with_opts(
+                HistogramOpts::new("runtime_timer_lateness_seconds", "How late the async runtime woke a 50 ms timer.")
+                    .namespace(NAMESPACE)
+                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            )?,
         };
         registry.register(Box::new(m.api_requests.clone()))?;
         registry.register(Box::new(m.api_duration.clone()))?;
@@ -96,6 +103,7 @@ impl Metrics {
         registry.register(Box::new(m.leader_proxy_duration.clone()))?;
         registry.register(Box::new(m.rescheduled.clone()))?;
         registry.register(Box::new(m.control_refused.clone()))?;
+        registry.register(Box::new(m.runtime_lag.clone()))?;
         let build = IntGaugeVec::new(opts("build_info", "Build of this manager."), &["version"])?;
         build.with_label_values(&[crate::VERSION]).set(1);
         registry.register(Box::new(build))?;
