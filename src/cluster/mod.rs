@@ -426,9 +426,20 @@ impl Cluster {
     /// The ID of the container that holds `name` anywhere in the cluster (empty while a create
     /// holds it).
     pub fn name_holder(&self, name: &str) -> Option<String> {
+        self.name_holder_for(name, None)
+    }
+
+    /// [`Cluster::name_holder`], for a create carrying `swarm_id`: a reschedule's create takes
+    /// over the name of the container it moves (same swarm ID), which everyone else must find
+    /// taken while it is out of the cache.
+    pub fn name_holder_for(&self, name: &str, swarm_id: Option<&str>) -> Option<String> {
         let name = name.trim_start_matches('/');
         if self.name_pending(name) {
             return Some(String::new());
+        }
+        let moving = self.shared.moving.lock().iter().find(|(_, (n, s))| n.as_deref() == Some(name) && Some(s.as_str()) != swarm_id).map(|(id, _)| id.clone());
+        if moving.is_some() {
+            return moving;
         }
         self.with_nodes(|nodes| nodes.values().find_map(|n| n.derived().names.get(name).cloned()))
     }
@@ -752,8 +763,12 @@ mod tests {
         assert!(matches!(cluster.find_container("web"), Err(LookupError::NotFound(_))));
         assert!(cluster.is_moving("web") && cluster.is_moving("/web") && cluster.is_moving("abc") && cluster.is_moving("s1"));
         assert!(!cluster.is_moving("other") && !cluster.is_moving(""));
+        // Its name stays taken, except for the reschedule's own create (same swarm ID).
+        assert_eq!(cluster.name_holder("/web").as_deref(), Some("abc123"));
+        assert_eq!(cluster.name_holder_for("web", Some("s1")), None);
         drop(moving);
         assert!(!cluster.is_moving("web"));
+        assert_eq!(cluster.name_holder("web"), None);
     }
 
     #[test]

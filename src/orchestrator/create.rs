@@ -152,7 +152,7 @@ impl Orchestrator {
         let name = a.req.name.as_deref();
         let _lock = cluster.schedule_lock();
         if let Some(n) = name {
-            if let Some(holder) = cluster.name_holder(n) {
+            if let Some(holder) = cluster.name_holder_for(n, Some(a.swarm_id)) {
                 metrics.decisions.with_label_values(&["conflict"]).inc();
                 return Err(Error::new(StatusCode::CONFLICT, format!(
                     "Conflict. The container name \"/{n}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name."
