@@ -240,6 +240,9 @@ pub struct ManageArgs {
     /// Time an engine has to answer a container create before the manager gives up on it.
     #[arg(long = "engine-create-timeout", default_value = "30s")]
     pub engine_create_timeout: String,
+    /// Time an engine has to pull a create's missing image before the create fails.
+    #[arg(long = "engine-pull-timeout", default_value = "10m")]
+    pub engine_pull_timeout: String,
     /// Discovery poll period (file://, token://).
     #[arg(long, default_value = "60s")]
     pub heartbeat: String,

@@ -66,6 +66,8 @@ pub struct Timing {
     pub heartbeat: Duration,
     /// Bound on an engine's answer to a container create.
     pub create_timeout: Duration,
+    /// Bound on the pull of a create's missing image.
+    pub pull_timeout: Duration,
 }
 
 impl Timing {
@@ -82,6 +84,7 @@ impl Timing {
             engine_timeout: Duration::from_secs(3),
             heartbeat: Duration::from_secs(60),
             create_timeout: Duration::from_secs(30),
+            pull_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -441,6 +444,7 @@ fn timing_of(a: &ManageArgs) -> Result<Timing, ConfigError> {
         engine_timeout,
         heartbeat,
         create_timeout: parse_duration(&a.engine_create_timeout)?,
+        pull_timeout: parse_duration(&a.engine_pull_timeout)?,
     })
 }
 

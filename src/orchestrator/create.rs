@@ -274,7 +274,7 @@ impl Orchestrator {
         let (repo, tag) = image_reference(image);
         let query = form_urlencoded::Serializer::new(String::new()).append_pair("fromImage", &repo).append_pair("tag", &tag).finish();
         let path = crate::api_version::engine_path(a.req.api_version.as_deref(), engine_api, "/images/create", Some(&query));
-        let (status, _, bytes) = client.call(Method::POST, &path, None, headers, None).await?;
+        let (status, _, bytes) = client.call(Method::POST, &path, None, headers, Some(self.inner.settings.pull_timeout)).await?;
         let failed = !status.is_success()
             || bytes.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<Value>(l).ok()).any(|m| m.get("error").is_some());
         if failed {

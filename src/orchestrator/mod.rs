@@ -80,8 +80,10 @@ impl From<ScheduleError> for Error {
 pub struct Settings {
     /// Further nodes a create is tried on when an engine fails it (`swarm.createretry`).
     pub create_retry: u32,
-    /// How long an engine may take to create or start a container (an implicit pull included).
+    /// How long an engine may take to create or start a container (the pull aside).
     pub create_timeout: Duration,
+    /// How long an engine may take to pull a create's missing image.
+    pub pull_timeout: Duration,
     /// How long any other engine call may take.
     pub engine_timeout: Duration,
 }
