@@ -75,37 +75,55 @@ fn resolve<'s>(state: &ApiState, segs: &'s [String]) -> Result<(ContainerRef, &'
     Ok((r, &segs[1..]))
 }
 
+/// Why a lookup of `ident` that missed may not mean "No such container", which `rm -f` takes
+/// for done; `named_node` is the node a `node/name` reference names (only it can hold it).
+fn miss_unsure(state: &ApiState, ident: &str, named_node: Option<&str>) -> Option<ApiError> {
+    // Between a reschedule taking the original out of the cache and caching its copy.
+    if state.cluster.is_moving(ident) {
+        return Some(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("Container {ident} is being rescheduled to a healthy node; retry")));
+    }
+    // A leader's cache of an engine it has not read since it took over may miss the previous
+    // leader's last changes there, a create included.
+    let unread = state.leadership.leading_since().map(|since| state.cluster.unread_unreachable(since, named_node)).unwrap_or_default();
+    (!unread.is_empty()).then(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "Container {ident} is not in this manager's view, but node {} does not answer and has not been read since this manager began leading, so it may be there. Retry once it answers or has left discovery",
+                unread.join(", ")
+            ),
+        )
+    })
+}
+
+/// Finds the container `ident` names (an ID, a prefix, a name or `node/name`), with the same
+/// care over misses as the per-container routes.
+pub async fn find_checked(state: &ApiState, ident: &str) -> Result<ContainerRef, ApiError> {
+    let mut found = state.cluster.find_container(ident).map_err(ApiError::from);
+    if matches!(&found, Err(e) if e.status == StatusCode::NOT_FOUND) && state.cluster.wait_loaded(CACHE_LOAD_WAIT).await {
+        found = state.cluster.find_container(ident).map_err(ApiError::from);
+    }
+    match found {
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            let named_node = ident.split_once('/').and_then(|(node, _)| state.cluster.node_by_name(node)).map(|h| h.name);
+            Err(miss_unsure(state, ident, named_node.as_deref()).unwrap_or(e))
+        }
+        other => other,
+    }
+}
+
 /// Every `/containers/{id}/...` route: sent to the owner with the name rewritten to the ID.
 pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let mut found = resolve(state, &ctx.segs[1..]);
     // A miss is an answer only once every engine has been read: `rm -f` takes "No such
     // container" for success, so a manager still loading must not say it.
-    if matches!(&found, Err(e) if e.status == http::StatusCode::NOT_FOUND) && state.cluster.wait_loaded(CACHE_LOAD_WAIT).await {
+    if matches!(&found, Err(e) if e.status == StatusCode::NOT_FOUND) && state.cluster.wait_loaded(CACHE_LOAD_WAIT).await {
         found = resolve(state, &ctx.segs[1..]);
     }
-    // A leader's cache of an engine it has not read since it took over may miss the previous
-    // leader's last changes there, a create included; "No such container" would let `rm -f`
-    // report a removal while the container waits on that engine to come back.
-    if matches!(&found, Err(e) if e.status == http::StatusCode::NOT_FOUND) {
-        // Between a reschedule taking the original out of the cache and caching its copy.
-        if state.cluster.is_moving(&ctx.segs[1]) {
-            return Err(ApiError::new(
-                http::StatusCode::SERVICE_UNAVAILABLE,
-                format!("Container {} is being rescheduled to a healthy node; retry", ctx.segs[1]),
-            ));
-        }
-        // `node/name` names its node: only that one can hold it.
+    if matches!(&found, Err(e) if e.status == StatusCode::NOT_FOUND) {
         let named_node = ctx.segs.get(2).and_then(|_| state.cluster.node_by_name(&ctx.segs[1])).map(|h| h.name);
-        let unread = state.leadership.leading_since().map(|since| state.cluster.unread_unreachable(since, named_node.as_deref())).unwrap_or_default();
-        if !unread.is_empty() {
-            return Err(ApiError::new(
-                http::StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "Container {} is not in this manager's view, but node {} does not answer and has not been read since this manager began leading, so it may be there. Retry once it answers or has left discovery",
-                    ctx.segs[1],
-                    unread.join(", ")
-                ),
-            ));
+        if let Some(e) = miss_unsure(state, &ctx.segs[1], named_node.as_deref()) {
+            return Err(e);
         }
     }
     let (c, rest) = match found {
@@ -279,7 +297,7 @@ async fn remember_exec(state: &ApiState, node: &str, resp: Response<Body>) -> Re
 /// `POST /commit?container=…`: sent to the container's engine.
 pub async fn commit(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let ident = ctx.query.get("container").unwrap_or_default();
-    let c = state.cluster.find_container(ident)?;
+    let c = find_checked(state, ident).await?;
     let api = c.api_version.clone();
     let mut overrides = BTreeMap::new();
     overrides.insert("container", Some(c.id.clone()));

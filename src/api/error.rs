@@ -73,7 +73,12 @@ impl From<crate::orchestrator::Error> for ApiError {
 
 impl From<LookupError> for ApiError {
     fn from(e: LookupError) -> Self {
-        ApiError::not_found(e.to_string())
+        // An ambiguous prefix is the caller's to fix (400, as recent dockerd answers), not a
+        // miss: `rm -f` takes a 404 for done. Classic Swarm said 404, dockerd 20.10 says 500.
+        match e {
+            LookupError::Ambiguous(_) => ApiError::bad_request(e.to_string()),
+            _ => ApiError::not_found(e.to_string()),
+        }
     }
 }
 

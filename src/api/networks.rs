@@ -85,7 +85,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
             let raw = state.read_body(req.into_body()).await?;
             let mut config: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
             let ident = config["Container"].as_str().unwrap_or_default().to_string();
-            let c = state.cluster.find_container(&ident)?;
+            let c = super::containers::find_checked(state, &ident).await?;
             config["Container"] = json!(c.id);
             let n = state.cluster.node(&c.node).ok_or_else(|| ApiError::internal("node left the cluster"))?;
             let answers = call_all(&[n], Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), Some(Bytes::from(config.to_string())), &HeaderMap::new(), &state.config.limits).await;

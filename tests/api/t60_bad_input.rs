@@ -26,6 +26,28 @@ fn malformed_and_oversized_bodies_get_docker_shaped_errors() {
     assert_eq!(es[0].container_names().len(), 0);
 }
 
+/// A prefix of several IDs gets the engine's words, with 400 on purpose (the engines here,
+/// dockerd 20.10, say 500; classic Swarm said 404, which `rm -f` takes for done), and
+/// removes nothing.
+#[test]
+fn an_ambiguous_id_prefix_is_refused_as_the_engine_refuses_it() {
+    let es = engines(&[("node-1", &[])]);
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(1);
+    // Seventeen IDs: at least two share their first hex digit.
+    let ids: Vec<String> = (0..17).map(|i| m.docker(&["create", "--name", &format!("amb{i}"), "--network", "none", "busybox", "true"])).collect();
+    let prefix = (0..16u8).map(|d| format!("{d:x}")).find(|p| ids.iter().filter(|id| id.starts_with(p.as_str())).count() >= 2).expect("two IDs share a first digit");
+    let path = format!("/v1.41/containers/{prefix}/json");
+    let (direct_status, _, direct_body) = http(&es[0].addr, "GET", &path, None);
+    let (status, _, body) = http(&m.addr, "GET", &path, None);
+    assert!(String::from_utf8_lossy(&direct_body).contains("Multiple IDs found with provided prefix"), "{}", String::from_utf8_lossy(&direct_body));
+    assert_eq!(String::from_utf8_lossy(&body).trim(), String::from_utf8_lossy(&direct_body).trim());
+    assert_eq!(status, 400, "the engine said {direct_status}");
+    let err = m.docker_err(&["rm", "-f", &prefix]);
+    assert!(err.contains("Multiple IDs found with provided prefix"), "{err}");
+    assert_eq!(es[0].container_names().len(), 17);
+}
+
 #[test]
 fn engine_errors_pass_through_with_their_status() {
     let es = engines(&[("node-1", &[])]);
@@ -38,6 +60,33 @@ fn engine_errors_pass_through_with_their_status() {
     m.docker(&["run", "-d", "--name", "xx", "busybox", "sleep", "300"]);
     let err = m.docker_err(&["rm", "xx"]);
     assert!(err.contains("You cannot remove a running container"), "{err}");
+}
+
+/// A registry that accepts connections and never answers holds a create's implicit pull only
+/// for `--engine-pull-timeout`.
+#[test]
+fn a_pull_from_a_hung_registry_fails_the_create_after_the_pull_timeout() {
+    use std::time::{Duration, Instant};
+    let es = engines(&[("node-1", &[])]);
+    let m = Manager::start(&nodes_url(&es), &["--engine-pull-timeout", "2s"]);
+    m.wait_healthy(1);
+    let registry = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = registry.local_addr().unwrap().port();
+    // Held open, never answered; the thread ends with the test process.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in registry.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    let t = Instant::now();
+    let body = format!("{{\"Image\":\"127.0.0.1:{port}/hung\"}}");
+    let (status, _, answer) = http_within(&m.addr, "POST", "/v1.41/containers/create?name=hung", Some(body.as_bytes()), Duration::from_secs(60));
+    let took = t.elapsed();
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&answer));
+    assert!(String::from_utf8_lossy(&answer).contains("No such image"), "{}", String::from_utf8_lossy(&answer));
+    assert!(took < Duration::from_secs(20), "the create waited {took:?} on a hung pull");
+    assert_eq!(es[0].container_names().len(), 0);
 }
 
 /// What a hostile or broken client can hold: half-sent requests are cut after the header
