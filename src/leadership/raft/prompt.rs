@@ -2,8 +2,8 @@
 //! lease (the longest election timeout) has passed since the last heartbeat, so a dead leader
 //! is replaced after the lease *plus* a random election timeout. The lease alone is what keeps
 //! a deposed leader from overlapping a new one: voters refuse every vote until it has passed.
-//! So a follower that has heard nothing for the lease campaigns at once, with a little jitter
-//! against split votes.
+//! So a follower that has heard nothing for the lease campaigns at once; followers take turns,
+//! in an order all of them compute alike, against split votes.
 //!
 //! Fencing stays whole. openraft's own timer checks the lease inside its core, between two
 //! appends; a campaign started from outside could have an append acknowledged (renewing the
@@ -62,16 +62,23 @@ impl Heard {
 }
 
 /// Starts an election if this member's vote has not been refreshed for `lease`, with no
-/// append in between (see the module's note). False when a leader was heard meanwhile.
-async fn campaign_if_silent(raft: &Raft<TypeConfig>, heard: &Heard, lease: Duration) -> bool {
+/// append in between (see the module's note), and it has not voted for another candidate since
+/// the term `silent_since` in which it last heard a leader: raising the term then would depose
+/// the leader it may just have helped elect. Checked in the core, where a vote request granted
+/// a moment ago is already visible. False when no election was started.
+async fn campaign_if_silent(raft: &Raft<TypeConfig>, me: NodeId, heard: &Heard, lease: Duration, silent_since: u64) -> bool {
     let _closed = heard.gate.write().await;
-    // Only a committed vote (a leader's) holds a lease: a candidate retrying after a split
-    // vote, or after one it granted lost, acknowledges no leader.
-    let leased = match raft.with_raft_state(|s| (s.vote_ref().is_committed(), s.vote_last_modified())).await {
-        Ok((committed, refreshed)) => committed && refreshed.is_some_and(|at| at.elapsed() < lease),
-        Err(_) => return false,
-    };
-    if leased {
+    let held = raft
+        .with_raft_state(move |s| {
+            let vote = s.vote_ref();
+            // Only a committed vote (a leader's) holds a lease: a candidate retrying after a
+            // split vote, or after one it granted lost, acknowledges no leader.
+            let leased = vote.is_committed() && s.vote_last_modified().is_some_and(|at| at.elapsed() < lease);
+            let voted_elsewhere = vote.leader_id().get_term() > silent_since && vote.leader_id().voted_for().is_some_and(|v| v != me);
+            leased || voted_elsewhere
+        })
+        .await;
+    if held.unwrap_or(true) {
         return false;
     }
     if let Err(e) = raft.trigger().elect().await {
@@ -80,37 +87,41 @@ async fn campaign_if_silent(raft: &Raft<TypeConfig>, heard: &Heard, lease: Durat
     true
 }
 
-/// Campaigns when nothing has been heard for `lease` plus [`SKEW_MARGIN`] plus up to `jitter`
-/// since the last append, and again, up to [`RETRIES`] times, every `jitter / 2` to `jitter`
-/// while no leader is known: two followers that campaigned together split the vote, and one
-/// whose log is behind is refused; both would otherwise wait for openraft's own timer. A
-/// member that has meanwhile voted for another candidate leaves that election alone: raising
-/// the term now would depose the leader it just helped elect.
+/// This member's place in the order in which followers campaign after a silence: its position
+/// among the voters other than the last known leader, by ID. Followers that campaign at random
+/// within one window split the vote now and then, and each split costs a retry; spaced a
+/// `jitter` apart, the first is usually elected before the next one's turn.
+fn campaign_rank(raft: &Raft<TypeConfig>, me: NodeId) -> u32 {
+    let m = raft.metrics();
+    let m = m.borrow();
+    let ahead = m.membership_config.membership().voter_ids().filter(|v| *v < me && Some(*v) != m.current_leader).count();
+    ahead as u32
+}
+
+/// Campaigns when nothing has been heard for `lease` plus [`SKEW_MARGIN`] plus its rank's
+/// share of `jitter` (see [`campaign_rank`]) and a little randomness since the last append,
+/// and again, up to [`RETRIES`] times, every `jitter / 2` to `jitter` while no leader is known:
+/// two followers that campaigned together split the vote, and one whose log is behind is
+/// refused; both would otherwise wait for openraft's own timer.
 pub async fn elect_promptly(raft: Raft<TypeConfig>, me: NodeId, heard: Heard, lease: Duration, jitter: Duration, cancel: CancellationToken) {
     let mut rx = heard.at.subscribe();
     'silence: loop {
         let last = *rx.borrow_and_update();
         let heard_term = raft.metrics().borrow().current_term;
         if let Some(last) = last {
-            let mut due = last + lease + SKEW_MARGIN + rand::rng().random_range(Duration::ZERO..=jitter);
+            let rank = campaign_rank(&raft, me);
+            let mut due = last + lease + SKEW_MARGIN + jitter * rank + rand::rng().random_range(Duration::ZERO..=jitter / 2);
             for attempt in 0..=RETRIES {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     changed = rx.changed() => if changed.is_err() { return } else { continue 'silence },
                     _ = tokio::time::sleep_until(due) => {}
                 }
-                let (state, term, voted_for) = {
-                    let m = raft.metrics().borrow().clone();
-                    (m.state, m.current_term, m.vote.leader_id().voted_for())
-                };
-                if !matches!(state, ServerState::Follower | ServerState::Candidate) {
+                if !matches!(raft.metrics().borrow().state, ServerState::Follower | ServerState::Candidate) {
                     break;
                 }
                 due = Instant::now() + rand::rng().random_range(jitter / 2..=jitter);
-                if term > heard_term && voted_for.is_some_and(|v| v != me) {
-                    continue;
-                }
-                if campaign_if_silent(&raft, &heard, lease).await {
+                if campaign_if_silent(&raft, me, &heard, lease, heard_term).await {
                     let arrived_ms = heard.arrived.lock().map(|a| a.elapsed().as_millis() as u64);
                     tracing::info!(silent_ms = last.elapsed().as_millis() as u64, arrived_ms, attempt, "No leader heard for the lease: campaigned.");
                 }
