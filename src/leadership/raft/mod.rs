@@ -201,7 +201,13 @@ impl RaftNode {
                 }
                 codec::encode(&answer)
             }
-            "vote" => codec::encode(&self.raft.vote(codec::decode(body).map_err(bad)?).await),
+            "vote" => {
+                let request = codec::decode(body).map_err(bad)?;
+                // Behind the gate too: a vote granted between a prompt campaign's check and its
+                // election would be followed by a term raise that deposes the one just elected.
+                let _open = self.heard.pass().await;
+                codec::encode(&self.raft.vote(request).await)
+            }
             "snapshot" => {
                 let request = codec::decode(body).map_err(bad)?;
                 let _open = self.heard.pass().await;

@@ -10,7 +10,8 @@
 //! old leader's lease through this member) just before its `elect`. So a campaign closes a
 //! gate that every append and snapshot from a leader passes through, then checks, in the
 //! core, that this member's vote has not been refreshed for the lease, and enqueues `elect`
-//! before any later append: those reach the core after the election and are refused.
+//! before any later append: those reach the core after the election and are refused. Vote
+//! requests pass the same gate, so that none is granted between the check and the election.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +51,8 @@ impl Heard {
         *self.arrived.lock() = Some(Instant::now());
     }
 
-    /// Held while a leader's append or snapshot is handed to the core.
+    /// Held while a leader's append or snapshot, or a candidate's vote request, is handed to
+    /// the core.
     pub async fn pass(&self) -> RwLockReadGuard<'_, ()> {
         self.gate.read().await
     }
@@ -62,55 +64,64 @@ impl Heard {
 }
 
 /// Starts an election if this member's vote has not been refreshed for `lease`, with no
-/// append in between (see the module's note), and it has not voted for another candidate since
-/// the term `silent_since` in which it last heard a leader: raising the term then would depose
-/// the leader it may just have helped elect. Checked in the core, where a vote request granted
-/// a moment ago is already visible. False when no election was started.
-async fn campaign_if_silent(raft: &Raft<TypeConfig>, me: NodeId, heard: &Heard, lease: Duration, silent_since: u64) -> bool {
+/// append in between (see the module's note), and it has not, within `hold`, voted for another
+/// candidate in a term after `silent_since` (the one in which it last heard a leader): raising
+/// the term then would depose the leader it may just have helped elect. Checked in the core,
+/// with vote requests held at the gate too, so that none is granted between the check and the
+/// election. False when no election was started.
+async fn campaign_if_silent(raft: &Raft<TypeConfig>, me: NodeId, heard: &Heard, lease: Duration, hold: Duration, silent_since: u64) -> bool {
     let _closed = heard.gate.write().await;
     let held = raft
         .with_raft_state(move |s| {
             let vote = s.vote_ref();
+            let changed_within = |d: Duration| s.vote_last_modified().is_some_and(|at| at.elapsed() < d);
             // Only a committed vote (a leader's) holds a lease: a candidate retrying after a
             // split vote, or after one it granted lost, acknowledges no leader.
-            let leased = vote.is_committed() && s.vote_last_modified().is_some_and(|at| at.elapsed() < lease);
-            let voted_elsewhere = vote.leader_id().get_term() > silent_since && vote.leader_id().voted_for().is_some_and(|v| v != me);
+            let leased = vote.is_committed() && changed_within(lease);
+            // Held only briefly: a candidate that cannot win (its log is behind, or it died)
+            // must not keep the others waiting, and a refused candidate also takes on, though
+            // it granted nothing, the vote its refuser answered with.
+            let voted_elsewhere = !vote.is_committed() && vote.leader_id().get_term() > silent_since && vote.leader_id().voted_for().is_some_and(|v| v != me) && changed_within(hold);
             leased || voted_elsewhere
         })
         .await;
     if held.unwrap_or(true) {
         return false;
     }
-    if let Err(e) = raft.trigger().elect().await {
-        tracing::debug!(error = %e, "Prompt election not started.");
+    match raft.trigger().elect().await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "Prompt election not started.");
+            false
+        }
     }
-    true
 }
 
-/// This member's place in the order in which followers campaign after a silence: its position
-/// among the voters other than the last known leader, by ID. Followers that campaign at random
-/// within one window split the vote now and then, and each split costs a retry; spaced a
-/// `jitter` apart, the first is usually elected before the next one's turn.
-fn campaign_rank(raft: &Raft<TypeConfig>, me: NodeId) -> u32 {
+/// This member's turn in the order in which followers campaign after a silence (its position
+/// among the voters other than the last known leader, by ID), and how many turns there are.
+/// Followers that campaign at random within one window split the vote now and then, and each
+/// split costs a retry; spaced a `jitter` apart, the first is usually elected before the next
+/// one's turn.
+fn campaign_turn(raft: &Raft<TypeConfig>, me: NodeId) -> (u32, u32) {
     let m = raft.metrics();
     let m = m.borrow();
-    let ahead = m.membership_config.membership().voter_ids().filter(|v| *v < me && Some(*v) != m.current_leader).count();
-    ahead as u32
+    let others = || m.membership_config.membership().voter_ids().filter(|v| Some(*v) != m.current_leader);
+    (others().filter(|v| *v < me).count() as u32, others().count().max(1) as u32)
 }
 
-/// Campaigns when nothing has been heard for `lease` plus [`SKEW_MARGIN`] plus its rank's
-/// share of `jitter` (see [`campaign_rank`]) and a little randomness since the last append,
-/// and again, up to [`RETRIES`] times, every `jitter / 2` to `jitter` while no leader is known:
-/// two followers that campaigned together split the vote, and one whose log is behind is
-/// refused; both would otherwise wait for openraft's own timer.
+/// Campaigns when nothing has been heard for `lease` plus [`SKEW_MARGIN`] plus its turn's
+/// share of `jitter` (see [`campaign_turn`]) and a little randomness since the last append,
+/// and again, up to [`RETRIES`] times, once every round of turns while no leader is known: two
+/// followers that campaigned together split the vote, and one whose log is behind is refused;
+/// both would otherwise wait for openraft's own timer.
 pub async fn elect_promptly(raft: Raft<TypeConfig>, me: NodeId, heard: Heard, lease: Duration, jitter: Duration, cancel: CancellationToken) {
     let mut rx = heard.at.subscribe();
     'silence: loop {
         let last = *rx.borrow_and_update();
         let heard_term = raft.metrics().borrow().current_term;
         if let Some(last) = last {
-            let rank = campaign_rank(&raft, me);
-            let mut due = last + lease + SKEW_MARGIN + jitter * rank + rand::rng().random_range(Duration::ZERO..=jitter / 2);
+            let (turn, turns) = campaign_turn(&raft, me);
+            let mut due = last + lease + SKEW_MARGIN + jitter * turn + rand::rng().random_range(Duration::ZERO..=jitter / 2);
             for attempt in 0..=RETRIES {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -120,8 +131,8 @@ pub async fn elect_promptly(raft: Raft<TypeConfig>, me: NodeId, heard: Heard, le
                 if !matches!(raft.metrics().borrow().state, ServerState::Follower | ServerState::Candidate) {
                     break;
                 }
-                due = Instant::now() + rand::rng().random_range(jitter / 2..=jitter);
-                if campaign_if_silent(&raft, me, &heard, lease, heard_term).await {
+                due = Instant::now() + jitter * turns + rand::rng().random_range(Duration::ZERO..=jitter / 2);
+                if campaign_if_silent(&raft, me, &heard, lease, jitter, heard_term).await {
                     let arrived_ms = heard.arrived.lock().map(|a| a.elapsed().as_millis() as u64);
                     tracing::info!(silent_ms = last.elapsed().as_millis() as u64, arrived_ms, attempt, "No leader heard for the lease: campaigned.");
                 }
