@@ -96,36 +96,32 @@ fn miss_unsure(state: &ApiState, ident: &str, named_node: Option<&str>) -> Optio
     })
 }
 
-/// Finds the container `ident` names (an ID, a prefix, a name or `node/name`), with the same
-/// care over misses as the per-container routes.
-pub async fn find_checked(state: &ApiState, ident: &str) -> Result<ContainerRef, ApiError> {
-    let mut found = state.cluster.find_container(ident).map_err(ApiError::from);
+/// Runs `find` for the container `ident`, taking a miss for an answer only once it is sure:
+/// once every engine has been read (`rm -f` takes "No such container" for success, so a
+/// manager still loading must not say it), and unless [`miss_unsure`] says otherwise.
+/// `named_node` is the node of a `node/name` reference.
+async fn find_sure<T>(state: &ApiState, ident: &str, named_node: impl FnOnce() -> Option<String>, find: impl Fn() -> Result<T, ApiError>) -> Result<T, ApiError> {
+    let mut found = find();
     if matches!(&found, Err(e) if e.status == StatusCode::NOT_FOUND) && state.cluster.wait_loaded(CACHE_LOAD_WAIT).await {
-        found = state.cluster.find_container(ident).map_err(ApiError::from);
+        found = find();
     }
     match found {
-        Err(e) if e.status == StatusCode::NOT_FOUND => {
-            let named_node = ident.split_once('/').and_then(|(node, _)| state.cluster.node_by_name(node)).map(|h| h.name);
-            Err(miss_unsure(state, ident, named_node.as_deref()).unwrap_or(e))
-        }
+        Err(e) if e.status == StatusCode::NOT_FOUND => Err(miss_unsure(state, ident, named_node().as_deref()).unwrap_or(e)),
         other => other,
     }
 }
 
+/// Finds the container `ident` names (an ID, a prefix, a name or `node/name`), with the same
+/// care over misses as the per-container routes.
+pub async fn find_checked(state: &ApiState, ident: &str) -> Result<ContainerRef, ApiError> {
+    let named_node = || ident.split_once('/').and_then(|(node, _)| state.cluster.node_by_name(node)).map(|h| h.name);
+    find_sure(state, ident, named_node, || state.cluster.find_container(ident).map_err(ApiError::from)).await
+}
+
 /// Every `/containers/{id}/...` route: sent to the owner with the name rewritten to the ID.
 pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
-    let mut found = resolve(state, &ctx.segs[1..]);
-    // A miss is an answer only once every engine has been read: `rm -f` takes "No such
-    // container" for success, so a manager still loading must not say it.
-    if matches!(&found, Err(e) if e.status == StatusCode::NOT_FOUND) && state.cluster.wait_loaded(CACHE_LOAD_WAIT).await {
-        found = resolve(state, &ctx.segs[1..]);
-    }
-    if matches!(&found, Err(e) if e.status == StatusCode::NOT_FOUND) {
-        let named_node = ctx.segs.get(2).and_then(|_| state.cluster.node_by_name(&ctx.segs[1])).map(|h| h.name);
-        if let Some(e) = miss_unsure(state, &ctx.segs[1], named_node.as_deref()) {
-            return Err(e);
-        }
-    }
+    let named_node = || ctx.segs.get(2).and_then(|_| state.cluster.node_by_name(&ctx.segs[1])).map(|h| h.name);
+    let found = find_sure(state, &ctx.segs[1], named_node, || resolve(state, &ctx.segs[1..])).await;
     let (c, rest) = match found {
         Ok(found) => found,
         Err(e) if e.status == http::StatusCode::NOT_FOUND && ctx.segs.len() == 3 => match ctx.segs[2].as_str() {
