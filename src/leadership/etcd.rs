@@ -120,6 +120,14 @@ async fn campaign(e: &EtcdElection, member: MemberClient, leadership: &Leadershi
             info!("Leader Election: resigned.");
             Ok(())
         }
+        // Renewals came too late: we stopped acting at the deadline, but a renewal that gets
+        // through afterwards would keep the key, and nobody could lead. Give the lease up.
+        _ = leadership.lapsed() => {
+            leadership.step_down(None);
+            let revoke = e.members.call(move |mut c| async move { c.lease_revoke(id).await });
+            let _ = tokio::time::timeout(lease.ttl / 2, revoke).await;
+            Err("leadership lapsed: the lease was not renewed before its deadline".to_string())
+        }
     };
     *e.fence.lock() = None;
     outcome
@@ -176,10 +184,14 @@ async fn keep_alive(
                 }
                 warn!("Leader Election: lease renewal failed; renewing through the next etcd member.");
                 e.members.failed(&renewing).await;
-                if let Ok(next) = e.members.client().await {
-                    if let Ok((k, r)) = next.client.clone().lease_keep_alive(lease.id).await {
-                        (keeper, responses, renewing) = (k, r, next);
-                    }
+                // Bounded: a hung next member must not hold renewals past the deadline.
+                let next = async {
+                    let next = e.members.client().await.ok()?;
+                    let stream = next.client.clone().lease_keep_alive(lease.id).await.ok()?;
+                    Some((stream, next))
+                };
+                if let Ok(Some(((k, r), next))) = tokio::time::timeout(lease.ttl / 4, next).await {
+                    (keeper, responses, renewing) = (k, r, next);
                 }
                 pause = RECONNECT_PAUSE;
             }

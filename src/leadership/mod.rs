@@ -191,6 +191,28 @@ impl Leadership {
         }
     }
 
+    /// Resolves once this manager no longer leads: it stepped down, or its deadline passed
+    /// without a renewal. A backend that still holds its lease then must give it up.
+    pub async fn lapsed(&self) {
+        let mut rx = self.subscribe();
+        loop {
+            if !self.is_leader() {
+                return;
+            }
+            let deadline = *self.inner.deadline.lock();
+            let Some(deadline) = deadline else {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+                changed = rx.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
     /// Won the election of `term`; leading is valid until `deadline`.
     pub fn became_leader(&self, term: u64, deadline: Instant) {
         // A lease regained in the same term continues that leadership.
@@ -291,6 +313,25 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         assert!(!l.is_leader());
         assert_eq!(l.role(), Role::Follower { leader: None });
+    }
+
+    #[tokio::test]
+    async fn lapsed_resolves_at_the_deadline_unless_renewed() {
+        let l = replicated();
+        l.became_leader(1, Instant::now() + Duration::from_millis(50));
+        let renewer = l.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            renewer.renewed(Instant::now() + Duration::from_millis(100));
+        });
+        let started = Instant::now();
+        l.lapsed().await;
+        assert!(started.elapsed() >= Duration::from_millis(120), "a renewal moves the deadline on");
+        assert_eq!(l.role(), Role::Follower { leader: None });
+        l.became_leader(2, Instant::now() + Duration::from_secs(60));
+        let stepper = l.clone();
+        tokio::spawn(async move { stepper.step_down(Some("b:1".into())) });
+        tokio::time::timeout(Duration::from_secs(5), l.lapsed()).await.expect("stepping down ends leadership");
     }
 
     #[test]

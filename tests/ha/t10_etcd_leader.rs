@@ -185,3 +185,51 @@ fn losing_one_of_three_etcd_members_changes_no_leader() {
         assert!(m.docker(&["info"]).contains("Nodes: 1"), "a manager lost the node with one etcd member");
     }
 }
+
+/// A leader whose deadline passed while its lease lived on (renewals delayed past the deadline,
+/// then through again) must give the lease up: otherwise it keeps the election key while no
+/// longer acting, and nobody leads. The lapse is forced here; in the wild it follows a hung
+/// etcd member or a paused manager.
+#[test]
+fn a_lapsed_leader_gives_up_its_lease() {
+    use swarm::leadership::etcd::{run as campaign, EtcdElection};
+    use swarm::leadership::{Leadership, LeadershipMetrics, Role};
+    let etcd = Etcd::single();
+    let endpoints = vec![etcd.client_addr.clone()];
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let candidate = |addr: &str| {
+            let leadership = Leadership::replicated(addr, LeadershipMetrics::register(&prometheus::Registry::new()).expect("metrics"));
+            let election = EtcdElection {
+                members: std::sync::Arc::new(swarm::etcd::EtcdMembers::new(&endpoints, None)),
+                key: "lapse/docker/swarm/leader".into(),
+                advertise: addr.into(),
+                ttl: Duration::from_secs(3),
+                fence: Default::default(),
+            };
+            let stop = tokio_util::sync::CancellationToken::new();
+            tokio::spawn(campaign(election, leadership.clone(), stop.clone()));
+            (leadership, stop)
+        };
+        let (first, first_stop) = candidate("first:1");
+        let lead = |l: &Leadership| l.role() == Role::Leader;
+        let started = Instant::now();
+        while !lead(&first) {
+            assert!(started.elapsed() < Duration::from_secs(20), "the first candidate was never elected");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (second, second_stop) = candidate("second:1");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!lead(&second), "elected beside a live leader");
+        // What `is_leader` does once the deadline passes; the first keeps renewing its lease.
+        first.step_down(None);
+        let lapsed = Instant::now();
+        while !lead(&second) {
+            assert!(lapsed.elapsed() < Duration::from_secs(15), "the lapsed leader kept the election key: nobody leads");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("the second candidate led {:?} after the first lapsed", lapsed.elapsed());
+        first_stop.cancel();
+        second_stop.cancel();
+    });
+}
