@@ -64,7 +64,7 @@ pub async fn run(e: EtcdElection, leadership: Leadership, shutdown: Cancellation
     observer.abort();
 }
 
-/// Wait between attempts to renew through the next member.
+/// Wait between attempts to renew through another member.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(100);
 
 fn failed(err: etcd_client::Error) -> String {
@@ -97,20 +97,33 @@ async fn campaign(e: &EtcdElection, member: MemberClient, leadership: &Leadershi
     let keep_alive = keep_alive(e, &lease, stream, member, leadership);
     tokio::pin!(keep_alive);
     let leader_key = tokio::select! {
-        r = &mut keep_alive => return r,
-        r = win(e, client.clone(), &lease, leadership) => r?,
+        r = &mut keep_alive => {
+            give_up(e, &lease).await;
+            return r;
+        }
+        r = win(e, client.clone(), &lease, leadership) => match r {
+            Ok(key) => key,
+            Err(err) => {
+                // Our key may stand first in line: do not make the others wait out its lease.
+                give_up(e, &lease).await;
+                return Err(err);
+            }
+        },
         _ = shutdown.cancelled() => {
             let _ = client.lease_revoke(id).await;
             return Ok(());
         }
     };
-    // Leading: until the lease is lost or we are asked to stop.
+    // Leading: until the lease is lost or we are asked to stop. Each way out clears the fence
+    // before anything else, so that no store write is fenced on a leadership we gave up.
     let outcome = tokio::select! {
         r = &mut keep_alive => {
+            *e.fence.lock() = None;
             leadership.step_down(None);
             r
         }
         _ = shutdown.cancelled() => {
+            *e.fence.lock() = None;
             // Hand over at once instead of letting the lease run out.
             leadership.step_down(None);
             if let Some(key) = leader_key {
@@ -123,14 +136,22 @@ async fn campaign(e: &EtcdElection, member: MemberClient, leadership: &Leadershi
         // Renewals came too late: we stopped acting at the deadline, but a renewal that gets
         // through afterwards would keep the key, and nobody could lead. Give the lease up.
         _ = leadership.lapsed() => {
+            *e.fence.lock() = None;
             leadership.step_down(None);
-            let revoke = e.members.call(move |mut c| async move { c.lease_revoke(id).await });
-            let _ = tokio::time::timeout(lease.ttl / 2, revoke).await;
+            give_up(e, &lease).await;
             Err("leadership lapsed: the lease was not renewed before its deadline".to_string())
         }
     };
     *e.fence.lock() = None;
     outcome
+}
+
+/// Revokes `lease` through whichever member answers, within half its TTL: it deletes our
+/// election key now instead of when the lease runs out.
+async fn give_up(e: &EtcdElection, lease: &Lease) {
+    let id = lease.id;
+    let revoke = e.members.call(move |mut c| async move { c.lease_revoke(id).await });
+    let _ = tokio::time::timeout(lease.ttl / 2, revoke).await;
 }
 
 /// Campaigns on `lease` until elected; then sets the fence and leads until the lease's deadline.
@@ -159,9 +180,41 @@ async fn keep_alive(
 ) -> Result<(), String> {
     let (mut keeper, mut responses) = stream;
     let mut pause = lease.ttl / 3;
+    // The stream in hand failed: the next renewal goes through another member.
+    let mut broken = false;
     loop {
         tokio::time::sleep(pause).await;
         let sent = Instant::now();
+        if broken {
+            // The member we renewed through may be gone while the lease lives on in the others.
+            // Bounded by the deadline: past it, leading is over whatever the lease does.
+            let switch = async {
+                e.members.failed(&renewing).await;
+                let next = e.members.client_within(lease.ttl / 4).await.ok()?;
+                // Opening the stream renews the lease once.
+                match tokio::time::timeout(lease.ttl / 4, next.client.clone().lease_keep_alive(lease.id)).await {
+                    Ok(Ok(stream)) => Some(Ok((stream, next))),
+                    Ok(Err(etcd_client::Error::LeaseKeepAliveError(m))) => Some(Err(m)),
+                    _ => {
+                        // Left on the next attempt.
+                        renewing = next;
+                        None
+                    }
+                }
+            };
+            match tokio::time::timeout_at(lease.deadline().into(), switch).await {
+                Ok(Some(Ok(((k, r), next)))) => {
+                    (keeper, responses, renewing) = (k, r, next);
+                    broken = false;
+                    renewed(lease, leadership, sent);
+                    pause = lease.ttl / 3;
+                }
+                Ok(Some(Err(m))) => return Err(format!("lease expired: {m}")),
+                Ok(None) => pause = RECONNECT_PAUSE,
+                Err(_) => return Err("lease renewal failed: no etcd member renewed it before the deadline".into()),
+            }
+            continue;
+        }
         // A renewal stuck on a dead member's connection must not outlast the lease.
         let exchange = async {
             keeper.keep_alive().await.map_err(failed)?;
@@ -169,33 +222,27 @@ async fn keep_alive(
         };
         match tokio::time::timeout(lease.ttl / 4, exchange).await {
             Ok(Ok(Some(r))) if r.ttl() > 0 => {
-                *lease.last_renewal.lock() = sent;
-                if leadership.is_leader() {
-                    leadership.renewed(sent + lease.ttl - lease.margin);
-                }
+                renewed(lease, leadership, sent);
                 pause = lease.ttl / 3;
             }
             Ok(Ok(_)) => return Err("lease expired".into()),
-            // The member we renewed through may be gone while the lease lives on in the others:
-            // renew the same lease through the next member while there is time.
             outcome => {
                 if Instant::now() + RECONNECT_PAUSE >= lease.deadline() {
                     return Err(format!("lease renewal failed: {}", outcome.map_or_else(|_| "timed out".to_string(), |r| r.err().unwrap_or_default())));
                 }
                 warn!("Leader Election: lease renewal failed; renewing through the next etcd member.");
-                e.members.failed(&renewing).await;
-                // Bounded: a hung next member must not hold renewals past the deadline.
-                let next = async {
-                    let next = e.members.client().await.ok()?;
-                    let stream = next.client.clone().lease_keep_alive(lease.id).await.ok()?;
-                    Some((stream, next))
-                };
-                if let Ok(Some(((k, r), next))) = tokio::time::timeout(lease.ttl / 4, next).await {
-                    (keeper, responses, renewing) = (k, r, next);
-                }
-                pause = RECONNECT_PAUSE;
+                broken = true;
+                pause = Duration::ZERO;
             }
         }
+    }
+}
+
+/// Records a renewal sent at `sent`, extending a leader's deadline.
+fn renewed(lease: &Lease, leadership: &Leadership, sent: Instant) {
+    *lease.last_renewal.lock() = sent;
+    if leadership.is_leader() {
+        leadership.renewed(sent + lease.ttl - lease.margin);
     }
 }
 

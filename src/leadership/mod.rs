@@ -318,15 +318,15 @@ mod tests {
     #[tokio::test]
     async fn lapsed_resolves_at_the_deadline_unless_renewed() {
         let l = replicated();
-        l.became_leader(1, Instant::now() + Duration::from_millis(50));
+        l.became_leader(1, Instant::now() + Duration::from_millis(300));
         let renewer = l.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(30)).await;
-            renewer.renewed(Instant::now() + Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            renewer.renewed(Instant::now() + Duration::from_millis(600));
         });
         let started = Instant::now();
         l.lapsed().await;
-        assert!(started.elapsed() >= Duration::from_millis(120), "a renewal moves the deadline on");
+        assert!(started.elapsed() >= Duration::from_millis(600), "a renewal moves the deadline on");
         assert_eq!(l.role(), Role::Follower { leader: None });
         l.became_leader(2, Instant::now() + Duration::from_secs(60));
         let stepper = l.clone();

@@ -207,28 +207,32 @@ fn a_lapsed_leader_gives_up_its_lease() {
                 ttl: Duration::from_secs(3),
                 fence: Default::default(),
             };
-            let stop = tokio_util::sync::CancellationToken::new();
+            let (stop, fence) = (tokio_util::sync::CancellationToken::new(), election.fence.clone());
             tokio::spawn(campaign(election, leadership.clone(), stop.clone()));
-            (leadership, stop)
+            (leadership, stop, fence)
         };
-        let (first, first_stop) = candidate("first:1");
+        let (first, first_stop, first_fence) = candidate("first:1");
         let lead = |l: &Leadership| l.role() == Role::Leader;
         let started = Instant::now();
         while !lead(&first) {
             assert!(started.elapsed() < Duration::from_secs(20), "the first candidate was never elected");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let (second, second_stop) = candidate("second:1");
+        assert!(first_fence.lock().is_some(), "a leader fences the store on its key");
+        let (second, second_stop, _) = candidate("second:1");
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!lead(&second), "elected beside a live leader");
         // What `is_leader` does once the deadline passes; the first keeps renewing its lease.
         first.step_down(None);
         let lapsed = Instant::now();
         while !lead(&second) {
-            assert!(lapsed.elapsed() < Duration::from_secs(15), "the lapsed leader kept the election key: nobody leads");
+            // Sooner than the 3 s lease could run out by itself: the lapsed leader revoked it.
+            assert!(lapsed.elapsed() < Duration::from_secs(2), "the lapsed leader kept the election key: nobody leads");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         eprintln!("the second candidate led {:?} after the first lapsed", lapsed.elapsed());
+        assert!(!lead(&first), "two leaders");
+        assert!(first_fence.lock().is_none(), "the lapsed leader still fences store writes on its key");
         first_stop.cancel();
         second_stop.cancel();
     });
