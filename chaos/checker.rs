@@ -199,6 +199,8 @@ const RETRYABLE: &[&str] = &[
     "timed out after",
     "is being rescheduled to a healthy node; retry",
     "has not been read since this manager began leading, so it may be there",
+    // dockerd's 409 while an earlier attempt's removal, cut off by a fault, is still running.
+    "is already in progress",
     // `docker exec`'s silent exit when it cannot reach the daemon to read the exit code
     // (cli/command/container/exec.go: a connection failure becomes StatusError{StatusCode: -1}).
     "exit status: 255 and no message",
@@ -212,13 +214,22 @@ const RETRYABLE: &[&str] = &[
 const UNNEGOTIATED: &str = "is too new. Maximum supported API version is";
 const CLI_INIT_TIMEOUT_S: f64 = 2.0;
 
+/// What dockerd itself answers while it shuts down (its stores close under running requests):
+/// the engine's own words, passed through, and gone once it is back.
+const ENGINE_SHUTTING_DOWN: &[&str] = &["failed to update the store state of sandbox"];
+
 /// Clients see only errors they can retry: every failure that is not a definite answer about
-/// the container must be one of [`RETRYABLE`]. Returns the violations, one per kind of error.
-pub fn unretryable(ops: &[Op]) -> Vec<String> {
+/// the container must be one of [`RETRYABLE`], or an engine's shutdown error sent while an
+/// engine was being stopped. Returns the violations, one per kind of error.
+pub fn unretryable(ops: &[Op], struck: &[Struck]) -> Vec<String> {
+    let engine_stopping = |at: f64| struck.iter().any(|s| s.fault == Fault::EngineStop && s.began <= at && at <= s.healed);
     let mut kinds: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for o in ops {
         let Outcome::Ambiguous(e) = &o.outcome else { continue };
         if RETRYABLE.iter().any(|r| e.contains(r)) || (e.contains(UNNEGOTIATED) && o.returned - o.sent >= CLI_INIT_TIMEOUT_S) {
+            continue;
+        }
+        if ENGINE_SHUTTING_DOWN.iter().any(|r| e.contains(r)) && engine_stopping(o.sent) {
             continue;
         }
         let entry = kinds.entry(crate::report::error_class(e)).or_insert((0, format!("{} {} at {:.1} s", o.kind.name(), o.name, o.sent)));
@@ -313,8 +324,13 @@ pub mod self_check {
             op(Kind::Ps, "", 7.0, Outcome::Ambiguous("Error response from daemon: client version 1.50 is too new. Maximum supported API version is 1.41".into())),
             Op { returned: 10.1, ..op(Kind::Ps, "", 8.0, Outcome::Ambiguous("Error response from daemon: client version 1.50 is too new. Maximum supported API version is 1.42".into())) },
         ];
-        let found = unretryable(&ops);
+        let found = unretryable(&ops, &[]);
         assert_eq!(found.len(), 3, "{found:?}");
+        // An engine's shutdown error is retryable only while an engine is being stopped.
+        let sandbox = "Error response from daemon: failed to update the store state of sandbox: open : no such file or directory";
+        let during = [op(Kind::Start, "a", 12.0, Outcome::Ambiguous(sandbox.into())), op(Kind::Start, "a", 30.0, Outcome::Ambiguous(sandbox.into()))];
+        let stop = Struck { fault: Fault::EngineStop, victim: "node-1".into(), began: 10.0, healed: 20.0 };
+        assert_eq!(unretryable(&during, &[stop]).len(), 1, "outside the engine's stop it is a violation");
         assert!(found.iter().any(|f| f.contains("invalid reference format")), "{found:?}");
         assert!(found.iter().any(|f| f.contains("exit status: 1 and")), "{found:?}");
         assert!(found.iter().any(|f| f.contains("is 1.41")), "{found:?}");

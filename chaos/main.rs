@@ -200,7 +200,7 @@ fn campaign(mode: Mode, opts: &Options) -> report::Findings {
         std::thread::sleep(Duration::from_secs(1));
     };
     let (terms, leader_violations) = checker::one_acting_leader(&ever);
-    let error_violations = checker::unretryable(&ops);
+    let error_violations = checker::unretryable(&ops, &struck);
     let roles = roles.lock().unwrap().clone();
     let dir = opts.out.join(format!("{}-seed{}", mode.name(), opts.seed));
     std::fs::create_dir_all(&dir).expect("report folder");
