@@ -326,14 +326,14 @@ pub mod self_check {
         ];
         let found = unretryable(&ops, &[]);
         assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found.iter().any(|f| f.contains("invalid reference format")), "{found:?}");
+        assert!(found.iter().any(|f| f.contains("exit status: 1 and")), "{found:?}");
+        assert!(found.iter().any(|f| f.contains("is 1.41")), "{found:?}");
         // An engine's shutdown error is retryable only while an engine is being stopped.
         let sandbox = "Error response from daemon: failed to update the store state of sandbox: open : no such file or directory";
         let during = [op(Kind::Start, "a", 12.0, Outcome::Ambiguous(sandbox.into())), op(Kind::Start, "a", 30.0, Outcome::Ambiguous(sandbox.into()))];
         let stop = Struck { fault: Fault::EngineStop, victim: "node-1".into(), began: 10.0, healed: 20.0 };
         assert_eq!(unretryable(&during, &[stop]).len(), 1, "outside the engine's stop it is a violation");
-        assert!(found.iter().any(|f| f.contains("invalid reference format")), "{found:?}");
-        assert!(found.iter().any(|f| f.contains("exit status: 1 and")), "{found:?}");
-        assert!(found.iter().any(|f| f.contains("is 1.41")), "{found:?}");
     }
 
     pub fn overlapping_terms_are_caught_and_ordered_terms_pass() {

@@ -116,7 +116,7 @@ async fn campaign(e: &EtcdElection, member: MemberClient, leadership: &Leadershi
     };
     // Leading: until the lease is lost or we are asked to stop. Each way out clears the fence
     // before anything else, so that no store write is fenced on a leadership we gave up.
-    let outcome = tokio::select! {
+    tokio::select! {
         r = &mut keep_alive => {
             *e.fence.lock() = None;
             leadership.step_down(None);
@@ -141,9 +141,7 @@ async fn campaign(e: &EtcdElection, member: MemberClient, leadership: &Leadershi
             give_up(e, &lease).await;
             Err("leadership lapsed: the lease was not renewed before its deadline".to_string())
         }
-    };
-    *e.fence.lock() = None;
-    outcome
+    }
 }
 
 /// Revokes `lease` through whichever member answers, within half its TTL: it deletes our
