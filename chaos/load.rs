@@ -108,7 +108,9 @@ impl Client {
         if run {
             args.push("-d");
         }
-        args.extend(["--name", name.as_str()]);
+        // Explicit: dockerd started with --bridge=none leaks a sandbox per default-network
+        // container and removes them one by one at its next start (moby/moby#46583).
+        args.extend(["--name", name.as_str(), "--network", "none"]);
         if reschedule {
             args.extend(["-e", "reschedule:on-node-failure"]);
         }
