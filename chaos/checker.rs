@@ -216,7 +216,7 @@ const CLI_INIT_TIMEOUT_S: f64 = 2.0;
 
 /// What dockerd itself answers while it shuts down (its stores close under running requests):
 /// the engine's own words, passed through, and gone once it is back.
-const ENGINE_SHUTTING_DOWN: &[&str] = &["failed to update the store state of sandbox"];
+const ENGINE_SHUTTING_DOWN: &[&str] = &["failed to update the store state of sandbox", "failed to update store for object type"];
 
 /// Clients see only errors they can retry: every failure that is not a definite answer about
 /// the container must be one of [`RETRYABLE`], or an engine's shutdown error sent while an
@@ -333,7 +333,9 @@ pub mod self_check {
         let sandbox = "Error response from daemon: failed to update the store state of sandbox: open : no such file or directory";
         let during = [op(Kind::Start, "a", 12.0, Outcome::Ambiguous(sandbox.into())), op(Kind::Start, "a", 30.0, Outcome::Ambiguous(sandbox.into()))];
         let stop = Struck { fault: Fault::EngineStop, victim: "node-1".into(), began: 10.0, healed: 20.0 };
-        assert_eq!(unretryable(&during, &[stop]).len(), 1, "outside the engine's stop it is a violation");
+        assert_eq!(unretryable(&during, &[stop.clone()]).len(), 1, "outside the engine's stop it is a violation");
+        let endpoint = "Error response from daemon: failed to update store for object type *libnetwork.endpoint: open : no such file or directory";
+        assert!(unretryable(&[op(Kind::Start, "a", 12.0, Outcome::Ambiguous(endpoint.into()))], &[stop]).is_empty());
     }
 
     pub fn overlapping_terms_are_caught_and_ordered_terms_pass() {

@@ -36,14 +36,24 @@ fn client_tls(tls: Option<&KvTls>) -> Result<Option<Arc<rustls::ClientConfig>>, 
     Ok(Some(client_config(&files).map_err(failed)?))
 }
 
-/// Tries each manager in turn until one answers 2xx; each request signed anew by `auth`.
-async fn ask(managers: &[String], tls: Option<&Arc<rustls::ClientConfig>>, auth: Option<&Signer>, method: Method, path: &str) -> Result<Bytes, DiscoveryError> {
+/// Tries each manager in turn, from the `first`th, until one answers 2xx, each within
+/// `timeout`; each request signed anew by `auth`. Returns the answer and who gave it.
+async fn ask(
+    managers: &[String],
+    first: usize,
+    timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    auth: Option<&Signer>,
+    method: Method,
+    path: &str,
+) -> Result<(Bytes, usize), DiscoveryError> {
     let mut last = String::from("no managers listed");
-    for m in managers {
-        let client = EngineClient::with_tls(m, MANAGER_TIMEOUT, tls.cloned());
+    for i in (0..managers.len()).map(|k| (first + k) % managers.len()) {
+        let m = &managers[i];
+        let client = EngineClient::with_tls(m, timeout, tls.cloned());
         let headers = auth.map(|a| a.headers(&method, path, b"")).unwrap_or_default();
-        match client.call(method.clone(), path, None, &headers, Some(MANAGER_TIMEOUT)).await {
-            Ok((s, _, body)) if s.is_success() => return Ok(body),
+        match client.call(method.clone(), path, None, &headers, Some(timeout)).await {
+            Ok((s, _, body)) if s.is_success() => return Ok((body, i)),
             Ok((s, _, body)) => last = format!("{m} answered {s}: {}", String::from_utf8_lossy(&body).trim()),
             Err(e) => last = format!("{m}: {e}"),
         }
@@ -53,23 +63,33 @@ async fn ask(managers: &[String], tls: Option<&Arc<rustls::ClientConfig>>, auth:
 
 /// The registered engines.
 pub async fn fetch(managers: &[String], tls: Option<&KvTls>, auth: Option<&Signer>) -> Result<BTreeSet<String>, DiscoveryError> {
-    let body = ask(managers, client_tls(tls)?.as_ref(), auth, Method::GET, "/_swarm/nodes").await?;
+    let (body, _) = ask(managers, 0, MANAGER_TIMEOUT, client_tls(tls)?.as_ref(), auth, Method::GET, "/_swarm/nodes").await?;
     let list: Vec<String> = serde_json::from_slice(&body).map_err(failed)?;
     Ok(list.into_iter().collect())
 }
 
-/// Registers `addr` every `heartbeat` with a TTL, forever.
+/// How long a registration may wait for one manager: a manager that hangs (a leader cut off
+/// from its peers) must leave time to try the others before the entry's TTL runs out.
+fn registration_timeout(managers: usize, ttl: Duration) -> Duration {
+    MANAGER_TIMEOUT.min(ttl / (managers.max(1) as u32 + 1)).max(Duration::from_millis(200))
+}
+
+/// Registers `addr` every `heartbeat` with a TTL, forever; the manager that took the last
+/// registration is asked first.
 pub async fn register_forever(managers: Vec<String>, tls: Option<&KvTls>, auth: Option<&Signer>, addr: String, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
     let tls = client_tls(tls)?;
     let path = format!("/_swarm/nodes/{addr}?ttl={}", ttl.as_secs().max(1));
-    let mut registered = false;
+    let timeout = registration_timeout(managers.len(), ttl);
+    let (mut registered, mut first) = (false, 0);
     loop {
-        match ask(&managers, tls.as_ref(), auth, Method::PUT, &path).await {
-            Ok(_) if !registered => {
-                info!(addr = %addr, "Registered with the managers.");
-                registered = true;
+        match ask(&managers, first, timeout, tls.as_ref(), auth, Method::PUT, &path).await {
+            Ok((_, took)) => {
+                if !registered {
+                    info!(addr = %addr, "Registered with the managers.");
+                    registered = true;
+                }
+                first = took;
             }
-            Ok(_) => {}
             Err(e) => warn!(error = %e, "No manager took the registration; retrying."),
         }
         tokio::time::sleep(heartbeat).await;
@@ -105,5 +125,19 @@ pub async fn watch_store(store: Store, heartbeat: Duration, tx: mpsc::Sender<Dis
             _ = tokio::time::sleep(every) => {}
             _ = tx.closed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registration_tries_every_manager_within_its_ttl() {
+        let second = Duration::from_secs(1);
+        assert_eq!(registration_timeout(3, 6 * second), 1500 * Duration::from_millis(1));
+        assert_eq!(registration_timeout(1, 180 * second), MANAGER_TIMEOUT);
+        assert_eq!(registration_timeout(3, second), Duration::from_millis(250));
+        assert_eq!(registration_timeout(0, Duration::ZERO), Duration::from_millis(200));
     }
 }

@@ -157,12 +157,35 @@ impl RaftNode {
         &self.raft
     }
 
-    /// Proposes `cmd`; only the leader can.
+    /// Proposes `cmd`; only the leader can. A leader cut off from its quorum gives the write
+    /// up once no quorum has answered for the longest election timeout (openraft would hold it
+    /// until the partition heals): its outcome is then unknown, as for any write that failed.
     pub async fn write(&self, cmd: Command) -> Result<Reply, RaftFailure> {
-        match self.raft.client_write(cmd).await {
-            Ok(r) => Ok(r.data),
-            Err(e) if e.forward_to_leader().is_some() => Err(RaftFailure::NotLeader),
-            Err(e) => Err(RaftFailure::Raft(e.to_string())),
+        let write = self.raft.client_write(cmd);
+        tokio::pin!(write);
+        let longest = Duration::from_millis(self.raft.config().election_timeout_max);
+        let (mut metrics, started) = (self.raft.metrics(), Instant::now());
+        loop {
+            tokio::select! {
+                r = &mut write => {
+                    return match r {
+                        Ok(r) => Ok(r.data),
+                        Err(e) if e.forward_to_leader().is_some() => Err(RaftFailure::NotLeader),
+                        Err(e) => Err(RaftFailure::Raft(e.to_string())),
+                    };
+                }
+                _ = tokio::time::sleep(longest / 4) => {}
+                Ok(()) = metrics.changed() => {}
+            }
+            let cut_off = {
+                let m = metrics.borrow_and_update();
+                // No acknowledgement yet as leader: counted from the write.
+                let quiet = m.millis_since_quorum_ack.map_or_else(|| started.elapsed(), Duration::from_millis);
+                m.state != ServerState::Leader || quiet >= longest
+            };
+            if cut_off {
+                return Err(RaftFailure::NotLeader);
+            }
         }
     }
 
