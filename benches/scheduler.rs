@@ -31,13 +31,15 @@ fn nodes(count: usize) -> Vec<NodeSnapshot> {
             engine_used_cpus: (i % 4) as i64,
             engine_used_memory: ((i % 7) as i64) << 30,
             engine_containers: (0..30)
-                .map(|c| ContainerView {
-                    id: format!("{i:08x}{c:056x}"),
-                    names: vec![format!("c{i}-{c}")],
-                    image: "busybox".into(),
-                    labels: BTreeMap::from([("app".to_string(), format!("app{}", c % 5))]),
-                    host_ports: if c == 0 { vec![(String::new(), 8080)] } else { vec![] },
-                    host_mode_ports: vec![],
+                .map(|c| {
+                    Arc::new(ContainerView {
+                        id: format!("{i:08x}{c:056x}"),
+                        names: vec![format!("c{i}-{c}")],
+                        image: "busybox".into(),
+                        labels: BTreeMap::from([("app".to_string(), format!("app{}", c % 5))]),
+                        host_ports: if c == 0 { vec![(String::new(), 8080)] } else { vec![] },
+                        host_mode_ports: vec![],
+                    })
                 })
                 .collect(),
             images: vec![],

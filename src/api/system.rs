@@ -109,7 +109,10 @@ pub fn info(state: &ApiState) -> Response<Body> {
         status.push([name, addr]);
         status.extend(r);
     }
-    json_response(http::StatusCode::OK, &info_document(state, &totals, status))
+    let mut doc = info_document(state, &totals);
+    // Moved in, not copied: at 5,000 engines it is 50,000 pairs.
+    doc["SystemStatus"] = Value::Array(status.into_iter().map(|[k, v]| Value::Array(vec![Value::String(k), Value::String(v)])).collect());
+    json_response(http::StatusCode::OK, &doc)
 }
 
 /// What the healthy engines hold, summed for `/info`.
@@ -188,12 +191,12 @@ fn node_rows(state: &ApiState) -> (Totals, Vec<NodeRow>) {
             rows.push((format!(" {}", n.name()), n.addr.clone(), r));
         }
     });
-    rows.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+    rows.sort_by_cached_key(|r| natural_key(&r.0));
     (t, rows)
 }
 
 /// The `/info` document: the engines' sums, swarm's status pairs, the manager's own host.
-fn info_document(state: &ApiState, t: &Totals, status: Vec<[String; 2]>) -> Value {
+fn info_document(state: &ApiState, t: &Totals) -> Value {
     json!({
         "ID": "",
         "Containers": t.containers,
@@ -203,7 +206,7 @@ fn info_document(state: &ApiState, t: &Totals, status: Vec<[String; 2]>) -> Valu
         "Images": t.images,
         "Driver": "",
         "DriverStatus": null,
-        "SystemStatus": status,
+        "SystemStatus": null,
         "Plugins": {"Volume": null, "Network": null, "Authorization": null, "Log": null},
         "MemoryLimit": true,
         "SwapLimit": true,
@@ -254,25 +257,27 @@ fn info_document(state: &ApiState, t: &Totals, status: Vec<[String; 2]>) -> Valu
 
 /// Orders `node-2` before `node-10`.
 pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    let split = |s: &str| -> Vec<(String, u64)> {
-        let mut out = Vec::new();
-        let mut text = String::new();
-        let mut num = String::new();
-        for c in s.chars() {
-            if c.is_ascii_digit() {
-                num.push(c);
-            } else {
-                if !num.is_empty() {
-                    out.push((std::mem::take(&mut text), num.parse().unwrap_or(0)));
-                    num.clear();
-                }
-                text.push(c);
+    natural_key(a).cmp(&natural_key(b))
+}
+
+/// What [`natural_cmp`] compares: text runs, each with the number after it.
+fn natural_key(s: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut text = String::new();
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+        } else {
+            if !num.is_empty() {
+                out.push((std::mem::take(&mut text), num.parse().unwrap_or(0)));
+                num.clear();
             }
+            text.push(c);
         }
-        out.push((text, num.parse().unwrap_or(0)));
-        out
-    };
-    split(a).cmp(&split(b))
+    }
+    out.push((text, num.parse().unwrap_or(0)));
+    out
 }
 
 /// How long a window stays open past `until` for events stamped before it that are still on

@@ -103,6 +103,11 @@ impl Health {
         }
     }
 
+    /// Whether a success would change nothing: no failure to clear, not Unhealthy.
+    pub fn is_clean(&self) -> bool {
+        self.failures == 0 && self.last_error.is_none() && self.state != NodeState::Unhealthy
+    }
+
     /// A call succeeded.
     pub fn success(&mut self) -> Option<Transition> {
         self.failures = 0;

@@ -341,12 +341,11 @@ impl Cluster {
         f(&self.shared.nodes.read())
     }
 
-    /// Runs `f` over the nodes under the write lock; every node's derived views are rebuilt
-    /// on their next use.
+    /// Runs `f` over the nodes under the write lock; `f` calls [`Node::changed`] on each node
+    /// it changes (dropping every node's derived views would make each validation of a
+    /// starting cluster rebuild all of them: quadratic in engines).
     pub(crate) fn with_nodes_mut<R>(&self, f: impl FnOnce(&mut BTreeMap<String, Node>) -> R) -> R {
-        let mut nodes = self.shared.nodes.write();
-        nodes.values_mut().for_each(Node::changed);
-        f(&mut nodes)
+        f(&mut self.shared.nodes.write())
     }
 
     /// Runs `f` over one node under the write lock; its derived views are rebuilt on their
@@ -358,8 +357,8 @@ impl Cluster {
         })
     }
 
-    /// Like [`Cluster::with_node_mut`] for a change of `health` only, which nothing derived
-    /// reads (every probe makes one): `f` must change nothing else.
+    /// Like [`Cluster::with_node_mut`] for a change of what nothing derived reads (`health`,
+    /// which every probe changes, `refused`): `f` must change nothing else.
     pub(crate) fn with_node_health<R>(&self, key: &str, f: impl FnOnce(&mut Node) -> R) -> Option<R> {
         self.shared.nodes.write().get_mut(key).map(f)
     }
@@ -394,8 +393,23 @@ impl Cluster {
         self.shared.min_api_version.read().clone()
     }
 
+    /// Lowers [`Cluster::min_api_version`] to `version`, an engine's that joined, if older:
+    /// a scan of every engine per validation would be quadratic in engines.
+    pub(crate) fn lower_min_api_version(&self, version: &str) {
+        if version.is_empty() {
+            return;
+        }
+        let mut min = self.shared.min_api_version.write();
+        if min.as_deref().is_none_or(|m| crate::api_version::compare(version, m).is_lt()) {
+            *min = Some(version.to_string());
+        }
+    }
+
     /// Recomputes [`Cluster::min_api_version`] after an engine's info changed or it left.
     pub(crate) fn update_min_api_version(&self) {
+        // Held across the scan, so that a lowering for an engine validated meanwhile waits
+        // for the scan's result instead of being overwritten by it.
+        let mut current = self.shared.min_api_version.write();
         let min = self.with_nodes(|nodes| {
             nodes
                 .values()
@@ -403,7 +417,7 @@ impl Cluster {
                 .filter(|v| !v.is_empty())
                 .min_by(|a, b| crate::api_version::compare(a, b))
         });
-        *self.shared.min_api_version.write() = min;
+        *current = min;
     }
 
     /// Serialises a scheduling decision with its reservation.
@@ -587,6 +601,10 @@ impl Cluster {
 
     /// Feeds an outcome of talking to `key` into its health; logs and emits transitions.
     pub(crate) fn record(&self, key: &str, outcome: Result<(), &EngineError>) {
+        // Most outcomes are a healthy engine's probe: nothing to change, no write lock.
+        if outcome.is_ok() && self.with_nodes(|nodes| nodes.get(key).is_some_and(|n| n.foreign.is_none() && n.health.is_clean())) {
+            return;
+        }
         let change = self.with_node_health(key, |n| {
             let t = match (outcome, &n.foreign) {
                 (Ok(()), Some(foreign)) => n.health.failure(foreign.clone()),

@@ -184,17 +184,60 @@ fn subsec_nanos(time: &str) -> u32 {
 /// about eight times the memory (4 KB against 480 bytes for a bare one), and only lists with
 /// some filters, and the scheduler's view once per change, read its fields.
 #[derive(Debug, Clone)]
-pub struct Summary(Box<str>);
+pub struct Summary {
+    text: Box<str>,
+    /// Where the values of the fields a list rewrites are in `text`, found once so that a list
+    /// copies the text around them instead of parsing it; `None` if its keys are not plain.
+    rewritten: Option<Rewritten>,
+}
+
+/// Byte ranges of the values of `Names`, `State` and `Status` in a summary's text.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Rewritten {
+    pub names: Option<(u32, u32)>,
+    pub state: Option<(u32, u32)>,
+    pub status: Option<(u32, u32)>,
+}
 
 impl Summary {
     /// Keeps `doc`'s text.
     pub fn new(doc: &Value) -> Summary {
-        Summary(doc.to_string().into_boxed_str())
+        Summary::from_text(doc.to_string())
+    }
+
+    fn from_text(text: String) -> Summary {
+        let mut s = Summary { text: text.into_boxed_str(), rewritten: None };
+        s.rewritten = s.fields().map(|fields| {
+            let base = s.text.as_ptr() as usize;
+            let mut r = Rewritten::default();
+            for (key, raw) in fields {
+                let start = raw.get().as_ptr() as usize - base;
+                let range = Some((start as u32, (start + raw.get().len()) as u32));
+                match key {
+                    "Names" => r.names = range,
+                    "State" => r.state = range,
+                    "Status" => r.status = range,
+                    _ => {}
+                }
+            }
+            r
+        });
+        s
+    }
+
+    /// The text, as compact JSON.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Where the fields a list rewrites are (see [`Rewritten`]).
+    pub fn rewritten(&self) -> Option<Rewritten> {
+        self.rewritten
     }
 
     /// The document, parsed.
     pub fn parse(&self) -> Value {
-        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
     }
 
     /// Its top-level fields in order, each value as its raw text: what a list writes out
@@ -220,7 +263,7 @@ impl Summary {
                 d.deserialize_map(Visit)
             }
         }
-        serde_json::from_str::<Fields>(&self.0).ok().map(|f| f.0)
+        serde_json::from_str::<Fields>(&self.text).ok().map(|f| f.0)
     }
 }
 
@@ -248,20 +291,25 @@ pub struct CachedContainer {
     /// Made from a create request, not read from the engine: any read replaces it, until a
     /// change through the manager (a start) patches it.
     pub placeholder: bool,
+    /// The filters' view, built once (its labels are parsed out of the summary): a node's
+    /// scheduler facts, rebuilt after each change to the node, share it.
+    pub view: Arc<ContainerView>,
 }
 
 impl CachedContainer {
     /// Builds an entry from a list summary and the facts of an inspect.
     pub fn new(summary: Value, facts: ContainerFacts) -> CachedContainer {
         let id = summary["Id"].as_str().unwrap_or_default().to_string();
-        let names = summary["Names"]
+        let names: Vec<String> = summary["Names"]
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).map(|n| n.trim_start_matches('/').to_string()).collect())
             .unwrap_or_default();
         let swarm_id = summary["Labels"][labels::SWARM_ID].as_str().map(str::to_string);
         let created_secs = summary["Created"].as_i64().unwrap_or(0);
         let image = summary["Image"].as_str().unwrap_or_default().to_string();
-        CachedContainer { summary: Arc::new(Summary::new(&summary)), image, id, names, swarm_id, created_secs, facts, written: Instant::now(), placeholder: false }
+        let summary = Arc::new(Summary::new(&summary));
+        let view = Arc::new(view_of(&summary, &id, &names, &image, &facts));
+        CachedContainer { summary, image, id, names, swarm_id, created_secs, facts, written: Instant::now(), placeholder: false, view }
     }
 
     /// `running`, `exited`, ...: dockerd's state string of the run state.
@@ -278,6 +326,7 @@ impl CachedContainer {
     /// Renames (the engine's own `rename` event re-reads the rest).
     pub fn rename(&mut self, name: &str) {
         self.names = vec![name.to_string()];
+        Arc::make_mut(&mut self.view).names = self.names.clone();
     }
 
     /// Creation time in nanoseconds since the epoch.
@@ -289,24 +338,23 @@ impl CachedContainer {
     pub fn name(&self) -> &str {
         self.names.iter().find(|n| !n.contains('/')).or(self.names.first()).map_or("", String::as_str)
     }
+}
 
-    /// The filters' view of this container.
-    pub fn view(&self) -> ContainerView {
-        let labels = self
-            .summary
-            .fields()
-            .and_then(|fields| fields.into_iter().find(|(k, _)| *k == "Labels"))
-            .and_then(|(_, raw)| serde_json::from_str::<serde_json::Map<String, Value>>(raw.get()).ok())
-            .map(|m| m.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string())).collect())
-            .unwrap_or_default();
-        ContainerView {
-            id: self.id.clone(),
-            names: self.names.clone(),
-            image: self.image.clone(),
-            labels,
-            host_ports: self.facts.host_ports.clone(),
-            host_mode_ports: self.facts.host_mode_ports.clone(),
-        }
+/// The filters' view of a container.
+fn view_of(summary: &Summary, id: &str, names: &[String], image: &str, facts: &ContainerFacts) -> ContainerView {
+    let labels = summary
+        .fields()
+        .and_then(|fields| fields.into_iter().find(|(k, _)| *k == "Labels"))
+        .and_then(|(_, raw)| serde_json::from_str::<serde_json::Map<String, Value>>(raw.get()).ok())
+        .map(|m| m.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default();
+    ContainerView {
+        id: id.to_string(),
+        names: names.to_vec(),
+        image: image.to_string(),
+        labels,
+        host_ports: facts.host_ports.clone(),
+        host_mode_ports: facts.host_mode_ports.clone(),
     }
 }
 
@@ -329,8 +377,8 @@ pub struct Node {
     pub health: Health,
     /// Set once validated.
     pub info: Option<EngineInfo>,
-    /// Containers by full ID.
-    pub containers: HashMap<String, CachedContainer>,
+    /// Containers by full ID; shared with lists being written (a change copies the entry).
+    pub containers: HashMap<String, Arc<CachedContainer>>,
     /// When containers left the cache, so that a full refresh listed before their removal
     /// does not bring them back.
     pub forgotten: HashMap<String, Instant>,
@@ -405,7 +453,7 @@ impl Node {
             total_memory: with_overcommit(mem),
             engine_used_cpus: self.containers.values().fold(0i64, |sum, c| sum.saturating_add(c.facts.cpus(ncpu))),
             engine_used_memory: self.containers.values().fold(0i64, |sum, c| sum.saturating_add(c.facts.memory)),
-            engine_containers: self.containers.values().map(CachedContainer::view).collect(),
+            engine_containers: self.containers.values().map(|c| c.view.clone()).collect(),
             images: self.images.clone(),
         };
         Derived {
@@ -465,8 +513,12 @@ mod tests {
         let fields: Vec<(&str, String)> = s.fields().unwrap().into_iter().map(|(k, v)| (k, v.get().to_string())).collect();
         assert_eq!(fields, vec![("Id", "\"abc\"".into()), ("Names", "[\"/web\"]".into()), ("Labels", "{\"a\":\"1\"}".into()), ("Ports", "[]".into()), ("Created", "7".into())]);
         let c = CachedContainer::new(doc, ContainerFacts::default());
-        assert_eq!(c.view().labels.get("a").map(String::as_str), Some("1"));
+        assert_eq!(c.view.labels.get("a").map(String::as_str), Some("1"));
+        let r = s.rewritten().unwrap();
+        let at = |r: Option<(u32, u32)>| r.map(|(a, b)| &s.text()[a as usize..b as usize]);
+        assert_eq!((at(r.names), r.state, r.status), (Some("[\"/web\"]"), None, None));
         // A key written with an escape cannot be borrowed: no fields, and the caller parses.
-        assert!(Summary(r#"{"N\u0061mes":[]}"#.into()).fields().is_none());
+        let escaped = Summary::from_text(r#"{"N\u0061mes":[]}"#.into());
+        assert!(escaped.fields().is_none() && escaped.rewritten().is_none());
     }
 }

@@ -2,6 +2,7 @@
 //! container or the image list after an event or a write through the manager.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use serde_json::Value;
@@ -28,25 +29,31 @@ impl Cluster {
                 reason: format!("cannot get resources for this engine, make sure {key} is a Docker Engine, not a Swarm manager"),
             });
         }
-        let (id, name) = (engine.id.clone(), engine.name.clone());
+        let (id, name, api_version) = (engine.id.clone(), engine.name.clone(), engine.api_version.clone());
         // Checked and claimed under one write lock: two clones validating at once must not
         // both see the other without an ID yet.
-        let duplicate = self.with_nodes_mut(|nodes| {
+        let claimed = self.with_nodes_mut(|nodes| {
             let other = nodes.values().find(|n| n.addr != key && n.info.as_ref().is_some_and(|i| i.id == id)).map(|n| n.addr.clone());
-            if other.is_none() {
-                if let Some(n) = nodes.get_mut(key) {
-                    n.info = Some(engine);
-                }
+            if let Some(other) = other {
+                return Err(other);
             }
-            other
-        });
-        if let Some(other) = duplicate {
-            return Err(EngineError::Refused {
-                addr: key.to_string(),
-                reason: format!("ID duplicated. {id} shared by this node {key} and another node {other}"),
+            // The version it had before, if validated before (a refresh failed after it).
+            let before = nodes.get_mut(key).map(|n| {
+                n.changed();
+                n.info.replace(engine).map(|i| i.api_version)
             });
+            Ok(before.flatten())
+        });
+        match claimed {
+            Err(other) => {
+                return Err(EngineError::Refused {
+                    addr: key.to_string(),
+                    reason: format!("ID duplicated. {id} shared by this node {key} and another node {other}"),
+                });
+            }
+            Ok(Some(before)) if before != api_version => self.update_min_api_version(),
+            Ok(_) => self.lower_min_api_version(&api_version),
         }
-        self.update_min_api_version();
         self.refresh_node(key).await?;
         let transition = self.with_node_health(key, |n| n.health.validated().map(|t| (t, events::node_fields(n))));
         if let Some(Some((t, fields))) = transition {
@@ -105,7 +112,7 @@ impl Cluster {
             };
             let mut c = CachedContainer::new(summary, facts);
             c.written = started;
-            fresh.insert(id, c);
+            fresh.insert(id, Arc::new(c));
         }
         let engine = EngineInfo::from_json(&info, &version);
         let api_version_changed = self.with_node_mut(key, |n| {
@@ -159,7 +166,7 @@ impl Cluster {
         self.with_node_mut(key, |n| {
             // Something learnt while we were reading (an exit seen by `wait`) is newer.
             if n.containers.get(id).is_none_or(|old| old.written <= started || old.placeholder) {
-                n.containers.insert(id.to_string(), entry);
+                n.containers.insert(id.to_string(), Arc::new(entry));
             }
         });
         Ok(())
@@ -192,7 +199,7 @@ impl Cluster {
         let mut entry = CachedContainer::new(summary, facts);
         entry.placeholder = true;
         self.with_node_mut(key, |n| {
-            n.containers.entry(id.to_string()).or_insert(entry);
+            n.containers.entry(id.to_string()).or_insert_with(|| Arc::new(entry));
         });
         self.remember_location(id, key);
     }
@@ -201,7 +208,7 @@ impl Cluster {
     /// container), so that the next `docker ps` agrees without waiting for the engine's event.
     pub fn patch_container(&self, key: &str, id: &str, patch: impl FnOnce(&mut CachedContainer)) {
         self.with_node_mut(key, |n| {
-            if let Some(c) = n.containers.get_mut(id) {
+            if let Some(c) = n.containers.get_mut(id).map(Arc::make_mut) {
                 patch(c);
                 c.written = Instant::now();
             }
@@ -211,7 +218,7 @@ impl Cluster {
     /// Like [`Cluster::patch_container`], unless the entry was written after `since`.
     pub fn patch_container_unless_newer(&self, key: &str, id: &str, since: Instant, patch: impl FnOnce(&mut CachedContainer)) {
         self.with_node_mut(key, |n| {
-            if let Some(c) = n.containers.get_mut(id).filter(|c| c.written <= since) {
+            if let Some(c) = n.containers.get_mut(id).filter(|c| c.written <= since).map(Arc::make_mut) {
                 patch(c);
                 c.written = Instant::now();
             }
@@ -291,7 +298,7 @@ impl Cluster {
         })
     }
 
-    fn drop_from_cache(&self, key: &str, id: &str) -> Option<CachedContainer> {
+    fn drop_from_cache(&self, key: &str, id: &str) -> Option<Arc<CachedContainer>> {
         self.with_node_mut(key, |n| {
             n.forgotten.insert(id.to_string(), Instant::now());
             n.containers.remove(id)
@@ -302,14 +309,14 @@ impl Cluster {
     /// Marks a container as replaced by a reschedule: it leaves the cache and stays out of it
     /// (its node may come back with it) until the leader has removed it from its engine.
     /// Returns the cached entry it took out, for [`Cluster::restore_superseded`].
-    pub fn supersede(&self, key: &str, id: &str) -> Option<CachedContainer> {
+    pub fn supersede(&self, key: &str, id: &str) -> Option<Arc<CachedContainer>> {
         self.shared.superseded.write().insert(id.to_string());
         self.drop_from_cache(key, id)
     }
 
     /// Undoes [`Cluster::supersede`] for a reschedule that failed: the original is cached again
     /// as it was, so lookups find it (and refuse it on its failed node) instead of missing it.
-    pub fn restore_superseded(&self, key: &str, original: CachedContainer) {
+    pub fn restore_superseded(&self, key: &str, original: Arc<CachedContainer>) {
         self.shared.superseded.write().remove(&original.id);
         self.with_node_mut(key, |n| {
             n.forgotten.remove(&original.id);

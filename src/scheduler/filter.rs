@@ -218,14 +218,14 @@ mod tests {
     #[test]
     fn ports_conflict_on_same_port_unless_ips_differ() {
         let mut a = node("node-1", 0);
-        a.facts_mut().engine_containers.push(ContainerView { host_ports: vec![("127.0.0.1".into(), 80)], ..Default::default() });
+        a.facts_mut().engine_containers.push(std::sync::Arc::new(ContainerView { host_ports: vec![("127.0.0.1".into(), 80)], ..Default::default() }));
         let b = node("node-2", 0);
         let spec = ContainerSpec { host_ports: vec![("".into(), 80)], ..Default::default() };
         assert_eq!(names(&FilterKind::Port.apply(vec![&a, &b], &spec, true).unwrap()), ["node-2"]);
         let spec = ContainerSpec { host_ports: vec![("127.0.0.2".into(), 80)], ..Default::default() };
         assert_eq!(names(&FilterKind::Port.apply(vec![&a, &b], &spec, true).unwrap()), ["node-1", "node-2"]);
         let mut h = node("node-3", 0);
-        h.facts_mut().engine_containers.push(ContainerView { host_mode_ports: vec!["80/tcp".into()], ..Default::default() });
+        h.facts_mut().engine_containers.push(std::sync::Arc::new(ContainerView { host_mode_ports: vec!["80/tcp".into()], ..Default::default() }));
         let spec = ContainerSpec { host_mode_ports: vec!["80/tcp".into()], ..Default::default() };
         assert!(FilterKind::Port.apply(vec![&h], &spec, true).unwrap().is_empty());
     }
@@ -258,7 +258,7 @@ mod tests {
     fn affinities_see_containers_images_and_labels() {
         let mut a = node("node-1", 1);
         a.facts_mut().images.push(ImageView { id: "sha256:abc".into(), repo_tags: vec!["redis:7".into()], parent: String::new() });
-        a.facts_mut().engine_containers[0].labels.insert("app".into(), "db".into());
+        std::sync::Arc::make_mut(&mut a.facts_mut().engine_containers[0]).labels.insert("app".into(), "db".into());
         let b = node("node-2", 1);
         let aff = |e: &str| ContainerSpec { affinities: vec![Expr::parse(e).unwrap()], ..Default::default() };
         assert_eq!(names(&FilterKind::Affinity.apply(vec![&a, &b], &aff("container==node-2-c0"), true).unwrap()), ["node-2"]);
@@ -279,7 +279,7 @@ mod tests {
     #[test]
     fn port_failure_message_is_classic() {
         let mut a = node("node-1", 0);
-        a.facts_mut().engine_containers.push(ContainerView { host_ports: vec![("".into(), 80)], ..Default::default() });
+        a.facts_mut().engine_containers.push(std::sync::Arc::new(ContainerView { host_ports: vec![("".into(), 80)], ..Default::default() }));
         let s = Scheduler::new(FilterKind::defaults(), StrategyKind::Spread);
         let spec = ContainerSpec { host_ports: vec![("".into(), 80)], ..Default::default() };
         let err = s.rank(&[a], &spec, &mut rng()).unwrap_err();

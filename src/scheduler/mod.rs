@@ -71,8 +71,8 @@ pub struct NodeFacts {
     pub engine_used_cpus: i64,
     /// Memory reserved by the engine's containers (all states).
     pub engine_used_memory: i64,
-    /// The engine's containers.
-    pub engine_containers: Vec<ContainerView>,
+    /// The engine's containers (each view shared with the cache).
+    pub engine_containers: Vec<Arc<ContainerView>>,
     /// Images.
     pub images: Vec<ImageView>,
 }
@@ -113,7 +113,7 @@ impl NodeSnapshot {
 
     /// Every container: the engine's and the creates in flight.
     pub fn containers(&self) -> impl Iterator<Item = &ContainerView> {
-        self.facts.engine_containers.iter().chain(&self.pending)
+        self.facts.engine_containers.iter().map(|v| &**v).chain(&self.pending)
     }
 
     /// How many containers [`NodeSnapshot::containers`] yields.
@@ -298,7 +298,7 @@ pub(crate) mod tests {
             total_cpus: 2,
             total_memory: 2 << 30,
             engine_containers: (0..containers)
-                .map(|i| ContainerView { id: format!("{name}-c{i}"), names: vec![format!("{name}-c{i}")], ..Default::default() })
+                .map(|i| Arc::new(ContainerView { id: format!("{name}-c{i}"), names: vec![format!("{name}-c{i}")], ..Default::default() }))
                 .collect(),
             ..Default::default()
         })

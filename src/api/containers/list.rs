@@ -18,31 +18,33 @@ use crate::api::router::Ctx;
 use crate::api::system::json_response;
 use crate::api::ApiState;
 use crate::body::Body;
-use crate::cluster::run_state::{now_nanos, RunState};
-use crate::cluster::node::Summary;
+use crate::cluster::run_state::now_nanos;
+use crate::cluster::node::CachedContainer;
 use crate::cluster::NodeState;
 use crate::scheduler::ImageView;
 
-/// One cached container, taken out of the node table (shared, not copied) so that no lock is
-/// held while filtering and writing.
-struct Entry {
-    id: String,
-    /// As the engine lists them: with the leading `/`.
-    names: Vec<String>,
-    node: Arc<str>,
-    node_key: Arc<str>,
+/// A node as a list reads it, taken out of the node table with its containers (shared, not
+/// copied) so that no lock is held while sorting, filtering and writing.
+struct ListedNode {
+    name: String,
+    key: String,
     healthy: bool,
-    summary: Arc<Summary>,
+}
+
+/// One cached container in a list.
+struct Entry {
+    c: Arc<CachedContainer>,
+    node: Arc<ListedNode>,
+    /// Its names as the engine lists them (with the leading `/`), when filters read them.
+    names: Vec<String>,
     /// The summary parsed, when the filters read its fields.
     parsed: Option<Value>,
-    run: RunState,
-    created_ns: i128,
     ancestor_match: bool,
 }
 
 impl Entry {
     fn id(&self) -> &str {
-        &self.id
+        &self.c.id
     }
     fn names(&self) -> Vec<&str> {
         self.names.iter().map(String::as_str).collect()
@@ -50,37 +52,92 @@ impl Entry {
     fn row(&self) -> Row<'_> {
         static NOTHING: Value = Value::Null;
         let summary = self.parsed.as_ref().unwrap_or(&NOTHING);
-        Row { node: &self.node, id: self.id(), names: self.names(), summary, run: &self.run, ancestor_match: self.ancestor_match }
+        Row { node: &self.node.name, id: self.id(), names: self.names(), summary, run: &self.c.facts.run, ancestor_match: self.ancestor_match }
+    }
+    fn status(&self, now: i128) -> String {
+        if self.node.healthy { self.c.facts.run.status(now) } else { "Host Down".to_string() }
     }
 }
 
-/// One container as the list writes it: the engine's summary with `/node/name` names and
-/// `State` and `Status` as of now, written straight from the cache's copy.
+/// Writes one container as a list shows it: the engine's summary with `/node/name` names and
+/// `State` and `Status` as of now, copied around the rewritten values, parsed only if its
+/// keys are not plain.
+fn write_listed(out: &mut Vec<u8>, e: &Entry, now: i128, scratch: &mut String) {
+    let (summary, state, status) = (&e.c.summary, e.c.state(), e.status(now));
+    let Some(at) = summary.rewritten() else {
+        let listed = Listed { c: &e.c, node: &e.node.name, state, status };
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &listed);
+        return;
+    };
+    let text = summary.text();
+    let write_value = |out: &mut Vec<u8>, which: usize, scratch: &mut String| match which {
+        0 => {
+            out.push(b'[');
+            for (i, name) in e.c.names.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                scratch.clear();
+                scratch.push('/');
+                scratch.push_str(&e.node.name);
+                scratch.push('/');
+                scratch.push_str(name);
+                let _ = serde_json::to_writer(&mut *out, scratch.as_str());
+            }
+            out.push(b']');
+        }
+        1 => {
+            let _ = serde_json::to_writer(&mut *out, state);
+        }
+        _ => {
+            let _ = serde_json::to_writer(&mut *out, &status);
+        }
+    };
+    let mut present: Vec<(usize, (u32, u32))> = [at.names, at.state, at.status].into_iter().enumerate().filter_map(|(i, r)| Some((i, r?))).collect();
+    present.sort_unstable_by_key(|(_, (start, _))| *start);
+    let mut pos = 0;
+    for (which, (start, end)) in &present {
+        out.extend_from_slice(&text.as_bytes()[pos..*start as usize]);
+        write_value(out, *which, scratch);
+        pos = *end as usize;
+    }
+    // The closing brace of a compact object is its last byte.
+    let close = text.len() - 1;
+    out.extend_from_slice(&text.as_bytes()[pos..close]);
+    let mut empty = close <= 1;
+    for (which, key, range) in [(0, "Names", at.names), (1, "State", at.state), (2, "Status", at.status)] {
+        if range.is_none() {
+            if !empty {
+                out.push(b',');
+            }
+            empty = false;
+            out.extend_from_slice(format!("\"{key}\":").as_bytes());
+            write_value(out, which, scratch);
+        }
+    }
+    out.push(b'}');
+}
+
+/// A summary whose keys are not plain, as a list writes it: parsed and rewritten.
 struct Listed<'a> {
-    entry: &'a Entry,
+    c: &'a CachedContainer,
+    node: &'a str,
     state: &'static str,
     status: String,
 }
 
 impl Serialize for Listed<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let e = self.entry;
-        // Raw text as the engine sent it; parsed only if its keys are not plain.
-        let parsed;
-        let fields: Vec<(&str, Field)> = match e.summary.fields() {
-            Some(raw) => raw.into_iter().map(|(k, v)| (k, Field::Raw(v))).collect(),
-            None => {
-                parsed = e.summary.parse();
-                parsed.as_object().map(|m| m.iter().map(|(k, v)| (k.as_str(), Field::Parsed(v))).collect()).unwrap_or_default()
-            }
-        };
+        let parsed = self.c.summary.parse();
+        let names = NodeNames { names: &self.c.names, node: self.node };
         let mut map = s.serialize_map(None)?;
         let (mut state_seen, mut status_seen, mut names_seen) = (false, false, false);
-        for (key, value) in fields {
-            match key {
+        for (key, value) in parsed.as_object().into_iter().flatten() {
+            match key.as_str() {
                 "Names" => {
                     names_seen = true;
-                    map.serialize_entry(key, &NodeNames { names: &e.names, node: &e.node })?;
+                    map.serialize_entry(key, &names)?;
                 }
                 "State" => {
                     state_seen = true;
@@ -90,11 +147,11 @@ impl Serialize for Listed<'_> {
                     status_seen = true;
                     map.serialize_entry(key, &self.status)?;
                 }
-                _ => map.serialize_entry(key, &value)?,
+                _ => map.serialize_entry(key, value)?,
             }
         }
         if !names_seen {
-            map.serialize_entry("Names", &NodeNames { names: &e.names, node: &e.node })?;
+            map.serialize_entry("Names", &names)?;
         }
         if !state_seen {
             map.serialize_entry("State", self.state)?;
@@ -106,22 +163,7 @@ impl Serialize for Listed<'_> {
     }
 }
 
-/// One value of a summary: its raw text, or parsed.
-enum Field<'a> {
-    Raw(&'a serde_json::value::RawValue),
-    Parsed(&'a Value),
-}
-
-impl Serialize for Field<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Field::Raw(raw) => raw.serialize(s),
-            Field::Parsed(value) => value.serialize(s),
-        }
-    }
-}
-
-/// An engine's `Names` (`/name`) as swarm lists them: `/node/name`.
+/// A container's names (without their `/`) as swarm lists them: `/node/name`.
 struct NodeNames<'a> {
     names: &'a [String],
     node: &'a str,
@@ -131,7 +173,7 @@ impl Serialize for NodeNames<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.names.len()))?;
         for name in self.names {
-            seq.serialize_element(&format!("/{}{name}", self.node))?;
+            seq.serialize_element(&format!("/{}/{name}", self.node))?;
         }
         seq.end()
     }
@@ -143,16 +185,14 @@ const LIST_CHUNK: usize = 256;
 /// The listed containers as a JSON array, written a chunk at a time as the client reads.
 fn streamed(entries: Vec<Entry>, chosen: Vec<usize>, now: i128) -> Body {
     let chunks = futures_util::stream::iter((0..chosen.len().max(1)).step_by(LIST_CHUNK).map(move |start| {
-        let mut out = Vec::with_capacity(LIST_CHUNK * 512);
+        let mut out = Vec::with_capacity(LIST_CHUNK * 640);
+        let mut scratch = String::new();
         out.push(if start == 0 { b'[' } else { b',' });
         for (k, i) in chosen[start..(start + LIST_CHUNK).min(chosen.len())].iter().enumerate() {
             if k > 0 {
                 out.push(b',');
             }
-            let e = &entries[*i];
-            let listed = Listed { entry: e, state: e.run.state(), status: if e.healthy { e.run.status(now) } else { "Host Down".to_string() } };
-            // Writing a `Value` into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut out, &listed);
+            write_listed(&mut out, &entries[*i], now, &mut scratch);
         }
         if start + LIST_CHUNK >= chosen.len() {
             out.extend_from_slice(b"]\n");
@@ -212,7 +252,7 @@ fn position(entries: &[Entry], value: &str) -> Result<usize, ApiError> {
     let hits: Vec<usize> = entries
         .iter()
         .enumerate()
-        .filter(|(_, e)| e.names().iter().any(|n| n.trim_start_matches('/') == want || format!("{}{n}", e.node) == want))
+        .filter(|(_, e)| e.names().iter().any(|n| n.trim_start_matches('/') == want || format!("{}{n}", e.node.name) == want))
         .map(|(i, _)| i)
         .collect();
     match hits.as_slice() {
@@ -226,30 +266,28 @@ fn position(entries: &[Entry], value: &str) -> Result<usize, ApiError> {
 fn select(state: &ApiState, ps: &Ps) -> Result<Option<(Vec<Entry>, Vec<usize>)>, ApiError> {
     let ancestors = ps.ancestors();
     let reads_summary = ps.reads_summary();
-    let mut entries: Vec<Entry> = Vec::new();
-    state.cluster.with_nodes(|nodes| {
-        for n in nodes.values() {
-            let healthy = n.health.state() == NodeState::Healthy;
-            let ids = ancestors.as_ref().map(|a| ancestor_ids(&n.images, a));
-            let (node, node_key): (Arc<str>, Arc<str>) = (Arc::from(n.name()), Arc::from(n.addr.as_str()));
-            for c in n.containers.values() {
-                let parsed = (reads_summary || ids.is_some()).then(|| c.summary.parse());
-                entries.push(Entry {
-                    id: c.id.clone(),
-                    names: c.names.iter().map(|n| format!("/{n}")).collect(),
-                    node: node.clone(),
-                    node_key: node_key.clone(),
-                    healthy,
-                    ancestor_match: ids.as_ref().is_none_or(|ids| ids.contains(parsed.as_ref().and_then(|p| p["ImageID"].as_str()).unwrap_or_default())),
-                    parsed,
-                    summary: c.summary.clone(),
-                    run: c.facts.run.clone(),
-                    created_ns: c.created_ns(),
-                });
-            }
-        }
+    // Under the node table's lock only long enough to take each node's entries by pointer.
+    let taken: Vec<(Arc<ListedNode>, Option<HashSet<String>>, Vec<Arc<CachedContainer>>)> = state.cluster.with_nodes(|nodes| {
+        nodes
+            .values()
+            .map(|n| {
+                let node = ListedNode { name: n.name().to_string(), key: n.addr.clone(), healthy: n.health.state() == NodeState::Healthy };
+                let ids = ancestors.as_ref().map(|a| ancestor_ids(&n.images, a));
+                (Arc::new(node), ids, n.containers.values().cloned().collect())
+            })
+            .collect()
     });
-    entries.sort_by_key(|e| std::cmp::Reverse(e.created_ns));
+    let filtered = !ps.unfiltered();
+    let mut entries: Vec<Entry> = Vec::with_capacity(taken.iter().map(|(_, _, cs)| cs.len()).sum());
+    for (node, ids, containers) in taken {
+        for c in containers {
+            let parsed = (reads_summary || ids.is_some()).then(|| c.summary.parse());
+            let ancestor_match = ids.as_ref().is_none_or(|ids| ids.contains(parsed.as_ref().and_then(|p| p["ImageID"].as_str()).unwrap_or_default()));
+            let names = if filtered { c.names.iter().map(|n| format!("/{n}")).collect() } else { Vec::new() };
+            entries.push(Entry { c, node: node.clone(), names, parsed, ancestor_match });
+        }
+    }
+    entries.sort_by_cached_key(|e| std::cmp::Reverse(e.c.created_ns()));
     let (before, since) = ps.before_since();
     let before = before.map(|b| position(&entries, b)).transpose()?;
     let since = since.map(|s| position(&entries, s)).transpose()?;
@@ -258,7 +296,7 @@ fn select(state: &ApiState, ps: &Ps) -> Result<Option<(Vec<Entry>, Vec<usize>)>,
     if ps.has("name") || ps.has("id") {
         let mut by_node: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
-            by_node.entry(&e.node_key).or_default().push(i);
+            by_node.entry(&e.node.key).or_default().push(i);
         }
         for idxs in by_node.values() {
             let rows: Vec<Row> = idxs.iter().map(|i| entries[*i].row()).collect();
@@ -279,10 +317,11 @@ fn select(state: &ApiState, ps: &Ps) -> Result<Option<(Vec<Entry>, Vec<usize>)>,
         if since == Some(i) {
             break;
         }
-        if !e.healthy && !ps.all && ps.limit == 0 {
+        if !e.node.healthy && !ps.all && ps.limit == 0 {
             continue;
         }
-        if !ps.includes(&e.row()) {
+        let included = if filtered { ps.includes(&e.row()) } else { e.c.facts.run.running || ps.all || ps.limit > 0 };
+        if !included {
             continue;
         }
         if ps.limit > 0 && chosen.len() == ps.limit {
@@ -313,12 +352,14 @@ pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiErro
         let body = streamed(entries, chosen, now);
         return Ok(Response::builder().status(StatusCode::OK).header(header::CONTENT_TYPE, "application/json").body(body).unwrap_or_else(|_| Response::new(crate::body::empty())));
     }
+    let mut scratch = String::new();
     let mut out: Vec<(String, Value)> = chosen
         .iter()
         .map(|i| {
             let e = &entries[*i];
-            let listed = Listed { entry: e, state: e.run.state(), status: if e.healthy { e.run.status(now) } else { "Host Down".to_string() } };
-            (e.node_key.to_string(), serde_json::to_value(&listed).unwrap_or_default())
+            let mut text = Vec::new();
+            write_listed(&mut text, e, now, &mut scratch);
+            (e.node.key.clone(), serde_json::from_slice(&text).unwrap_or_default())
         })
         .collect();
     add_sizes(state, ctx, &mut out).await;
@@ -382,6 +423,30 @@ mod tests {
 
     fn image(id: &str, tags: &[&str], parent: &str) -> ImageView {
         ImageView { id: format!("sha256:{id}"), repo_tags: tags.iter().map(|t| t.to_string()).collect(), parent: parent.to_string() }
+    }
+
+    fn written(summary: Value, healthy: bool) -> Value {
+        let mut c = CachedContainer::new(summary, crate::cluster::node::ContainerFacts::default());
+        c.set_run(|r| r.start());
+        let node = Arc::new(ListedNode { name: "node-1".into(), key: "127.0.0.1:1".into(), healthy });
+        let e = Entry { c: Arc::new(c), node, names: Vec::new(), parsed: None, ancestor_match: true };
+        let mut out = Vec::new();
+        write_listed(&mut out, &e, now_nanos(), &mut String::new());
+        serde_json::from_slice(&out).expect("a list entry is JSON")
+    }
+
+    #[test]
+    fn a_listed_summary_keeps_its_fields_and_rewrites_names_state_and_status() {
+        let doc = json!({"Id": "abc", "Names": ["/web", "/db/alias"], "Image": "busybox", "State": "exited", "Status": "Exited (0)", "Labels": {"a": "\"1\""}});
+        let mut want = doc.clone();
+        want["Names"] = json!(["/node-1/web", "/node-1/db/alias"]);
+        want["State"] = json!("running");
+        want["Status"] = json!("Up Less than a second");
+        assert_eq!(written(doc, true), want);
+        // Missing fields are added; an unhealthy node's containers are "Host Down".
+        let bare = written(json!({"Id": "abc"}), false);
+        assert_eq!(bare, json!({"Id": "abc", "Names": [], "State": "running", "Status": "Host Down"}));
+        assert_eq!(written(json!({}), true)["State"], "running");
     }
 
     #[test]

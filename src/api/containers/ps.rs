@@ -163,6 +163,11 @@ impl Ps {
         filter_values(&self.filters, key)
     }
 
+    /// Whether no filter was given: [`Ps::includes`] then reads only the run state.
+    pub fn unfiltered(&self) -> bool {
+        self.filters.is_empty()
+    }
+
     /// Whether a `key` filter was given.
     pub fn has(&self, key: &str) -> bool {
         self.filters.iter().any(|(k, _)| k == key)
