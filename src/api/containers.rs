@@ -58,9 +58,6 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
 
 // === per-container routes ===
 
-/// How long a lookup that misses waits for engines still being read for the first time.
-const CACHE_LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Resolves `/containers/<id>/...` or `/containers/<node>/<name>/...`; returns the container
 /// and the remaining segments.
 fn resolve<'s>(state: &ApiState, segs: &'s [String]) -> Result<(ContainerRef, &'s [String]), ApiError> {
@@ -102,7 +99,7 @@ fn miss_unsure(state: &ApiState, ident: &str, named_node: Option<&str>) -> Optio
 /// `named_node` is the node of a `node/name` reference.
 async fn find_sure<T>(state: &ApiState, ident: &str, named_node: impl FnOnce() -> Option<String>, find: impl Fn() -> Result<T, ApiError>) -> Result<T, ApiError> {
     let mut found = find();
-    if matches!(&found, Err(e) if e.status == StatusCode::NOT_FOUND) && state.cluster.wait_loaded(CACHE_LOAD_WAIT).await {
+    if matches!(&found, Err(e) if e.status == StatusCode::NOT_FOUND) && state.cluster.wait_loaded(crate::cluster::CACHE_LOAD_WAIT).await {
         found = find();
     }
     match found {

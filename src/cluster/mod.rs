@@ -48,6 +48,10 @@ pub const EXEC_MEMORY: std::time::Duration = std::time::Duration::from_secs(24 *
 /// Container locations remembered at most; past this, the memory starts over.
 const LOCATED_MEMORY: usize = 200_000;
 
+/// How long a lookup that misses, or a named create, waits for engines still being read for
+/// the first time (see [`Cluster::wait_loaded`]).
+pub const CACHE_LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Settings the cluster needs.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {

@@ -113,6 +113,10 @@ impl Orchestrator {
         let spec = build_spec(&mut req.config)?;
         let swarm_id = swarm_id_of(&mut req.config);
         if let Some(name) = req.name.as_deref() {
+            // A manager that just started (or took over) may not have read every engine yet: a
+            // name taken on one not read looks free, and a second container of that name would
+            // go to another engine (seen in an etcd campaign after every manager restarted).
+            self.inner.cluster.wait_loaded(crate::cluster::CACHE_LOAD_WAIT).await;
             self.wait_for_name(name).await;
         }
         let term = self.inner.leadership.acting_term();
