@@ -218,11 +218,18 @@ const CLI_INIT_TIMEOUT_S: f64 = 2.0;
 /// the engine's own words, passed through, and gone once it is back.
 const ENGINE_SHUTTING_DOWN: &[&str] = &["failed to update the store state of sandbox", "failed to update store for object type"];
 
+/// A stopped dockerd stops its containers, and they stay exited after it starts again (the
+/// clients set no restart policy): once an engine has been stopped, "is not running" is a true
+/// answer about a container the client last saw running.
+const STOPPED_WITH_ITS_ENGINE: &str = "is not running";
+
 /// Clients see only errors they can retry: every failure that is not a definite answer about
 /// the container must be one of [`RETRYABLE`], or an engine's shutdown error sent while an
-/// engine was being stopped. Returns the violations, one per kind of error.
+/// engine was being stopped, or "is not running" once one has been. Returns the violations, one
+/// per kind of error.
 pub fn unretryable(ops: &[Op], struck: &[Struck]) -> Vec<String> {
     let engine_stopping = |at: f64| struck.iter().any(|s| s.fault == Fault::EngineStop && s.began <= at && at <= s.healed);
+    let engine_stopped_before = |at: f64| struck.iter().any(|s| s.fault == Fault::EngineStop && s.began <= at);
     let mut kinds: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for o in ops {
         let Outcome::Ambiguous(e) = &o.outcome else { continue };
@@ -230,6 +237,9 @@ pub fn unretryable(ops: &[Op], struck: &[Struck]) -> Vec<String> {
             continue;
         }
         if ENGINE_SHUTTING_DOWN.iter().any(|r| e.contains(r)) && engine_stopping(o.sent) {
+            continue;
+        }
+        if e.contains(STOPPED_WITH_ITS_ENGINE) && engine_stopped_before(o.sent) {
             continue;
         }
         let entry = kinds.entry(crate::report::error_class(e)).or_insert((0, format!("{} {} at {:.1} s", o.kind.name(), o.name, o.sent)));
@@ -335,7 +345,14 @@ pub mod self_check {
         let stop = Struck { fault: Fault::EngineStop, victim: "node-1".into(), began: 10.0, healed: 20.0 };
         assert_eq!(unretryable(&during, &[stop.clone()]).len(), 1, "outside the engine's stop it is a violation");
         let endpoint = "Error response from daemon: failed to update store for object type *libnetwork.endpoint: open : no such file or directory";
-        assert!(unretryable(&[op(Kind::Start, "a", 12.0, Outcome::Ambiguous(endpoint.into()))], &[stop]).is_empty());
+        assert!(unretryable(&[op(Kind::Start, "a", 12.0, Outcome::Ambiguous(endpoint.into()))], &[stop.clone()]).is_empty());
+        // A container stopped with its engine stays stopped; before any engine stop, an exec
+        // refused as "not running" on a container the client left running is a wrong answer.
+        let not_running = "Error response from daemon: container 0123abcd is not running";
+        let execs = [op(Kind::Exec, "a", 5.0, Outcome::Ambiguous(not_running.into())), op(Kind::Exec, "a", 37.5, Outcome::Ambiguous(not_running.into()))];
+        let found = unretryable(&execs, &[stop]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("at 5.0 s"), "{found:?}");
     }
 
     pub fn overlapping_terms_are_caught_and_ordered_terms_pass() {
