@@ -169,6 +169,9 @@ struct Shared {
     moving: Mutex<HashMap<String, (Option<String>, String)>>,
     /// Containers removed (by a client or on their engine), and when.
     removed: Mutex<HashMap<String, std::time::Instant>>,
+    /// Swarm IDs of which a client removed a copy through the manager, and when: no copy of
+    /// them, however many reschedules back, is the container any more.
+    removed_by_user: Mutex<HashMap<String, std::time::Instant>>,
     /// Containers a client stopped, and when.
     user_stopped: Mutex<HashMap<String, std::time::Instant>>,
     /// Copies made by reschedules: the original each replaced, and when.
@@ -199,6 +202,7 @@ impl Cluster {
                 superseded: RwLock::new(HashSet::new()),
                 moving: Mutex::new(HashMap::new()),
                 removed: Mutex::new(HashMap::new()),
+                removed_by_user: Mutex::new(HashMap::new()),
                 user_stopped: Mutex::new(HashMap::new()),
                 replacements: Mutex::new(HashMap::new()),
                 departed: Mutex::new(BTreeMap::new()),

@@ -235,23 +235,29 @@ impl Cluster {
             self.drop_from_cache(key, id);
             return;
         }
-        self.forget_removed(key, id);
+        self.drop_from_cache(key, id);
+        remember(&self.shared.removed, id);
     }
 
     /// Drops a container a client removed through the manager from the cache, and remembers
-    /// that it was removed, rescheduled or not.
+    /// that it was removed, rescheduled or not, by its ID and by its swarm ID: a copy that an
+    /// earlier reschedule left behind must not stand in for it.
     pub fn forget_removed(&self, key: &str, id: &str) {
-        self.drop_from_cache(key, id);
-        let mut removed = self.shared.removed.lock();
-        removed.insert(id.to_string(), Instant::now());
-        if removed.len().is_multiple_of(512) {
-            removed.retain(|_, at| at.elapsed() < super::REMOVED_MEMORY);
+        let dropped = self.drop_from_cache(key, id);
+        remember(&self.shared.removed, id);
+        if let Some(swarm_id) = dropped.as_ref().and_then(|c| c.swarm_id.as_deref()) {
+            remember(&self.shared.removed_by_user, swarm_id);
         }
     }
 
     /// Whether `id` was removed in the last [`super::REMOVED_MEMORY`].
     pub fn was_removed(&self, id: &str) -> bool {
         self.shared.removed.lock().get(id).is_some_and(|at| at.elapsed() < super::REMOVED_MEMORY)
+    }
+
+    /// Whether a client removed a copy of `swarm_id` in the last [`super::REMOVED_MEMORY`].
+    pub fn was_removed_by_user(&self, swarm_id: &str) -> bool {
+        self.shared.removed_by_user.lock().get(swarm_id).is_some_and(|at| at.elapsed() < super::REMOVED_MEMORY)
     }
 
     /// Records that a client stopped `id` (or, with `false`, started it again): a container a
@@ -429,5 +435,15 @@ pub struct Moving {
 impl Drop for Moving {
     fn drop(&mut self) {
         self.cluster.shared.moving.lock().remove(&self.id);
+    }
+}
+
+/// Marks `key` in a removal memory, dropping marks older than [`super::REMOVED_MEMORY`] now and
+/// then so that the memory stays bounded.
+fn remember(marks: &parking_lot::Mutex<HashMap<String, Instant>>, key: &str) {
+    let mut marks = marks.lock();
+    marks.insert(key.to_string(), Instant::now());
+    if marks.len().is_multiple_of(512) {
+        marks.retain(|_, at| at.elapsed() < super::REMOVED_MEMORY);
     }
 }

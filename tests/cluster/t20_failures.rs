@@ -91,6 +91,27 @@ fn a_manager_that_has_not_read_a_down_engine_never_calls_its_containers_gone() {
     assert!(m.docker_err(&["container", "inspect", "kept"]).contains("No such container: kept"));
 }
 
+/// A manager that has not read an engine yet (it hangs at the manager's start) must not take a
+/// name held there for free: a named create waits for that first read, then is refused as the
+/// engine would refuse it, instead of making a second container of that name elsewhere.
+#[test]
+fn a_named_create_waits_until_every_engine_has_been_read() {
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    docker_ok(&es[1].host(), &["create", "--name", "taken", "--network", "none", "busybox", "sleep", "300"]);
+    es[1].freeze();
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(1);
+    let frozen = es[1].pid().unwrap();
+    let thaw = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        signal(frozen, "CONT");
+    });
+    let err = m.docker_err(&["create", "--name", "taken", "--network", "none", "busybox", "sleep", "300"]);
+    thaw.join().unwrap();
+    assert!(err.contains("is already in use"), "{err}");
+    assert!(es[0].container_names().is_empty(), "a second 'taken' went to node-1");
+}
+
 #[test]
 fn an_address_another_engine_answers_on_is_failed_not_merged() {
     let es = engines(&[("node-1", &[]), ("node-2", &[]), ("node-3", &[])]);

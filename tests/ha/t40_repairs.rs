@@ -98,6 +98,41 @@ fn a_single_manager_reschedules_a_stopped_engine_s_containers() {
     reschedule_and_return(&m, &mut es);
 }
 
+/// A container rescheduled twice in a row (its first copy's node fails before the original's
+/// node is back) leaves no stale copy on either engine once both return, and a removal of its
+/// last copy holds: every stale copy is remembered, and read here from the engines themselves.
+#[test]
+fn a_container_rescheduled_twice_leaves_no_stale_copy_and_stays_removed() {
+    let mut es = engines(&[("node-1", &[]), ("node-2", &[]), ("node-3", &[])]);
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(3);
+    let moved = place_on(&m, "node-1", 1);
+    let before = ps_all(&m);
+    es[0].stop();
+    wait_until(Duration::from_secs(20), "the containers of node-1 moved", || {
+        let now = ps_all(&m);
+        moved.iter().all(|n| now.get(n).is_some_and(|(node, state, _)| node != "node-1" && *state == before[n].1))
+    });
+    let first = ps_all(&m)[&moved[0]].0.clone();
+    let second = es.iter().position(|e| e.name == first).unwrap();
+    es[second].stop();
+    let last = ["node-2", "node-3"].into_iter().find(|n| *n != first).unwrap();
+    wait_until(Duration::from_secs(20), &format!("the containers of node-1 moved again, to {last}"), || {
+        let now = ps_all(&m);
+        moved.iter().all(|n| now.get(n).is_some_and(|(node, state, _)| node == last && *state == before[n].1))
+    });
+    es[0].restart();
+    es[second].restart();
+    m.wait_healthy(3);
+    let copies = |name: &str| es.iter().filter(|e| e.container_names().iter().any(|l| l.trim_start_matches('/') == name)).count();
+    wait_until(Duration::from_secs(30), "one copy of each moved container, on the engines", || moved.iter().all(|n| copies(n) == 1));
+    m.docker(&["rm", "-f", &moved[0]]);
+    // Two reschedule passes, time for a forgotten copy to come back.
+    std::thread::sleep(Duration::from_secs(12));
+    assert_eq!(copies(&moved[0]), 0, "{} came back after its removal: {:?}", moved[0], ps_all(&m));
+    assert!(doubled_ids(&m).is_empty(), "{:?}", ps_all(&m));
+}
+
 /// Three etcd-elected managers over `es`, joined through etcd; waits for one primary.
 fn etcd_group(etcd: &[Etcd], es: &[Engine], prefix: &str) -> (Vec<Join>, Vec<Option<Manager>>) {
     let url = etcd_url(etcd, prefix);

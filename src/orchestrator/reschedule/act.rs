@@ -38,6 +38,18 @@ struct Rescheduled {
     new_id: Option<String>,
 }
 
+/// One record per copy replaced, so that a chain of reschedules (a copy whose node failed in
+/// turn) keeps every stale copy it left out of view until that copy is removed from its engine.
+fn record_key(swarm_id: &str, old_id: &str) -> String {
+    format!("{RESCHEDULES_PREFIX}{swarm_id}/{old_id}")
+}
+
+/// The swarm ID a record's key names (keys without the copy's ID came from earlier versions).
+fn record_swarm_id(key: &str) -> &str {
+    let rest = key.strip_prefix(RESCHEDULES_PREFIX).unwrap_or(key);
+    rest.split_once('/').map_or(rest, |(swarm_id, _)| swarm_id)
+}
+
 /// What a round of rescheduling settled and what it must retry.
 #[derive(Default)]
 pub(super) struct Rescheduling {
@@ -176,7 +188,7 @@ impl Act {
             Some(o) => inner.cluster.restore_superseded(&c.node, o),
             None => inner.cluster.unsupersede(&c.id),
         };
-        let record = format!("{RESCHEDULES_PREFIX}{}", c.swarm_id);
+        let record = record_key(&c.swarm_id, &c.id);
         let mut rescheduled = Rescheduled { from: c.node.clone(), old_id: c.id.clone(), running: c.running, new_id: None };
         let value = serde_json::to_vec(&rescheduled).unwrap_or_default();
         if let Err(e) = inner.store.put(record.clone(), value, Some(RECORD_TTL)).await {
@@ -195,8 +207,9 @@ impl Act {
         inner.cluster.record_replacement(&created.id, &c.id);
         // The copy is cached: lookups find it from here on.
         drop(moving);
-        // The user removed the original while it was being recreated: the copy goes too.
-        if inner.cluster.was_removed(&c.id) {
+        // The user removed the original while it was being recreated (or another copy of it):
+        // the new copy goes too.
+        if inner.cluster.was_removed(&c.id) || inner.cluster.was_removed_by_user(&c.swarm_id) {
             if let Some(h) = inner.cluster.node(&created.node) {
                 if orphans::remove(&h.client, &created.id).await {
                     inner.cluster.forget_container(&created.node, &created.id);
@@ -266,7 +279,7 @@ impl Act {
         let Ok(records) = inner.store.list(RESCHEDULES_PREFIX.to_string()).await else { return };
         for (key, value) in records {
             let Ok(r) = serde_json::from_slice::<Rescheduled>(&value) else { continue };
-            let swarm_id = &key[RESCHEDULES_PREFIX.len()..];
+            let swarm_id = record_swarm_id(&key);
             let copies = self.live_copies(swarm_id);
             let from = inner.cluster.node(&r.from).filter(|h| h.state == NodeState::Healthy);
             // A start that reached the old copy while its node hung (and landed after the
@@ -365,5 +378,19 @@ impl Act {
                 cleaning.lock().remove(&swarm_id);
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_replaced_copy_has_its_own_record_and_every_key_names_its_swarm_id() {
+        let (first, second) = (record_key("s1", "a1"), record_key("s1", "b1"));
+        assert_ne!(first, second, "a second reschedule must not overwrite the first's record");
+        assert_eq!(record_swarm_id(&first), "s1");
+        assert_eq!(record_swarm_id(&second), "s1");
+        assert_eq!(record_swarm_id("reschedules/s1"), "s1");
     }
 }

@@ -74,6 +74,7 @@ async fn pass(orch: &Orchestrator, memory: &mut Memory, act: &act::Act) {
     let cluster = &orch.inner.cluster;
     let mut view = cluster.with_nodes(|nodes| plan::observe(nodes, leading));
     view.removed = memory.known_ids().filter(|id| cluster.was_removed(id)).map(str::to_string).collect();
+    view.removed_swarm_ids = memory.known_swarm_ids().filter(|sid| cluster.was_removed_by_user(sid)).map(str::to_string).collect();
     view.user_stopped = memory.known_ids().filter(|id| cluster.was_stopped_by_user(id)).map(str::to_string).collect();
     let now = Instant::now();
     memory.remember(&view, now);

@@ -50,6 +50,9 @@ pub struct View {
     pub doubled: bool,
     /// Remembered containers that were removed since (by their user, or on their engine).
     pub removed: HashSet<String>,
+    /// Remembered swarm IDs of which a client removed a copy: every copy of them is removed
+    /// (an original that a reschedule replaced is no container of anyone's).
+    pub removed_swarm_ids: HashSet<String>,
     /// Remembered containers a client stopped: their copies are not started.
     pub user_stopped: HashSet<String>,
 }
@@ -125,11 +128,16 @@ impl Memory {
         self.known.values().flatten().map(|c| c.id.as_str())
     }
 
+    /// The swarm IDs of every remembered container.
+    pub fn known_swarm_ids(&self) -> impl Iterator<Item = &str> {
+        self.known.values().flatten().map(|c| c.swarm_id.as_str())
+    }
+
     /// Learns from the view: where reschedulable containers are, which stopped when, and which
     /// were removed (never to be rescheduled).
     pub fn remember(&mut self, view: &View, now: Instant) {
         for cands in self.known.values_mut() {
-            cands.retain(|c| !view.removed.contains(&c.id));
+            cands.retain(|c| !view.removed.contains(&c.id) && !view.removed_swarm_ids.contains(&c.swarm_id));
         }
         for (node, cands) in &view.healthy {
             for c in cands {
@@ -327,6 +335,18 @@ mod tests {
         let mut m = seen_b(now);
         let mut failed_b = view(true, vec![], &["b"]);
         failed_b.removed.insert("web-on-b".into());
+        m.remember(&failed_b, now);
+        assert_eq!(due(&plan(&m, &failed_b, now)), vec![("job".to_string(), false)]);
+    }
+
+    #[test]
+    fn a_stale_copy_of_a_container_a_user_removed_elsewhere_is_never_rescheduled() {
+        let now = Instant::now();
+        // "web" on b is an original a reschedule replaced; its node came back, so it was seen
+        // again, and the user then removed the copy living on another node.
+        let mut m = seen_b(now);
+        let mut failed_b = view(true, vec![], &["b"]);
+        failed_b.removed_swarm_ids.insert("web".into());
         m.remember(&failed_b, now);
         assert_eq!(due(&plan(&m, &failed_b, now)), vec![("job".to_string(), false)]);
     }
