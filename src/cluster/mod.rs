@@ -7,9 +7,11 @@
 //! - `wire`: the engine fields the manager reads, typed.
 //! - `monitor`: the per-node tasks (validate, probe, events, periodic refresh).
 //! - `events`: normalising engine events and swarm's own.
+//! - `index`: cluster-wide lookups and the scheduler's view, kept current per changed node.
 
 pub mod events;
 pub mod health;
+pub mod index;
 pub mod monitor;
 pub mod node;
 pub mod refresh;
@@ -149,6 +151,10 @@ pub struct Cluster {
 
 struct Shared {
     nodes: RwLock<BTreeMap<String, Node>>,
+    /// Nodes changed since `index` last read them (every node marks itself here).
+    changes: Arc<index::Changes>,
+    /// Taken before `nodes`, never while holding it.
+    index: Mutex<index::Index>,
     pending: Mutex<HashMap<u64, PendingCreate>>,
     next_pending: AtomicU64,
     /// How many engines discovery names now.
@@ -192,6 +198,8 @@ impl Cluster {
         Cluster {
             shared: Arc::new(Shared {
                 nodes: RwLock::new(BTreeMap::new()),
+                changes: Arc::default(),
+                index: Mutex::default(),
                 pending: Mutex::new(HashMap::new()),
                 next_pending: AtomicU64::new(1),
                 engine_count: AtomicUsize::new(0),
@@ -250,7 +258,9 @@ impl Cluster {
                         cancel: self.shared.cancel.child_token(),
                         overcommit: self.shared.opts.overcommit,
                         derived: Default::default(),
+                        changes: self.shared.changes.clone(),
                     };
+                    self.shared.changes.mark(addr);
                     added.push((addr.clone(), node.cancel.clone()));
                     nodes.insert(addr.clone(), node);
                 }
@@ -258,6 +268,7 @@ impl Cluster {
             let gone: Vec<String> = nodes.keys().filter(|k| !entries.contains(*k)).cloned().collect();
             for key in gone {
                 if let Some(mut node) = nodes.remove(&key) {
+                    self.shared.changes.mark(&key);
                     node.cancel.cancel();
                     if let Some(t) = node.health.removed() {
                         removed.push((t, events::node_fields(&node)));
@@ -368,7 +379,18 @@ impl Cluster {
     /// Like [`Cluster::with_node_mut`] for a change of what nothing derived reads (`health`,
     /// which every probe changes, `refused`): `f` must change nothing else.
     pub(crate) fn with_node_health<R>(&self, key: &str, f: impl FnOnce(&mut Node) -> R) -> Option<R> {
-        self.shared.nodes.write().get_mut(key).map(f)
+        self.shared.nodes.write().get_mut(key).map(|n| {
+            // The scheduler's view holds the health indicator.
+            self.shared.changes.mark(key);
+            f(n)
+        })
+    }
+
+    /// The cluster-wide index, brought up to date with the nodes changed since its last use.
+    fn index(&self) -> MutexGuard<'_, index::Index> {
+        let mut index = self.shared.index.lock();
+        index.sync(&self.shared.nodes.read(), &self.shared.changes);
+        index
     }
 
     /// The client of the node with this key.
@@ -393,7 +415,8 @@ impl Cluster {
 
     /// The node of this key or name.
     pub fn node_by_name(&self, name: &str) -> Option<NodeHandle> {
-        self.with_nodes(|nodes| nodes.values().find(|n| n.name() == name || n.addr == name).map(handle_of))
+        let key = self.index().node_key(name)?;
+        self.node(&key)
     }
 
     /// The lowest API version among validated engines: what the manager can promise.
@@ -463,7 +486,7 @@ impl Cluster {
         if moving.is_some() {
             return moving;
         }
-        self.with_nodes(|nodes| nodes.values().find_map(|n| n.derived().names.get(name).cloned()))
+        self.index().name_holder(name)
     }
 
     /// Whether a create in flight here holds `name`.
@@ -479,7 +502,7 @@ impl Cluster {
 
     /// Whether any cached container carries this swarm ID.
     pub fn has_swarm_id(&self, swarm_id: &str) -> bool {
-        self.with_nodes(|nodes| nodes.values().any(|n| n.derived().swarm_ids.contains_key(swarm_id)))
+        self.index().has_swarm_id(swarm_id)
     }
 
     /// CPUs and memory reserved per node (containers of every state plus creates in flight):
@@ -506,30 +529,36 @@ impl Cluster {
     /// Snapshots of every node, creates in flight included, for the scheduler. Each node's
     /// facts are shared, not copied: a create costs one pointer per node here.
     pub fn snapshot(&self) -> Vec<NodeSnapshot> {
-        let mut pending: HashMap<String, Vec<PendingCreate>> = HashMap::new();
-        for p in self.shared.pending.lock().values() {
-            pending.entry(p.node.clone()).or_default().push(p.clone());
+        self.with_schedule_view(&[], <[NodeSnapshot]>::to_vec)
+    }
+
+    /// Runs `f` over every node's snapshot but `excluded`'s, creates in flight counted: what a
+    /// schedule decides on, read in place (a create does not copy the cluster). Call under
+    /// [`Cluster::schedule_lock`] when the decision reserves.
+    pub fn with_schedule_view<R>(&self, excluded: &[String], f: impl FnOnce(&[NodeSnapshot]) -> R) -> R {
+        let pending: Vec<PendingCreate> = self.shared.pending.lock().values().cloned().collect();
+        let mut index = self.index();
+        index.clear_pending();
+        for p in pending {
+            // A create that finished between reading the reservations and the cache is in
+            // both: count it once.
+            if p.view.labels.get(labels::SWARM_ID).is_some_and(|s| index.node_has_swarm_id(&p.node, s)) {
+                continue;
+            }
+            if let Some(snap) = index.pending_on(&p.node) {
+                snap.pending_cpus = snap.pending_cpus.saturating_add(p.cpus);
+                snap.pending_memory = snap.pending_memory.saturating_add(p.memory);
+                snap.pending.push(p.view);
+            }
         }
-        self.with_nodes(|nodes| {
-            nodes
-                .values()
-                .map(|n| {
-                    let derived = n.derived();
-                    let mut snap = NodeSnapshot { facts: derived.facts.clone(), health_indicator: n.health.indicator(), ..Default::default() };
-                    for p in pending.get(&n.addr).into_iter().flatten() {
-                        // A create that finished between reading the reservations and the
-                        // cache is in both: count it once.
-                        if p.view.labels.get(labels::SWARM_ID).is_some_and(|s| derived.swarm_ids.contains_key(s)) {
-                            continue;
-                        }
-                        snap.pending_cpus = snap.pending_cpus.saturating_add(p.cpus);
-                        snap.pending_memory = snap.pending_memory.saturating_add(p.memory);
-                        snap.pending.push(p.view.clone());
-                    }
-                    snap
-                })
-                .collect()
-        })
+        let result = if excluded.is_empty() {
+            f(index.view())
+        } else {
+            let kept: Vec<NodeSnapshot> = index.view().iter().filter(|n| !excluded.contains(&n.key)).cloned().collect();
+            f(&kept)
+        };
+        index.clear_pending();
+        result
     }
 
     /// Resolves a container the classic way: full ID, swarm ID, name (`name`, `/name`,
@@ -762,7 +791,9 @@ mod tests {
                 cancel: CancellationToken::new(),
                 overcommit: 0.0,
                 derived: Default::default(),
-            })
+                changes: cluster.shared.changes.clone(),
+            });
+            cluster.shared.changes.mark(addr)
         });
         cluster
     }
@@ -795,6 +826,32 @@ mod tests {
         drop(moving);
         assert!(!cluster.is_moving("web"));
         assert_eq!(cluster.name_holder("web"), None);
+    }
+
+    #[test]
+    fn the_index_follows_each_change_and_counts_creates_in_flight_only_while_deciding() {
+        let cluster = one_node_cluster("127.0.0.1:1");
+        assert_eq!(cluster.node_by_name("node-1").map(|h| h.key).as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(cluster.node_by_name("127.0.0.1:1").map(|h| h.name).as_deref(), Some("node-1"));
+        assert!(cluster.node_by_name("node-2").is_none());
+        let config = json!({"Image": "busybox", "Labels": {labels::SWARM_ID: "s1"}});
+        cluster.learn_created("127.0.0.1:1", "id1", Some("web"), config.as_object().expect("object"));
+        assert_eq!(cluster.name_holder("web").as_deref(), Some("id1"));
+        assert!(cluster.has_swarm_id("s1"));
+        let _reserved = cluster.reserve(PendingCreate { node: "127.0.0.1:1".into(), name: None, cpus: 1, memory: 0, view: ContainerView::default() });
+        assert_eq!(cluster.with_schedule_view(&[], |v| (v[0].container_count(), v[0].used_cpus())), (2, 1));
+        assert!(cluster.with_schedule_view(&["127.0.0.1:1".to_string()], <[NodeSnapshot]>::is_empty));
+        drop(_reserved);
+        assert_eq!(cluster.with_schedule_view(&[], |v| (v[0].container_count(), v[0].used_cpus())), (1, 0));
+        cluster.with_node_health("127.0.0.1:1", |n| n.health.validated());
+        assert_eq!(cluster.snapshot()[0].health_indicator, 100);
+        cluster.with_node_health("127.0.0.1:1", |n| n.health.failure("down".into()));
+        assert!(cluster.snapshot()[0].health_indicator < 100, "a health change reaches the view");
+        cluster.forget_container("127.0.0.1:1", "id1");
+        assert_eq!(cluster.name_holder("web"), None);
+        assert!(!cluster.has_swarm_id("s1"));
+        cluster.apply_entries(&BTreeSet::new());
+        assert!(cluster.snapshot().is_empty() && cluster.node_by_name("node-1").is_none());
     }
 
     #[test]

@@ -400,6 +400,8 @@ pub struct Node {
     /// Built from the rest on first use, dropped by every change through `&mut`
     /// (see [`Node::changed`]).
     pub derived: OnceLock<Arc<Derived>>,
+    /// Where [`Node::changed`] tells the cluster-wide index (shared by every node).
+    pub changes: Arc<super::index::Changes>,
 }
 
 /// What schedules and lookups read of a node, built once per change instead of per request.
@@ -428,9 +430,11 @@ impl Node {
         self.info.as_ref().map_or_else(String::new, |i| format!("{}|{}", i.id, self.addr))
     }
 
-    /// Drops what was derived from the node: call after any change to it.
+    /// Drops what was derived from the node and tells the cluster-wide index: call after any
+    /// change to it.
     pub fn changed(&mut self) {
         self.derived = OnceLock::new();
+        self.changes.mark(&self.addr);
     }
 
     /// The scheduler's view and the lookup indexes, current as of the last change.

@@ -163,10 +163,9 @@ impl Orchestrator {
                 )));
             }
         }
-        let mut nodes = cluster.snapshot();
-        nodes.retain(|n| !excluded.contains(&n.key));
-        let chosen = match self.inner.scheduler.select(&nodes, a.spec, &mut rand::rng()) {
-            Ok(n) => n.key.clone(),
+        let chosen = cluster.with_schedule_view(excluded, |nodes| self.inner.scheduler.select(nodes, a.spec, &mut rand::rng()).map(|n| n.key.clone()));
+        let chosen = match chosen {
+            Ok(key) => key,
             Err(e) => {
                 metrics.decisions.with_label_values(&["unschedulable"]).inc();
                 return Err(e.into());

@@ -116,10 +116,7 @@ impl Orchestrator {
 
     /// Picks a node for work that is not a container (an image build), without reserving.
     pub fn place(&self, spec: &ContainerSpec) -> Result<NodeHandle, Error> {
-        let key = {
-            let nodes = self.inner.cluster.snapshot();
-            self.inner.scheduler.select(&nodes, spec, &mut rand::rng())?.key.clone()
-        };
+        let key = self.inner.cluster.with_schedule_view(&[], |nodes| self.inner.scheduler.select(nodes, spec, &mut rand::rng()).map(|n| n.key.clone()))?;
         self.inner.cluster.node(&key).ok_or_else(|| Error::internal("node left the cluster"))
     }
 }
