@@ -4,7 +4,7 @@
 //! change; a reader first re-reads the nodes marked since the last read (between two creates,
 //! the one or two nodes they touched).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -30,20 +30,55 @@ impl Changes {
     }
 }
 
-/// Node keys by some name; one key almost always, several when engines share a hostname or
-/// caches a container name (a split brain's leftovers).
-type Holders = HashMap<String, Vec<Arc<str>>>;
+/// The nodes holding one name: almost always one; many when engines share a hostname, or when
+/// every engine runs a container of that name.
+enum Keys {
+    One(Arc<str>),
+    /// Ordered, so that the first by key is at hand and a removal is not a scan.
+    Many(BTreeSet<Arc<str>>),
+}
+
+impl Keys {
+    fn first(&self) -> &Arc<str> {
+        match self {
+            Keys::One(k) => k,
+            Keys::Many(keys) => keys.first().expect("a Many holds keys"),
+        }
+    }
+}
+
+/// Node keys by some name.
+type Holders = HashMap<String, Keys>;
 
 fn add(map: &mut Holders, name: &str, key: &Arc<str>) {
-    map.entry(name.to_string()).or_default().push(key.clone());
+    match map.get_mut(name) {
+        None => {
+            map.insert(name.to_string(), Keys::One(key.clone()));
+        }
+        Some(Keys::One(k)) if k == key => {}
+        Some(keys) => match keys {
+            Keys::One(k) => {
+                let both = BTreeSet::from([k.clone(), key.clone()]);
+                *keys = Keys::Many(both);
+            }
+            Keys::Many(set) => {
+                set.insert(key.clone());
+            }
+        },
+    }
 }
 
 fn remove(map: &mut Holders, name: &str, key: &str) {
-    if let Some(keys) = map.get_mut(name) {
-        keys.retain(|k| &**k != key);
-        if keys.is_empty() {
-            map.remove(name);
+    let empty = match map.get_mut(name) {
+        Some(Keys::One(k)) => &**k == key,
+        Some(Keys::Many(keys)) => {
+            keys.remove(key);
+            keys.is_empty()
         }
+        None => false,
+    };
+    if empty {
+        map.remove(name);
     }
 }
 
@@ -95,12 +130,12 @@ impl Index {
             let key = entry.key.clone();
             self.unlink(&old, &key);
             self.link(&derived, &key);
-            self.view[slot].facts = derived.facts.clone();
+            self.view[slot].set_facts(derived.facts.clone());
             return;
         }
         let key: Arc<str> = node.addr.as_str().into();
         self.link(&derived, &key);
-        self.view.push(NodeSnapshot { facts: derived.facts.clone(), health_indicator, ..Default::default() });
+        self.view.push(NodeSnapshot::new(derived.facts.clone(), health_indicator));
         self.entries.insert(node.addr.clone(), Entry { key, derived, slot: self.view.len() - 1 });
     }
 
@@ -130,7 +165,7 @@ impl Index {
     /// The ID of the cached container whose primary name is `name`, on the first node (by key)
     /// holding one.
     pub fn name_holder(&self, name: &str) -> Option<String> {
-        let key = self.names.get(name)?.iter().min()?;
+        let key = self.names.get(name)?.first();
         self.entries.get(&**key)?.derived.names.get(name).cloned()
     }
 
@@ -146,7 +181,7 @@ impl Index {
 
     /// The key of the node named `name` (the first by key), or whose key is `name`.
     pub fn node_key(&self, name: &str) -> Option<String> {
-        let by_name = self.node_names.get(name).and_then(|keys| keys.iter().min()).map(|k| k.to_string());
+        let by_name = self.node_names.get(name).map(|keys| keys.first().to_string());
         // Classic lookup order: the first node by key whose name or address matches.
         match (by_name, self.entries.contains_key(name)) {
             (Some(k), true) => Some(if name < k.as_str() { name.to_string() } else { k }),
@@ -178,5 +213,31 @@ impl Index {
                 snap.pending_memory = 0;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_held_by_many_nodes_names_the_first_by_key_until_none_holds_it() {
+        let mut map = Holders::new();
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("a:1".into(), "b:1".into(), "c:1".into());
+        add(&mut map, "web", &b);
+        add(&mut map, "web", &c);
+        add(&mut map, "web", &a);
+        add(&mut map, "web", &a);
+        assert_eq!(&**map["web"].first(), "a:1");
+        remove(&mut map, "web", "a:1");
+        assert_eq!(&**map["web"].first(), "b:1");
+        remove(&mut map, "web", "b:1");
+        remove(&mut map, "web", "c:1");
+        assert!(!map.contains_key("web"));
+        add(&mut map, "db", &c);
+        remove(&mut map, "db", "a:1");
+        assert_eq!(&**map["db"].first(), "c:1");
+        remove(&mut map, "db", "c:1");
+        assert!(map.is_empty());
     }
 }

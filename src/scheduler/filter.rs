@@ -85,7 +85,7 @@ impl FilterKind {
         match self {
             Health => n.health_indicator > 0,
             Port => (spec.host_ports.is_empty() && spec.host_mode_ports.is_empty()) || ports_free(n, spec),
-            ContainerSlots => n.container_slots.is_none_or(|slots| n.container_count() < slots),
+            ContainerSlots => n.load().slots.is_none_or(|slots| n.container_count() < slots),
             Dependency => spec.dependencies.iter().all(|d| has_dependency(n, d)),
             Affinity => spec.affinities.iter().filter(counts).all(|e| affinity_holds(n, e)),
             Constraint => spec.constraints.iter().filter(counts).all(|e| constraint_holds(n, e)),
@@ -205,7 +205,9 @@ mod tests {
     #[test]
     fn constraints_match_labels_and_node_names() {
         let mut a = node("node-1", 0);
-        a.facts_mut().labels.insert("zone".into(), "a".into());
+        a.edit_facts(|f| {
+            f.labels.insert("zone".into(), "a".into());
+        });
         let b = node("node-2", 0);
         let spec = ContainerSpec { constraints: vec![Expr::parse("zone==a").unwrap()], ..Default::default() };
         assert_eq!(names(&FilterKind::Constraint.apply(vec![&a, &b], &spec, true).unwrap()), ["node-1"]);
@@ -218,14 +220,18 @@ mod tests {
     #[test]
     fn ports_conflict_on_same_port_unless_ips_differ() {
         let mut a = node("node-1", 0);
-        a.facts_mut().engine_containers.push(std::sync::Arc::new(ContainerView { host_ports: vec![("127.0.0.1".into(), 80)], ..Default::default() }));
+        a.edit_facts(|f| {
+            f.engine_containers.push(std::sync::Arc::new(ContainerView { host_ports: vec![("127.0.0.1".into(), 80)], ..Default::default() }));
+        });
         let b = node("node-2", 0);
         let spec = ContainerSpec { host_ports: vec![("".into(), 80)], ..Default::default() };
         assert_eq!(names(&FilterKind::Port.apply(vec![&a, &b], &spec, true).unwrap()), ["node-2"]);
         let spec = ContainerSpec { host_ports: vec![("127.0.0.2".into(), 80)], ..Default::default() };
         assert_eq!(names(&FilterKind::Port.apply(vec![&a, &b], &spec, true).unwrap()), ["node-1", "node-2"]);
         let mut h = node("node-3", 0);
-        h.facts_mut().engine_containers.push(std::sync::Arc::new(ContainerView { host_mode_ports: vec!["80/tcp".into()], ..Default::default() }));
+        h.edit_facts(|f| {
+            f.engine_containers.push(std::sync::Arc::new(ContainerView { host_mode_ports: vec!["80/tcp".into()], ..Default::default() }));
+        });
         let spec = ContainerSpec { host_mode_ports: vec!["80/tcp".into()], ..Default::default() };
         assert!(FilterKind::Port.apply(vec![&h], &spec, true).unwrap().is_empty());
     }
@@ -233,9 +239,13 @@ mod tests {
     #[test]
     fn container_slots_count_every_container() {
         let mut a = node("node-1", 2);
-        a.facts_mut().container_slots = Some(2);
+        a.edit_facts(|f| {
+            f.container_slots = Some(2);
+        });
         let mut b = node("node-2", 2);
-        b.facts_mut().container_slots = Some(3);
+        b.edit_facts(|f| {
+            f.container_slots = Some(3);
+        });
         let c = node("node-3", 50);
         let kept = FilterKind::ContainerSlots.apply(vec![&a, &b, &c], &ContainerSpec::default(), true).unwrap();
         assert_eq!(names(&kept), ["node-2", "node-3"]);
@@ -257,8 +267,12 @@ mod tests {
     #[test]
     fn affinities_see_containers_images_and_labels() {
         let mut a = node("node-1", 1);
-        a.facts_mut().images.push(ImageView { id: "sha256:abc".into(), repo_tags: vec!["redis:7".into()], parent: String::new() });
-        std::sync::Arc::make_mut(&mut a.facts_mut().engine_containers[0]).labels.insert("app".into(), "db".into());
+        a.edit_facts(|f| {
+            f.images.push(ImageView { id: "sha256:abc".into(), repo_tags: vec!["redis:7".into()], parent: String::new() });
+        });
+        a.edit_facts(|f| {
+            std::sync::Arc::make_mut(&mut f.engine_containers[0]).labels.insert("app".into(), "db".into());
+        });
         let b = node("node-2", 1);
         let aff = |e: &str| ContainerSpec { affinities: vec![Expr::parse(e).unwrap()], ..Default::default() };
         assert_eq!(names(&FilterKind::Affinity.apply(vec![&a, &b], &aff("container==node-2-c0"), true).unwrap()), ["node-2"]);
@@ -279,7 +293,9 @@ mod tests {
     #[test]
     fn port_failure_message_is_classic() {
         let mut a = node("node-1", 0);
-        a.facts_mut().engine_containers.push(std::sync::Arc::new(ContainerView { host_ports: vec![("".into(), 80)], ..Default::default() }));
+        a.edit_facts(|f| {
+            f.engine_containers.push(std::sync::Arc::new(ContainerView { host_ports: vec![("".into(), 80)], ..Default::default() }));
+        });
         let s = Scheduler::new(FilterKind::defaults(), StrategyKind::Spread);
         let spec = ContainerSpec { host_ports: vec![("".into(), 80)], ..Default::default() };
         let err = s.rank(&[a], &spec, &mut rng()).unwrap_err();

@@ -49,8 +49,8 @@ fn weight(node: &NodeSnapshot, spec: &ContainerSpec, health_factor: i64) -> Opti
         // Wide: an engine may report any total, a client may ask for any amount.
         Some(((i128::from(used) + i128::from(asked)) * 100 / i128::from(total)).min(i128::from(i64::MAX)) as i64)
     };
-    let cpu = score(node.used_cpus(), spec.cpus, node.total_cpus)?;
-    let mem = score(node.used_memory(), spec.memory, node.total_memory)?;
+    let cpu = score(node.used_cpus(), spec.cpus, node.load().total_cpus)?;
+    let mem = score(node.used_memory(), spec.memory, node.load().total_memory)?;
     (cpu <= 100 && mem <= 100).then_some(cpu + mem + health_factor * node.health_indicator)
 }
 
@@ -75,8 +75,8 @@ pub fn rank<'n>(
     }
     // Names break the remaining ties so that equal nodes are ranked the same way every time.
     match kind {
-        StrategyKind::Spread => weighted.sort_unstable_by(|a, b| (a.0, a.1, &a.2.name).cmp(&(b.0, b.1, &b.2.name))),
-        _ => weighted.sort_unstable_by(|a, b| (b.0, b.1, &a.2.name).cmp(&(a.0, a.1, &b.2.name))),
+        StrategyKind::Spread => weighted.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| a.2.cmp_name(b.2))),
+        _ => weighted.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)).then_with(|| a.2.cmp_name(b.2))),
     }
     Ok(weighted.into_iter().map(|(_, _, n)| n).collect())
 }
@@ -93,9 +93,12 @@ pub fn best<'n>(
     }
     let factor = if kind == StrategyKind::Spread { -10 } else { 10 };
     let key = |n: &'n NodeSnapshot| weight(n, spec, factor).map(|w| (w, n.container_count() as i64, n));
-    let better = |a: &(i64, i64, &NodeSnapshot), b: &(i64, i64, &NodeSnapshot)| match kind {
-        StrategyKind::Spread => (a.0, a.1, &a.2.name) < (b.0, b.1, &b.2.name),
-        _ => (b.0, b.1, &a.2.name) < (a.0, a.1, &b.2.name),
+    let better = |a: &(i64, i64, &NodeSnapshot), b: &(i64, i64, &NodeSnapshot)| {
+        let by_load = match kind {
+            StrategyKind::Spread => (a.0, a.1).cmp(&(b.0, b.1)),
+            _ => (b.0, b.1).cmp(&(a.0, a.1)),
+        };
+        by_load.then_with(|| a.2.cmp_name(b.2)).is_lt()
     };
     candidates
         .into_iter()
@@ -122,7 +125,7 @@ mod tests {
     #[test]
     fn binpack_fills_the_most_used_node_that_fits() {
         let mut a = node("node-1", 1);
-        a.facts_mut().engine_used_cpus = 1;
+        a.edit_facts(|f| f.engine_used_cpus = 1);
         let b = node("node-2", 0);
         let spec = ContainerSpec { cpus: 1, ..Default::default() };
         let ranked = rank(StrategyKind::Binpack, vec![&a, &b], &spec, &mut rng()).unwrap();
@@ -136,7 +139,7 @@ mod tests {
     fn full_nodes_are_refused() {
         let mut a = node("node-1", 1);
         let total = a.total_memory;
-        a.facts_mut().engine_used_memory = total;
+        a.edit_facts(|f| f.engine_used_memory = total);
         let spec = ContainerSpec { memory: 1 << 30, ..Default::default() };
         assert_eq!(rank(StrategyKind::Spread, vec![&a], &spec, &mut rng()).unwrap_err(), ScheduleError::NoResources);
         let spec = ContainerSpec { cpus: 3, ..Default::default() };
@@ -155,7 +158,7 @@ mod tests {
     fn random_ignores_resources() {
         let mut a = node("node-1", 0);
         let total = a.total_memory;
-        a.facts_mut().engine_used_memory = total;
+        a.edit_facts(|f| f.engine_used_memory = total);
         let spec = ContainerSpec { memory: 1 << 40, ..Default::default() };
         assert_eq!(rank(StrategyKind::Random, vec![&a], &spec, &mut rng()).unwrap().len(), 1);
     }
