@@ -19,7 +19,7 @@ pub mod run_state;
 pub mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
@@ -159,6 +159,9 @@ struct Shared {
     next_pending: AtomicU64,
     /// How many engines discovery names now.
     engine_count: AtomicUsize,
+    /// Set once every engine discovery named has been read once (or given up on); a newly
+    /// named engine clears it. Spares a named create the scan of every node.
+    all_loaded: AtomicBool,
     /// Container ID → the node it was last found on.
     located: Mutex<HashMap<String, String>>,
     /// Serialises scheduling decisions with their reservations (never held across `.await`).
@@ -203,6 +206,7 @@ impl Cluster {
                 pending: Mutex::new(HashMap::new()),
                 next_pending: AtomicU64::new(1),
                 engine_count: AtomicUsize::new(0),
+                all_loaded: AtomicBool::new(false),
                 located: Mutex::new(HashMap::new()),
                 schedule: Mutex::new(()),
                 execs: Mutex::new(HashMap::new()),
@@ -261,6 +265,7 @@ impl Cluster {
                         changes: self.shared.changes.clone(),
                     };
                     self.shared.changes.mark(addr);
+                    self.shared.all_loaded.store(false, Ordering::SeqCst);
                     added.push((addr.clone(), node.cancel.clone()));
                     nodes.insert(addr.clone(), node);
                 }
@@ -317,7 +322,18 @@ impl Cluster {
                 })
             })
         };
-        if !loading(self) {
+        if self.shared.all_loaded.load(Ordering::SeqCst) {
+            return false;
+        }
+        // Set under the node table's lock, which an engine named meanwhile needs to clear it.
+        let loaded = self.with_nodes(|nodes| {
+            let loaded = !nodes.values().any(|n| n.updated_at.is_none() && matches!(n.health.state(), NodeState::Pending | NodeState::Healthy));
+            if loaded {
+                self.shared.all_loaded.store(true, Ordering::SeqCst);
+            }
+            loaded
+        });
+        if loaded || !loading(self) {
             return false;
         }
         let deadline = tokio::time::Instant::now() + bound;
