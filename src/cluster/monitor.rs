@@ -23,7 +23,8 @@ pub async fn run_node(cluster: Cluster, key: String, cancel: CancellationToken) 
     loop {
         let attempt = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = cluster.validate(&key) => r,
+            // Boxed: the node's task keeps its size for life, a validation runs once.
+            r = Box::pin(cluster.validate(&key)) => r,
         };
         match attempt {
             Ok(()) => break,
@@ -144,7 +145,7 @@ async fn event_loop(cluster: &Cluster, key: &str) {
                         }
                         for line in complete.drain(..) {
                             match serde_json::from_slice(line.trim_ascii_end()) {
-                                Ok(event) => cluster.apply_event(key, event).await,
+                                Ok(event) => Box::pin(cluster.apply_event(key, event)).await,
                                 Err(e) => debug!(addr = %key, error = %e, "Unreadable engine event."),
                             }
                         }

@@ -67,7 +67,9 @@ impl Cluster {
     /// Re-reads a node's info, every container and the image list.
     pub async fn refresh_node(&self, key: &str) -> Result<(), EngineError> {
         let started = Instant::now();
-        let result = self.refresh_node_inner(key, started).await;
+        // Boxed: each node's resident tasks would otherwise hold room for a whole refresh's
+        // state at all times (kilobytes per engine).
+        let result = Box::pin(self.refresh_node_inner(key, started)).await;
         self.metrics().refresh_duration.observe(started.elapsed().as_secs_f64());
         if result.is_err() {
             self.metrics().refresh_errors.inc();
