@@ -417,6 +417,8 @@ pub struct Derived {
     pub running: usize,
     /// Containers paused.
     pub paused: usize,
+    /// Containers with a swarm ID and a reschedule policy: what the rescheduler watches.
+    pub reschedulable: Vec<Arc<CachedContainer>>,
 }
 
 impl Node {
@@ -466,6 +468,7 @@ impl Node {
             swarm_ids: self.containers.values().filter_map(|c| Some((c.swarm_id.clone()?, c.id.clone()))).collect(),
             running: self.containers.values().filter(|c| c.state() == "running").count(),
             paused: self.containers.values().filter(|c| c.state() == "paused").count(),
+            reschedulable: self.containers.values().filter(|c| c.swarm_id.is_some() && c.facts.recreate.is_some()).cloned().collect(),
         }
     }
 }

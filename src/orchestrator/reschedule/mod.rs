@@ -72,7 +72,8 @@ fn matters(event: &serde_json::Value) -> bool {
 async fn pass(orch: &Orchestrator, memory: &mut Memory, act: &act::Act) {
     let leading = orch.inner.leadership.is_leader();
     let cluster = &orch.inner.cluster;
-    let mut view = cluster.with_nodes(|nodes| plan::observe(nodes, leading));
+    let seen = cluster.with_nodes(plan::seen);
+    let mut view = plan::observe(&seen, leading);
     view.removed = memory.known_ids().filter(|id| cluster.was_removed(id)).map(str::to_string).collect();
     view.removed_swarm_ids = memory.known_swarm_ids().filter(|sid| cluster.was_removed_by_user(sid)).map(str::to_string).collect();
     view.user_stopped = memory.known_ids().filter(|id| cluster.was_stopped_by_user(id)).map(str::to_string).collect();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::cluster::{Node, NodeState};
+use crate::cluster::{Derived, Node, NodeState};
 
 /// Wait before retrying a reschedule that failed (no node fits, image missing, ...).
 pub const RETRY_AFTER: Duration = Duration::from_secs(10);
@@ -57,33 +57,51 @@ pub struct View {
     pub user_stopped: HashSet<String>,
 }
 
-/// Reads the view out of the node table.
-pub fn observe(nodes: &BTreeMap<String, Node>, leading: bool) -> View {
+/// A node as a pass reads it: taken out of the node table under its lock (a pointer per
+/// node), read after the lock is released, so that a pass over a large cache does not hold
+/// up the writers of the table (a create's, an event's).
+pub struct Seen {
+    /// Its key.
+    pub key: String,
+    /// Its state then.
+    pub state: NodeState,
+    /// Its derived views then.
+    pub derived: Arc<Derived>,
+}
+
+/// Takes every node's state and derived views out of the node table.
+pub fn seen(nodes: &BTreeMap<String, Node>) -> Vec<Seen> {
+    nodes.iter().map(|(key, n)| Seen { key: key.clone(), state: n.health.state(), derived: n.derived().clone() }).collect()
+}
+
+/// Reads the view out of what [`seen`] took.
+pub fn observe(nodes: &[Seen], leading: bool) -> View {
     let mut v = View { leading, ..View::default() };
-    for (key, n) in nodes {
-        v.present.insert(key.clone());
-        match n.health.state() {
+    for n in nodes {
+        v.present.insert(n.key.clone());
+        match n.state {
             NodeState::Healthy => {
+                let d = &n.derived;
                 let mut cands = Vec::new();
-                for c in n.containers.values() {
+                for c in &d.reschedulable {
                     let Some(sid) = &c.swarm_id else { continue };
-                    let first = v.live.insert(sid.clone());
-                    if let Some(body) = &c.facts.recreate {
-                        v.doubled |= !first;
-                        cands.push(Candidate {
-                            node: key.clone(),
-                            id: c.id.clone(),
-                            swarm_id: sid.clone(),
-                            name: c.names.first().cloned(),
-                            body: body.clone(),
-                            running: matches!(c.state(), "running" | "restarting" | "paused"),
-                        });
-                    }
+                    // Held by an earlier node, or by another container of this one.
+                    v.doubled |= v.live.contains(sid) || d.swarm_ids.get(sid) != Some(&c.id);
+                    let Some(body) = &c.facts.recreate else { continue };
+                    cands.push(Candidate {
+                        node: n.key.clone(),
+                        id: c.id.clone(),
+                        swarm_id: sid.clone(),
+                        name: c.names.first().cloned(),
+                        body: body.clone(),
+                        running: matches!(c.state(), "running" | "restarting" | "paused"),
+                    });
                 }
-                v.healthy.insert(key.clone(), cands);
+                v.live.extend(d.swarm_ids.keys().cloned());
+                v.healthy.insert(n.key.clone(), cands);
             }
             NodeState::Unhealthy | NodeState::Disconnected => {
-                v.failed.insert(key.clone());
+                v.failed.insert(n.key.clone());
             }
             NodeState::Pending => {}
         }
@@ -217,6 +235,45 @@ mod tests {
 
     fn cand(node: &str, sid: &str, running: bool) -> Candidate {
         Candidate { node: node.into(), id: format!("{sid}-on-{node}"), swarm_id: sid.into(), name: Some(sid.into()), body: Arc::new(Value::Null), running }
+    }
+
+    /// A node seen in `state`, holding containers `(id, swarm ID, reschedulable)`.
+    fn seen_node(key: &str, state: NodeState, containers: &[(&str, &str, bool)]) -> Seen {
+        use crate::cluster::node::{CachedContainer, ContainerFacts};
+        let cached: Vec<Arc<CachedContainer>> = containers
+            .iter()
+            .map(|(id, sid, reschedulable)| {
+                let facts = ContainerFacts { recreate: reschedulable.then(|| Arc::new(Value::Null)), ..ContainerFacts::default() };
+                Arc::new(CachedContainer::new(serde_json::json!({"Id": id, "Names": [format!("/{id}")], "Labels": {crate::cluster::labels::SWARM_ID: sid}}), facts))
+            })
+            .collect();
+        let derived = Derived {
+            facts: Arc::default(),
+            names: HashMap::new(),
+            swarm_ids: cached.iter().map(|c| (c.swarm_id.clone().unwrap_or_default(), c.id.clone())).collect(),
+            running: 0,
+            paused: 0,
+            reschedulable: cached.into_iter().filter(|c| c.facts.recreate.is_some()).collect(),
+        };
+        Seen { key: key.into(), state, derived: Arc::new(derived) }
+    }
+
+    #[test]
+    fn observe_finds_candidates_live_swarm_ids_and_doubles() {
+        let one_each = [
+            seen_node("a", NodeState::Healthy, &[("c1", "s1", true), ("c2", "s2", false)]),
+            seen_node("b", NodeState::Healthy, &[("c3", "s3", true)]),
+            seen_node("c", NodeState::Unhealthy, &[("c4", "s1", true)]),
+        ];
+        let v = observe(&one_each, true);
+        assert_eq!(v.live, HashSet::from(["s1".to_string(), "s2".into(), "s3".into()]));
+        assert_eq!(v.healthy["a"].iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c1"]);
+        assert!(v.failed.contains("c") && v.present.len() == 3);
+        assert!(!v.doubled, "a copy on a failed node is no double");
+        let across = [seen_node("a", NodeState::Healthy, &[("c1", "s1", true)]), seen_node("b", NodeState::Healthy, &[("c5", "s1", true)])];
+        assert!(observe(&across, true).doubled);
+        let within = [seen_node("a", NodeState::Healthy, &[("c1", "s1", true), ("c6", "s1", true)])];
+        assert!(observe(&within, true).doubled);
     }
 
     /// `a` healthy with `cands`, and every other node named in `failed` failed.
