@@ -317,23 +317,17 @@ impl Cluster {
     pub async fn wait_loaded(&self, bound: std::time::Duration) -> bool {
         let loading = |c: &Cluster| {
             c.with_nodes(|nodes| {
-                nodes.values().any(|n| {
-                    n.updated_at.is_none() && n.found_at.elapsed() < bound && matches!(n.health.state(), NodeState::Pending | NodeState::Healthy)
-                })
+                let mut unread = nodes.values().filter(|n| n.updated_at.is_none() && matches!(n.health.state(), NodeState::Pending | NodeState::Healthy)).peekable();
+                if unread.peek().is_none() {
+                    // Set under the node table's lock, which an engine named meanwhile needs
+                    // to clear it.
+                    c.shared.all_loaded.store(true, Ordering::SeqCst);
+                    return false;
+                }
+                unread.any(|n| n.found_at.elapsed() < bound)
             })
         };
-        if self.shared.all_loaded.load(Ordering::SeqCst) {
-            return false;
-        }
-        // Set under the node table's lock, which an engine named meanwhile needs to clear it.
-        let loaded = self.with_nodes(|nodes| {
-            let loaded = !nodes.values().any(|n| n.updated_at.is_none() && matches!(n.health.state(), NodeState::Pending | NodeState::Healthy));
-            if loaded {
-                self.shared.all_loaded.store(true, Ordering::SeqCst);
-            }
-            loaded
-        });
-        if loaded || !loading(self) {
+        if self.shared.all_loaded.load(Ordering::SeqCst) || !loading(self) {
             return false;
         }
         let deadline = tokio::time::Instant::now() + bound;
@@ -542,8 +536,9 @@ impl Cluster {
         out
     }
 
-    /// Snapshots of every node, creates in flight included, for the scheduler. Each node's
-    /// facts are shared, not copied: a create costs one pointer per node here.
+    /// A copy of the scheduler's view, creates in flight included (tests read it; a create
+    /// reads the view in place through [`Cluster::with_schedule_view`]).
+    #[cfg(test)]
     pub fn snapshot(&self) -> Vec<NodeSnapshot> {
         self.with_schedule_view(&[], <[NodeSnapshot]>::to_vec)
     }
@@ -553,8 +548,8 @@ impl Cluster {
     /// [`Cluster::schedule_lock`] when the decision reserves.
     pub fn with_schedule_view<R>(&self, excluded: &[String], f: impl FnOnce(&[NodeSnapshot]) -> R) -> R {
         let pending: Vec<PendingCreate> = self.shared.pending.lock().values().cloned().collect();
+        // Brought up to date, with what an earlier decision counted taken out again.
         let mut index = self.index();
-        index.clear_pending();
         for p in pending {
             // A create that finished between reading the reservations and the cache is in
             // both: count it once.
