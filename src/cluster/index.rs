@@ -82,6 +82,11 @@ fn remove(map: &mut Holders, name: &str, key: &str) {
     }
 }
 
+fn relink_map(map: &mut Holders, old: &HashMap<String, String>, new: &HashMap<String, String>, key: &Arc<str>) {
+    old.keys().filter(|n| !new.contains_key(*n)).for_each(|n| remove(map, n, key));
+    new.keys().filter(|n| !old.contains_key(*n)).for_each(|n| add(map, n, key));
+}
+
 /// What the index knows of one node.
 struct Entry {
     key: Arc<str>,
@@ -128,8 +133,7 @@ impl Index {
             }
             let old = std::mem::replace(&mut entry.derived, derived.clone());
             let key = entry.key.clone();
-            self.unlink(&old, &key);
-            self.link(&derived, &key);
+            self.relink(&old, &derived, &key);
             self.view[slot].set_facts(derived.facts.clone());
             return;
         }
@@ -154,6 +158,18 @@ impl Index {
         derived.names.keys().for_each(|n| add(&mut self.names, n, key));
         derived.swarm_ids.keys().for_each(|s| add(&mut self.swarm_ids, s, key));
         add(&mut self.node_names, &derived.facts.name, key);
+    }
+
+    /// Moves node `key` from `old`'s names to `new`'s, touching only the names that differ: a
+    /// create changes one of a node's names, and a name every engine holds has a thousand
+    /// holders to search.
+    fn relink(&mut self, old: &Derived, new: &Derived, key: &Arc<str>) {
+        relink_map(&mut self.names, &old.names, &new.names, key);
+        relink_map(&mut self.swarm_ids, &old.swarm_ids, &new.swarm_ids, key);
+        if old.facts.name != new.facts.name {
+            remove(&mut self.node_names, &old.facts.name, key);
+            add(&mut self.node_names, &new.facts.name, key);
+        }
     }
 
     fn unlink(&mut self, derived: &Derived, key: &str) {
