@@ -22,6 +22,10 @@ pub struct Metrics {
     pub refresh_errors: IntCounter,
     /// Full engine refresh latency.
     pub refresh_duration: Histogram,
+    /// Re-reads of one container asked for (after an event or a change through the manager).
+    pub rereads_asked: IntCounter,
+    /// Re-reads of one container made: fewer than asked when asks came while one ran.
+    pub rereads: IntCounter,
     /// Scheduling decisions by result (`ok` or a failure reason).
     pub decisions: IntCounterVec,
     /// Node health transitions by kind (`engine_connect`, ...).
@@ -68,6 +72,8 @@ impl Metrics {
             refresh_duration: Histogram::with_opts(
                 HistogramOpts::new("engine_refresh_duration_seconds", "Time of a full engine refresh.").namespace(NAMESPACE).buckets(latency),
             )?,
+            rereads_asked: IntCounter::with_opts(opts("container_rereads_asked_total", "Re-reads of one container asked for."))?,
+            rereads: IntCounter::with_opts(opts("container_rereads_total", "Re-reads of one container made (asks made meanwhile share one)."))?,
             decisions: IntCounterVec::new(opts("scheduler_decisions_total", "Scheduling decisions by result."), &["result"])?,
             node_transitions: IntCounterVec::new(opts("node_transitions_total", "Engine health transitions."), &["kind"])?,
             events_dropped: IntCounter::with_opts(opts("events_dropped_total", "Events a slow subscriber missed."))?,
@@ -94,6 +100,8 @@ impl Metrics {
         registry.register(Box::new(m.nodes.clone()))?;
         registry.register(Box::new(m.refresh_errors.clone()))?;
         registry.register(Box::new(m.refresh_duration.clone()))?;
+        registry.register(Box::new(m.rereads_asked.clone()))?;
+        registry.register(Box::new(m.rereads.clone()))?;
         registry.register(Box::new(m.decisions.clone()))?;
         registry.register(Box::new(m.node_transitions.clone()))?;
         registry.register(Box::new(m.events_dropped.clone()))?;

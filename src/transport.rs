@@ -389,13 +389,24 @@ impl EngineClient {
     /// `GET` a JSON document within the client's timeout; error statuses become
     /// [`EngineError::Status`].
     pub async fn get_json(&self, path_and_query: &str) -> Result<serde_json::Value, EngineError> {
+        let bytes = self.get_ok(path_and_query).await?;
+        serde_json::from_slice(&bytes).map_err(|e| self.protocol_error(e))
+    }
+
+    /// `GET` within the client's timeout, the body unparsed; error statuses become
+    /// [`EngineError::Status`].
+    pub async fn get_ok(&self, path_and_query: &str) -> Result<Bytes, EngineError> {
         let (status, _, bytes) =
             self.call(Method::GET, path_and_query, None, &HeaderMap::new(), Some(self.inner.timeout)).await?;
         if !status.is_success() {
             return Err(EngineError::Status { status, message: error_message(&bytes) });
         }
-        serde_json::from_slice(&bytes)
-            .map_err(|e| EngineError::Protocol { addr: self.inner.addr.to_string(), detail: e.to_string() })
+        Ok(bytes)
+    }
+
+    /// An answer of this peer that does not parse.
+    pub fn protocol_error(&self, e: impl std::fmt::Display) -> EngineError {
+        EngineError::Protocol { addr: self.inner.addr.to_string(), detail: e.to_string() }
     }
 
     /// `GET /_ping` within `timeout`: the light health probe.

@@ -236,11 +236,7 @@ async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req:
     // The engine's event re-reads the container; this re-read covers a lagging event stream.
     let cluster = state.cluster.clone();
     let (node, id) = (c.node.clone(), c.id.clone());
-    tokio::spawn(async move {
-        if let Err(e) = cluster.refresh_container(&node, &id).await {
-            tracing::debug!(id = %id, error = %e, "Refresh after change failed.");
-        }
-    });
+    tokio::spawn(async move { cluster.refresh_container(&node, &id).await });
     Ok(resp)
 }
 

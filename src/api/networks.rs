@@ -91,7 +91,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
             let answers = call_all(&[n], Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), Some(Bytes::from(config.to_string())), &HeaderMap::new(), &state.config.limits).await;
             match &answers[0] {
                 Ok((s, _)) if s.is_success() => {
-                    let _ = state.cluster.refresh_container(&c.node, &c.id).await;
+                    state.cluster.refresh_container(&c.node, &c.id).await;
                     Ok(Response::builder().status(*s).body(body::empty()).unwrap_or_else(|_| Response::new(body::empty())))
                 }
                 _ => Err(first_error(&answers)),

@@ -15,6 +15,7 @@ pub mod index;
 pub mod monitor;
 pub mod node;
 pub mod refresh;
+mod reread;
 pub mod run_state;
 pub mod wire;
 
@@ -187,6 +188,8 @@ struct Shared {
     replacements: Mutex<HashMap<String, (String, std::time::Instant)>>,
     /// Engines that left discovery, with their last cache, and when they left.
     departed: Mutex<BTreeMap<String, (Node, std::time::Instant)>>,
+    /// Re-reads of single containers in flight, shared by whoever asks meanwhile.
+    rereads: reread::Rereads,
     events: broadcast::Sender<Arc<Value>>,
     opts: ClusterOptions,
     metrics: Metrics,
@@ -218,6 +221,7 @@ impl Cluster {
                 user_stopped: Mutex::new(HashMap::new()),
                 replacements: Mutex::new(HashMap::new()),
                 departed: Mutex::new(BTreeMap::new()),
+                rereads: reread::Rereads::default(),
                 events,
                 opts,
                 metrics,
@@ -871,5 +875,39 @@ mod tests {
         assert_eq!(probe_period(second, 10, 250), second);
         assert_eq!(probe_period(second, 1000, 250), 4 * second);
         assert_eq!(probe_period(second, 5000, 0), 5000 * second);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rereads_asked_while_one_runs_share_one_read_that_starts_after_them() {
+        // An engine that accepts and never answers: each read lasts the client's 1 s timeout.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address").to_string();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let cluster = one_node_cluster(&addr);
+        let ask = |cluster: &Cluster| {
+            let (cluster, addr) = (cluster.clone(), addr.clone());
+            tokio::spawn(async move { cluster.refresh_container(&addr, "c1").await })
+        };
+        let first = ask(&cluster);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let asked_at = std::time::Instant::now();
+        let later: Vec<_> = (0..10).map(|_| ask(&cluster)).collect();
+        for t in later {
+            t.await.expect("ask");
+        }
+        let waited = asked_at.elapsed();
+        first.await.expect("first ask");
+        // The read running when they asked may have missed what they ask about.
+        assert!(waited >= std::time::Duration::from_millis(1500), "served by the read already running: answered after {waited:?}");
+        assert_eq!(cluster.metrics().rereads_asked.get(), 11);
+        assert_eq!(cluster.metrics().rereads.get(), 2, "eleven asks, two reads");
+        // Nothing in flight: the next ask reads again.
+        ask(&cluster).await.expect("ask");
+        assert_eq!(cluster.metrics().rereads.get(), 3);
     }
 }

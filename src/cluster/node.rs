@@ -1,7 +1,7 @@
 //! One engine as the manager caches it: its info, containers and images, read from the
 //! engine's own JSON so that unknown fields pass through untouched.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -205,7 +205,8 @@ impl Summary {
         Summary::from_text(doc.to_string())
     }
 
-    fn from_text(text: String) -> Summary {
+    /// Keeps `text`, a summary as an engine wrote it.
+    pub(crate) fn from_text(text: String) -> Summary {
         let mut s = Summary { text: text.into_boxed_str(), rewritten: None };
         s.rewritten = s.fields().map(|fields| {
             let base = s.text.as_ptr() as usize;
@@ -233,6 +234,11 @@ impl Summary {
     /// Where the fields a list rewrites are (see [`Rewritten`]).
     pub fn rewritten(&self) -> Option<Rewritten> {
         self.rewritten
+    }
+
+    /// The fields the cache keeps apart, read in one pass.
+    pub fn head(&self) -> Head {
+        serde_json::from_str(&self.text).unwrap_or_else(|_| Head::lenient(&self.parse()))
     }
 
     /// The document, parsed.
@@ -264,6 +270,39 @@ impl Summary {
             }
         }
         serde_json::from_str::<Fields>(&self.text).ok().map(|f| f.0)
+    }
+}
+
+/// A summary's fields that the cache keeps apart from its text.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Head {
+    #[serde(rename = "Id", default)]
+    pub id: Option<String>,
+    #[serde(rename = "Names", default)]
+    names: Option<Vec<String>>,
+    #[serde(rename = "Image", default)]
+    image: Option<String>,
+    #[serde(rename = "Created", default)]
+    created: Option<i64>,
+    #[serde(rename = "State", default)]
+    pub state: Option<String>,
+    #[serde(rename = "Labels", default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+impl Head {
+    /// Reads a summary whose fields are not all of the usual types (a label that is not a
+    /// string), keeping what is.
+    fn lenient(doc: &Value) -> Head {
+        let labels = doc["Labels"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect());
+        Head {
+            id: doc["Id"].as_str().map(str::to_string),
+            names: doc["Names"].as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()),
+            image: doc["Image"].as_str().map(str::to_string),
+            created: doc["Created"].as_i64(),
+            state: doc["State"].as_str().map(str::to_string),
+            labels,
+        }
     }
 }
 
@@ -299,17 +338,28 @@ pub struct CachedContainer {
 impl CachedContainer {
     /// Builds an entry from a list summary and the facts of an inspect.
     pub fn new(summary: Value, facts: ContainerFacts) -> CachedContainer {
-        let id = summary["Id"].as_str().unwrap_or_default().to_string();
-        let names: Vec<String> = summary["Names"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).map(|n| n.trim_start_matches('/').to_string()).collect())
-            .unwrap_or_default();
-        let swarm_id = summary["Labels"][labels::SWARM_ID].as_str().map(str::to_string);
-        let created_secs = summary["Created"].as_i64().unwrap_or(0);
-        let image = summary["Image"].as_str().unwrap_or_default().to_string();
-        let summary = Arc::new(Summary::new(&summary));
-        let view = Arc::new(view_of(&summary, &id, &names, &image, &facts));
-        CachedContainer { summary, image, id, names, swarm_id, created_secs, facts, written: Instant::now(), placeholder: false, view }
+        let summary = Summary::new(&summary);
+        let head = summary.head();
+        CachedContainer::from_parts(summary, head, facts)
+    }
+
+    /// Builds an entry from a summary as the engine wrote it, and its [`Summary::head`].
+    pub fn from_parts(summary: Summary, head: Head, facts: ContainerFacts) -> CachedContainer {
+        let id = head.id.unwrap_or_default();
+        let names: Vec<String> = head.names.unwrap_or_default().iter().map(|n| n.trim_start_matches('/').to_string()).collect();
+        let labels = head.labels.unwrap_or_default();
+        let swarm_id = labels.get(labels::SWARM_ID).cloned();
+        let image = head.image.unwrap_or_default();
+        let view = Arc::new(ContainerView {
+            id: id.clone(),
+            names: names.clone(),
+            image: image.clone(),
+            labels,
+            host_ports: facts.host_ports.clone(),
+            host_mode_ports: facts.host_mode_ports.clone(),
+        });
+        let created_secs = head.created.unwrap_or(0);
+        CachedContainer { summary: Arc::new(summary), image, id, names, swarm_id, created_secs, facts, written: Instant::now(), placeholder: false, view }
     }
 
     /// `running`, `exited`, ...: dockerd's state string of the run state.
@@ -337,24 +387,6 @@ impl CachedContainer {
     /// The primary name (without links' `a/b` aliases).
     pub fn name(&self) -> &str {
         self.names.iter().find(|n| !n.contains('/')).or(self.names.first()).map_or("", String::as_str)
-    }
-}
-
-/// The filters' view of a container.
-fn view_of(summary: &Summary, id: &str, names: &[String], image: &str, facts: &ContainerFacts) -> ContainerView {
-    let labels = summary
-        .fields()
-        .and_then(|fields| fields.into_iter().find(|(k, _)| *k == "Labels"))
-        .and_then(|(_, raw)| serde_json::from_str::<serde_json::Map<String, Value>>(raw.get()).ok())
-        .map(|m| m.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string())).collect())
-        .unwrap_or_default();
-    ContainerView {
-        id: id.to_string(),
-        names: names.to_vec(),
-        image: image.to_string(),
-        labels,
-        host_ports: facts.host_ports.clone(),
-        host_mode_ports: facts.host_mode_ports.clone(),
     }
 }
 

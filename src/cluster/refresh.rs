@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tracing::{debug, info};
 
 use crate::transport::{EngineClient, EngineError};
-use super::node::{images_from_json, CachedContainer, ContainerFacts, EngineInfo};
+use super::node::{images_from_json, CachedContainer, ContainerFacts, EngineInfo, Summary};
 use super::{events, Cluster};
 
 fn percent(s: &str) -> String {
@@ -86,24 +87,24 @@ impl Cluster {
         self.check_same_engine(key, &info)?;
         // What the cache holds is as of this listing, not of the refresh's end.
         let listed_at = SystemTime::now();
-        let list = client.get_json("/containers/json?all=1").await?;
+        // Left unparsed: each summary is kept as its text, and a parsed list of thirty
+        // containers is a few hundred kilobytes, at every engine at once after a start.
+        let list = client.get_ok("/containers/json?all=1").await?;
+        let list: Vec<&RawValue> = serde_json::from_slice(&list).map_err(|e| client.protocol_error(e))?;
         let images = client.get_json("/images/json").await?;
         let known: HashMap<String, ContainerFacts> =
             self.with_nodes(|nodes| nodes.get(key).map(|n| n.containers.iter().map(|(k, c)| (k.clone(), c.facts.clone())).collect()))
                 .unwrap_or_default();
         let mut fresh = HashMap::new();
-        let list = match list {
-            Value::Array(list) => list,
-            _ => Vec::new(),
-        };
-        for summary in list {
-            // Owned: the summary itself moves into the cache below.
-            let Some(id) = summary["Id"].as_str().map(str::to_string) else { continue };
+        for raw in list {
+            let summary = Summary::from_text(raw.get().to_string());
+            let head = summary.head();
+            let Some(id) = head.id.clone() else { continue };
             if self.is_superseded(&id) {
                 continue;
             }
             // Known facts serve unless the state moved without an event reaching us.
-            let facts = match known.get(&id).filter(|f| summary["State"].as_str() == Some(f.run.state())) {
+            let facts = match known.get(&id).filter(|f| head.state.as_deref() == Some(f.run.state())) {
                 Some(f) => f.clone(),
                 None => match client.get_json(&format!("/containers/{id}/json")).await {
                     Ok(inspect) => ContainerFacts::from_inspect(&inspect),
@@ -112,7 +113,7 @@ impl Cluster {
                     Err(e) => return Err(e),
                 },
             };
-            let mut c = CachedContainer::new(summary, facts);
+            let mut c = CachedContainer::from_parts(summary, head, facts);
             c.written = started;
             fresh.insert(id, Arc::new(c));
         }
@@ -145,14 +146,16 @@ impl Cluster {
         Ok(())
     }
 
-    /// Re-reads one container; forgets it when the engine no longer has it.
-    pub async fn refresh_container(&self, key: &str, id: &str) -> Result<(), EngineError> {
+    /// Reads one container; forgets it when the engine no longer has it. Callers go through
+    /// [`Cluster::refresh_container`], which shares reads asked for at once.
+    pub(super) async fn read_container(&self, key: &str, id: &str) -> Result<(), EngineError> {
         let started = Instant::now();
         let client = self.client_of(key).ok_or_else(|| gone(key))?;
         let filter = percent(&format!("{{\"id\":[\"{id}\"]}}"));
-        let list = client.get_json(&format!("/containers/json?all=1&filters={filter}")).await?;
-        let summary = list.as_array().and_then(|a| a.iter().find(|c| c["Id"].as_str() == Some(id)).cloned());
-        let Some(summary) = summary.filter(|_| !self.is_superseded(id)) else {
+        let list = client.get_ok(&format!("/containers/json?all=1&filters={filter}")).await?;
+        let list: Vec<&RawValue> = serde_json::from_slice(&list).map_err(|e| client.protocol_error(e))?;
+        let found = list.iter().map(|raw| Summary::from_text(raw.get().to_string())).map(|s| (s.head(), s)).find(|(h, _)| h.id.as_deref() == Some(id));
+        let Some((head, summary)) = found.filter(|_| !self.is_superseded(id)) else {
             self.forget_container(key, id);
             return Ok(());
         };
@@ -164,7 +167,7 @@ impl Cluster {
             }
             Err(e) => return Err(e),
         };
-        let entry = CachedContainer::new(summary, ContainerFacts::from_inspect(&inspect));
+        let entry = CachedContainer::from_parts(summary, head, ContainerFacts::from_inspect(&inspect));
         self.with_node_mut(key, |n| {
             // Something learnt while we were reading (an exit seen by `wait`) is newer.
             if n.containers.get(id).is_none_or(|old| old.written <= started || old.placeholder) {
@@ -410,7 +413,10 @@ impl Cluster {
             {
                 Ok(())
             }
-            "container" if !id.is_empty() => self.refresh_container(key, &id).await,
+            "container" if !id.is_empty() => {
+                self.refresh_container(key, &id).await;
+                Ok(())
+            }
             "image" => self.refresh_images(key).await,
             _ => Ok(()),
         };
