@@ -1,8 +1,7 @@
 //! Re-reads of one container, coalesced: a re-read asked for while another of the same
 //! container runs is served by one more read that starts after it, however many were asked
-//! for meanwhile. A create and a start through the manager ask three times (the start's own
-//! re-read, and the engine's `create` and `start` events, each awaited before the event is
-//! published); two reads serve them.
+//! for meanwhile: a burst of events for one container (each awaited before it is published)
+//! costs two reads, not one per event.
 
 use std::collections::HashMap;
 
