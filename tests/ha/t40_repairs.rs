@@ -98,6 +98,30 @@ fn a_single_manager_reschedules_a_stopped_engine_s_containers() {
     reschedule_and_return(&m, &mut es);
 }
 
+/// A copy the user stopped after its reschedule is still the container: when the original's
+/// node returns, the original goes (found in the chaos campaign: seed 1045550769 left both).
+#[test]
+fn a_copy_stopped_after_its_reschedule_still_replaces_the_original() {
+    let mut es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(2);
+    let moved = place_on(&m, "node-1", 1);
+    let before = ps_all(&m);
+    es[0].stop();
+    wait_until(Duration::from_secs(20), "the containers of node-1 run on node-2", || {
+        let now = ps_all(&m);
+        moved.iter().all(|n| now.get(n).is_some_and(|(node, state, _)| node == "node-2" && *state == before[n].1))
+    });
+    m.docker(&["stop", "-t", "1", &moved[0]]);
+    es[0].restart();
+    m.wait_healthy(2);
+    let on = |e: &Engine, name: &str| e.container_names().iter().any(|l| l.trim_start_matches('/') == name);
+    wait_until(Duration::from_secs(30), "the originals are gone from node-1", || moved.iter().all(|n| !on(&es[0], n)));
+    assert!(moved.iter().all(|n| on(&es[1], n)), "a copy is missing from node-2: {:?}", ps_all(&m));
+    assert_eq!(ps_all(&m)[&moved[0]].1, "exited", "the stopped copy stays stopped");
+    assert!(doubled_ids(&m).is_empty(), "{:?}", ps_all(&m));
+}
+
 /// A container rescheduled twice in a row (its first copy's node fails before the original's
 /// node is back) leaves no stale copy on either engine once both return, and a removal of its
 /// last copy holds: every stale copy is remembered, and read here from the engines themselves.

@@ -311,9 +311,11 @@ impl Act {
                 }
                 continue;
             }
-            // A replacement that should run but does not yet: keep the original meanwhile. With
-            // no replacement left at all, the user removed it, and the original goes too.
-            if must_run && !running && !copies.is_empty() {
+            // A replacement that should run but was only created (its start is still to come):
+            // keep the original meanwhile. A replacement that ran and stopped (a user stopped
+            // it) replaced the original all the same; with no replacement left at all, the
+            // user removed it, and the original goes too.
+            if must_run && !running && copies.iter().any(|(_, _, st)| st == "created") {
                 continue;
             }
             if orphans::remove(&handle.client, &r.old_id).await {
