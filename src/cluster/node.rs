@@ -415,7 +415,7 @@ pub struct Node {
     /// does not bring them back.
     pub forgotten: HashMap<String, Instant>,
     /// Images.
-    pub images: Vec<ImageView>,
+    pub images: Arc<Vec<ImageView>>,
     /// Last full refresh.
     pub updated_at: Option<SystemTime>,
     /// Set while its address answers as another engine (another ID): what that engine says is
@@ -481,7 +481,7 @@ impl Node {
         let (ncpu, mem) = self.info.as_ref().map_or((0, 0), |i| (i.ncpu, i.mem_total));
         // Classic integer overcommit: `x + x * int(overcommit * 100) / 100`.
         let with_overcommit = |x: i64| x.saturating_add(x.saturating_mul((overcommit * 100.0) as i64) / 100);
-        let facts = NodeFacts {
+        let mut facts = NodeFacts {
             key: self.addr.clone(),
             engine_id: self.engine_id(),
             name: self.name().to_string(),
@@ -489,19 +489,39 @@ impl Node {
             container_slots: self.info.as_ref().and_then(|i| i.labels.get("containerslots")).and_then(|v| v.parse().ok()),
             total_cpus: with_overcommit(ncpu),
             total_memory: with_overcommit(mem),
-            engine_used_cpus: self.containers.values().fold(0i64, |sum, c| sum.saturating_add(c.facts.cpus(ncpu))),
-            engine_used_memory: self.containers.values().fold(0i64, |sum, c| sum.saturating_add(c.facts.memory)),
-            engine_containers: self.containers.values().map(|c| c.view.clone()).collect(),
+            engine_used_cpus: 0,
+            engine_used_memory: 0,
+            engine_containers: Vec::with_capacity(self.containers.len()),
             images: self.images.clone(),
         };
-        Derived {
-            facts: Arc::new(facts),
-            names: self.containers.values().map(|c| (c.name().to_string(), c.id.clone())).collect(),
-            swarm_ids: self.containers.values().filter_map(|c| Some((c.swarm_id.clone()?, c.id.clone()))).collect(),
-            running: self.containers.values().filter(|c| c.state() == "running").count(),
-            paused: self.containers.values().filter(|c| c.state() == "paused").count(),
-            reschedulable: self.containers.values().filter(|c| c.swarm_id.is_some() && c.facts.recreate.is_some()).cloned().collect(),
+        let mut derived = Derived {
+            facts: Arc::default(),
+            names: HashMap::with_capacity(self.containers.len()),
+            swarm_ids: HashMap::new(),
+            running: 0,
+            paused: 0,
+            reschedulable: Vec::new(),
+        };
+        // One pass: a change to one container re-derives its whole node.
+        for c in self.containers.values() {
+            facts.engine_used_cpus = facts.engine_used_cpus.saturating_add(c.facts.cpus(ncpu));
+            facts.engine_used_memory = facts.engine_used_memory.saturating_add(c.facts.memory);
+            facts.engine_containers.push(c.view.clone());
+            derived.names.insert(c.name().to_string(), c.id.clone());
+            if let Some(swarm_id) = &c.swarm_id {
+                derived.swarm_ids.insert(swarm_id.clone(), c.id.clone());
+                if c.facts.recreate.is_some() {
+                    derived.reschedulable.push(c.clone());
+                }
+            }
+            match c.state() {
+                "running" => derived.running += 1,
+                "paused" => derived.paused += 1,
+                _ => {}
+            }
         }
+        derived.facts = Arc::new(facts);
+        derived
     }
 }
 

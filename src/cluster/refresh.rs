@@ -129,7 +129,7 @@ impl Cluster {
             fresh.retain(|id, _| n.forgotten.get(id).is_none_or(|at| *at <= started));
             n.forgotten.retain(|_, at| *at > started);
             n.containers = fresh;
-            n.images = images_from_json(&images);
+            n.images = Arc::new(images_from_json(&images));
             let mut changed = false;
             if n.info.as_ref().is_some_and(|old| old.id == engine.id) {
                 changed = n.info.as_ref().is_some_and(|old| old.api_version != engine.api_version);
@@ -392,7 +392,7 @@ impl Cluster {
     pub async fn refresh_images(&self, key: &str) -> Result<(), EngineError> {
         let client = self.client_of(key).ok_or_else(|| gone(key))?;
         let images = client.get_json("/images/json").await?;
-        self.with_node_mut(key, |n| n.images = images_from_json(&images));
+        self.with_node_mut(key, |n| n.images = Arc::new(images_from_json(&images)));
         Ok(())
     }
 

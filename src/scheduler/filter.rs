@@ -268,7 +268,7 @@ mod tests {
     fn affinities_see_containers_images_and_labels() {
         let mut a = node("node-1", 1);
         a.edit_facts(|f| {
-            f.images.push(ImageView { id: "sha256:abc".into(), repo_tags: vec!["redis:7".into()], parent: String::new() });
+            std::sync::Arc::make_mut(&mut f.images).push(ImageView { id: "sha256:abc".into(), repo_tags: vec!["redis:7".into()], parent: String::new() });
             std::sync::Arc::make_mut(&mut f.engine_containers[0]).labels.insert("app".into(), "db".into());
         });
         let b = node("node-2", 1);

@@ -73,8 +73,8 @@ pub struct NodeFacts {
     pub engine_used_memory: i64,
     /// The engine's containers (each view shared with the cache).
     pub engine_containers: Vec<Arc<ContainerView>>,
-    /// Images.
-    pub images: Vec<ImageView>,
+    /// Images (shared with the node's cache: a change to a container does not copy them).
+    pub images: Arc<Vec<ImageView>>,
 }
 
 /// The numbers every create reads of every node, copied out of the facts: a scan over
