@@ -42,7 +42,7 @@ fn nodes(count: usize) -> Vec<NodeSnapshot> {
                     })
                 })
                 .collect(),
-            images: vec![],
+            images: Default::default(),
         }))
         .collect()
 }
