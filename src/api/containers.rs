@@ -207,6 +207,8 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
 async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req: Request<Incoming>, target: &str) -> Result<Response<Body>, ApiError> {
     let action = ctx.segs.last().cloned().unwrap_or_default();
     let sent_at = std::time::Instant::now();
+    // Each of these actions is also the name of the last event the engine emits for it.
+    let event = state.cluster.await_event(&c.node, &c.id, &action);
     let resp = proxy::forward(state, &c.client, req, target).await?;
     if !resp.status().is_success() {
         return Ok(resp);
@@ -233,10 +235,9 @@ async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req:
         }
         _ => {}
     });
-    // The engine's event re-reads the container; this re-read covers a lagging event stream.
-    let cluster = state.cluster.clone();
-    let (node, id) = (c.node.clone(), c.id.clone());
-    tokio::spawn(async move { cluster.refresh_container(&node, &id).await });
+    // The engine's event re-reads the container; without it, a lagging event stream, the
+    // manager re-reads it itself.
+    event.reread_unless_it_comes();
     Ok(resp)
 }
 

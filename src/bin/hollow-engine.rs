@@ -136,8 +136,10 @@ impl Engine {
             started_at: "0001-01-01T00:00:00Z".into(),
             finished_at: "0001-01-01T00:00:00Z".into(),
         };
+        // As dockerd: the container is listed before its event goes out.
+        let mut all = self.containers.lock();
         self.emit("create", &c);
-        self.containers.lock().insert(id.clone(), c);
+        all.insert(id.clone(), c);
         id
     }
 

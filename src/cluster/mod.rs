@@ -9,6 +9,7 @@
 //! - `events`: normalising engine events and swarm's own.
 //! - `index`: cluster-wide lookups and the scheduler's view, kept current per changed node.
 
+pub mod awaited;
 pub mod events;
 pub mod health;
 pub mod index;
@@ -190,6 +191,8 @@ struct Shared {
     departed: Mutex<BTreeMap<String, (Node, std::time::Instant)>>,
     /// Re-reads of single containers in flight, shared by whoever asks meanwhile.
     rereads: reread::Rereads,
+    /// Changes sent through the manager waiting for their engine events.
+    awaited: awaited::Awaited,
     events: broadcast::Sender<Arc<Value>>,
     opts: ClusterOptions,
     metrics: Metrics,
@@ -222,6 +225,7 @@ impl Cluster {
                 replacements: Mutex::new(HashMap::new()),
                 departed: Mutex::new(BTreeMap::new()),
                 rereads: reread::Rereads::default(),
+                awaited: awaited::Awaited::default(),
                 events,
                 opts,
                 metrics,
@@ -909,5 +913,35 @@ mod tests {
         // Nothing in flight: the next ask reads again.
         ask(&cluster).await.expect("ask");
         assert_eq!(cluster.metrics().rereads.get(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_change_rereads_its_container_only_when_its_event_does_not_come() {
+        let cluster = one_node_cluster("127.0.0.1:1");
+        let node = "127.0.0.1:1";
+        // The event overtakes the answer: no re-read of the change's own.
+        let early = cluster.await_event(node, "c1", "start");
+        cluster.event_arrived(node, "c1", "start");
+        early.reread_unless_it_comes();
+        // The event comes after the answer, within the grace.
+        let late = cluster.await_event(node, "c2", "stop");
+        late.reread_unless_it_comes();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        cluster.event_arrived(node, "c2", "stop");
+        // Another event, another node, or none: a re-read once the grace is over.
+        for (key, action) in [(node, "die"), ("127.0.0.1:2", "start"), (node, "")] {
+            let lost = cluster.await_event(node, "c3", "start");
+            if !action.is_empty() {
+                cluster.event_arrived(key, "c3", action);
+            }
+            lost.reread_unless_it_comes();
+        }
+        // A change that failed stops waiting.
+        drop(cluster.await_event(node, "c4", "kill"));
+        tokio::time::sleep(awaited::EVENT_GRACE / 2).await;
+        assert_eq!(cluster.metrics().rereads_asked.get(), 0, "nothing re-read within the grace");
+        tokio::time::sleep(awaited::EVENT_GRACE).await;
+        assert_eq!(cluster.metrics().rereads_asked.get(), 3, "one re-read per change whose event did not come");
+        assert!(cluster.shared.awaited.is_idle(), "no change left waiting");
     }
 }

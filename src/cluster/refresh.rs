@@ -414,6 +414,7 @@ impl Cluster {
                 Ok(())
             }
             "container" if !id.is_empty() => {
+                self.event_arrived(key, &id, &action);
                 self.refresh_container(key, &id).await;
                 Ok(())
             }

@@ -11,7 +11,7 @@
 //!   engine has the container, otherwise removed from the engine they were sent to).
 //!
 //! A pass observes the cache, plans (`plan.rs`, pure) and acts (`act.rs`). Passes run when a
-//! node changes state or a container changes, when leadership changes, when a deferred retry
+//! node changes state or a container with a reschedule policy changes, when leadership changes, when a deferred retry
 //! falls due, and every [`RESYNC`] for what no event announces (records in the store, engines
 //! that did not answer).
 
@@ -64,9 +64,15 @@ pub async fn run(orch: Orchestrator, cancel: CancellationToken) {
     }
 }
 
-/// Whether an event can change what the rescheduler sees: a node's state or a container's.
+/// Whether an event can change what the rescheduler sees: a node's state, or the state of a
+/// container with a reschedule policy (engines put a container's labels on each of its
+/// events). Other containers' events, most of a busy cluster's, would only repeat passes.
 fn matters(event: &serde_json::Value) -> bool {
-    matches!(event["Type"].as_str(), Some("swarm" | "container"))
+    match event["Type"].as_str() {
+        Some("swarm") => true,
+        Some("container") => event.pointer("/Actor/Attributes").and_then(|a| a.get(crate::cluster::node::labels::RESCHEDULE_POLICIES)).is_some(),
+        _ => false,
+    }
 }
 
 async fn pass(orch: &Orchestrator, memory: &mut Memory, act: &act::Act) {
@@ -97,4 +103,20 @@ async fn pass(orch: &Orchestrator, memory: &mut Memory, act: &act::Act) {
         }
     }
     memory.settle(&view);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matters;
+    use crate::cluster::node::labels::RESCHEDULE_POLICIES;
+    use serde_json::json;
+
+    #[test]
+    fn passes_follow_nodes_and_containers_with_a_reschedule_policy_only() {
+        assert!(matters(&json!({"Type": "swarm", "Action": "engine_disconnect"})));
+        let with_policy = json!({"Type": "container", "Action": "die", "Actor": {"ID": "c1", "Attributes": {RESCHEDULE_POLICIES: "[\"on-node-failure\"]"}}});
+        assert!(matters(&with_policy));
+        assert!(!matters(&json!({"Type": "container", "Action": "start", "Actor": {"ID": "c2", "Attributes": {"name": "web"}}})));
+        assert!(!matters(&json!({"Type": "image", "Action": "pull"})));
+    }
 }
