@@ -276,6 +276,12 @@ impl std::fmt::Debug for EngineClient {
 /// engine in steady state (see `open_files`). Concurrent calls open more, closed once done.
 pub const IDLE_CONNECTIONS_PER_PEER: usize = 1;
 
+/// The read buffer of every pooled engine connection, fixed: hyper's adaptive buffer grows to
+/// the largest answer read and keeps that size (16 KiB after one list of thirty containers), on
+/// each of two connections per engine. An engine's answer head must fit in it (dockerd's are
+/// about 300 bytes); bodies stream through it a buffer at a time.
+pub const ENGINE_READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// How long an unused kept-alive connection stays open (probes reuse it every second).
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -291,6 +297,7 @@ impl EngineClient {
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(IDLE_CONNECTIONS_PER_PEER)
+            .http1_read_buf_exact_size(ENGINE_READ_BUFFER_BYTES)
             .build(Connector { addr: addr.clone(), timeout, tls: tls.clone() });
         let authority = addr.authority().parse().unwrap_or_else(|_| http::uri::Authority::from_static("localhost"));
         let host = http::HeaderValue::from_str(addr.authority()).unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
