@@ -193,6 +193,8 @@ struct Shared {
     rereads: reread::Rereads,
     /// Changes sent through the manager waiting for their engine events.
     awaited: awaited::Awaited,
+    /// Whole-engine reads allowed at once (see [`refresh::FULL_READS_AT_ONCE`]).
+    full_reads: tokio::sync::Semaphore,
     events: broadcast::Sender<Arc<Value>>,
     opts: ClusterOptions,
     metrics: Metrics,
@@ -226,6 +228,7 @@ impl Cluster {
                 departed: Mutex::new(BTreeMap::new()),
                 rereads: reread::Rereads::default(),
                 awaited: awaited::Awaited::default(),
+                full_reads: tokio::sync::Semaphore::new(refresh::FULL_READS_AT_ONCE),
                 events,
                 opts,
                 metrics,
@@ -789,11 +792,22 @@ mod tests {
     use serde_json::json;
 
     fn one_node_cluster(addr: &str) -> Cluster {
+        cluster_of(&[addr])
+    }
+
+    fn cluster_of(addrs: &[&str]) -> Cluster {
         let (_, metrics) = crate::metrics::new_registry().expect("registry");
         let files = crate::open_files::OpenFiles { limit: 1024, raised_from: None };
         let opts = ClusterOptions { timing: Timing::classic(), overcommit: 0.0, event_buffer: 16, tls: None, open_files: files };
         let cluster = Cluster::new(opts, metrics, TaskTracker::new(), CancellationToken::new());
-        let info = EngineInfo::from_json(&json!({"ID": "E1", "Name": "node-1", "NCPU": 2, "MemTotal": 1 << 30}), &json!({"ApiVersion": "1.41"}));
+        for (i, addr) in addrs.iter().enumerate() {
+            let info = EngineInfo::from_json(&json!({"ID": format!("E{}", i + 1), "Name": format!("node-{}", i + 1), "NCPU": 2, "MemTotal": 1 << 30}), &json!({"ApiVersion": "1.41"}));
+            add_node(&cluster, addr, info);
+        }
+        cluster
+    }
+
+    fn add_node(cluster: &Cluster, addr: &str, info: EngineInfo) {
         cluster.with_nodes_mut(|nodes| {
             nodes.insert(addr.to_string(), Node {
                 addr: addr.to_string(),
@@ -814,7 +828,6 @@ mod tests {
             });
             cluster.shared.changes.mark(addr)
         });
-        cluster
     }
 
     #[test]
@@ -913,6 +926,36 @@ mod tests {
         // Nothing in flight: the next ask reads again.
         ask(&cluster).await.expect("ask");
         assert_eq!(cluster.metrics().rereads.get(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn whole_engine_reads_take_turns() {
+        // Engines that accept and never answer: each read lasts the client's 1 s timeout.
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let mut addrs = Vec::new();
+        for _ in 0..refresh::FULL_READS_AT_ONCE + 8 {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            addrs.push(listener.local_addr().expect("address").to_string());
+            let accepted = accepted.clone();
+            tokio::spawn(async move {
+                let mut held = Vec::new();
+                while let Ok((conn, _)) = listener.accept().await {
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    held.push(conn);
+                }
+            });
+        }
+        let cluster = cluster_of(&addrs.iter().map(String::as_str).collect::<Vec<_>>());
+        let reads: Vec<_> = addrs.iter().map(|a| {
+            let (cluster, a) = (cluster.clone(), a.clone());
+            tokio::spawn(async move { cluster.refresh_node(&a).await })
+        }).collect();
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), refresh::FULL_READS_AT_ONCE, "engines read at once");
+        for r in reads {
+            assert!(r.await.expect("read").is_err(), "an engine that does not answer fails its read");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), addrs.len(), "each engine's turn came");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
