@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::keyed::Keyed;
 use super::node::{Derived, Node};
 use crate::scheduler::NodeSnapshot;
 
@@ -82,9 +83,9 @@ fn remove(map: &mut Holders, name: &str, key: &str) {
     }
 }
 
-fn relink_map(map: &mut Holders, old: &HashMap<String, String>, new: &HashMap<String, String>, key: &Arc<str>) {
-    old.keys().filter(|n| !new.contains_key(*n)).for_each(|n| remove(map, n, key));
-    new.keys().filter(|n| !old.contains_key(*n)).for_each(|n| add(map, n, key));
+fn relink_map(map: &mut Holders, old: &Keyed, new: &Keyed, key: &Arc<str>) {
+    old.keys().filter(|n| !new.contains_key(n)).for_each(|n| remove(map, n, key));
+    new.keys().filter(|n| !old.contains_key(n)).for_each(|n| add(map, n, key));
 }
 
 /// What the index knows of one node.
@@ -182,7 +183,7 @@ impl Index {
     /// holding one.
     pub fn name_holder(&self, name: &str) -> Option<String> {
         let key = self.names.get(name)?.first();
-        self.entries.get(&**key)?.derived.names.get(name).cloned()
+        self.entries.get(&**key)?.derived.names.get(name).map(|c| c.id.clone())
     }
 
     /// Whether any cached container carries this swarm ID.

@@ -13,6 +13,7 @@ pub mod awaited;
 pub mod events;
 pub mod health;
 pub mod index;
+pub mod keyed;
 pub mod monitor;
 pub mod node;
 pub mod refresh;
@@ -733,8 +734,8 @@ fn lookup<'n>(nodes: impl Iterator<Item = &'n Node> + Clone, ident: &str) -> Res
     let found = container_ref;
     let all = || nodes.clone().flat_map(|n| n.containers.values().map(move |c| (n, c)));
     // Exact IDs and names through each node's indexes; only prefixes scan every container.
-    let indexed = |n: &'n Node, by: fn(&Derived) -> &HashMap<String, String>, key: &str| {
-        by(n.derived()).get(key).and_then(|id| n.containers.get(id)).map(|c| (n, c))
+    let indexed = |n: &'n Node, by: fn(&Derived) -> &keyed::Keyed, key: &str| {
+        by(n.derived()).get(key).and_then(|held| n.containers.get(&held.id)).map(|c| (n, c))
     };
     let exact = nodes.clone().find_map(|n| n.containers.get(ident).map(|c| (n, c)).or_else(|| indexed(n, |d| &d.swarm_ids, ident)));
     if let Some((n, c)) = exact {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::transport::EngineClient;
 use super::health::Health;
+use super::keyed::Keyed;
 use super::run_state::RunState;
 use super::wire;
 use crate::scheduler::{ContainerView, ImageView, NodeFacts, NodeLabels};
@@ -441,10 +442,10 @@ pub struct Node {
 pub struct Derived {
     /// The scheduler's view.
     pub facts: Arc<NodeFacts>,
-    /// Primary name → container ID.
-    pub names: HashMap<String, String>,
-    /// `com.docker.swarm.id` → container ID.
-    pub swarm_ids: HashMap<String, String>,
+    /// Containers by primary name.
+    pub names: Keyed,
+    /// Containers by `com.docker.swarm.id`.
+    pub swarm_ids: Keyed,
     /// Containers running and not paused.
     pub running: usize,
     /// Containers paused.
@@ -496,8 +497,8 @@ impl Node {
         };
         let mut derived = Derived {
             facts: Arc::default(),
-            names: HashMap::with_capacity(self.containers.len()),
-            swarm_ids: HashMap::new(),
+            names: Keyed::by_name(self.containers.len()),
+            swarm_ids: Keyed::by_swarm_id(0),
             running: 0,
             paused: 0,
             reschedulable: Vec::new(),
@@ -507,9 +508,9 @@ impl Node {
             facts.engine_used_cpus = facts.engine_used_cpus.saturating_add(c.facts.cpus(ncpu));
             facts.engine_used_memory = facts.engine_used_memory.saturating_add(c.facts.memory);
             facts.engine_containers.push(c.view.clone());
-            derived.names.insert(c.name().to_string(), c.id.clone());
-            if let Some(swarm_id) = &c.swarm_id {
-                derived.swarm_ids.insert(swarm_id.clone(), c.id.clone());
+            derived.names.insert(c);
+            if c.swarm_id.is_some() {
+                derived.swarm_ids.insert(c);
                 if c.facts.recreate.is_some() {
                     derived.reschedulable.push(c.clone());
                 }

@@ -86,7 +86,7 @@ pub fn observe(nodes: &[Seen], leading: bool) -> View {
                 for c in &d.reschedulable {
                     let Some(sid) = &c.swarm_id else { continue };
                     // Held by an earlier node, or by another container of this one.
-                    v.doubled |= v.live.contains(sid) || d.swarm_ids.get(sid) != Some(&c.id);
+                    v.doubled |= v.live.contains(sid) || d.swarm_ids.get(sid).map(|held| &held.id) != Some(&c.id);
                     let Some(body) = &c.facts.recreate else { continue };
                     cands.push(Candidate {
                         node: n.key.clone(),
@@ -97,7 +97,7 @@ pub fn observe(nodes: &[Seen], leading: bool) -> View {
                         running: matches!(c.state(), "running" | "restarting" | "paused"),
                     });
                 }
-                v.live.extend(d.swarm_ids.keys().cloned());
+                v.live.extend(d.swarm_ids.keys().map(str::to_string));
                 v.healthy.insert(n.key.clone(), cands);
             }
             NodeState::Unhealthy | NodeState::Disconnected => {
@@ -247,10 +247,12 @@ mod tests {
                 Arc::new(CachedContainer::new(serde_json::json!({"Id": id, "Names": [format!("/{id}")], "Labels": {crate::cluster::labels::SWARM_ID: sid}}), facts))
             })
             .collect();
+        let mut swarm_ids = crate::cluster::keyed::Keyed::by_swarm_id(cached.len());
+        cached.iter().for_each(|c| swarm_ids.insert(c));
         let derived = Derived {
             facts: Arc::default(),
-            names: HashMap::new(),
-            swarm_ids: cached.iter().map(|c| (c.swarm_id.clone().unwrap_or_default(), c.id.clone())).collect(),
+            names: crate::cluster::keyed::Keyed::by_name(0),
+            swarm_ids,
             running: 0,
             paused: 0,
             reschedulable: cached.into_iter().filter(|c| c.facts.recreate.is_some()).collect(),
