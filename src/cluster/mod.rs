@@ -415,6 +415,11 @@ impl Cluster {
         index
     }
 
+    /// Brings the index up to date now.
+    fn sync_index(&self) {
+        drop(self.index());
+    }
+
     /// The client of the node with this key.
     pub(crate) fn client_of(&self, key: &str) -> Option<EngineClient> {
         self.with_nodes(|nodes| nodes.get(key).map(|n| n.client.clone()))
