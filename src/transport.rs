@@ -374,14 +374,14 @@ impl EngineClient {
         }
         let req = req
             .body(body.map_or_else(body::empty, body::full))
-            .map_err(|e| EngineError::Protocol { addr: self.inner.addr.to_string(), detail: e.to_string() })?;
+            .map_err(|e| self.protocol_error(e))?;
         let exchange = async {
             let resp = self.send(req).await?;
             let (parts, incoming) = resp.into_parts();
             let bytes = body::collect_within(incoming, MAX_ENGINE_JSON_BYTES, budget).await.map_err(|e| match e {
                 body::CollectError::Read(source) => self.unreachable(source),
                 // Too much is not a broken engine: say so, and let its health be.
-                other => EngineError::Protocol { addr: self.inner.addr.to_string(), detail: other.to_string() },
+                other => self.protocol_error(other),
             })?;
             Ok((parts.status, parts.headers, bytes))
         };

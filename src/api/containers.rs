@@ -208,7 +208,7 @@ async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req:
     let action = ctx.segs.last().cloned().unwrap_or_default();
     let sent_at = std::time::Instant::now();
     // Each of these actions is also the name of the last event the engine emits for it.
-    let event = state.cluster.await_event(&c.node, &c.id, &action);
+    let mut event = state.cluster.await_event(&c.node, &c.id, &action);
     let resp = proxy::forward(state, &c.client, req, target).await?;
     if !resp.status().is_success() {
         return Ok(resp);
@@ -222,7 +222,8 @@ async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req:
     }
     let new_name = ctx.query.get("name").map(|n| n.trim_start_matches('/').to_string());
     // Whatever was learnt after the request left (an exit seen by `wait`, an event) is newer.
-    state.cluster.patch_container_unless_newer(&c.node, &c.id, sent_at, |cached| match action.as_str() {
+    let as_of = event.arrived_early().unwrap_or_else(std::time::Instant::now);
+    state.cluster.patch_container_as_of(&c.node, &c.id, sent_at, as_of, |cached| match action.as_str() {
         "start" | "restart" => cached.set_run(|r| r.start()),
         "unpause" => cached.set_run(|r| r.paused = false),
         "pause" => cached.set_run(|r| r.paused = true),

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -34,7 +34,7 @@ impl Awaited {
 struct Waiter {
     ticket: u64,
     action: String,
-    arrived: oneshot::Sender<()>,
+    arrived: oneshot::Sender<Instant>,
 }
 
 /// One change's wait for its event, from before the change is sent.
@@ -42,7 +42,9 @@ pub struct AwaitedEvent {
     cluster: Cluster,
     slot: (String, String),
     ticket: u64,
-    arrived: Option<oneshot::Receiver<()>>,
+    arrived: Option<oneshot::Receiver<Instant>>,
+    /// When the event came, if it came before [`AwaitedEvent::arrived_early`] was asked.
+    early: Option<Instant>,
 }
 
 impl Cluster {
@@ -54,17 +56,18 @@ impl Cluster {
         let (arrived, receiver) = oneshot::channel();
         let slot = (key.to_string(), id.to_string());
         awaited.waiting.lock().entry(slot.clone()).or_default().push(Waiter { ticket, action: action.to_string(), arrived });
-        AwaitedEvent { cluster: self.clone(), slot, ticket, arrived: Some(receiver) }
+        AwaitedEvent { cluster: self.clone(), slot, ticket, arrived: Some(receiver), early: None }
     }
 
     /// Event `action` of container `id` came from node `key`: the changes waiting for it need
     /// no re-read of their own (the event's re-read starts after it came).
     pub(super) fn event_arrived(&self, key: &str, id: &str, action: &str) {
+        let now = Instant::now();
         let mut waiting = self.shared.awaited.waiting.lock();
         let slot = (key.to_string(), id.to_string());
         let Some(waiters) = waiting.get_mut(&slot) else { return };
         for w in waiters.extract_if(.., |w| w.action == action) {
-            let _ = w.arrived.send(());
+            let _ = w.arrived.send(now);
         }
         if waiters.is_empty() {
             waiting.remove(&slot);
@@ -73,13 +76,27 @@ impl Cluster {
 }
 
 impl AwaitedEvent {
-    /// The engine answered the change: re-reads the container unless its event comes within
-    /// [`EVENT_GRACE`]. Returns at once.
+    /// When the event came, if it came before the engine's answer was handled. The cache's
+    /// entry for the change is then dated by the event, not by the answer: the event's re-read,
+    /// which started after the event came, is as new as the change and must not yield to it.
+    pub fn arrived_early(&mut self) -> Option<Instant> {
+        if self.early.is_none() {
+            self.early = self.arrived.as_mut().and_then(|a| a.try_recv().ok());
+        }
+        self.early
+    }
+
+    /// The engine answered the change and the cache took it (dated by
+    /// [`AwaitedEvent::arrived_early`]): re-reads the container unless its event came, or
+    /// comes within [`EVENT_GRACE`]. Returns at once.
     pub fn reread_unless_it_comes(mut self) {
+        if self.arrived_early().is_some() {
+            return;
+        }
         let arrived = self.arrived.take();
         tokio::spawn(async move {
             let came = match arrived {
-                Some(arrived) => matches!(tokio::time::timeout(EVENT_GRACE, arrived).await, Ok(Ok(()))),
+                Some(arrived) => matches!(tokio::time::timeout(EVENT_GRACE, arrived).await, Ok(Ok(_))),
                 None => false,
             };
             if !came {

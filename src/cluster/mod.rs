@@ -968,12 +968,15 @@ mod tests {
     async fn a_change_rereads_its_container_only_when_its_event_does_not_come() {
         let cluster = one_node_cluster("127.0.0.1:1");
         let node = "127.0.0.1:1";
-        // The event overtakes the answer: no re-read of the change's own.
-        let early = cluster.await_event(node, "c1", "start");
+        // The event overtakes the answer: it dates the change, and no re-read of its own.
+        let mut early = cluster.await_event(node, "c1", "start");
+        let before = std::time::Instant::now();
         cluster.event_arrived(node, "c1", "start");
+        assert!(early.arrived_early().is_some_and(|at| at >= before && at <= std::time::Instant::now()));
         early.reread_unless_it_comes();
         // The event comes after the answer, within the grace.
-        let late = cluster.await_event(node, "c2", "stop");
+        let mut late = cluster.await_event(node, "c2", "stop");
+        assert_eq!(late.arrived_early(), None);
         late.reread_unless_it_comes();
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         cluster.event_arrived(node, "c2", "stop");

@@ -234,10 +234,16 @@ impl Cluster {
 
     /// Like [`Cluster::patch_container`], unless the entry was written after `since`.
     pub fn patch_container_unless_newer(&self, key: &str, id: &str, since: Instant, patch: impl FnOnce(&mut CachedContainer)) {
+        self.patch_container_as_of(key, id, since, Instant::now(), patch);
+    }
+
+    /// [`Cluster::patch_container_unless_newer`], with the patch dated `as_of`: a read that
+    /// starts after `as_of` replaces it.
+    pub fn patch_container_as_of(&self, key: &str, id: &str, since: Instant, as_of: Instant, patch: impl FnOnce(&mut CachedContainer)) {
         self.with_node_mut(key, |n| {
             if let Some(c) = n.containers.get_mut(id).filter(|c| c.written <= since).map(Arc::make_mut) {
                 patch(c);
-                c.written = Instant::now();
+                c.written = as_of;
             }
         });
     }
