@@ -964,6 +964,29 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), addrs.len(), "each engine's turn came");
     }
 
+    #[test]
+    fn a_patch_dated_by_its_event_yields_to_the_events_read() {
+        let (node, id) = ("127.0.0.1:1", "c1");
+        let cluster = one_node_cluster(node);
+        let config = json!({"Image": "busybox"});
+        cluster.learn_created(node, id, Some("web"), config.as_object().expect("object"));
+        cluster.patch_container(node, id, |c| c.placeholder = false);
+        let entry = || cluster.with_nodes(|n| n[node].containers[id].clone());
+        let sent = std::time::Instant::now();
+        // The start's event came, and its read began, before the answer was handled.
+        let event_came = std::time::Instant::now();
+        let read_began = std::time::Instant::now();
+        cluster.patch_container_as_of(node, id, sent, event_came, |c| c.set_run(|r| r.start()));
+        assert!(entry().state() == "running", "the patch applies");
+        assert!(refresh::read_replaces(&entry(), read_began), "the event's read is as new as the change");
+        // A read that began before the event is older than the change.
+        let old_read = sent - std::time::Duration::from_millis(1);
+        assert!(!refresh::read_replaces(&entry(), old_read));
+        // Dated by the answer instead, the patch would win over the event's read.
+        cluster.patch_container_unless_newer(node, id, std::time::Instant::now(), |c| c.set_run(|r| r.start()));
+        assert!(!refresh::read_replaces(&entry(), read_began));
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_change_rereads_its_container_only_when_its_event_does_not_come() {
         let cluster = one_node_cluster("127.0.0.1:1");

@@ -181,8 +181,7 @@ impl Cluster {
         };
         let entry = CachedContainer::from_parts(summary, head, ContainerFacts::from_inspect(&inspect));
         self.with_node_mut(key, |n| {
-            // Something learnt while we were reading (an exit seen by `wait`) is newer.
-            if n.containers.get(id).is_none_or(|old| old.written <= started || old.placeholder) {
+            if n.containers.get(id).is_none_or(|old| read_replaces(old, started)) {
                 n.containers.insert(id.to_string(), Arc::new(entry));
             }
         });
@@ -447,6 +446,13 @@ impl Cluster {
             self.publish(events::normalize(event, &node));
         }
     }
+}
+
+/// Whether a read of a container that started at `started` replaces the cached `old`: not
+/// when something was learnt while it read (an exit seen by `wait`, a change's patch dated
+/// after the read began).
+pub(super) fn read_replaces(old: &CachedContainer, started: Instant) -> bool {
+    old.written <= started || old.placeholder
 }
 
 fn gone(key: &str) -> EngineError {
