@@ -79,7 +79,13 @@ async fn probe_loop(cluster: &Cluster, key: &str) {
         // engine (whose answers are then refused until its own is back).
         let was = state(cluster, key);
         let result = if was == Some(NodeState::Unhealthy) || cluster.is_foreign(key) {
-            cluster.refresh_node(key).await
+            // Pinged first: an engine that does not answer must not hold one of the few
+            // whole-engine reads allowed at once for its timeout (a partition of many engines
+            // would hold them all, and delay the refreshes of those that answer).
+            match client.ping(timeout).await {
+                Ok(()) => cluster.refresh_node(key).await,
+                Err(e) => Err(e),
+            }
         } else {
             client.ping(timeout).await
         };
