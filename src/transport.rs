@@ -1,21 +1,20 @@
-//! The HTTP client for a Docker API peer (an engine, or the leading manager): pooled keep-alive
-//! connections over TCP, TLS or a unix socket, bounded connect and header waits, and raw
-//! connections for hijacked streams. Used by the cluster, discovery, Raft and the front alike.
+//! The HTTP client for a Docker API peer (an engine, or the leading manager): one kept-alive
+//! connection per peer (more while calls overlap) over TCP, TLS or a unix socket, bounded connect
+//! and header waits, and raw connections for hijacked streams. Used by the cluster, discovery,
+//! Raft and the front alike.
 
-use std::future::Future;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -175,33 +174,6 @@ impl AsyncWrite for EngineStream {
     }
 }
 
-/// `EngineStream` as hyper's pooled client wants it.
-struct EngineIo(TokioIo<EngineStream>);
-
-impl hyper::rt::Read for EngineIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: hyper::rt::ReadBufCursor<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for EngineIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
-}
-
-impl Connection for EngineIo {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
-
 async fn connect(addr: &EngineAddr, timeout: Duration, tls: Option<&Arc<rustls::ClientConfig>>) -> io::Result<EngineStream> {
     let attempt = async {
         Ok(match addr {
@@ -226,28 +198,6 @@ async fn connect(addr: &EngineAddr, timeout: Duration, tls: Option<&Arc<rustls::
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("connect timed out after {timeout:?}")))?
 }
 
-#[derive(Clone)]
-struct Connector {
-    addr: EngineAddr,
-    timeout: Duration,
-    tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-impl tower_service::Service<Uri> for Connector {
-    type Response = EngineIo;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<EngineIo>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Uri) -> Self::Future {
-        let (addr, timeout, tls) = (self.addr.clone(), self.timeout, self.tls.clone());
-        Box::pin(async move { connect(&addr, timeout, tls.as_ref()).await.map(|s| EngineIo(TokioIo::new(s))) })
-    }
-}
-
 // === impl EngineClient ===
 
 /// A cheap-to-clone client for one engine.
@@ -258,7 +208,8 @@ pub struct EngineClient {
 
 struct Inner {
     addr: EngineAddr,
-    http: Client<Connector, Body>,
+    /// The kept-alive connection, between calls; a call that finds it busy opens another.
+    kept: parking_lot::Mutex<Option<Kept>>,
     timeout: Duration,
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Parsed once: every proxied request needs both.
@@ -272,18 +223,26 @@ impl std::fmt::Debug for EngineClient {
     }
 }
 
-/// Kept-alive connections per peer between calls: with the event stream, two descriptors per
-/// engine in steady state (see `open_files`). Concurrent calls open more, closed once done.
-pub const IDLE_CONNECTIONS_PER_PEER: usize = 1;
-
 /// The read buffer of every pooled engine connection, fixed: hyper's adaptive buffer grows to
 /// the largest answer read and keeps that size (16 KiB after one list of thirty containers), on
 /// each of two connections per engine. An engine's answer head must fit in it (dockerd's are
 /// about 300 bytes); bodies stream through it a buffer at a time.
 pub const ENGINE_READ_BUFFER_BYTES: usize = 8 * 1024;
 
-/// How long an unused kept-alive connection stays open (probes reuse it every second).
+/// One connection per peer is kept alive between calls: with the event stream, two descriptors
+/// per engine in steady state (see `open_files`). Concurrent calls open more, each closed once
+/// its answer is read.
+///
+/// How long an unused kept-alive connection is trusted: one idle for longer is closed when the
+/// next call comes, and that call opens a fresh one (a peer or a middlebox may have dropped it
+/// without a word).
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A kept-alive connection and when it last carried a call.
+struct Kept {
+    sender: SendRequest<Body>,
+    used: Instant,
+}
 
 impl EngineClient {
     /// A client for `addr`; `timeout` bounds connecting and the manager's own calls.
@@ -294,14 +253,9 @@ impl EngineClient {
     /// A client that speaks TLS over TCP with `tls` (unix sockets stay plain).
     pub fn with_tls(addr: &str, timeout: Duration, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         let addr = EngineAddr::parse(addr);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(IDLE_CONNECTIONS_PER_PEER)
-            .http1_read_buf_exact_size(ENGINE_READ_BUFFER_BYTES)
-            .build(Connector { addr: addr.clone(), timeout, tls: tls.clone() });
         let authority = addr.authority().parse().unwrap_or_else(|_| http::uri::Authority::from_static("localhost"));
         let host = http::HeaderValue::from_str(addr.authority()).unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
-        EngineClient { inner: Arc::new(Inner { addr, http, timeout, tls, authority, host }) }
+        EngineClient { inner: Arc::new(Inner { addr, kept: parking_lot::Mutex::new(None), timeout, tls, authority, host }) }
     }
 
     /// Where the engine listens.
@@ -337,10 +291,71 @@ impl EngineClient {
         EngineError::Unreachable { addr: self.inner.addr.to_string(), source }
     }
 
-    /// Sends a request on a pooled connection; the response body streams. Only connecting is
-    /// bounded: a `stop` or a `wait` may take as long as the container does.
+    /// Sends a request on the kept-alive connection, or on a new one when that one is busy;
+    /// the response body streams. Only connecting is bounded: a `stop` or a `wait` may take as
+    /// long as the container does. The connection is kept again once its answer has been read.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, EngineError> {
-        self.inner.http.request(req).await.map_err(|e| self.unreachable(e.into()))
+        let (resp, mut sender) = self.dispatch(req).await?;
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                if let Some(inner) = inner.upgrade() {
+                    keep(&inner, sender);
+                }
+            }
+        });
+        Ok(resp)
+    }
+
+    /// Sends `req` on the kept connection if it is idle, else on a new one; the answer's head
+    /// and the connection that carries it.
+    async fn dispatch(&self, mut req: Request<Body>) -> Result<(Response<Incoming>, SendRequest<Body>), EngineError> {
+        // Origin form, as a proxy-less HTTP/1 client sends it, with the peer's Host.
+        if let Some(pq) = req.uri().path_and_query().cloned() {
+            *req.uri_mut() = Uri::from(pq);
+        }
+        req.headers_mut().entry(http::header::HOST).or_insert_with(|| self.inner.host.clone());
+        let (mut sender, reused) = match self.take_kept() {
+            Some(sender) => (sender, true),
+            None => (self.open().await?, false),
+        };
+        match sender.try_send_request(req).await {
+            Ok(resp) => Ok((resp, sender)),
+            // The peer closed a kept connection before the request went out: it is safe to
+            // send it once more, on a fresh one.
+            Err(mut e) if reused && e.message().is_some() => {
+                let req = e.take_message().expect("checked above");
+                let mut sender = self.open().await?;
+                let resp = sender.send_request(req).await.map_err(|e| self.unreachable(e.into()))?;
+                Ok((resp, sender))
+            }
+            Err(e) => Err(self.unreachable(e.into_error().into())),
+        }
+    }
+
+    /// The kept connection, if it is idle and still trusted.
+    fn take_kept(&self) -> Option<SendRequest<Body>> {
+        let mut slot = self.inner.kept.lock();
+        let kept = slot.take()?;
+        let usable = !kept.sender.is_closed() && kept.sender.is_ready() && kept.used.elapsed() <= POOL_IDLE_TIMEOUT;
+        usable.then_some(kept.sender)
+    }
+
+    /// A new connection, ready for a request.
+    async fn open(&self) -> Result<SendRequest<Body>, EngineError> {
+        let stream = self.connect_raw().await?;
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .read_buf_exact_size(Some(ENGINE_READ_BUFFER_BYTES))
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| self.unreachable(e.into()))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "Engine connection ended.");
+            }
+        });
+        sender.ready().await.map_err(|e| self.unreachable(e.into()))?;
+        Ok(sender)
     }
 
     /// Sends a request and reads the whole answer within `timeout`.
@@ -376,13 +391,19 @@ impl EngineClient {
             .body(body.map_or_else(body::empty, body::full))
             .map_err(|e| self.protocol_error(e))?;
         let exchange = async {
-            let resp = self.send(req).await?;
+            let (resp, mut sender) = self.dispatch(req).await?;
             let (parts, incoming) = resp.into_parts();
             let bytes = body::collect_within(incoming, MAX_ENGINE_JSON_BYTES, budget).await.map_err(|e| match e {
                 body::CollectError::Read(source) => self.unreachable(source),
                 // Too much is not a broken engine: say so, and let its health be.
                 other => self.protocol_error(other),
             })?;
+            // Kept before the next call of this task: waiting here for the connection to say
+            // it is idle (it does once it has read the answer's end) is what spares a call made
+            // right after this one a connection of its own.
+            if sender.ready().await.is_ok() {
+                keep(&self.inner, sender);
+            }
             Ok((parts.status, parts.headers, bytes))
         };
         match timeout {
@@ -427,10 +448,90 @@ impl EngineClient {
     }
 }
 
+/// Keeps `sender`, idle, as its peer's connection between calls, unless one is kept already (then
+/// it closes).
+fn keep(inner: &Inner, sender: SendRequest<Body>) {
+    let mut slot = inner.kept.lock();
+    if slot.as_ref().is_none_or(|k| k.sender.is_closed()) {
+        *slot = Some(Kept { sender, used: Instant::now() });
+    }
+}
+
 /// The `message` of a Docker error body, or the body as text.
 pub fn error_message(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+
+    use super::*;
+
+    /// A peer on loopback that answers 64 KiB (`/slow`: after 300 ms), a body longer than one
+    /// read buffer as an engine's list is, keeping connections alive
+    /// unless `keep_alive` is false; counts the connections it accepted.
+    async fn peer(keep_alive: bool) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let svc = service_fn(|req: Request<Incoming>| async move {
+                    if req.uri().path() == "/slow" {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(vec![b'x'; 64 * 1024]))))
+                });
+                let conn = hyper::server::conn::http1::Builder::new().keep_alive(keep_alive).serve_connection(TokioIo::new(stream), svc);
+                tokio::spawn(conn);
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_one_after_another_share_one_connection() {
+        let (addr, accepted) = peer(true).await;
+        let client = EngineClient::new(&addr, Duration::from_secs(5));
+        for _ in 0..200 {
+            assert_eq!(client.get_ok("/info").await.expect("answer").len(), 64 * 1024);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "200 calls made one after another");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_made_while_another_waits_opens_its_own_and_one_is_kept() {
+        let (addr, accepted) = peer(true).await;
+        let client = EngineClient::new(&addr, Duration::from_secs(5));
+        let slow = {
+            let client = client.clone();
+            tokio::spawn(async move { client.get_ok("/slow").await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        client.get_ok("/fast").await.expect("answer while the other waits");
+        slow.await.expect("task").expect("slow answer");
+        for _ in 0..20 {
+            client.get_ok("/info").await.expect("answer");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "one connection per call in flight, then one kept");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_that_closes_after_each_answer_is_still_served() {
+        let (addr, accepted) = peer(false).await;
+        let client = EngineClient::new(&addr, Duration::from_secs(5));
+        for _ in 0..20 {
+            client.get_ok("/info").await.expect("answer on a fresh connection");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 20);
+    }
 }
