@@ -2,8 +2,9 @@
 //! containers run). One manager over N engines × 30 containers, as a new user would meet it:
 //! the manager-added latency of create+start against the same call sent directly to a hollow
 //! engine in the same run, the manager's CPU per create, `ps -a`, `/_ping` while a `ps -a` loop
-//! runs, `docker info`, resident memory, open files per engine, idle CPU, time until every
-//! engine is Healthy, and creates per second with 32 clients.
+//! runs, `docker info`, resident memory, open files per engine, idle CPU (before and once the
+//! periodic refreshes have begun), time until every engine is Healthy, and creates per second
+//! with 32 clients.
 //!
 //! `SWARM_SCALE_ENGINES=100,1000,5000 cargo bench --bench scale` (default 100,1000); each size is one
 //! row, and the last line gives the growth of the manager-added create latency between sizes.
@@ -19,6 +20,9 @@ use support::*;
 
 const CONTAINERS_PER_ENGINE: usize = 30;
 const SAMPLES: usize = 200;
+/// The manager's periodic whole-engine refreshes, as classic Swarm's defaults.
+const REFRESH_MIN: Duration = Duration::from_secs(30);
+const REFRESH_MAX: Duration = Duration::from_secs(60);
 
 fn pct(v: &mut [Duration], q: f64) -> f64 {
     v.sort();
@@ -78,7 +82,7 @@ fn measure(engines: usize) -> Row {
     let file = dir.path().join("engines");
     std::fs::write(&file, hollow.addrs.join("\n")).expect("engine list");
     let started = Instant::now();
-    let m = Manager::start(&format!("file://{}", file.display()), &["--engine-refresh-min-interval", "30s", "--engine-refresh-max-interval", "60s"]);
+    let m = Manager::start(&format!("file://{}", file.display()), &["--engine-refresh-min-interval", &format!("{}s", REFRESH_MIN.as_secs()), "--engine-refresh-max-interval", &format!("{}s", REFRESH_MAX.as_secs())]);
     let pid = m.pid();
     while healthy(&m.addr) < engines {
         assert!(started.elapsed() < Duration::from_secs(300), "only {} of {engines} engines Healthy after 300 s", healthy(&m.addr));
@@ -151,9 +155,21 @@ fn measure(engines: usize) -> Row {
     let creates_per_s = (32 * per_client) as f64 / t.elapsed().as_secs_f64();
     let rss = rss_mib(pid);
     let files_per_engine = open_files(pid) as f64 / engines as f64;
+    // Idle again once the periodic refreshes have begun (each engine's first falls between
+    // REFRESH_MIN and REFRESH_MAX after it was read): what a quiet cluster costs for good.
+    std::thread::sleep(Duration::from_secs(2));
+    if let Some(wait) = (REFRESH_MIN + Duration::from_secs(2)).checked_sub(started.elapsed()) {
+        std::thread::sleep(wait);
+    }
+    let refreshing_from = started.elapsed().as_secs_f64();
+    let refreshing_cpu = {
+        let before = cpu_seconds(pid);
+        std::thread::sleep(Duration::from_secs(10));
+        (cpu_seconds(pid) - before) / 10.0 * 100.0
+    };
     let (d50, d99, s50, s99) = (pct(&mut direct, 0.5), pct(&mut direct, 0.99), pct(&mut through, 0.5), pct(&mut through, 0.99));
     println!(
-        "{engines} engines × {CONTAINERS_PER_ENGINE}: create+start direct p50 {d50:.2} ms p99 {d99:.2} ms | through swarm p50 {s50:.2} ms p99 {s99:.2} ms (added p50 {:.2} ms, p99 {:.2} ms) | manager CPU per create+start {cpu_per_create:.2} ms | ps -a ({entries} entries) p50 {:.1} ms p99 {:.1} ms | _ping during ps -a loop p99 {:.2} ms | info p99 {:.1} ms | RSS {rss:.0} MiB | open files per engine {files_per_engine:.2} | all Healthy after {:.1} s | idle CPU {idle_cpu:.1} % of a core | {creates_per_s:.0} creates+starts/s with 32 clients",
+        "{engines} engines × {CONTAINERS_PER_ENGINE}: create+start direct p50 {d50:.2} ms p99 {d99:.2} ms | through swarm p50 {s50:.2} ms p99 {s99:.2} ms (added p50 {:.2} ms, p99 {:.2} ms) | manager CPU per create+start {cpu_per_create:.2} ms | ps -a ({entries} entries) p50 {:.1} ms p99 {:.1} ms | _ping during ps -a loop p99 {:.2} ms | info p99 {:.1} ms | RSS {rss:.0} MiB | open files per engine {files_per_engine:.2} | all Healthy after {:.1} s | idle CPU {idle_cpu:.1} % of a core, {refreshing_cpu:.1} % with periodic refreshes ({refreshing_from:.0}-{:.0} s after start) | {creates_per_s:.0} creates+starts/s with 32 clients",
         s50 - d50,
         s99 - d99,
         pct(&mut ps, 0.5),
@@ -161,6 +177,7 @@ fn measure(engines: usize) -> Row {
         pct(&mut ping_busy, 0.99),
         pct(&mut info, 0.99),
         all_healthy.as_secs_f64(),
+        refreshing_from + 10.0,
     );
     Row { engines, added_p50: s50 - d50 }
 }
