@@ -23,6 +23,8 @@ const SAMPLES: usize = 200;
 /// The manager's periodic whole-engine refreshes, as classic Swarm's defaults.
 const REFRESH_MIN: Duration = Duration::from_secs(30);
 const REFRESH_MAX: Duration = Duration::from_secs(60);
+/// How long the manager's idle CPU is measured.
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
 
 fn pct(v: &mut [Duration], q: f64) -> f64 {
     v.sort();
@@ -36,6 +38,13 @@ fn cpu_seconds(pid: u32) -> f64 {
     let fields: Vec<&str> = after_comm.split_whitespace().collect();
     let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum());
     ticks / 100.0
+}
+
+/// The CPU `pid` used over the next `window`, in percent of a core.
+fn cpu_percent_over(pid: u32, window: Duration) -> f64 {
+    let before = cpu_seconds(pid);
+    std::thread::sleep(window);
+    (cpu_seconds(pid) - before) / window.as_secs_f64() * 100.0
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -91,11 +100,7 @@ fn measure(engines: usize) -> Row {
     let all_healthy = started.elapsed();
     std::thread::sleep(Duration::from_secs(2));
 
-    let idle_cpu = {
-        let before = cpu_seconds(pid);
-        std::thread::sleep(Duration::from_secs(10));
-        (cpu_seconds(pid) - before) / 10.0 * 100.0
-    };
+    let idle_cpu = cpu_percent_over(pid, IDLE_WINDOW);
     let direct_engine = hollow.addrs[0].clone();
     let mut direct = timed(SAMPLES, |i| create_start(&direct_engine, &format!("direct-{i}")));
     let cpu_before = cpu_seconds(pid);
@@ -162,11 +167,7 @@ fn measure(engines: usize) -> Row {
         std::thread::sleep(wait);
     }
     let refreshing_from = started.elapsed().as_secs_f64();
-    let refreshing_cpu = {
-        let before = cpu_seconds(pid);
-        std::thread::sleep(Duration::from_secs(10));
-        (cpu_seconds(pid) - before) / 10.0 * 100.0
-    };
+    let refreshing_cpu = cpu_percent_over(pid, IDLE_WINDOW);
     let (d50, d99, s50, s99) = (pct(&mut direct, 0.5), pct(&mut direct, 0.99), pct(&mut through, 0.5), pct(&mut through, 0.99));
     println!(
         "{engines} engines × {CONTAINERS_PER_ENGINE}: create+start direct p50 {d50:.2} ms p99 {d99:.2} ms | through swarm p50 {s50:.2} ms p99 {s99:.2} ms (added p50 {:.2} ms, p99 {:.2} ms) | manager CPU per create+start {cpu_per_create:.2} ms | ps -a ({entries} entries) p50 {:.1} ms p99 {:.1} ms | _ping during ps -a loop p99 {:.2} ms | info p99 {:.1} ms | RSS {rss:.0} MiB | open files per engine {files_per_engine:.2} | all Healthy after {:.1} s | idle CPU {idle_cpu:.1} % of a core, {refreshing_cpu:.1} % with periodic refreshes ({refreshing_from:.0}-{:.0} s after start) | {creates_per_s:.0} creates+starts/s with 32 clients",
@@ -177,7 +178,7 @@ fn measure(engines: usize) -> Row {
         pct(&mut ping_busy, 0.99),
         pct(&mut info, 0.99),
         all_healthy.as_secs_f64(),
-        refreshing_from + 10.0,
+        refreshing_from + IDLE_WINDOW.as_secs_f64(),
     );
     Row { engines, added_p50: s50 - d50 }
 }

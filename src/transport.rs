@@ -223,7 +223,7 @@ impl std::fmt::Debug for EngineClient {
     }
 }
 
-/// The read buffer of every pooled engine connection, fixed: hyper's adaptive buffer grows to
+/// The read buffer of every engine connection, fixed: hyper's adaptive buffer grows to
 /// the largest answer read and keeps that size (16 KiB after one list of thirty containers), on
 /// each of two connections per engine. An engine's answer head must fit in it (dockerd's are
 /// about 300 bytes); bodies stream through it a buffer at a time.
@@ -323,13 +323,14 @@ impl EngineClient {
             Ok(resp) => Ok((resp, sender)),
             // The peer closed a kept connection before the request went out: it is safe to
             // send it once more, on a fresh one.
-            Err(mut e) if reused && e.message().is_some() => {
-                let req = e.take_message().expect("checked above");
-                let mut sender = self.open().await?;
-                let resp = sender.send_request(req).await.map_err(|e| self.unreachable(e.into()))?;
-                Ok((resp, sender))
-            }
-            Err(e) => Err(self.unreachable(e.into_error().into())),
+            Err(mut e) => match e.take_message().filter(|_| reused) {
+                Some(req) => {
+                    let mut sender = self.open().await?;
+                    let resp = sender.send_request(req).await.map_err(|e| self.unreachable(e.into()))?;
+                    Ok((resp, sender))
+                }
+                None => Err(self.unreachable(e.into_error().into())),
+            },
         }
     }
 
