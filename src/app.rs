@@ -182,6 +182,48 @@ pub async fn shutdown_signal() {
     });
 }
 
+/// How long a stopping leader lets the writes it is serving finish before it hands over.
+const LEADER_WORK_GRACE: Duration = Duration::from_secs(2);
+/// How long a stopping manager waits to learn its successor, so that the requests it holds go
+/// there rather than fail.
+const SUCCESSOR_WAIT: Duration = Duration::from_secs(3);
+
+/// A stopping manager's hand-over: the writes it serves as leader finish, it stops acting as
+/// leader, asks the most up-to-date follower to campaign now (Raft) or resigns (etcd), and
+/// waits until a successor is known.
+async fn hand_over(state: &ApiState, raft: Option<&crate::leadership::raft::RaftNode>, resign: &CancellationToken) {
+    let leading = state.leadership.is_leader();
+    if leading {
+        let mut work = state.leader_work.subscribe();
+        if tokio::time::timeout(LEADER_WORK_GRACE, work.wait_for(|n| *n == 0)).await.is_err() {
+            warn!(grace = ?LEADER_WORK_GRACE, "Writes still running as leader; handing over anyway.");
+        }
+        state.leadership.step_down(None);
+        if let Some(node) = raft {
+            node.hand_over().await;
+        }
+    }
+    resign.cancel();
+    let successor = tokio::time::timeout(SUCCESSOR_WAIT, async {
+        let mut role = state.leadership.subscribe();
+        loop {
+            if let crate::leadership::Role::Follower { leader: Some(l) } = &*role.borrow_and_update() {
+                if l != state.leadership.advertise() {
+                    return l.clone();
+                }
+            }
+            if role.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    })
+    .await;
+    match successor {
+        Ok(l) => info!(leader = %l, was_leader = leading, "Stopping: another manager leads."),
+        Err(_) => warn!("Stopping without a successor known."),
+    }
+}
+
 /// A built manager, listening, not yet running.
 pub struct App {
     state: ApiState,
@@ -290,6 +332,7 @@ impl App {
         let config_max_upload = config.limits.max_upload_bytes;
         let config_max_upload_total = config.limits.max_upload_total_bytes;
         let config_max_body_total = config.limits.max_body_total_bytes;
+        let (journal_keep, journal_max) = (config.limits.request_memory, config.limits.request_memory_max);
         let control_auth = config.cluster_secret.as_ref().map(|s| s.verifier(config.control_auth_window));
         let served_token = match &config.discovery {
             DiscoveryUrl::Token(rest) => Some(discovery::token::TokenUrl::parse(rest).token),
@@ -307,6 +350,7 @@ impl App {
                 create_timeout: config.timing.create_timeout,
                 pull_timeout: config.timing.pull_timeout,
                 engine_timeout: config.timing.engine_timeout,
+                request_memory: config.limits.request_memory,
             },
         );
         let state = ApiState::new(StateInner {
@@ -329,6 +373,8 @@ impl App {
             tls,
             uploads: crate::body::BodyMemory::new(config_max_upload_total, 1 << 20, "--api-max-upload-total-bytes"),
             bodies: crate::body::BodyMemory::new(config_max_body_total, 1 << 10, "--api-max-body-total-bytes"),
+            journal: Arc::new(crate::api::journal::Journal::new(journal_keep, journal_max)),
+            leader_work: Arc::new(tokio::sync::watch::Sender::new(0)),
         });
         Ok(App { state, orchestrator, raft, store, listeners, tracker, cancel, fence })
     }
@@ -371,12 +417,15 @@ impl App {
                 }
             }
         });
+        // Cancelled first when stopping: the etcd election resigns at once, while this manager
+        // still follows who leads next and passes held requests on.
+        let resign = cancel.child_token();
         if let (Some(r @ crate::config::Replication { raft: None, .. }), DiscoveryUrl::Etcd { endpoints, prefix, tls, .. }) = (&config.replication, &config.discovery) {
             let key = [prefix.as_str(), "docker/swarm/leader"].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
             let election =
                 EtcdElection { members: Arc::new(EtcdMembers::new(endpoints, tls.clone())), key, advertise: r.advertise.clone(), ttl: r.ttl, fence: fence.clone() };
             tracker.spawn(
-                leadership::etcd::run(election, state.leadership.clone(), cancel.clone())
+                leadership::etcd::run(election, state.leadership.clone(), resign.clone(), cancel.clone())
                     .instrument(tracing::info_span!("leadership", backend = "etcd")),
             );
         }
@@ -396,11 +445,19 @@ impl App {
         }
         tracker.spawn(crate::orchestrator::reschedule::run(orchestrator, cancel.clone()).instrument(tracing::info_span!("reschedule")));
         tracker.spawn(crate::lag::watch(state.metrics.runtime_lag.clone(), cancel.clone()));
+        let stop_accepting = cancel.child_token();
         for (addr, listener) in listeners {
             api::log_listening(&addr);
-            tracker.spawn(api::serve(listener, state.clone(), cancel.clone(), tracker.clone()));
+            tracker.spawn(api::serve(listener, state.clone(), stop_accepting.clone(), cancel.clone(), tracker.clone()));
         }
         shutdown.await;
+        // Load balancers send new connections elsewhere at once (a refused connection), and
+        // clients that reach this manager on kept connections are passed on to the next leader.
+        state.leadership.stop_taking_requests();
+        stop_accepting.cancel();
+        if state.leadership.is_replicated() {
+            hand_over(&state, raft.as_ref(), &resign).await;
+        }
         cancel.cancel();
         state.cluster.shutdown();
         if let Some(node) = &raft {

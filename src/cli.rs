@@ -286,6 +286,13 @@ pub struct ManageArgs {
     /// image list of 5,000 engines); past it the call fails with 500 rather than grow memory.
     #[arg(long = "engine-fanout-max-bytes", default_value_t = 1 << 30)]
     pub engine_fanout_max_bytes: u64,
+    /// How long the leader keeps the answer of a write that carries a request ID
+    /// (X-Swarm-Request-Id), so that the same request sent again gets it instead of a second run.
+    #[arg(long = "request-memory", default_value = "10m")]
+    pub request_memory: String,
+    /// Most such answers kept at once; the oldest are forgotten first.
+    #[arg(long = "request-memory-max", default_value_t = 100_000)]
+    pub request_memory_max: usize,
     /// How long a client may take to finish the TLS handshake with the API front.
     #[arg(long = "tls-handshake-timeout", default_value = "10s")]
     pub tls_handshake_timeout: String,

@@ -117,6 +117,10 @@ pub struct Limits {
     pub max_body_total_bytes: u64,
     /// Time a client has to send a JSON body.
     pub body_timeout: Duration,
+    /// How long the answer of a write with a request ID is kept for its resends.
+    pub request_memory: Duration,
+    /// Most such answers kept at once.
+    pub request_memory_max: usize,
 }
 
 impl Default for Limits {
@@ -134,6 +138,8 @@ impl Default for Limits {
             max_upload_total_bytes: 2 << 30,
             max_body_total_bytes: 256 << 20,
             body_timeout: Duration::from_secs(60),
+            request_memory: Duration::from_secs(600),
+            request_memory_max: 100_000,
         }
     }
 }
@@ -386,6 +392,8 @@ impl TryFrom<&ManageArgs> for ManageConfig {
                 max_upload_total_bytes: a.api_max_upload_total_bytes.max(a.api_max_upload_bytes),
                 max_body_total_bytes: a.api_max_body_total_bytes.max(a.api_max_body_bytes),
                 body_timeout: positive(parse_duration(&a.api_body_timeout)?, "--api-body-timeout")?,
+                request_memory: positive(parse_duration(&a.request_memory)?, "--request-memory")?,
+                request_memory_max: a.request_memory_max.max(1),
                 ..Limits::default()
             },
             experimental: false,

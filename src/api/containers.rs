@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use http_body_util::BodyExt;
 use http::{header, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -34,7 +33,7 @@ fn name_ok(name: &str) -> bool {
 // === create ===
 
 /// `POST /containers/create`: validated here, scheduled and created by the orchestrator.
-pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let name = ctx.query.get("name").filter(|n| !n.is_empty()).map(|n| n.trim_start_matches('/').to_string());
     if let Some(n) = &name {
         if !name_ok(n) {
@@ -42,13 +41,14 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
         }
     }
     let auth = req.headers().get("x-registry-auth").cloned();
+    let request_key = req.extensions().get::<super::journal::RequestKey>().map(|k| k.as_str().to_string());
     let raw = state.read_body(req.into_body()).await?;
     let config: Map<String, Value> = match serde_json::from_slice(&raw) {
         Ok(Value::Object(m)) => m,
         Ok(_) => return Err(ApiError::bad_request("container config must be a JSON object")),
         Err(e) => return Err(ApiError::internal(super::error::go_json_error(&e))),
     };
-    let created = state.orchestrator.create(CreateRequest { config, name, auth, api_version: ctx.version.clone() }).await?;
+    let created = state.orchestrator.create(CreateRequest { config, name, auth, api_version: ctx.version.clone(), request_key }).await?;
     let mut resp = Response::builder().status(StatusCode::CREATED);
     if let Some(ct) = created.content_type {
         resp = resp.header(header::CONTENT_TYPE, ct);
@@ -116,11 +116,18 @@ pub async fn find_checked(state: &ApiState, ident: &str) -> Result<ContainerRef,
 }
 
 /// Every `/containers/{id}/...` route: sent to the owner with the name rewritten to the ID.
-pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let named_node = || ctx.segs.get(2).and_then(|_| state.cluster.node_by_name(&ctx.segs[1])).map(|h| h.name);
     let found = find_sure(state, &ctx.segs[1], named_node, || resolve(state, &ctx.segs[1..])).await;
+    // Set for a write the leader runs once per request ID (see `journal`).
+    let key = req.extensions().get::<super::journal::RequestKey>().map(|k| k.as_str().to_string());
     let (c, rest) = match found {
         Ok(found) => found,
+        // A removal sent again after an earlier leader made it: done.
+        Err(e) if e.status == http::StatusCode::NOT_FOUND && req.method() == Method::DELETE && ctx.segs.len() == 2 => match &key {
+            Some(k) if state.orchestrator.removal_begun(k).await => return Ok(no_content()),
+            _ => return Err(e),
+        },
         Err(e) if e.status == http::StatusCode::NOT_FOUND && ctx.segs.len() == 3 => match ctx.segs[2].as_str() {
             // dockerd wraps this one lookup failure,
             "kill" => return Err(ApiError::not_found(format!("Cannot kill container: {}: {}", ctx.segs[1], e.message))),
@@ -160,6 +167,23 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
     }
     let method = req.method().clone();
     let target = ctx.engine_path_same_query(api.as_deref(), &path);
+    let change = match (&method, action) {
+        (&Method::DELETE, None) => Some("delete"),
+        (&Method::POST, Some(a @ ("start" | "stop" | "kill" | "restart" | "pause" | "unpause" | "rename"))) => Some(a),
+        _ => None,
+    };
+    if let (Some(k), Some(change)) = (&key, change) {
+        let new_name = ctx.query.get("name");
+        if state.orchestrator.change_applied_before(k, &c, change, new_name).await? {
+            // What the earlier run would have remembered of the user's intent.
+            match change {
+                "stop" | "kill" => state.cluster.stopped_by_user(&c.id, true),
+                "start" | "restart" | "unpause" => state.cluster.stopped_by_user(&c.id, false),
+                _ => {}
+            }
+            return Ok(no_content());
+        }
+    }
     match (&method, action) {
         (&Method::GET, Some("json")) => inspect::inspect(state, &c, &target).await,
         (&Method::POST, Some("exec")) => {
@@ -202,9 +226,14 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
     }
 }
 
+/// 204 with no body: what dockerd answers a change it made.
+fn no_content() -> Response<Body> {
+    Response::builder().status(StatusCode::NO_CONTENT).body(body::empty()).unwrap_or_else(|_| Response::new(body::empty()))
+}
+
 /// Forwards, then re-reads the container before answering, so that the next `docker ps`
 /// through any path sees the change.
-async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req: Request<Incoming>, target: &str) -> Result<Response<Body>, ApiError> {
+async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req: Request<Body>, target: &str) -> Result<Response<Body>, ApiError> {
     let action = ctx.segs.last().cloned().unwrap_or_default();
     let sent_at = std::time::Instant::now();
     // Each of these actions is also the name of the last event the engine emits for it.
@@ -244,7 +273,7 @@ async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req:
 
 /// `wait` answers when the container stops: the cache learns the exit before the client does,
 /// so a `docker ps` right after `docker run` never shows the container still running.
-async fn wait(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req: Request<Incoming>, target: &str) -> Result<Response<Body>, ApiError> {
+async fn wait(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req: Request<Body>, target: &str) -> Result<Response<Body>, ApiError> {
     let resp = proxy::forward(state, &c.client, req, target).await?;
     if !resp.status().is_success() {
         return Ok(resp);
@@ -286,7 +315,7 @@ async fn remember_exec(state: &ApiState, node: &str, resp: Response<Body>) -> Re
 }
 
 /// `POST /commit?container=…`: sent to the container's engine.
-pub async fn commit(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn commit(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let ident = ctx.query.get("container").unwrap_or_default();
     let c = find_checked(state, ident).await?;
     let api = c.api_version.clone();

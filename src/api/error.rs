@@ -14,12 +14,15 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The message users see.
     pub message: String,
+    /// Nothing was done because this manager no longer leads: the request may be sent to the
+    /// next leader as if it had never been sent.
+    pub not_primary: bool,
 }
 
 impl ApiError {
     /// An error with this status.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError { status, message: message.into(), not_primary: false }
     }
     /// 400.
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -41,11 +44,11 @@ impl ApiError {
     /// The response.
     pub fn into_response(self) -> Response<Body> {
         let body = serde_json::json!({ "message": self.message }).to_string() + "\n";
-        Response::builder()
-            .status(self.status)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body::full(body))
-            .unwrap_or_else(|_| Response::new(body::empty()))
+        let mut resp = Response::builder().status(self.status).header(header::CONTENT_TYPE, "application/json");
+        if self.not_primary {
+            resp = resp.header(super::replica::NOT_PRIMARY_HEADER, "1");
+        }
+        resp.body(body::full(body)).unwrap_or_else(|_| Response::new(body::empty()))
     }
 }
 
@@ -67,7 +70,7 @@ impl From<EngineError> for ApiError {
 
 impl From<crate::orchestrator::Error> for ApiError {
     fn from(e: crate::orchestrator::Error) -> Self {
-        ApiError::new(e.status, e.message)
+        ApiError { status: e.status, message: e.message, not_primary: e.not_primary }
     }
 }
 

@@ -1,7 +1,6 @@
 //! `/exec/{id}/…`: routed to the engine the exec instance was created on.
 
 use http::{HeaderMap, Method, Request, Response};
-use hyper::body::Incoming;
 
 use super::error::ApiError;
 use super::router::{encode_segment, Ctx};
@@ -28,7 +27,7 @@ async fn locate(state: &ApiState, id: &str) -> Result<NodeHandle, ApiError> {
 }
 
 /// Every `/exec/{id}/…` route.
-pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let id = &ctx.segs[1];
     let node = locate(state, id).await?;
     let mut path = format!("/exec/{}", encode_segment(id));

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
@@ -77,7 +76,7 @@ fn request(n: &NodeHandle, method: Method, path: &str, headers: &HeaderMap, body
     b.body(body.map_or_else(body::empty, body::full)).ok()
 }
 
-fn auth_headers(req: &Request<Incoming>) -> HeaderMap {
+fn auth_headers(req: &Request<Body>) -> HeaderMap {
     let mut h = HeaderMap::new();
     for name in ["x-registry-auth", "x-registry-config", "content-type"] {
         if let Some(v) = req.headers().get(name) {
@@ -88,7 +87,7 @@ fn auth_headers(req: &Request<Incoming>) -> HeaderMap {
 }
 
 /// `POST /images/create`: a pull (or an import) on every healthy engine, progress merged.
-pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     if ctx.query.get("fromImage").is_none() && ctx.query.get("fromSrc").is_none() {
         // Neither a pull nor an import: one engine gives its own answer.
         return super::system::any_engine(state, ctx, req, "/images/create").await;
@@ -116,7 +115,7 @@ fn upload_error(e: crate::body::CollectError) -> ApiError {
 }
 
 /// `POST /images/load`: the archive is sent to every healthy engine.
-pub async fn load(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn load(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let nodes = healthy(state)?;
     let headers = auth_headers(&req);
     let archive = state.uploads.collect(req.into_body(), state.config.limits.max_upload_bytes).await.map_err(upload_error)?;
@@ -178,7 +177,7 @@ async fn from_first_holder(state: &ApiState, ctx: &Ctx, nodes: &[NodeHandle], pa
 }
 
 /// Every `/images/{name}/…` route; names may hold slashes.
-pub async fn by_name(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn by_name(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
     let segs = &ctx.segs[1..];
     let (name, action) = match (segs.last().map(String::as_str), &method) {
@@ -219,7 +218,7 @@ pub async fn by_name(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Res
 }
 
 /// `GET /images/get?names=…`: a save from one engine holding them.
-pub async fn save_many(state: &ApiState, ctx: &Ctx, _req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn save_many(state: &ApiState, ctx: &Ctx, _req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let names: Vec<&str> = ctx.query.pairs().iter().filter(|(k, _)| k == "names").map(|(_, v)| v.as_str()).collect();
     let nodes = holders_first(state, names.first().copied().unwrap_or_default());
     from_first_holder(state, ctx, &nodes, "/images/get", format!("Unable to find a healthy engine containing all images: {names:?}")).await
@@ -227,7 +226,7 @@ pub async fn save_many(state: &ApiState, ctx: &Ctx, _req: Request<Incoming>) -> 
 
 /// `POST /build`: scheduled like a container (`--build-arg constraint:…` counts), then the
 /// context streams to that engine.
-pub async fn build(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn build(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let mut env: Vec<Value> = Vec::new();
     if let Some(args) = ctx.query.get("buildargs").and_then(|a| serde_json::from_str::<serde_json::Map<String, Value>>(a).ok()) {
         for (k, v) in args {

@@ -10,6 +10,7 @@
 pub mod containers;
 pub mod error;
 pub mod exec;
+pub mod journal;
 pub mod fanout;
 pub mod images;
 pub mod networks;
@@ -37,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
-use crate::body::Body;
+use crate::body::{self, Body};
 use crate::transport::EngineStream;
 use crate::cluster::Cluster;
 use crate::config::ManageConfig;
@@ -76,6 +77,27 @@ pub struct StateInner {
     pub uploads: crate::body::BodyMemory,
     /// What buffered JSON bodies may hold together.
     pub bodies: crate::body::BodyMemory,
+    /// The answers of writes that carry a request ID, for their resends.
+    pub journal: Arc<journal::Journal>,
+    /// Writes being served here as leader: a leader that stops lets them finish before it
+    /// hands leadership over.
+    pub leader_work: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+/// Counts one write served here while it runs (see [`StateInner::leader_work`]).
+struct LeaderWork(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl LeaderWork {
+    fn start(state: &ApiState) -> LeaderWork {
+        state.leader_work.send_modify(|n| *n += 1);
+        LeaderWork(state.leader_work.clone())
+    }
+}
+
+impl Drop for LeaderWork {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 impl std::ops::Deref for ApiState {
@@ -93,7 +115,7 @@ impl ApiState {
 
     /// Reads a client's JSON body: at most `--api-max-body-bytes`, within `--api-body-timeout`,
     /// its size taken from what bodies share (`--api-max-body-total-bytes`) while it is held.
-    pub async fn read_body(&self, body: Incoming) -> Result<bytes::Bytes, ApiError> {
+    pub async fn read_body(&self, body: Body) -> Result<bytes::Bytes, ApiError> {
         let limits = &self.config.limits;
         match tokio::time::timeout(limits.body_timeout, self.bodies.collect(body, limits.max_body_bytes)).await {
             Ok(read) => Ok(read?),
@@ -119,9 +141,10 @@ pub enum Listener {
     Unix(UnixListener),
 }
 
-/// Serves the API on `listener` until `shutdown`; connections are tracked on `tracker` so the
-/// caller can drain them.
-pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationToken, tracker: TaskTracker) {
+/// Serves the API on `listener`: accepts connections until `stop_accepting`, and serves them
+/// until `shutdown` (then each finishes the request it is serving). Connections are tracked on
+/// `tracker` so the caller can drain them.
+pub async fn serve(listener: Listener, state: ApiState, stop_accepting: CancellationToken, shutdown: CancellationToken, tracker: TaskTracker) {
     let tls = state.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()));
     let limits = state.config.limits.clone();
     let slots = slots::Slots::new(limits.max_connections);
@@ -131,7 +154,7 @@ pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationTo
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout).max_header_size(limits.max_header_bytes);
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = stop_accepting.cancelled() => return,
             a = accept(&listener) => a,
         };
         let stream = match accepted {
@@ -177,10 +200,20 @@ pub async fn serve(listener: Listener, state: ApiState, shutdown: CancellationTo
             let conn = http.serve_connection(TokioIo::new(stream), svc).with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
-                r = conn.as_mut() => if let Err(e) = r { debug!(error = %e, "Client connection ended."); },
-                _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        debug!(error = %e, "Client connection ended.");
+                    }
+                    return;
+                }
+                _ = shutdown.cancelled() => {}
                 // Closed to make room: it has sent nothing, so nothing is lost.
-                _ = slot.close.cancelled() => {}
+                _ = slot.close.cancelled() => return,
+            }
+            // The request being served is answered; an idle connection closes now.
+            conn.as_mut().graceful_shutdown();
+            if let Err(e) = conn.await {
+                debug!(error = %e, "Client connection ended while draining.");
             }
         });
     }
@@ -244,25 +277,17 @@ pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::Lea
         Some(Ok(checked)) => checked,
         None => None,
     };
-    let follower = state.leadership.is_replicated() && !local && !state.leadership.is_leader();
-    let leader = if follower { replica::leader_for(&state).await } else { Ok(None) };
-    let (route, result) = match (leader, control) {
-        (Ok(Some(addr)), _) => ("leader", replica::forward(&state, req, &addr, link).await.map_err(ApiError::into_response)),
-        (Err(e), _) => ("leader", Err(e.into_response())),
-        // Leading (or became leader while waiting), or a local route: serve it here, the
-        // control plane before the Docker API.
-        (Ok(None), Some(c)) => {
-            let (class, resp) = state.control.serve(c, req, checked).await;
-            if c == crate::control::Route::Raft {
-                return resp;
-            }
-            (class, Ok(resp))
-        }
-        (Ok(None), None) => router::route(&state, req).await,
+    let req = req.map(body::incoming);
+    // A stopping leader serves no new request: they wait for its successor.
+    let follower = state.leadership.is_replicated() && !local && (!state.leadership.is_leader() || state.leadership.is_stopping());
+    let (route, mut resp) = if follower && !(control.is_none() && replica::serves_stream(&state, &req)) {
+        replica::forward(&state, req, control, checked, link).await
+    } else {
+        serve_here(&state, req, control, checked).await
     };
-    let mut resp = match result {
-        Ok(r) | Err(r) => r,
-    };
+    if route == "raft" {
+        return resp;
+    }
     // dockerd's 404 for an unknown route carries none of its common headers, and its
     // version check only the API version and OS type.
     let common = match route {
@@ -292,6 +317,43 @@ pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::Lea
     state.metrics.api_requests.with_label_values(&[method.as_str(), route, &code]).inc();
     state.metrics.api_duration.with_label_values(&[method.as_str(), route]).observe(started.elapsed().as_secs_f64());
     resp
+}
+
+/// Serves a request here: the control plane before the Docker API. A write that carries a
+/// request ID is run once however often it arrives (`journal`).
+pub(crate) async fn serve_here(
+    state: &ApiState,
+    req: Request<Body>,
+    control: Option<crate::control::Route>,
+    checked: Option<crate::auth::Checked>,
+) -> (&'static str, Response<Body>) {
+    if let Some(c) = control {
+        return state.control.serve(c, req, checked).await;
+    }
+    if !router::journaled(req.method(), req.uri().path()) {
+        return router::route(state, req).await;
+    }
+    let work = LeaderWork::start(state);
+    let Some(id) = journal::request_id(req.headers()).map(str::to_string) else {
+        return router::route(state, req).await;
+    };
+    let (parts, incoming) = req.into_parts();
+    let bytes = match state.read_body(incoming).await {
+        Ok(b) => b,
+        Err(e) => return ("journal", e.into_response()),
+    };
+    let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
+    let key = journal::RequestKey::of(&id, &parts.method, target, &bytes);
+    let mut req = Request::from_parts(parts, body::full(bytes));
+    req.extensions_mut().insert(key.clone());
+    let state2 = state.clone();
+    state
+        .journal
+        .keep(key, async move {
+            let _work = work;
+            router::route(&state2, req).await
+        })
+        .await
 }
 
 /// Logs where the API listens.

@@ -2,7 +2,6 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
@@ -49,7 +48,7 @@ fn target<'a>(state: &ApiState, segs: &'a [String]) -> (Option<NodeHandle>, &'a 
 }
 
 /// `POST /networks/create`: on `node/name`'s node, or on every healthy node.
-pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let raw = state.read_body(req.into_body()).await?;
     let mut config: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(super::error::go_json_error(&e)))?;
     let name = config["Name"].as_str().unwrap_or_default().to_string();
@@ -71,7 +70,7 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
 }
 
 /// `/networks/{id}` routes: inspect, remove, connect, disconnect.
-pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let (node, name, rest) = target(state, &ctx.segs[1..]);
     let method = req.method().clone();
     let action = rest.first().map(String::as_str);

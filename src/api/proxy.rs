@@ -1,9 +1,9 @@
 //! Forwarding a client's request to one engine: bodies stream both ways untouched, and
 //! hijacked connections (attach, exec start) are spliced byte for byte, half-close included.
 
+use hyper::body::Incoming;
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::debug;
 
@@ -29,12 +29,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// Whether the client asks to hijack the connection.
-pub fn wants_upgrade(req: &Request<Incoming>) -> bool {
+pub fn wants_upgrade<B>(req: &Request<B>) -> bool {
     req.headers().contains_key(header::UPGRADE)
 }
 
 /// Forwards `req` to `client` at `path_and_query`, streaming the answer back.
-pub async fn forward(state: &ApiState, client: &EngineClient, req: Request<Incoming>, path_and_query: &str) -> Result<Response<Body>, ApiError> {
+pub async fn forward(state: &ApiState, client: &EngineClient, req: Request<Body>, path_and_query: &str) -> Result<Response<Body>, ApiError> {
     forward_counted(state, client, req, path_and_query, true).await
 }
 
@@ -42,7 +42,7 @@ pub async fn forward(state: &ApiState, client: &EngineClient, req: Request<Incom
 pub async fn forward_counted(
     state: &ApiState,
     client: &EngineClient,
-    mut req: Request<Incoming>,
+    mut req: Request<Body>,
     path_and_query: &str,
     to_engine: bool,
 ) -> Result<Response<Body>, ApiError> {
@@ -56,7 +56,7 @@ pub async fn forward_counted(
     strip_hop_by_hop(&mut parts.headers, upgrade);
     parts.uri = client.uri(path_and_query);
     parts.headers.insert(header::HOST, client.host_header());
-    let upstream_req = Request::from_parts(parts, body::incoming(incoming));
+    let upstream_req = Request::from_parts(parts, incoming);
 
     if let Some(client_upgrade) = client_upgrade {
         return hijack(state, client, upstream_req, client_upgrade).await;

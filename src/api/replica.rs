@@ -1,35 +1,64 @@
-//! A follower's answers: `/_ping`, `/info`, `/metrics` and the registry's reads locally, everything else forwarded to
-//! the leader byte for byte (streams and hijacked connections included). With no leader known
-//! it waits a bounded time, then answers 503; it never answers a write from its own cache.
+//! A follower's answers: `/_ping`, `/info`, `/metrics` and the registry's reads locally, the
+//! streams that need no leader (`/events`, a known container's logs, stats, wait, attach and
+//! exec sessions) from its own engine watches and connections, everything else forwarded to
+//! the leader byte for byte. It never answers a write from its own cache.
+//!
+//! A request the leader could not take is held for the next one, within
+//! `--replication-leader-wait`: one never written (the leader refused the connection, or is
+//! known to be gone), a read whatever became of it, and a write that carries a request ID
+//! (minted here when the client sent none), which the leader applies once however often it
+//! arrives (`journal.rs`).
 
-use std::time::Instant;
+use std::time::Duration;
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
-
-use super::error::ApiError;
-use super::{proxy, version, ApiState};
-use crate::body::Body;
-use crate::transport::EngineClient;
-use crate::leadership::Role;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
 use tracing::debug;
+
+use super::error::ApiError;
+use super::journal::{mint_request_id, request_id, REQUEST_ID_HEADER};
+use super::{proxy, version, ApiState};
+use crate::body::{self, Body};
+use crate::leadership::Role;
+use crate::transport::EngineClient;
+
+/// Largest request body kept to be sent again to the next leader; larger ones (archives,
+/// build contexts) stream through once.
+pub const RESEND_BODY_BYTES: u64 = 1 << 20;
+
+/// Pause before asking a leader that lost a request again, when no other has been elected
+/// meanwhile: a refused connection comes back at once.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// The header a manager sets on a refusal that left nothing done because it no longer leads:
+/// the request may go to the next leader as if never sent.
+pub const NOT_PRIMARY_HEADER: &str = "x-swarm-not-primary";
 
 /// Whether a follower answers this path itself.
 pub fn is_local(method: &http::Method, path: &str) -> bool {
     let (_, rest) = version::split_path(path);
-    matches!(rest, "/_ping" | "/info" | "/metrics") || (method == http::Method::GET && matches!(path, "/_swarm/nodes" | "/_swarm/members"))
+    matches!(rest, "/_ping" | "/info" | "/metrics")
+        || (method == http::Method::GET && matches!(path, "/_swarm/nodes" | "/_swarm/members"))
+        || path == crate::control::READY_PATH
 }
 
-/// Where a follower sends a request: the leader's address, `None` when this manager leads (it
-/// may have been elected while waiting), or 503 after the bounded wait for a leader.
-pub async fn leader_for(state: &ApiState) -> Result<Option<String>, ApiError> {
-    let Some(replication) = &state.config.replication else { return Ok(None) };
-    match state.leadership.wait_for_leader(replication.leader_wait).await {
-        Role::Leader => Ok(None),
-        Role::Follower { leader: Some(addr) } => Ok(Some(addr)),
-        Role::Follower { leader: None } => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "No elected primary cluster manager")),
+/// Whether a follower serves this request from its own engine connections: streams that need
+/// no leader, so that they outlive the leader's death. A container the follower does not know
+/// yet (created a moment ago) goes to the leader.
+pub fn serves_stream(state: &ApiState, req: &Request<Body>) -> bool {
+    let (_, rest) = version::split_path(req.uri().path());
+    let segs: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    match (req.method(), segs.as_slice()) {
+        (&Method::GET, ["events"]) => true,
+        (&Method::GET, ["containers", id, "logs" | "stats"]) | (&Method::POST, ["containers", id, "wait" | "attach"]) => {
+            let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+            state.cluster.find_container(&id).is_ok()
+        }
+        (&Method::POST, ["exec", _, "start"]) => proxy::wants_upgrade(req),
+        _ => false,
     }
 }
 
@@ -50,66 +79,213 @@ impl LeaderLink {
     }
 }
 
-/// Forwards to the leader at `leader`: hijacks on a connection of their own, everything else
-/// on the client connection's `link`.
-pub async fn forward(state: &ApiState, req: Request<Incoming>, leader: &str, link: &LeaderLink) -> Result<Response<Body>, ApiError> {
-    let started = Instant::now();
-    state.metrics.proxied.with_label_values(&["leader"]).inc();
-    // No cut when that manager stops leading: it may still finish what it began (a create),
-    // and a client told "failed" would then meet a container it removed come back.
-    let result = if proxy::wants_upgrade(&req) {
-        let client = leader_client(state, leader);
-        let target = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
-        proxy::forward_counted(state, &client, req, &target, false).await.map_err(|e| e.message)
-    } else {
-        send_on_link(state, req, leader, link).await
-    };
-    state.metrics.leader_proxy_duration.observe(started.elapsed().as_secs_f64());
-    result.map_err(|detail| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("Unable to reach primary cluster manager ({leader}): {detail}")))
+/// A request on its way to the leader: its body kept when small, so that it can be sent again.
+struct Outgoing {
+    parts: http::request::Parts,
+    body: Kept,
 }
 
-async fn send_on_link(state: &ApiState, req: Request<Incoming>, leader: &str, link: &LeaderLink) -> Result<Response<Body>, String> {
-    let (mut parts, incoming) = req.into_parts();
-    proxy::strip_hop_by_hop(&mut parts.headers, false);
-    if let Some(origin) = parts.uri.path_and_query().cloned() {
-        parts.uri = origin.into();
+enum Kept {
+    Bytes(Bytes),
+    /// Streamed through once; `None` once sent.
+    Stream(Option<Body>),
+}
+
+impl Outgoing {
+    async fn read(state: &ApiState, req: Request<Body>) -> Result<Outgoing, ApiError> {
+        let (mut parts, incoming) = req.into_parts();
+        let length = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
+        let body = match (length, chunked) {
+            (Some(n), false) if n <= RESEND_BODY_BYTES => Kept::Bytes(state.read_body(incoming).await?),
+            (None, false) => Kept::Bytes(Bytes::new()),
+            _ => Kept::Stream(Some(incoming)),
+        };
+        if !matches!(parts.method, Method::GET | Method::HEAD) && request_id(&parts.headers).is_none() {
+            parts.headers.insert(REQUEST_ID_HEADER, mint_request_id());
+        }
+        Ok(Outgoing { parts, body })
     }
-    if let Ok(host) = http::HeaderValue::from_str(leader) {
-        parts.headers.insert(http::header::HOST, host);
+
+    /// Whether it may be sent again once it has reached a leader that then went silent: a read,
+    /// or a write the leader recognises by its request ID; in both cases only with its body.
+    fn resendable(&self) -> bool {
+        matches!(self.body, Kept::Bytes(_))
     }
-    let mut req = Request::from_parts(parts, crate::body::incoming(incoming));
-    let mut kept = link.take_for(leader);
-    let mut fresh = false;
+
+    /// The request to send, or `None` when its streamed body has gone already.
+    fn request(&mut self) -> Option<Request<Body>> {
+        let body = match &mut self.body {
+            Kept::Bytes(b) => body::full(b.clone()),
+            Kept::Stream(s) => s.take()?,
+        };
+        let mut req = Request::new(body);
+        *req.method_mut() = self.parts.method.clone();
+        *req.uri_mut() = self.parts.uri.clone();
+        *req.version_mut() = self.parts.version;
+        *req.headers_mut() = self.parts.headers.clone();
+        Some(req)
+    }
+}
+
+/// What became of one send to the leader.
+enum Sent {
+    Answered(Response<Body>),
+    /// Never written: the request may go anywhere.
+    Unsent(String),
+    /// Written, and no answer came: its outcome is unknown to us.
+    Lost(String),
+}
+
+/// Serves a request that a follower does not answer itself: forwarded to the leader, held for
+/// the next one when the leader cannot take it, or served here once this manager leads.
+pub async fn forward(
+    state: &ApiState,
+    req: Request<Body>,
+    control: Option<crate::control::Route>,
+    checked: Option<crate::auth::Checked>,
+    link: &LeaderLink,
+) -> (&'static str, Response<Body>) {
+    let Some(replication) = &state.config.replication else { return super::serve_here(state, req, control, checked).await };
+    let deadline = Instant::now() + replication.leader_wait;
+    if proxy::wants_upgrade(&req) {
+        return match wait_for_leader(state, None, deadline).await {
+            Some(Role::Follower { leader: Some(addr) }) => ("leader", hijack(state, req, &addr).await),
+            Some(_) => super::serve_here(state, req, control, checked).await,
+            None => ("leader", no_leader()),
+        };
+    }
+    let mut out = match Outgoing::read(state, req).await {
+        Ok(out) => out,
+        Err(e) => return ("leader", e.into_response()),
+    };
+    let mut failed: Option<String> = None;
     loop {
+        let leader = match wait_for_leader(state, failed.as_deref(), deadline).await {
+            Some(Role::Follower { leader: Some(addr) }) => addr,
+            Some(_) => match out.request() {
+                // Elected while the request waited: it is ours to serve.
+                Some(req) => return super::serve_here(state, req, control, checked).await,
+                None => return ("leader", lost_stream()),
+            },
+            None => return ("leader", failed.map_or_else(no_leader, |l| unreachable_leader(&l, "no other primary was elected in time"))),
+        };
+        let Some(req) = out.request() else { return ("leader", lost_stream()) };
+        state.metrics.proxied.with_label_values(&["leader"]).inc();
+        let started = std::time::Instant::now();
+        let sent = send_on_link(state, req, &leader, link).await;
+        state.metrics.leader_proxy_duration.observe(started.elapsed().as_secs_f64());
+        match sent {
+            Sent::Answered(resp) if resp.headers().contains_key(NOT_PRIMARY_HEADER) => {
+                debug!(leader = %leader, "The leader stepped down before serving; waiting for the next one.");
+                failed = Some(leader);
+            }
+            Sent::Answered(resp) => return ("leader", resp),
+            Sent::Unsent(e) => {
+                debug!(leader = %leader, error = %e, "The leader did not take the request; waiting for the next one.");
+                failed = Some(leader);
+            }
+            Sent::Lost(e) if out.resendable() => {
+                debug!(leader = %leader, error = %e, "The leader lost the request; sending it again to the next one.");
+                failed = Some(leader);
+            }
+            Sent::Lost(e) => return ("leader", unreachable_leader(&leader, &e)),
+        }
+        if Instant::now() >= deadline {
+            let leader = failed.unwrap_or_default();
+            return ("leader", unreachable_leader(&leader, "no primary took the request in time (--replication-leader-wait)"));
+        }
+    }
+}
+
+/// Waits until a leader is known, other than `failed` (one that just failed a request), and
+/// returns the role then; after a pause with no other, `failed` again (it may have been a
+/// passing fault). `None` past `deadline`.
+async fn wait_for_leader(state: &ApiState, failed: Option<&str>, deadline: Instant) -> Option<Role> {
+    let mut role = state.leadership.subscribe();
+    let retry_failed_at = Instant::now() + RETRY_PAUSE;
+    loop {
+        role.borrow_and_update();
+        match state.leadership.role() {
+            Role::Leader if !state.leadership.is_stopping() => return Some(Role::Leader),
+            Role::Follower { leader: Some(l) } if failed != Some(l.as_str()) || Instant::now() >= retry_failed_at => {
+                return Some(Role::Follower { leader: Some(l) })
+            }
+            _ => {}
+        }
+        let wake = if failed.is_some() { deadline.min(retry_failed_at) } else { deadline };
+        if Instant::now() >= deadline {
+            return None;
+        }
+        let _ = tokio::time::timeout_at(wake, role.changed()).await;
+    }
+}
+
+fn no_leader() -> Response<Body> {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "No elected primary cluster manager").into_response()
+}
+
+fn unreachable_leader(leader: &str, detail: &str) -> Response<Body> {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("Unable to reach primary cluster manager ({leader}): {detail}")).into_response()
+}
+
+fn lost_stream() -> Response<Body> {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the primary was lost while this request's body streamed to it; its outcome is unknown")
+        .into_response()
+}
+
+/// A hijacked stream (attach, exec) to the leader, on a connection of its own.
+async fn hijack(state: &ApiState, req: Request<Body>, leader: &str) -> Response<Body> {
+    state.metrics.proxied.with_label_values(&["leader"]).inc();
+    let client = leader_client(state, leader);
+    let target = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    match proxy::forward_counted(state, &client, req, &target, false).await {
+        Ok(resp) => resp,
+        Err(e) => unreachable_leader(leader, &e.message),
+    }
+}
+
+async fn send_on_link(state: &ApiState, mut req: Request<Body>, leader: &str, link: &LeaderLink) -> Sent {
+    proxy::strip_hop_by_hop(req.headers_mut(), false);
+    if let Some(origin) = req.uri().path_and_query().cloned() {
+        *req.uri_mut() = origin.into();
+    }
+    if let Ok(host) = HeaderValue::from_str(leader) {
+        req.headers_mut().insert(header::HOST, host);
+    }
+    let mut kept = link.take_for(leader);
+    loop {
+        let fresh = kept.is_none();
         let mut sender = match kept.take() {
             Some(sender) => sender,
-            None => {
-                fresh = true;
-                connect(state, leader).await?
-            }
-        };
-        let sent = match sender.ready().await {
-            // A leader that stops answering (frozen, cut off) is deposed long before a client
-            // gives up: the client hears so then, and retries with the next one.
-            Ok(()) => tokio::select! {
-                sent = sender.try_send_request(req) => sent,
-                _ = leader_moved(state, leader) => return Err("the primary changed while the request was in flight; its outcome is unknown".to_string()),
+            None => match connect(state, leader).await {
+                Ok(sender) => sender,
+                Err(e) => return Sent::Unsent(e),
             },
-            Err(e) if !fresh => {
-                debug!(error = %e, "Kept connection to the leader closed; opening another.");
-                continue;
+        };
+        if let Err(e) = sender.ready().await {
+            if fresh {
+                return Sent::Unsent(e.to_string());
             }
-            Err(e) => return Err(e.to_string()),
+            debug!(error = %e, "Kept connection to the leader closed; opening another.");
+            continue;
+        }
+        // A leader that stops answering (frozen, cut off) is deposed long before a client
+        // gives up: the request then goes to the next one.
+        let sent = tokio::select! {
+            sent = sender.try_send_request(req) => sent,
+            _ = leader_moved(state, leader) => return Sent::Lost("the primary changed while the request was in flight".to_string()),
         };
         match sent {
             Ok(resp) => {
                 link.keep(leader, sender);
-                return Ok(proxy::streamed(resp));
+                return Sent::Answered(proxy::streamed(resp));
             }
             Err(mut e) => match e.take_message() {
                 // Never written: the kept connection had gone stale. Once more on a new one.
                 Some(unsent) if !fresh => req = unsent,
-                _ => return Err(e.error().to_string()),
+                Some(_) => return Sent::Unsent(e.error().to_string()),
+                None => return Sent::Lost(e.error().to_string()),
             },
         }
     }

@@ -1,7 +1,6 @@
 //! Routing: strips `/vX.Y`, checks the version, and matches (method, segments).
 
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
 
 use super::error::ApiError;
 use super::query::Query;
@@ -42,12 +41,30 @@ pub fn encode_segment(s: &str) -> String {
 }
 
 /// Routes one request; returns the route class (for metrics) and the response.
-pub async fn route(state: &ApiState, req: Request<Incoming>) -> (&'static str, Result<Response<Body>, Response<Body>>) {
-    let (class, result) = dispatch(state, req).await;
-    (class, result.map_err(ApiError::into_response))
+pub async fn route(state: &ApiState, req: Request<Body>) -> (&'static str, Response<Body>) {
+    match dispatch(state, req).await {
+        (class, Ok(resp)) => (class, resp),
+        (class, Err(e)) => (class, e.into_response()),
+    }
 }
 
-async fn dispatch(state: &ApiState, req: Request<Incoming>) -> (&'static str, Result<Response<Body>, ApiError>) {
+/// Whether a request is a write the leader runs once per request ID (see `journal`): the
+/// writes whose answers are small and whose second run would differ from the first.
+pub fn journaled(method: &Method, path: &str) -> bool {
+    let (_, rest) = version::split_path(path);
+    let segs: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+    use Method as M;
+    match (method, segs.as_slice()) {
+        (&M::POST, ["containers", "create"]) => true,
+        (&M::POST, ["containers", _, "start" | "stop" | "kill" | "restart" | "pause" | "unpause" | "rename" | "update" | "exec"]) => true,
+        (&M::DELETE, ["containers", _]) => true,
+        (&M::POST, ["networks", "create"] | ["networks", _, "connect" | "disconnect"] | ["volumes", "create"]) => true,
+        (&M::DELETE, ["networks", _] | ["volumes", _]) => true,
+        _ => false,
+    }
+}
+
+async fn dispatch(state: &ApiState, req: Request<Body>) -> (&'static str, Result<Response<Body>, ApiError>) {
     let path = req.uri().path().to_string();
     let raw_query = req.uri().query().map(str::to_string);
     let (ver, rest) = version::split_path(&path);
@@ -73,6 +90,7 @@ async fn dispatch(state: &ApiState, req: Request<Incoming>) -> (&'static str, Re
     use Method as M;
     match (&method, segs.as_slice()) {
         (&M::GET | &M::HEAD, ["_ping"]) => ("ping", Ok(system::ping(&method))),
+        (&M::GET | &M::HEAD, ["_swarm", "ready"]) if ctx.version.is_none() => ("ready", Ok(system::ready(state))),
         (&M::GET, ["version"]) => ("version", Ok(system::version(state))),
         (&M::GET, ["info"]) => ("info", Ok(system::info(state))),
         (&M::GET, ["events"]) => ("events", system::events(state, &ctx).await),

@@ -5,7 +5,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{header, Method, Request, Response};
-use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
@@ -24,6 +23,17 @@ pub fn ping(method: &Method) -> Response<Body> {
         .header(header::PRAGMA, "no-cache")
         .body(body)
         .unwrap_or_else(|_| Response::new(body::empty()))
+}
+
+/// `GET /_swarm/ready`, the health check for load balancers: 200 while this manager can serve
+/// clients, 503 with the reason when it cannot (stopping, removed from the group, or no
+/// primary known for longer than `--replication-leader-wait`).
+pub fn ready(state: &ApiState) -> Response<Body> {
+    let bound = state.config.replication.as_ref().map_or(std::time::Duration::ZERO, |r| r.leader_wait);
+    match state.leadership.readiness(bound) {
+        Ok(()) => json_response(http::StatusCode::OK, &serde_json::json!({ "Ready": true })),
+        Err(why) => json_response(http::StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "message": why })),
+    }
 }
 
 /// A JSON response.
@@ -388,7 +398,7 @@ pub fn metrics(state: &ApiState) -> Response<Body> {
 
 /// `docker login`: the password goes to one engine, which checks it with the registry; never to
 /// an engine whose certificate the manager does not check (`--tls` without `--tlsverify`).
-pub async fn login(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn login(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     if state.config.tls.as_ref().is_some_and(|t| !t.verify) {
         return Err(ApiError::new(
             http::StatusCode::FORBIDDEN,
@@ -399,7 +409,7 @@ pub async fn login(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resul
 }
 
 /// Sends the request to one healthy engine, chosen at random (`/auth`, `/images/search`).
-pub async fn any_engine(state: &ApiState, ctx: &Ctx, req: Request<Incoming>, path: &str) -> Result<Response<Body>, ApiError> {
+pub async fn any_engine(state: &ApiState, ctx: &Ctx, req: Request<Body>, path: &str) -> Result<Response<Body>, ApiError> {
     use rand::seq::IndexedRandom;
     let nodes = state.cluster.healthy_nodes();
     let node = nodes.choose(&mut rand::rng()).ok_or_else(|| ApiError::internal("No healthy node available in the cluster"))?;

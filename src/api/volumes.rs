@@ -2,7 +2,6 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
@@ -50,7 +49,7 @@ fn split(state: &ApiState, name: &str) -> Result<(Option<NodeHandle>, String), A
 }
 
 /// `POST /volumes/create`.
-pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let raw = state.read_body(req.into_body()).await?;
     let mut config: Value = if raw.is_empty() { json!({}) } else { serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(super::error::go_json_error(&e)))? };
     let (node, short) = split(state, config["Name"].as_str().unwrap_or_default())?;
@@ -74,7 +73,7 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Resu
 }
 
 /// `GET` and `DELETE /volumes/{name}`.
-pub async fn by_name(state: &ApiState, ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+pub async fn by_name(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
     if method != Method::GET && method != Method::DELETE {
         return Err(ApiError::not_found("page not found"));

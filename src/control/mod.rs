@@ -9,7 +9,6 @@ pub mod registry;
 pub mod token;
 
 use http::{header, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::body::{self, Body};
 use crate::leadership::raft::RaftNode;
@@ -57,6 +56,10 @@ pub enum Route {
 pub fn route_of(path: &str) -> Option<Route> {
     if path.starts_with(RAFT_PREFIX) {
         Some(Route::Raft)
+    } else if path == READY_PATH {
+        // The load balancers' health check, open to all: it tells only whether this manager
+        // serves.
+        None
     } else if path == "/_swarm" || path.starts_with("/_swarm/") {
         Some(Route::Registry)
     } else if ["/v1/clusters", "/clusters"].iter().any(|p| path == *p || path.starts_with(&format!("{p}/"))) {
@@ -65,6 +68,9 @@ pub fn route_of(path: &str) -> Option<Route> {
         None
     }
 }
+
+/// The health check load balancers use, served by the Docker API front.
+pub const READY_PATH: &str = "/_swarm/ready";
 
 /// Whether a follower answers this itself (reads of its own replicated copy, Raft RPCs);
 /// everything else goes to the leader.
@@ -119,7 +125,7 @@ impl ControlPlane {
     /// Decides, from the headers alone and before any body is read or any request forwarded,
     /// whether the caller may use this route: `Err` is the answer (403, or 404 for a token this
     /// manager does not serve).
-    pub fn authorize(&self, route: Route, req: &Request<Incoming>) -> Result<Option<Checked>, Refusal> {
+    pub fn authorize<B>(&self, route: Route, req: &Request<B>) -> Result<Option<Checked>, Refusal> {
         let path = req.uri().path();
         let Some(roles) = roles_for(route, req.method(), path) else {
             return Ok(None);
@@ -131,7 +137,7 @@ impl ControlPlane {
 
     /// Serves one control route the caller may use (see [`ControlPlane::authorize`]); the
     /// route class is for metrics.
-    pub async fn serve(&self, route: Route, req: Request<Incoming>, checked: Option<Checked>) -> (&'static str, Response<Body>) {
+    pub async fn serve(&self, route: Route, req: Request<Body>, checked: Option<Checked>) -> (&'static str, Response<Body>) {
         let limit = if route == Route::Raft { self.max_rpc_bytes } else { MAX_CONTROL_BODY_BYTES };
         let (parts, incoming) = req.into_parts();
         let bytes = match body::collect_limited(incoming, limit).await {

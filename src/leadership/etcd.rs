@@ -41,9 +41,10 @@ impl EtcdElection {
     }
 }
 
-/// Campaigns until `shutdown`; observes the leader meanwhile.
-pub async fn run(e: EtcdElection, leadership: Leadership, shutdown: CancellationToken) {
-    let observer = tokio::spawn(observe(e.clone(), leadership.clone(), shutdown.clone()));
+/// Campaigns until `shutdown`, resigning at once if leading then; keeps following who leads
+/// until `stop_observing`, so that a manager that resigned still passes requests on.
+pub async fn run(e: EtcdElection, leadership: Leadership, shutdown: CancellationToken, stop_observing: CancellationToken) {
+    let observer = tokio::spawn(observe(e.clone(), leadership.clone(), stop_observing));
     let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(200), e.ttl / 2);
     while !shutdown.is_cancelled() {
         let outcome = e.members.session(|member| campaign(&e, member, &leadership, &shutdown)).await.map_err(|x| x.to_string()).and_then(|led| led);
@@ -61,7 +62,7 @@ pub async fn run(e: EtcdElection, leadership: Leadership, shutdown: Cancellation
             }
         }
     }
-    observer.abort();
+    let _ = observer.await;
 }
 
 /// Wait between attempts to renew through another member.
@@ -259,7 +260,11 @@ async fn observe(e: EtcdElection, leadership: Leadership, shutdown: Cancellation
             }
             Ok::<_, String>(())
         });
-        if let Err(err) = observed.await.map_err(|x| x.to_string()).and_then(|o| o) {
+        let observed = tokio::select! {
+            o = observed => o,
+            _ = shutdown.cancelled() => return,
+        };
+        if let Err(err) = observed.map_err(|x| x.to_string()).and_then(|o| o) {
             warn!(error = %err, "Leader Election: observing the leader failed; retrying.");
         }
         tokio::select! {

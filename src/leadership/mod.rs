@@ -82,6 +82,11 @@ struct Inner {
     /// The last leader the backend reported, ours included: a manager that steps down may
     /// already have been told who leads now.
     last_observed: Mutex<Option<String>>,
+    /// Whether this manager is among the managers that elect (a Raft member removed from the
+    /// group is not).
+    member: std::sync::atomic::AtomicBool,
+    /// Set once this manager stops: it no longer leads nor takes new clients.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Leadership {
@@ -109,6 +114,8 @@ impl Leadership {
                 leaderless_since: Mutex::new(leaderless),
                 leading_since: Mutex::new(leading),
                 last_observed: Mutex::new(None),
+                member: std::sync::atomic::AtomicBool::new(true),
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -121,6 +128,45 @@ impl Leadership {
     /// This manager's advertise address.
     pub fn advertise(&self) -> &str {
         &self.inner.advertise
+    }
+
+    /// Whether this manager can serve clients, for load balancers' health checks: not
+    /// stopping, a member of the group, and either a leader known or none for less than
+    /// `leaderless_bound` (an election in progress).
+    pub fn readiness(&self, leaderless_bound: Duration) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            return Err("this manager is shutting down".into());
+        }
+        if !self.inner.replicated {
+            return Ok(());
+        }
+        if !self.inner.member.load(Ordering::SeqCst) {
+            return Err("this manager is not a member of the managers' group".into());
+        }
+        match (self.role(), *self.inner.leaderless_since.lock()) {
+            (Role::Follower { leader: None }, Some(since)) if since.elapsed() >= leaderless_bound => {
+                Err(format!("no primary known for {:.1} s", since.elapsed().as_secs_f64()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether this manager is among those that elect the leader.
+    pub fn set_member(&self, member: bool) {
+        self.inner.member.store(member, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// This manager stops: it reads as not ready, passes new requests on to the leader (or
+    /// holds them for the next one), and never takes up leadership again. Leadership it holds
+    /// now lasts until the caller steps down, so that the writes it is serving finish.
+    pub fn stop_taking_requests(&self) {
+        self.inner.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`Leadership::stop_taking_requests`] was called.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Whether this manager may act as leader now: elected, and before its lease deadline.
@@ -213,8 +259,12 @@ impl Leadership {
         }
     }
 
-    /// Won the election of `term`; leading is valid until `deadline`.
+    /// Won the election of `term`; leading is valid until `deadline`. A manager that is
+    /// stopping does not take it up.
     pub fn became_leader(&self, term: u64, deadline: Instant) {
+        if self.is_stopping() {
+            return;
+        }
         // A lease regained in the same term continues that leadership.
         let previous = self.inner.term.swap(term, std::sync::atomic::Ordering::SeqCst);
         let mut since = self.inner.leading_since.lock();

@@ -37,6 +37,9 @@ pub struct CreateRequest {
     pub auth: Option<HeaderValue>,
     /// The API version the client spoke, if it named one.
     pub api_version: Option<String>,
+    /// The request key when the client's request carried an ID: it becomes the swarm ID, so
+    /// that the same request sent again finds what the first run made.
+    pub request_key: Option<String>,
 }
 
 /// A container the engine created.
@@ -73,9 +76,9 @@ fn random_id() -> String {
     hex::encode(bytes)
 }
 
-fn store_failure(e: StoreError) -> Error {
+pub(super) fn store_failure(e: StoreError) -> Error {
     match e {
-        StoreError::NotLeader => Error::new(StatusCode::SERVICE_UNAVAILABLE, "This manager is no longer the primary; retry"),
+        StoreError::NotLeader => Error::not_primary(),
         // Recorded before the engine hears of it: nothing was created, and another manager
         // (this one exits when its Raft store fails) can take the retry.
         other => Error::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot record the create, nothing was created; retry: {other}")),
@@ -111,12 +114,22 @@ impl Orchestrator {
     /// `create_retry` times.
     pub async fn create(&self, mut req: CreateRequest) -> Result<Created, Error> {
         let spec = build_spec(&mut req.config)?;
-        let swarm_id = swarm_id_of(&mut req.config);
-        if let Some(name) = req.name.as_deref() {
+        let swarm_id = match req.request_key.clone() {
+            Some(key) => super::earlier::keyed_swarm_id(&mut req.config, &key),
+            None => swarm_id_of(&mut req.config),
+        };
+        if req.name.is_some() || req.request_key.is_some() {
             // A manager that just started (or took over) may not have read every engine yet: a
             // name taken on one not read looks free, and a second container of that name would
             // go to another engine (seen in an etcd campaign after every manager restarted).
             self.inner.cluster.wait_loaded(crate::cluster::CACHE_LOAD_WAIT).await;
+        }
+        if req.request_key.is_some() {
+            if let Some(made) = self.earlier_run(&swarm_id, &req).await? {
+                return Ok(made);
+            }
+        }
+        if let Some(name) = req.name.as_deref() {
             self.wait_for_name(name).await;
         }
         let term = self.inner.leadership.acting_term();
@@ -236,7 +249,7 @@ impl Orchestrator {
             // A leader frozen since it recorded the create may have been deposed meanwhile: it
             // must not act on its old term. (The window left is from here to the send.)
             if a.term.is_some() && self.inner.leadership.acting_term() != a.term {
-                return Err(Failure::Final(Error::new(StatusCode::SERVICE_UNAVAILABLE, "This manager is no longer the primary; retry")));
+                return Err(Failure::Final(Error::not_primary()));
             }
             let bound = Some(self.inner.settings.create_timeout);
             match handle.client.call(Method::POST, &path, Some(payload.clone()), &headers, bound).await {

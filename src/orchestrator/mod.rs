@@ -8,6 +8,7 @@
 //! - `reschedule`: the reconciler that recreates containers of failed nodes.
 
 mod create;
+mod earlier;
 mod orphans;
 pub mod reschedule;
 pub(crate) mod spec;
@@ -35,12 +36,19 @@ pub struct Error {
     pub status: StatusCode,
     /// What went wrong, in Docker's words where the engine had some.
     pub message: String,
+    /// Nothing was done because this manager no longer leads (see `api::ApiError`).
+    pub not_primary: bool,
 }
 
 impl Error {
     /// Any status.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Error { status, message: message.into() }
+        Error { status, message: message.into(), not_primary: false }
+    }
+
+    /// Nothing was done: this manager no longer leads.
+    pub fn not_primary() -> Self {
+        Error { not_primary: true, ..Error::new(StatusCode::SERVICE_UNAVAILABLE, "This manager is no longer the primary; retry") }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -86,6 +94,8 @@ pub struct Settings {
     pub pull_timeout: Duration,
     /// How long any other engine call may take.
     pub engine_timeout: Duration,
+    /// How long a change sent with a request ID stays recorded for its resends.
+    pub request_memory: Duration,
 }
 
 /// The handle the API and the rescheduler share; cheap to clone.

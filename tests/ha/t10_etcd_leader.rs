@@ -208,7 +208,7 @@ fn a_lapsed_leader_gives_up_its_lease() {
                 fence: Default::default(),
             };
             let (stop, fence) = (tokio_util::sync::CancellationToken::new(), election.fence.clone());
-            tokio::spawn(campaign(election, leadership.clone(), stop.clone()));
+            tokio::spawn(campaign(election, leadership.clone(), stop.clone(), stop.clone()));
             (leadership, stop, fence)
         };
         let (first, first_stop, first_fence) = candidate("first:1");

@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 mod certs;
+mod cli_loop;
 mod forwarder;
 mod haproxy;
 mod hollow;
@@ -19,6 +20,8 @@ mod raft;
 mod tty;
 #[allow(unused_imports)]
 pub use certs::Certs;
+#[allow(unused_imports)]
+pub use cli_loop::{CliLoop, Ran};
 #[allow(unused_imports)]
 pub use forwarder::Forwarder;
 #[allow(unused_imports)]

@@ -84,6 +84,8 @@ pub struct RaftNode {
     heard: prompt::Heard,
     /// Stops the member's own tasks.
     stop: CancellationToken,
+    /// RPCs to peers (the hand-over's request to campaign).
+    network: network::Network,
 }
 
 /// Failures of the embedded Raft.
@@ -134,7 +136,8 @@ impl RaftNode {
         .map_err(|e| RaftFailure::Raft(e.to_string()))?;
         let id = node_id(&s.advertise);
         let pristine = log.is_empty() && map.read().map.is_empty();
-        let raft = Raft::new(id, Arc::new(config), network::Network { tls, signer, retry_after: s.heartbeat }, log, sm).await.map_err(|e| RaftFailure::Raft(e.to_string()))?;
+        let network = network::Network { tls, signer, retry_after: s.heartbeat };
+        let raft = Raft::new(id, Arc::new(config), network.clone(), log, sm).await.map_err(|e| RaftFailure::Raft(e.to_string()))?;
         let member = s.peers.contains(&s.advertise);
         if !member {
             info!(peers = ?s.peers, "Not among --replication-peers: waiting to be added with `swarm members add`.");
@@ -149,7 +152,7 @@ impl RaftNode {
         let (heard, stop) = (prompt::Heard::new(), CancellationToken::new());
         let lease = Duration::from_millis(election * 2);
         tokio::spawn(prompt::elect_promptly(raft.clone(), id, heard.clone(), lease, Duration::from_millis(election / 2), stop.clone()));
-        Ok(RaftNode { raft, map, id, heard, stop })
+        Ok(RaftNode { raft, map, id, heard, stop, network })
     }
 
     /// The openraft handle.
@@ -202,6 +205,35 @@ impl RaftNode {
             .collect()
     }
 
+    /// Hands leadership to the most up-to-date other voter, which campaigns at once: this
+    /// member stopped acting as leader before (the caller's part), and grants its vote to a
+    /// candidate whose log is as long as its own, so the hand-over takes one round of votes
+    /// instead of a leader lease and an election timeout. The address asked, if any.
+    pub async fn hand_over(&self) -> Option<String> {
+        let (candidate, addr) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            if m.state != ServerState::Leader {
+                return None;
+            }
+            let membership = m.membership_config.membership();
+            let matched = |id: &NodeId| m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).map(|l| l.index);
+            let best = membership.voter_ids().filter(|v| *v != self.id).max_by_key(matched)?;
+            (best, membership.get_node(&best)?.addr.clone())
+        };
+        let bound = Duration::from_millis(self.raft.config().election_timeout_max);
+        match self.network.ask_to_elect(&addr, bound).await {
+            Ok(()) => {
+                info!(candidate, addr = %addr, "Handed leadership over.");
+                Some(addr)
+            }
+            Err(e) => {
+                warn!(error = %e, "Could not hand leadership over; the others elect a leader once its lease has passed.");
+                None
+            }
+        }
+    }
+
     /// Stops the member.
     pub async fn shutdown(&self) {
         self.stop.cancel();
@@ -231,6 +263,11 @@ impl RaftNode {
                 let _open = self.heard.pass().await;
                 codec::encode(&self.raft.vote(request).await)
             }
+            // A leader handing over asks this member to campaign now.
+            "elect" => {
+                self.raft.trigger().elect().await.map_err(|e| e.to_string())?;
+                codec::encode(&())
+            }
             "snapshot" => {
                 let request = codec::decode(body).map_err(bad)?;
                 let _open = self.heard.pass().await;
@@ -251,7 +288,10 @@ impl RaftNode {
         loop {
             let (state, leader, term, acked_ms, leader_addr) = {
                 let m = rx.borrow_and_update();
-                let addr = m.current_leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
+                let membership = m.membership_config.membership();
+                // Before any membership is known (a member waiting to be added) it is not one.
+                leadership.set_member(membership.get_node(&self.id).is_some());
+                let addr = m.current_leader.and_then(|l| membership.get_node(&l).map(|n| n.addr.clone()));
                 (m.state, m.current_leader, m.current_term, m.millis_since_quorum_ack, addr)
             };
             match (state, acked_ms) {

@@ -95,6 +95,20 @@ impl Peer {
     }
 }
 
+impl Network {
+    /// Asks the member at `addr` to campaign now: the leader hands its leadership over.
+    pub async fn ask_to_elect(&self, addr: &str, bound: std::time::Duration) -> Result<(), String> {
+        let client = EngineClient::with_tls(addr, bound, self.tls.clone());
+        let path = format!("{RPC_PREFIX}elect");
+        let headers = self.signer.headers(&Method::POST, &path, b"");
+        match client.call(Method::POST, &path, Some(Bytes::new()), &headers, Some(bound)).await {
+            Ok((StatusCode::OK, _, _)) => Ok(()),
+            Ok((status, _, body)) => Err(format!("{addr} answered {status}: {}", String::from_utf8_lossy(&body))),
+            Err(e) => Err(format!("{addr}: {e}")),
+        }
+    }
+}
+
 impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,

@@ -196,7 +196,7 @@ impl Act {
             return Err(format!("cannot record the reschedule: {e}"));
         }
         let config = c.body.as_object().cloned().unwrap_or_default();
-        let created = match self.orch.create(CreateRequest { config, name: c.name.clone(), auth: None, api_version: None }).await {
+        let created = match self.orch.create(CreateRequest { config, name: c.name.clone(), auth: None, api_version: None, request_key: None }).await {
             Ok(created) => created,
             Err(e) => {
                 restore();
