@@ -1,6 +1,7 @@
 //! The load: concurrent clients through HAProxy, each with a seeded mix of `run -d`,
 //! `create`+`start`, `stop`, `rm -f`, `inspect`, `ps -a` and `exec` on its own containers,
-//! a share of them with `reschedule:on-node-failure`. Each records its history.
+//! a share of them with `reschedule:on-node-failure`. Clients run the docker CLI as users do
+//! and never retry: a command that fails is a failure. Each records its history.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,8 +16,10 @@ use crate::history::{docker, Clock, History, Kind, Op, Outcome};
 const MAX_OWNED: usize = 6;
 /// How long one CLI call may take before it counts as a timeout (ambiguous).
 const CALL_BOUND: Duration = Duration::from_secs(20);
-/// Attempts at a create or a remove the client could not be sure of.
-const ATTEMPTS: usize = 4;
+/// What each container runs: a process that stops at once on SIGTERM, as a well-behaved
+/// service does, so that `docker stop` takes no grace period and every wait measured is the
+/// cluster's.
+const COMMAND: [&str; 3] = ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"];
 
 /// What a client believes about one of its containers.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -98,8 +101,7 @@ impl Client {
         }
     }
 
-    /// `run -d`, or `create` then `start`, of a new container; retried under the same name
-    /// while the outcome is unsure, as a user would.
+    /// `run -d`, or `create` then `start`, of a new container, once each.
     fn create(&mut self, run: bool) {
         let name = format!("c{}-{}", self.id, self.next);
         self.next += 1;
@@ -114,35 +116,16 @@ impl Client {
         if reschedule {
             args.extend(["-e", "reschedule:on-node-failure"]);
         }
-        args.extend(["busybox", "sleep", "3600"]);
+        args.push("busybox");
+        args.extend(COMMAND);
         let kind = if run { Kind::Run } else { Kind::Create };
-        let mut exists = false;
-        for _ in 0..ATTEMPTS {
-            match self.call(kind, &name, reschedule, &args) {
-                Outcome::Ok => {
-                    exists = true;
-                    break;
-                }
-                // An earlier attempt created it.
-                Outcome::Definite(_) => {
-                    exists = true;
-                    break;
-                }
-                Outcome::Ambiguous(_) => std::thread::sleep(Duration::from_millis(300)),
-            }
-        }
-        if !exists {
+        if !self.call(kind, &name, reschedule, &args).is_ok() {
             // Left to the checker: it may exist or not, at most once.
             return;
         }
-        let mut state = Believed::Unsure;
-        if !run || self.history.lock().unwrap().last().is_some_and(|o| o.name == name && !o.outcome.is_ok()) {
-            // Created but maybe not started: start it.
-            if self.call(Kind::Start, &name, reschedule, &["start", &name]).is_ok() {
-                state = Believed::Running;
-            }
-        } else {
-            state = Believed::Running;
+        let mut state = Believed::Running;
+        if !run {
+            state = if self.call(Kind::Start, &name, reschedule, &["start", &name]).is_ok() { Believed::Running } else { Believed::Unsure };
         }
         self.owned.push(Owned { name, reschedule, state });
     }
@@ -154,15 +137,11 @@ impl Client {
 
     fn remove(&mut self, k: usize) {
         let (name, reschedule) = (self.owned[k].name.clone(), self.owned[k].reschedule);
-        for _ in 0..ATTEMPTS {
-            match self.call(Kind::Remove, &name, reschedule, &["rm", "-f", &name]) {
-                Outcome::Ok | Outcome::Definite(_) => {
-                    self.owned.remove(k);
-                    return;
-                }
-                Outcome::Ambiguous(_) => std::thread::sleep(Duration::from_millis(300)),
+        match self.call(Kind::Remove, &name, reschedule, &["rm", "-f", &name]) {
+            Outcome::Ok | Outcome::Definite(_) => {
+                self.owned.remove(k);
             }
+            Outcome::Ambiguous(_) => self.owned[k].state = Believed::Unsure,
         }
-        self.owned[k].state = Believed::Unsure;
     }
 }

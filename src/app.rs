@@ -451,13 +451,14 @@ impl App {
             tracker.spawn(api::serve(listener, state.clone(), stop_accepting.clone(), cancel.clone(), tracker.clone()));
         }
         shutdown.await;
-        // Load balancers send new connections elsewhere at once (a refused connection), and
-        // clients that reach this manager on kept connections are passed on to the next leader.
+        // Requests that reach this manager from now on are passed on to the next leader; the
+        // listener stays open through the hand-over, which the candidate's vote request
+        // reaches it by. Then load balancers send new connections elsewhere at once (refused).
         state.leadership.stop_taking_requests();
-        stop_accepting.cancel();
         if state.leadership.is_replicated() {
             hand_over(&state, raft.as_ref(), &resign).await;
         }
+        stop_accepting.cancel();
         cancel.cancel();
         state.cluster.shutdown();
         if let Some(node) = &raft {

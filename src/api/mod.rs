@@ -79,7 +79,7 @@ pub struct StateInner {
     pub bodies: crate::body::BodyMemory,
     /// The answers of writes that carry a request ID, for their resends.
     pub journal: Arc<journal::Journal>,
-    /// Writes being served here as leader: a leader that stops lets them finish before it
+    /// Creates being served here as leader: a leader that stops lets them finish before it
     /// hands leadership over.
     pub leader_work: Arc<tokio::sync::watch::Sender<usize>>,
 }
@@ -333,7 +333,9 @@ pub(crate) async fn serve_here(
     if !router::journaled(req.method(), req.uri().path()) {
         return router::route(state, req).await;
     }
-    let work = LeaderWork::start(state);
+    // A create needs leadership to its end (it records and clears its record); other changes
+    // record themselves before the engine hears of them, and can finish under the successor.
+    let work = router::is_create(req.method(), req.uri().path()).then(|| LeaderWork::start(state));
     let Some(id) = journal::request_id(req.headers()).map(str::to_string) else {
         return router::route(state, req).await;
     };

@@ -48,6 +48,11 @@ pub async fn route(state: &ApiState, req: Request<Body>) -> (&'static str, Respo
     }
 }
 
+/// Whether a request creates a container.
+pub fn is_create(method: &Method, path: &str) -> bool {
+    method == Method::POST && version::split_path(path).1 == "/containers/create"
+}
+
 /// Whether a request is a write the leader runs once per request ID (see `journal`): the
 /// writes whose answers are small and whose second run would differ from the first.
 pub fn journaled(method: &Method, path: &str) -> bool {

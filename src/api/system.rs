@@ -26,11 +26,12 @@ pub fn ping(method: &Method) -> Response<Body> {
 }
 
 /// `GET /_swarm/ready`, the health check for load balancers: 200 while this manager can serve
-/// clients, 503 with the reason when it cannot (stopping, removed from the group, or no
-/// primary known for longer than `--replication-leader-wait`).
+/// clients, 503 with the reason when it cannot (stopping, removed from the group, no primary
+/// known for longer than `--replication-leader-wait`, or engines not read yet since it started).
 pub fn ready(state: &ApiState) -> Response<Body> {
     let bound = state.config.replication.as_ref().map_or(std::time::Duration::ZERO, |r| r.leader_wait);
-    match state.leadership.readiness(bound) {
+    let loaded = if state.cluster.is_loaded() { Ok(()) } else { Err("this manager is still reading the engines".to_string()) };
+    match state.leadership.readiness(bound).and(loaded) {
         Ok(()) => json_response(http::StatusCode::OK, &serde_json::json!({ "Ready": true })),
         Err(why) => json_response(http::StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "message": why })),
     }

@@ -165,6 +165,11 @@ struct Shared {
     /// Set once every engine discovery named has been read once (or given up on); a newly
     /// named engine clears it. Spares a named create the scan of every node.
     all_loaded: AtomicBool,
+    /// When discovery first named the engines (None until then): before it, an empty cache
+    /// is not an empty cluster.
+    discovered: Mutex<Option<std::time::Instant>>,
+    /// When the cluster was made, to bound the wait for discovery's first answer.
+    made: std::time::Instant,
     /// Container ID → the node it was last found on.
     located: Mutex<HashMap<String, String>>,
     /// Serialises scheduling decisions with their reservations (never held across `.await`).
@@ -216,6 +221,8 @@ impl Cluster {
                 next_pending: AtomicU64::new(1),
                 engine_count: AtomicUsize::new(0),
                 all_loaded: AtomicBool::new(false),
+                discovered: Mutex::new(None),
+                made: std::time::Instant::now(),
                 located: Mutex::new(HashMap::new()),
                 schedule: Mutex::new(()),
                 execs: Mutex::new(HashMap::new()),
@@ -252,6 +259,7 @@ impl Cluster {
     /// Applies a discovery entry set: new entries become pending nodes with their own tasks,
     /// vanished ones are disconnected and forgotten.
     pub fn apply_entries(&self, entries: &BTreeSet<String>) {
+        self.shared.discovered.lock().get_or_insert_with(std::time::Instant::now);
         let mut added = Vec::new();
         let mut removed = Vec::new();
         let mut departed = Vec::new();
@@ -327,26 +335,38 @@ impl Cluster {
     /// may only be not loaded yet, as on a manager that just started and already leads.
     /// True if something was still loading when called.
     pub async fn wait_loaded(&self, bound: std::time::Duration) -> bool {
-        let loading = |c: &Cluster| {
-            c.with_nodes(|nodes| {
-                let mut unread = nodes.values().filter(|n| n.updated_at.is_none() && matches!(n.health.state(), NodeState::Pending | NodeState::Healthy)).peekable();
-                if unread.peek().is_none() {
-                    // Set under the node table's lock, which an engine named meanwhile needs
-                    // to clear it.
-                    c.shared.all_loaded.store(true, Ordering::SeqCst);
-                    return false;
-                }
-                unread.any(|n| n.found_at.elapsed() < bound)
-            })
-        };
-        if self.shared.all_loaded.load(Ordering::SeqCst) || !loading(self) {
+        if self.shared.all_loaded.load(Ordering::SeqCst) || !self.loading(bound) {
             return false;
         }
         let deadline = tokio::time::Instant::now() + bound;
-        while loading(self) && tokio::time::Instant::now() < deadline {
+        while self.loading(bound) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         true
+    }
+
+    /// Whether the cache is still being loaded: discovery has not named the engines yet (for
+    /// up to `bound` from the start), or an engine it named within `bound` is not read yet.
+    fn loading(&self, bound: std::time::Duration) -> bool {
+        if self.shared.discovered.lock().is_none() {
+            return self.shared.made.elapsed() < bound;
+        }
+        self.with_nodes(|nodes| {
+            let mut unread = nodes.values().filter(|n| n.updated_at.is_none() && matches!(n.health.state(), NodeState::Pending | NodeState::Healthy)).peekable();
+            if unread.peek().is_none() {
+                // Set under the node table's lock, which an engine named meanwhile needs
+                // to clear it.
+                self.shared.all_loaded.store(true, Ordering::SeqCst);
+                return false;
+            }
+            unread.any(|n| n.found_at.elapsed() < bound)
+        })
+    }
+
+    /// Whether the cache holds every engine discovery names, read once (or given up on): a
+    /// manager that just started is not ready for clients before.
+    pub fn is_loaded(&self) -> bool {
+        self.shared.all_loaded.load(Ordering::SeqCst) || !self.loading(CACHE_LOAD_WAIT)
     }
 
     /// Nodes (among `only`, when given) that do not answer, or are failing, and have not been

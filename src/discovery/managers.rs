@@ -105,6 +105,14 @@ const REGISTRY_POLL: Duration = Duration::from_secs(1);
 pub async fn watch_store(store: Store, heartbeat: Duration, tx: mpsc::Sender<DiscoveryEvent>) {
     let every = heartbeat.min(REGISTRY_POLL);
     let mut last = None;
+    // A member that has just started reads an empty or stale registry until it has applied
+    // its log: the cluster must not take that for the engines.
+    while !store.is_current() {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = tx.closed() => return,
+        }
+    }
     loop {
         let event = match store.list(NODES_PREFIX.to_string()).await {
             Ok(entries) => {

@@ -40,6 +40,11 @@ pub trait StateStore: Send + Sync {
     fn delete(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>>;
     /// Every live entry under `prefix`, in key order.
     fn list(&self, prefix: String) -> BoxFuture<'_, Result<Entries, StoreError>>;
+    /// Whether [`StateStore::list`] reads everything committed so far (a Raft member that has
+    /// just started has not applied its log yet).
+    fn is_current(&self) -> bool {
+        true
+    }
 }
 
 /// A shared store.
@@ -98,6 +103,10 @@ impl StateStore for RaftStore {
     fn list(&self, prefix: String) -> BoxFuture<'_, Result<Entries, StoreError>> {
         let found = self.0.list(&prefix);
         Box::pin(async { Ok(found) })
+    }
+
+    fn is_current(&self) -> bool {
+        self.0.caught_up()
     }
 }
 

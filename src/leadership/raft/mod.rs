@@ -192,6 +192,14 @@ impl RaftNode {
         }
     }
 
+    /// Whether this member's copy of the map holds everything committed: it knows a leader and
+    /// has applied every entry of its log (a leader's first entry of its term included).
+    pub fn caught_up(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.current_leader.is_some() && m.last_applied.map(|l| l.index) >= m.last_log_index
+    }
+
     /// Live entries under `prefix` from this member's copy of the map.
     pub fn list(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
         let now = now_ms();
@@ -210,18 +218,43 @@ impl RaftNode {
     /// candidate whose log is as long as its own, so the hand-over takes one round of votes
     /// instead of a leader lease and an election timeout. The address asked, if any.
     pub async fn hand_over(&self) -> Option<String> {
-        let (candidate, addr) = {
-            let m = self.raft.metrics();
-            let m = m.borrow();
+        // A member on its way out never campaigns again, promptly or by timeout.
+        self.raft.runtime_config().elect(false);
+        self.stop.cancel();
+        let mut rx = self.raft.metrics();
+        let best = {
+            let m = rx.borrow();
             if m.state != ServerState::Leader {
                 return None;
             }
             let membership = m.membership_config.membership();
             let matched = |id: &NodeId| m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).map(|l| l.index);
             let best = membership.voter_ids().filter(|v| *v != self.id).max_by_key(matched)?;
-            (best, membership.get_node(&best)?.addr.clone())
+            let addr = membership.get_node(&best)?.addr.clone();
+            (best, addr)
         };
+        let (candidate, addr) = best;
         let bound = Duration::from_millis(self.raft.config().election_timeout_max);
+        // Only a candidate whose log is as long as ours gets our vote (Raft's transfer: the
+        // leader, which appends nothing more, lets the target catch up first).
+        let caught_up = tokio::time::timeout(bound, async {
+            loop {
+                {
+                    let m = rx.borrow_and_update();
+                    let matched = m.replication.as_ref().and_then(|r| r.get(&candidate).cloned().flatten()).map(|l| l.index);
+                    if m.state != ServerState::Leader || matched >= m.last_log_index {
+                        return;
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        if caught_up.is_err() {
+            warn!(candidate, "The follower did not catch up in time; asking it to campaign anyway.");
+        }
         match self.network.ask_to_elect(&addr, bound).await {
             Ok(()) => {
                 info!(candidate, addr = %addr, "Handed leadership over.");
