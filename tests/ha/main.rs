@@ -6,6 +6,7 @@ mod support;
 
 mod t10_etcd_leader;
 mod t20_load_balancer;
+mod t25_streams;
 mod t30_raft;
 mod t40_repairs;
 mod t50_metrics;
