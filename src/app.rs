@@ -58,6 +58,13 @@ pub enum RunError {
     /// The embedded Raft could not start.
     #[error(transparent)]
     Raft(#[from] crate::leadership::raft::RaftFailure),
+    /// The leadership runtime's thread could not start.
+    #[error("cannot start the leadership runtime")]
+    Runtime {
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs the command line.
@@ -237,6 +244,8 @@ pub struct App {
     cancel: CancellationToken,
     /// The etcd election key while leading, which fences the etcd store's writes.
     fence: crate::leadership::etcd::Fence,
+    /// Where leadership runs, away from API load (replicated managers only).
+    leadership_runtime: Option<crate::leadership::LeadershipRuntime>,
 }
 
 /// Binds a TCP listener whose accept queue holds `backlog` connections (the kernel caps it at
@@ -313,13 +322,19 @@ impl App {
             Some(r) => Leadership::replicated(&r.advertise, LeadershipMetrics::register(&registry)?),
             None => Leadership::standalone(),
         };
-        let raft = match config.replication.as_ref().and_then(|r| r.raft.as_ref()) {
-            Some(settings) => {
+        let leadership_runtime = match config.replication {
+            Some(_) => Some(crate::leadership::LeadershipRuntime::start().map_err(|source| RunError::Runtime { source })?),
+            None => None,
+        };
+        let raft = match (config.replication.as_ref().and_then(|r| r.raft.clone()), &leadership_runtime) {
+            (Some(settings), Some(rt)) => {
                 // Checked by the config: Raft needs the secret.
                 let secret = config.cluster_secret.as_ref().ok_or_else(|| ConfigError("--cluster-secret-file is required with --replication-peers".into()))?;
-                Some(crate::leadership::raft::RaftNode::start(settings, tls.as_ref().map(|t| t.peer.clone()), secret.manager_signer()).await?)
+                let (peer_tls, signer) = (tls.as_ref().map(|t| t.peer.clone()), secret.manager_signer());
+                // Raft's tasks are spawned where it starts: on the leadership runtime.
+                Some(rt.run(async move { crate::leadership::raft::RaftNode::start(&settings, peer_tls, signer).await }).await?)
             }
-            None => None,
+            _ => None,
         };
         let fence = crate::leadership::etcd::Fence::default();
         let store: crate::store::Store = match (&config.replication, &raft, &config.discovery) {
@@ -376,7 +391,7 @@ impl App {
             journal: Arc::new(crate::api::journal::Journal::new(journal_keep, journal_max)),
             leader_work: Arc::new(tokio::sync::watch::Sender::new(0)),
         });
-        Ok(App { state, orchestrator, raft, store, listeners, tracker, cancel, fence })
+        Ok(App { state, orchestrator, raft, store, listeners, tracker, cancel, fence, leadership_runtime })
     }
 
     /// The addresses actually bound (port 0 resolved).
@@ -386,7 +401,7 @@ impl App {
 
     /// Runs until `shutdown` resolves, then drains within a grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-        let App { state, orchestrator, raft, store, listeners, tracker, cancel, fence } = self;
+        let App { state, orchestrator, raft, store, listeners, tracker, cancel, fence, leadership_runtime } = self;
         let config = &state.config;
         let (tx, mut rx) = mpsc::channel::<DiscoveryEvent>(8);
         let url = config.discovery.clone();
@@ -424,10 +439,12 @@ impl App {
             let key = [prefix.as_str(), "docker/swarm/leader"].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
             let election =
                 EtcdElection { members: Arc::new(EtcdMembers::new(endpoints, tls.clone())), key, advertise: r.advertise.clone(), ttl: r.ttl, fence: fence.clone() };
-            tracker.spawn(
-                leadership::etcd::run(election, state.leadership.clone(), resign.clone(), cancel.clone())
-                    .instrument(tracing::info_span!("leadership", backend = "etcd")),
-            );
+            let election = leadership::etcd::run(election, state.leadership.clone(), resign.clone(), cancel.clone())
+                .instrument(tracing::info_span!("leadership", backend = "etcd"));
+            match &leadership_runtime {
+                Some(rt) => tracker.spawn_on(election, rt.handle()),
+                None => tracker.spawn(election),
+            };
         }
         if let (Some(r), Some(node)) = (&config.replication, &raft) {
             // openraft's followers grant votes only once the longest election timeout (their
@@ -436,12 +453,21 @@ impl App {
             // after a quorum last acknowledged it, so it stops before anyone is elected.
             let settings = r.raft.as_ref().map(|s| (s.election_timeout * 2, s.heartbeat));
             let (longest, heartbeat) = settings.unwrap_or_default();
-            tracker.spawn(
-                node.clone()
-                    .publish_leadership(state.leadership.clone(), longest.saturating_sub(heartbeat), cancel.clone())
-                    .instrument(tracing::info_span!("leadership", backend = "raft")),
-            );
-            tracker.spawn(node.clone().expire_entries(state.leadership.clone(), Duration::from_secs(1), cancel.clone()));
+            let publish = node
+                .clone()
+                .publish_leadership(state.leadership.clone(), longest.saturating_sub(heartbeat), cancel.clone())
+                .instrument(tracing::info_span!("leadership", backend = "raft"));
+            let expire = node.clone().expire_entries(state.leadership.clone(), Duration::from_secs(1), cancel.clone());
+            match &leadership_runtime {
+                Some(rt) => {
+                    tracker.spawn_on(publish, rt.handle());
+                    tracker.spawn_on(expire, rt.handle());
+                }
+                None => {
+                    tracker.spawn(publish);
+                    tracker.spawn(expire);
+                }
+            }
         }
         tracker.spawn(crate::orchestrator::reschedule::run(orchestrator, cancel.clone()).instrument(tracing::info_span!("reschedule")));
         tracker.spawn(crate::lag::watch(state.metrics.runtime_lag.clone(), cancel.clone()));
@@ -469,6 +495,7 @@ impl App {
             Ok(()) => info!("Drained; bye."),
             Err(_) => warn!(grace = ?DRAIN_GRACE, "Drain timed out; exiting with streams still open."),
         }
+        drop(leadership_runtime);
         Ok(())
     }
 }

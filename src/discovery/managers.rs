@@ -97,11 +97,13 @@ pub async fn register_forever(managers: Vec<String>, tls: Option<&KvTls>, auth: 
 }
 
 /// How often a manager reads its own copy of the registry: a local read, so often enough
-/// that a joined engine is seen at once, whatever `--heartbeat` is.
+/// that a joined engine is seen at once, whatever `--heartbeat` is. With a copy that tells its
+/// changes (Raft), it is read again only after one, looked for this often.
 const REGISTRY_POLL: Duration = Duration::from_secs(1);
+const CHANGE_POLL: Duration = Duration::from_millis(20);
 
-/// A manager's own view: its copy of the replicated registry, read every [`REGISTRY_POLL`]
-/// (or `heartbeat`, if shorter).
+/// A manager's own view: its copy of the replicated registry, read after each change (or every
+/// [`REGISTRY_POLL`], or `heartbeat` if shorter).
 pub async fn watch_store(store: Store, heartbeat: Duration, tx: mpsc::Sender<DiscoveryEvent>) {
     let every = heartbeat.min(REGISTRY_POLL);
     let mut last = None;
@@ -109,28 +111,37 @@ pub async fn watch_store(store: Store, heartbeat: Duration, tx: mpsc::Sender<Dis
     // its log: the cluster must not take that for the engines.
     while !store.is_current() {
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = tokio::time::sleep(CHANGE_POLL) => {}
             _ = tx.closed() => return,
         }
     }
+    let mut read_at_generation = None;
+    let mut read_at = tokio::time::Instant::now();
     loop {
-        let event = match store.list(NODES_PREFIX.to_string()).await {
-            Ok(entries) => {
-                let set: BTreeSet<String> = entries.into_iter().map(|(k, _)| k[NODES_PREFIX.len()..].to_string()).collect();
-                (last.as_ref() != Some(&set)).then(|| {
-                    last = Some(set.clone());
-                    DiscoveryEvent::Entries(set)
-                })
-            }
-            Err(e) => Some(DiscoveryEvent::Failed(failed(e))),
-        };
-        if let Some(ev) = event {
-            if tx.send(ev).await.is_err() {
-                return;
+        let generation = store.generation();
+        let due = generation.is_none() || generation != read_at_generation || read_at.elapsed() >= every;
+        if due {
+            read_at = tokio::time::Instant::now();
+            read_at_generation = generation;
+            let event = match store.list(NODES_PREFIX.to_string()).await {
+                Ok(entries) => {
+                    let set: BTreeSet<String> = entries.into_iter().map(|(k, _)| k[NODES_PREFIX.len()..].to_string()).collect();
+                    (last.as_ref() != Some(&set)).then(|| {
+                        last = Some(set.clone());
+                        DiscoveryEvent::Entries(set)
+                    })
+                }
+                Err(e) => Some(DiscoveryEvent::Failed(failed(e))),
+            };
+            if let Some(ev) = event {
+                if tx.send(ev).await.is_err() {
+                    return;
+                }
             }
         }
+        let pause = if generation.is_some() { CHANGE_POLL } else { every };
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = tx.closed() => return,
         }
     }

@@ -8,6 +8,9 @@
 
 pub mod etcd;
 pub mod raft;
+mod runtime;
+
+pub use runtime::LeadershipRuntime;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -45,6 +45,11 @@ pub trait StateStore: Send + Sync {
     fn is_current(&self) -> bool {
         true
     }
+    /// A number that grows with every change of a local copy, when the store has one: what is
+    /// read from it can be re-read only after a change.
+    fn generation(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A shared store.
@@ -107,6 +112,10 @@ impl StateStore for RaftStore {
 
     fn is_current(&self) -> bool {
         self.0.caught_up()
+    }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.0.generation())
     }
 }
 

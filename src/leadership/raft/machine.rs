@@ -67,6 +67,8 @@ pub type Map = BTreeMap<String, Value>;
 pub struct Shared {
     /// The map.
     pub map: Map,
+    /// Grows with every change of the map, so that readers re-read only after one.
+    pub generation: u64,
     applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, Node>,
 }
@@ -85,6 +87,7 @@ impl Shared {
                 self.map.len() != before
             }
         };
+        self.generation += u64::from(changed);
         Reply { changed }
     }
 }
@@ -198,6 +201,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
         {
             let mut s = self.shared.write();
             s.map = map;
+            s.generation += 1;
             s.applied = meta.last_log_id;
             s.membership = meta.last_membership.clone();
         }

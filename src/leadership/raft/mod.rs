@@ -200,6 +200,11 @@ impl RaftNode {
         m.current_leader.is_some() && m.last_applied.map(|l| l.index) >= m.last_log_index
     }
 
+    /// Grows with every change of this member's copy of the map.
+    pub fn generation(&self) -> u64 {
+        self.map.read().generation
+    }
+
     /// Live entries under `prefix` from this member's copy of the map.
     pub fn list(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
         let now = now_ms();
