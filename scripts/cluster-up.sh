@@ -2,9 +2,10 @@
 # The main job: a local cluster of three real Docker engines (node-1..3, each with its own
 # hostname, data root and labels) and three swarm managers replicating through embedded Raft
 # (no etcd), behind HAProxy (haproxy/haproxy.cfg). Each engine joins through the managers
-# (`swarm join ... swarm://`). Prints the DOCKER_HOST to use (HAProxy: it survives losing any
-# one manager), then runs in the foreground until Ctrl-C, when it stops everything it started,
-# by pid.
+# (`swarm join ... swarm://`). Each manager is restarted a second after it exits, as a service
+# manager would, so that killing one again and again is a fair demonstration. Prints the
+# DOCKER_HOST to use (HAProxy: it survives losing any one manager), then runs in the
+# foreground until Ctrl-C, when it stops everything it started, by pid.
 #   SWARM_ENGINES=3  SWARM_PORT=4000 (managers on 4000-4002)  SWARM_LB_PORT=2375 (HAProxy)
 #   SWARM_STATE=/tmp/swarm-cluster
 set -euo pipefail
@@ -21,7 +22,8 @@ pids=()
 stop_all() {
   trap - EXIT INT TERM
   echo "stopping the cluster..."
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  # Processes started in a session of their own are stopped with their whole group.
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do
     for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL -- "-$pid" 2>/dev/null || true
@@ -64,10 +66,13 @@ secret="$state/cluster-secret"; token="$state/join-token"
 (umask 077 && ./target/release/swarm join-token --cluster-secret-file "$secret" >"$token")
 export SWARM_CLUSTER_SECRET_FILE="$secret" SWARM_JOIN_TOKEN_FILE="$token"
 for k in 0 1 2; do
-  ./target/release/swarm manage -H "${managers[$k]}" --replication --advertise "${managers[$k]}" \
-    --replication-peers "$peers" --data-dir "$state/manager-$k" "swarm://$peers" >"$state/manager-$k.log" 2>&1 &
+  # Restarted a second after it exits; manager-K.pid always names the running process.
+  setsid bash -c 'while :; do
+      ./target/release/swarm manage -H "$1" --replication --advertise "$1" \
+        --replication-peers "$2" --data-dir "$3" "swarm://$2" >>"$4" 2>&1 &
+      echo $! >"$5"; wait $!; sleep 1
+    done' supervise "${managers[$k]}" "$peers" "$state/manager-$k" "$state/manager-$k.log" "$state/manager-$k.pid" &
   pids+=("$!")
-  echo "$!" >"$state/manager-$k.pid"
 done
 for e in "${entries[@]}"; do
   ./target/release/swarm join --advertise "$e" --heartbeat 5s --ttl 20s "swarm://$peers" >"$state/join-${e##*:}.log" 2>&1 &
@@ -97,9 +102,12 @@ serves the Docker API; followers pass requests to the primary. Use it from anoth
     docker run -d --name web busybox httpd -f -p 8080
     ./target/release/swarm members list --manager 127.0.0.1:$port --cluster-secret-file $secret
 
-Kill the current leader (SIGKILL, by its pid) and watch docker keep answering:
+Kill the current leader (SIGKILL, by its pid) while docker runs, and see no error: the
+manager comes back a second later, and any other can be killed next.
 
-    for k in 0 1 2; do curl -s 127.0.0.1:\$(($port + k))/info | grep -q '\["Role","primary"\]' && kill -9 \$(cat $state/manager-\$k.pid); done; docker ps
+    while :; do docker run -d --network none busybox true >/dev/null && echo ok; sleep 0.1; done &
+    for k in 0 1 2; do curl -s 127.0.0.1:\$(($port + k))/info | grep -q '\["Role","primary"\]' && kill -9 \$(cat $state/manager-\$k.pid); done
+    sleep 3; kill %1
 
 Metrics: curl http://127.0.0.1:$port/metrics
 Press Ctrl-C to stop everything.
