@@ -121,6 +121,10 @@ impl Orchestrator {
     /// shows; otherwise the change is recorded, and is this run's to make. `new_name` is a
     /// rename's.
     pub async fn change_applied_before(&self, key: &str, c: &crate::cluster::ContainerRef, action: &str, new_name: Option<&str>) -> Result<bool, Error> {
+        // A single manager has no successor: its journal answers its own resends.
+        if !self.inner.leadership.is_replicated() {
+            return Ok(false);
+        }
         let store = &self.inner.store;
         let record_key = format!("{CHANGES_PREFIX}{key}");
         let records = store.list(record_key.clone()).await.map_err(store_failure)?;

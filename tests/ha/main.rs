@@ -8,6 +8,7 @@ mod t10_etcd_leader;
 mod t20_load_balancer;
 mod t25_streams;
 mod t30_raft;
+mod t35_once;
 mod t40_repairs;
 mod t50_metrics;
 mod t60_tls;
