@@ -72,7 +72,13 @@ fn pct(samples: &mut [Duration], q: f64) -> Duration {
 
 fn report(what: &str, direct: &mut [Duration], swarm: &mut [Duration], unit_us: bool) {
     let (d50, d99, s50, s99) = (pct(direct, 0.5), pct(direct, 0.99), pct(swarm, 0.5), pct(swarm, 0.99));
-    let f = |d: Duration| if unit_us { format!("{:>8.0} us", d.as_secs_f64() * 1e6) } else { format!("{:>7.1} ms", d.as_secs_f64() * 1e3) };
+    let f = |d: Duration| {
+        if unit_us {
+            format!("{:>8.0} us", d.as_secs_f64() * 1e6)
+        } else {
+            format!("{:>7.1} ms", d.as_secs_f64() * 1e3)
+        }
+    };
     println!(
         "{what:<34} direct p50 {} p99 {} | swarm p50 {} p99 {} | ratio p50 {:.2} p99 {:.2} | added p50 {:+.0} us",
         f(d50),
@@ -101,7 +107,9 @@ fn main() {
     for i in 0..20 {
         docker_ok(&direct, &["run", "-d", "--name", &format!("seed{i}"), "busybox", "sleep", "600"]);
     }
-    wait_until(Duration::from_secs(10), "swarm sees the seeded containers", || m.docker(&["ps", "-q"]).lines().count() == 20);
+    wait_until(Duration::from_secs(10), "swarm sees the seeded containers", || {
+        m.docker(&["ps", "-q"]).lines().count() == 20
+    });
     let id = docker_ok(&direct, &["inspect", "-f", "{{.Id}}", "seed0"]);
 
     let cli_rounds = 60;

@@ -32,7 +32,10 @@ fn summary(what: &str, v: &mut [Duration]) {
 fn main() {
     let trials: usize = std::env::var("SWARM_BENCH_TRIALS").ok().and_then(|t| t.parse().ok()).unwrap_or(8);
     let mut es = engines(&[("victim", &[]), ("steady", &[])]);
-    let m = Manager::start(&nodes_url(&es), &["--engine-refresh-min-interval", "30s", "--engine-refresh-max-interval", "60s"]);
+    let m = Manager::start(
+        &nodes_url(&es),
+        &["--engine-refresh-min-interval", "30s", "--engine-refresh-max-interval", "60s"],
+    );
     m.wait_healthy(2);
     let mut events = docker_cmd(&m.host())
         .args(["events", "--filter", "type=swarm", "--format", "{{.Action}} {{index .Actor.Attributes \"node.name\"}}"])
@@ -55,7 +58,16 @@ fn main() {
             let mut i = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let name = format!("load{i}");
-                let _ = run(docker_cmd(&host).args(["run", "-d", "--name", &name, "-e", "constraint:node==steady", "busybox", "true"]));
+                let _ = run(docker_cmd(&host).args([
+                    "run",
+                    "-d",
+                    "--name",
+                    &name,
+                    "-e",
+                    "constraint:node==steady",
+                    "busybox",
+                    "true",
+                ]));
                 let _ = run(docker_cmd(&host).args(["rm", "-f", &name]));
                 i += 1;
             }
@@ -63,7 +75,8 @@ fn main() {
     };
     let wait_for = |want: &str, since: Instant| -> Duration {
         loop {
-            let (line, at) = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no `{want}` within 60 s"));
+            let (line, at) =
+                rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no `{want}` within 60 s"));
             if line.contains("steady") {
                 println!("FALSE POSITIVE: {line}");
             }

@@ -45,7 +45,12 @@ impl Target {
     fn connect(addr: &str, path: &str) -> Target {
         let s = TcpStream::connect(addr).unwrap();
         s.set_nodelay(true).unwrap();
-        let mut t = Target { reader: BufReader::new(s.try_clone().unwrap()), writer: s, samples: Vec::new(), busy: Duration::ZERO };
+        let mut t = Target {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+            samples: Vec::new(),
+            busy: Duration::ZERO,
+        };
         for _ in 0..100 {
             get(&mut t.reader, &mut t.writer, path);
         }
@@ -116,10 +121,17 @@ fn main() {
         let rows = measure(path, [&ms[leader].addr, &ms[follower].addr, &tcp_lb.addr, &http_lb.addr], 10, 500);
         println!("GET {path} ({note}), n=5000 each, interleaved:");
         let (d50, d99, drate) = rows[0];
-        for (name, (p50, p99, rate)) in ["leader direct", "via a follower", "via HAProxy tcp", "via HAProxy http"].iter().zip(rows) {
+        for (name, (p50, p99, rate)) in
+            ["leader direct", "via a follower", "via HAProxy tcp", "via HAProxy http"].iter().zip(rows)
+        {
             print!("  {name:<17} p50 {p50:>5.0} us  p99 {p99:>5.0} us  {rate:>6.0} req/s");
             if *name != "leader direct" {
-                print!("  added p50 {:+.0} us p99 {:+.0} us, throughput {:.0}%", p50 - d50, p99 - d99, rate / drate * 100.0);
+                print!(
+                    "  added p50 {:+.0} us p99 {:+.0} us, throughput {:.0}%",
+                    p50 - d50,
+                    p99 - d99,
+                    rate / drate * 100.0
+                );
             }
             println!();
         }
@@ -131,15 +143,35 @@ fn main() {
         let leader = primaries(&ms)[0];
         let sigkill = round % 2 == 0;
         let started = Instant::now();
-        if sigkill { ms[leader].kill_hard() } else { ms[leader].terminate() }
+        if sigkill {
+            ms[leader].kill_hard()
+        } else {
+            ms[leader].terminate()
+        }
         let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
         wait_until(Duration::from_secs(15), "a new primary", || others.iter().any(|i| ms[*i].role().0 == "primary"));
         let took = started.elapsed();
-        if sigkill { kills.push(took) } else { terms.push(took) }
+        if sigkill {
+            kills.push(took)
+        } else {
+            terms.push(took)
+        }
         // Bring the stopped manager back as a fresh replica on a new port.
         ms[leader] = Manager::start_replica(&url, &["--replication-ttl", ttl]);
-        wait_until(Duration::from_secs(10), "the new manager follows", || ms[leader].role().0 == "replica" && !ms[leader].role().1.is_empty());
+        wait_until(Duration::from_secs(10), "the new manager follows", || {
+            ms[leader].role().0 == "replica" && !ms[leader].role().1.is_empty()
+        });
     }
-    println!("failover after SIGKILL of the leader (ttl {ttl}): n={} p50 {:.2} s p99 {:.2} s", kills.len(), pct(&mut kills, 0.5).as_secs_f64(), pct(&mut kills, 0.99).as_secs_f64());
-    println!("handover after SIGTERM of the leader:        n={} p50 {:.3} s p99 {:.3} s", terms.len(), pct(&mut terms, 0.5).as_secs_f64(), pct(&mut terms, 0.99).as_secs_f64());
+    println!(
+        "failover after SIGKILL of the leader (ttl {ttl}): n={} p50 {:.2} s p99 {:.2} s",
+        kills.len(),
+        pct(&mut kills, 0.5).as_secs_f64(),
+        pct(&mut kills, 0.99).as_secs_f64()
+    );
+    println!(
+        "handover after SIGTERM of the leader:        n={} p50 {:.3} s p99 {:.3} s",
+        terms.len(),
+        pct(&mut terms, 0.5).as_secs_f64(),
+        pct(&mut terms, 0.99).as_secs_f64()
+    );
 }

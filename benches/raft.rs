@@ -27,7 +27,11 @@ fn main() {
     let trials: usize = std::env::var("SWARM_BENCH_TRIALS").ok().and_then(|t| t.parse().ok()).unwrap_or(20);
     let es = engines(&[("node-1", &[])]);
     // Static engines: the keys written below are registry entries no manager dials.
-    let mut g = RaftGroup::start(3, |_| nodes_url(&es), &["--replication-heartbeat", "50ms", "--replication-election-timeout", "150ms"]);
+    let mut g = RaftGroup::start(
+        3,
+        |_| nodes_url(&es),
+        &["--replication-heartbeat", "50ms", "--replication-election-timeout", "150ms"],
+    );
     let leader = g.wait_one_primary(Duration::from_secs(20));
     let follower = g.other(leader);
     for (label, via) in [("leader", leader), ("follower", follower)] {
@@ -37,7 +41,11 @@ fn main() {
             assert!(write(&g.addr(via), &format!("127.0.0.1:{}", 30000 + i)));
             lat.push(t.elapsed());
         }
-        println!("store write (registry PUT, fsync'd on a quorum) via {label:<8}: p50 {:.2} ms p99 {:.2} ms", ms(pct(&mut lat, 0.5)), ms(pct(&mut lat, 0.99)));
+        println!(
+            "store write (registry PUT, fsync'd on a quorum) via {label:<8}: p50 {:.2} ms p99 {:.2} ms",
+            ms(pct(&mut lat, 0.5)),
+            ms(pct(&mut lat, 0.99))
+        );
     }
 
     let (mut elected, mut written) = (Vec::new(), Vec::new());
@@ -65,7 +73,9 @@ fn main() {
         g.restart(leader);
         // Each kill hits a settled group: the restarted manager follows the new leader.
         let primary = g.addr(next);
-        wait_until(Duration::from_secs(15), "the killed manager is back as a replica", || g.m(leader).role() == ("replica".to_string(), primary.clone()));
+        wait_until(Duration::from_secs(15), "the killed manager is back as a replica", || {
+            g.m(leader).role() == ("replica".to_string(), primary.clone())
+        });
         std::thread::sleep(Duration::from_secs(1));
     }
     println!(

@@ -31,7 +31,17 @@ fn main() {
     let m = Manager::start(&format!("file://{}", file.display()), &["--heartbeat", "1s"]);
     m.wait_healthy(1);
     for i in 0..N {
-        m.docker(&["run", "-d", "--name", &format!("m{i}"), "-e", "reschedule:on-node-failure", "busybox", "sleep", "3600"]);
+        m.docker(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("m{i}"),
+            "-e",
+            "reschedule:on-node-failure",
+            "busybox",
+            "sleep",
+            "3600",
+        ]);
     }
     std::fs::write(&file, format!("{}\n{}\n", es[0].addr, es[1].addr)).unwrap();
     m.wait_healthy(2);

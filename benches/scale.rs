@@ -49,7 +49,12 @@ fn cpu_percent_over(pid: u32, window: Duration) -> f64 {
 
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb: f64 = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     kb / 1024.0
 }
 
@@ -60,7 +65,9 @@ fn open_files(pid: u32) -> usize {
 fn healthy(addr: &str) -> usize {
     let (_, _, body) = http(addr, "GET", "/info", None);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    v["SystemStatus"].as_array().map_or(0, |pairs| pairs.iter().filter(|p| p[0].as_str().is_some_and(|k| k.ends_with("Status")) && p[1] == "Healthy").count())
+    v["SystemStatus"].as_array().map_or(0, |pairs| {
+        pairs.iter().filter(|p| p[0].as_str().is_some_and(|k| k.ends_with("Status")) && p[1] == "Healthy").count()
+    })
 }
 
 /// Create then start one container at `addr`; the time both took.
@@ -91,10 +98,22 @@ fn measure(engines: usize) -> Row {
     let file = dir.path().join("engines");
     std::fs::write(&file, hollow.addrs.join("\n")).expect("engine list");
     let started = Instant::now();
-    let m = Manager::start(&format!("file://{}", file.display()), &["--engine-refresh-min-interval", &format!("{}s", REFRESH_MIN.as_secs()), "--engine-refresh-max-interval", &format!("{}s", REFRESH_MAX.as_secs())]);
+    let m = Manager::start(
+        &format!("file://{}", file.display()),
+        &[
+            "--engine-refresh-min-interval",
+            &format!("{}s", REFRESH_MIN.as_secs()),
+            "--engine-refresh-max-interval",
+            &format!("{}s", REFRESH_MAX.as_secs()),
+        ],
+    );
     let pid = m.pid();
     while healthy(&m.addr) < engines {
-        assert!(started.elapsed() < Duration::from_secs(300), "only {} of {engines} engines Healthy after 300 s", healthy(&m.addr));
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "only {} of {engines} engines Healthy after 300 s",
+            healthy(&m.addr)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let all_healthy = started.elapsed();
@@ -113,7 +132,10 @@ fn measure(engines: usize) -> Row {
         let (status, _, body) = http(&m.addr, "GET", "/containers/json?all=1", None);
         let d = t.elapsed();
         assert_eq!(status, 200);
-        entries = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v.as_array().map(Vec::len)).unwrap_or(0);
+        entries = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.as_array().map(Vec::len))
+            .unwrap_or(0);
         d
     });
     let mut info = timed(20, |_| {
@@ -168,7 +190,8 @@ fn measure(engines: usize) -> Row {
     }
     let refreshing_from = started.elapsed().as_secs_f64();
     let refreshing_cpu = cpu_percent_over(pid, IDLE_WINDOW);
-    let (d50, d99, s50, s99) = (pct(&mut direct, 0.5), pct(&mut direct, 0.99), pct(&mut through, 0.5), pct(&mut through, 0.99));
+    let (d50, d99, s50, s99) =
+        (pct(&mut direct, 0.5), pct(&mut direct, 0.99), pct(&mut through, 0.5), pct(&mut through, 0.99));
     println!(
         "{engines} engines × {CONTAINERS_PER_ENGINE}: create+start direct p50 {d50:.2} ms p99 {d99:.2} ms | through swarm p50 {s50:.2} ms p99 {s99:.2} ms (added p50 {:.2} ms, p99 {:.2} ms) | manager CPU per create+start {cpu_per_create:.2} ms | ps -a ({entries} entries) p50 {:.1} ms p99 {:.1} ms | _ping during ps -a loop p99 {:.2} ms | info p99 {:.1} ms | RSS {rss:.0} MiB | open files per engine {files_per_engine:.2} | all Healthy after {:.1} s | idle CPU {idle_cpu:.1} % of a core, {refreshing_cpu:.1} % with periodic refreshes ({refreshing_from:.0}-{:.0} s after start) | {creates_per_s:.0} creates+starts/s with 32 clients",
         s50 - d50,
@@ -194,7 +217,11 @@ fn main() {
         if rows.len() > 1 {
             println!(
                 "growth of the manager-added create+start latency, {} -> {} engines: {:.2} ms -> {:.2} ms (x{:.1})",
-                first.engines, last.engines, first.added_p50, last.added_p50, last.added_p50 / first.added_p50.max(0.001)
+                first.engines,
+                last.engines,
+                first.added_p50,
+                last.added_p50,
+                last.added_p50 / first.added_p50.max(0.001)
             );
         }
     }

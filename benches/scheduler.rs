@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use std::sync::Arc;
 
-use swarm::scheduler::{ContainerSpec, ContainerView, Expr, FilterKind, NodeFacts, NodeLabels, NodeSnapshot, Scheduler, StrategyKind};
+use swarm::scheduler::{
+    ContainerSpec, ContainerView, Expr, FilterKind, NodeFacts, NodeLabels, NodeSnapshot, Scheduler, StrategyKind,
+};
 
 fn nodes(count: usize) -> Vec<NodeSnapshot> {
     // Shared label strings, as the manager's interner makes them.
@@ -16,41 +18,49 @@ fn nodes(count: usize) -> Vec<NodeSnapshot> {
     let (zone, zones, storagedriver, overlay2, slots, hundred) =
         (s("zone"), [s("a"), s("b"), s("c")], s("storagedriver"), s("overlay2"), s("containerslots"), s("100"));
     (0..count)
-        .map(|i| NodeSnapshot::healthy(NodeFacts {
-            key: format!("10.0.{}.{}:2375", i / 250, i % 250),
-            engine_id: format!("ENGINE{i}|10.0.{}.{}:2375", i / 250, i % 250),
-            name: format!("node-{i}"),
-            labels: NodeLabels::from([
-                (zone.clone(), zones[i % 3].clone()),
-                (storagedriver.clone(), overlay2.clone()),
-                (slots.clone(), hundred.clone()),
-            ]),
-            container_slots: Some(100),
-            total_cpus: 8,
-            total_memory: 32 << 30,
-            engine_used_cpus: (i % 4) as i64,
-            engine_used_memory: ((i % 7) as i64) << 30,
-            engine_containers: (0..30)
-                .map(|c| {
-                    Arc::new(ContainerView {
-                        id: format!("{i:08x}{c:056x}"),
-                        names: vec![format!("c{i}-{c}")],
-                        image: "busybox".into(),
-                        labels: BTreeMap::from([("app".to_string(), format!("app{}", c % 5))]),
-                        host_ports: if c == 0 { vec![(String::new(), 8080)] } else { vec![] },
-                        host_mode_ports: vec![],
+        .map(|i| {
+            NodeSnapshot::healthy(NodeFacts {
+                key: format!("10.0.{}.{}:2375", i / 250, i % 250),
+                engine_id: format!("ENGINE{i}|10.0.{}.{}:2375", i / 250, i % 250),
+                name: format!("node-{i}"),
+                labels: NodeLabels::from([
+                    (zone.clone(), zones[i % 3].clone()),
+                    (storagedriver.clone(), overlay2.clone()),
+                    (slots.clone(), hundred.clone()),
+                ]),
+                container_slots: Some(100),
+                total_cpus: 8,
+                total_memory: 32 << 30,
+                engine_used_cpus: (i % 4) as i64,
+                engine_used_memory: ((i % 7) as i64) << 30,
+                engine_containers: (0..30)
+                    .map(|c| {
+                        Arc::new(ContainerView {
+                            id: format!("{i:08x}{c:056x}"),
+                            names: vec![format!("c{i}-{c}")],
+                            image: "busybox".into(),
+                            labels: BTreeMap::from([("app".to_string(), format!("app{}", c % 5))]),
+                            host_ports: if c == 0 { vec![(String::new(), 8080)] } else { vec![] },
+                            host_mode_ports: vec![],
+                        })
                     })
-                })
-                .collect(),
-            images: Default::default(),
-        }))
+                    .collect(),
+                images: Default::default(),
+            })
+        })
         .collect()
 }
 
 fn run(count: usize, budget: Duration) {
     let snapshot = nodes(count);
     let scheduler = Scheduler::new(FilterKind::defaults(), StrategyKind::Spread);
-    let spec = ContainerSpec { image: "busybox".into(), cpus: 1, memory: 256 << 20, constraints: vec![Expr::parse("zone==a").unwrap()], ..Default::default() };
+    let spec = ContainerSpec {
+        image: "busybox".into(),
+        cpus: 1,
+        memory: 256 << 20,
+        constraints: vec![Expr::parse("zone==a").unwrap()],
+        ..Default::default()
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let mut samples = Vec::new();
     let started = Instant::now();

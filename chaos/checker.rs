@@ -31,7 +31,9 @@ pub fn engines_now(engines: &[(String, String)]) -> Result<BTreeMap<String, Vec<
         let list: Vec<Value> = serde_json::from_slice(&body).map_err(|e| format!("{engine}: {e}"))?;
         for c in list {
             let name = c["Names"][0].as_str().unwrap_or_default().trim_start_matches('/').to_string();
-            out.entry(name).or_default().push(Held { engine: engine.clone(), state: c["State"].as_str().unwrap_or_default().to_string() });
+            out.entry(name)
+                .or_default()
+                .push(Held { engine: engine.clone(), state: c["State"].as_str().unwrap_or_default().to_string() });
         }
     }
     Ok(out)
@@ -48,7 +50,8 @@ pub fn started_at(engines: &[(String, String)]) -> BTreeMap<String, (String, Str
         let list: Vec<Value> = serde_json::from_slice(&body).unwrap_or_default();
         for c in list {
             let Some(id) = c["Id"].as_str() else { continue };
-            let (status, _, body) = http_within(addr, "GET", &format!("/containers/{id}/json"), None, Duration::from_secs(5));
+            let (status, _, body) =
+                http_within(addr, "GET", &format!("/containers/{id}/json"), None, Duration::from_secs(5));
             if status != 200 {
                 continue;
             }
@@ -62,9 +65,18 @@ pub fn started_at(engines: &[(String, String)]) -> BTreeMap<String, (String, Str
 
 /// Containers that ran before a manager fault and after it, on the same engine, that no client
 /// touched meanwhile, must not have been restarted: the same `StartedAt`.
-pub fn kept_running(before: &BTreeMap<String, (String, String)>, after: &BTreeMap<String, (String, String)>, window: (f64, f64), ops: &[Op], fault: &Struck) -> Vec<String> {
-    let touched: BTreeSet<&str> =
-        ops.iter().filter(|o| o.kind.mutates() && o.sent <= window.1 && o.returned >= window.0).map(|o| o.name.as_str()).collect();
+pub fn kept_running(
+    before: &BTreeMap<String, (String, String)>,
+    after: &BTreeMap<String, (String, String)>,
+    window: (f64, f64),
+    ops: &[Op],
+    fault: &Struck,
+) -> Vec<String> {
+    let touched: BTreeSet<&str> = ops
+        .iter()
+        .filter(|o| o.kind.mutates() && o.sent <= window.1 && o.returned >= window.0)
+        .map(|o| o.name.as_str())
+        .collect();
     before
         .iter()
         .filter(|(name, _)| !touched.contains(name.as_str()))
@@ -126,7 +138,12 @@ pub struct Accounting {
 
 /// No loss, no duplicate, no phantom: every name's copies on the engines against its history.
 /// `ever` holds every container any engine was seen holding during the run.
-pub fn account(ops: &[Op], now: &BTreeMap<String, Vec<Held>>, ever: &BTreeMap<String, Seen>, struck: &[Struck]) -> Accounting {
+pub fn account(
+    ops: &[Op],
+    now: &BTreeMap<String, Vec<Held>>,
+    ever: &BTreeMap<String, Seen>,
+    struck: &[Struck],
+) -> Accounting {
     let mut acc = Accounting::default();
     let mut by_name: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
     for o in ops.iter().filter(|o| !o.name.is_empty()) {
@@ -147,7 +164,8 @@ pub fn account(ops: &[Op], now: &BTreeMap<String, Vec<Held>>, ever: &BTreeMap<St
             Expect::Removed => {
                 acc.removed += 1;
                 if let Some(c) = copy {
-                    acc.violations.push(format!("{name} was removed (acknowledged) but is on {} ({})", c.engine, c.state));
+                    acc.violations
+                        .push(format!("{name} was removed (acknowledged) but is on {} ({})", c.engine, c.state));
                 }
             }
             Expect::Unsure => match copy {
@@ -160,11 +178,16 @@ pub fn account(ops: &[Op], now: &BTreeMap<String, Vec<Held>>, ever: &BTreeMap<St
                     acc.violations.push(format!("{name} was acknowledged ({expect:?}) and is on no engine"));
                     continue;
                 };
-                let engine_restarted = struck.iter().any(|s| s.fault == Fault::EngineStop && s.victim == c.engine && s.began > since);
+                let engine_restarted =
+                    struck.iter().any(|s| s.fault == Fault::EngineStop && s.victim == c.engine && s.began > since);
                 match expect {
                     Expect::Running if c.state != "running" && engine_restarted => acc.stopped_by_engine += 1,
-                    Expect::Running if c.state != "running" => acc.violations.push(format!("{name} should run; on {} it is {}", c.engine, c.state)),
-                    Expect::Stopped if c.state == "running" => acc.violations.push(format!("{name} was stopped (acknowledged); on {} it runs", c.engine)),
+                    Expect::Running if c.state != "running" => {
+                        acc.violations.push(format!("{name} should run; on {} it is {}", c.engine, c.state))
+                    }
+                    Expect::Stopped if c.state == "running" => {
+                        acc.violations.push(format!("{name} was stopped (acknowledged); on {} it runs", c.engine))
+                    }
                     _ => {}
                 }
             }
@@ -175,7 +198,8 @@ pub fn account(ops: &[Op], now: &BTreeMap<String, Vec<Held>>, ever: &BTreeMap<St
         acc.violations.push(format!("phantom: {name} on {copies:?}, which no client asked for"));
     }
     for s in ever.values().filter(|s| !asked.contains(s.name.as_str()) && !now.contains_key(&s.name)) {
-        acc.violations.push(format!("phantom: {} appeared on {} (since removed), which no client asked for", s.name, s.engine));
+        acc.violations
+            .push(format!("phantom: {} appeared on {} (since removed), which no client asked for", s.name, s.engine));
     }
     acc
 }
@@ -205,17 +229,23 @@ const STOPPED_WITH_ITS_ENGINE: &str = "is not running";
 /// kind of error.
 pub fn client_errors(ops: &[Op], struck: &[Struck]) -> Vec<String> {
     let engine_stopped_before = |at: f64| struck.iter().any(|s| s.fault == Fault::EngineStop && s.began <= at);
-    let excused = |o: &Op| struck.iter().any(|s| excuses(s.fault) && s.began <= o.returned && o.sent <= s.healed + AFTERMATH_S);
+    let excused =
+        |o: &Op| struck.iter().any(|s| excuses(s.fault) && s.began <= o.returned && o.sent <= s.healed + AFTERMATH_S);
     let mut kinds: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for o in ops {
         let Outcome::Ambiguous(e) = &o.outcome else { continue };
         if excused(o) || (e.contains(STOPPED_WITH_ITS_ENGINE) && engine_stopped_before(o.sent)) {
             continue;
         }
-        let entry = kinds.entry(crate::report::error_class(e)).or_insert((0, format!("{} {} at {:.1} s", o.kind.name(), o.name, o.sent)));
+        let entry = kinds
+            .entry(crate::report::error_class(e))
+            .or_insert((0, format!("{} {} at {:.1} s", o.kind.name(), o.name, o.sent)));
         entry.0 += 1;
     }
-    kinds.into_iter().map(|(e, (n, example))| format!("clients saw a failure, {n} times (first: {example}): {e}")).collect()
+    kinds
+        .into_iter()
+        .map(|(e, (n, example))| format!("clients saw a failure, {n} times (first: {example}): {e}"))
+        .collect()
 }
 
 /// At most one acting leader: the creates of each term (read from the engines' labels) must not
@@ -233,7 +263,9 @@ pub fn one_acting_leader(ever: &BTreeMap<String, Seen>) -> (usize, Vec<String>) 
                 e.2.insert(s.by.clone().unwrap_or_default());
                 e.3 += 1;
             }
-            None if s.swarm_id.is_some() => violations.push(format!("{} on {} was created by a manager under no term", s.name, s.engine)),
+            None if s.swarm_id.is_some() => {
+                violations.push(format!("{} on {} was created by a manager under no term", s.name, s.engine))
+            }
             None => {}
         }
     }
@@ -263,7 +295,14 @@ pub mod self_check {
     }
 
     fn seen(name: &str, term: Option<u64>, by: &str, at: f64) -> Seen {
-        Seen { engine: "node-1".into(), name: name.into(), created_unix: at, term, by: Some(by.into()), swarm_id: Some(name.into()) }
+        Seen {
+            engine: "node-1".into(),
+            name: name.into(),
+            created_unix: at,
+            term,
+            by: Some(by.into()),
+            swarm_id: Some(name.into()),
+        }
     }
 
     pub fn a_lost_a_doubled_a_resurrected_and_a_phantom_container_are_all_reported() {
@@ -293,7 +332,14 @@ pub mod self_check {
 
     pub fn every_failure_counts_but_those_of_a_down_engine_or_control_plane() {
         let ops = [
-            op(Kind::Run, "a", 1.0, Outcome::Ambiguous("Error response from daemon: Unable to reach primary cluster manager (x): EOF".into())),
+            op(
+                Kind::Run,
+                "a",
+                1.0,
+                Outcome::Ambiguous(
+                    "Error response from daemon: Unable to reach primary cluster manager (x): EOF".into(),
+                ),
+            ),
             op(Kind::Remove, "a", 2.0, Outcome::Ambiguous("Error response from daemon: timed out after 20s".into())),
             op(Kind::Run, "b", 4.0, Outcome::Definite("No such container: b".into())),
             op(Kind::Exec, "a", 5.0, Outcome::Ambiguous("exit status: 255 and no message".into())),
@@ -304,9 +350,21 @@ pub mod self_check {
         let restart = Struck { fault: Fault::FullRestart, victim: "every manager".into(), began: 40.0, healed: 45.0 };
         let kill = Struck { fault: Fault::LeaderKill, victim: "m1".into(), began: 60.0, healed: 61.0 };
         let during = [
-            op(Kind::Start, "a", 12.0, Outcome::Ambiguous("Error response from daemon: running on unhealthy node".into())),
+            op(
+                Kind::Start,
+                "a",
+                12.0,
+                Outcome::Ambiguous("Error response from daemon: running on unhealthy node".into()),
+            ),
             op(Kind::Ps, "", 44.0, Outcome::Ambiguous("Error response from daemon: 503 Service Unavailable".into())),
-            op(Kind::Run, "c", 60.5, Outcome::Ambiguous("Error response from daemon: Unable to reach primary cluster manager (x): EOF".into())),
+            op(
+                Kind::Run,
+                "c",
+                60.5,
+                Outcome::Ambiguous(
+                    "Error response from daemon: Unable to reach primary cluster manager (x): EOF".into(),
+                ),
+            ),
         ];
         let found = client_errors(&during, &[stop.clone(), restart, kill]);
         assert_eq!(found.len(), 1, "a leader's loss excuses nothing: {found:?}");
@@ -314,14 +372,20 @@ pub mod self_check {
         // A container stopped with its engine stays stopped; before any engine stop, an exec
         // refused as "not running" on a container the client left running is a wrong answer.
         let not_running = "Error response from daemon: container 0123abcd is not running";
-        let execs = [op(Kind::Exec, "a", 5.0, Outcome::Ambiguous(not_running.into())), op(Kind::Exec, "a", 37.5, Outcome::Ambiguous(not_running.into()))];
+        let execs = [
+            op(Kind::Exec, "a", 5.0, Outcome::Ambiguous(not_running.into())),
+            op(Kind::Exec, "a", 37.5, Outcome::Ambiguous(not_running.into())),
+        ];
         let found = client_errors(&execs, &[stop]);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("at 5.0 s"), "{found:?}");
     }
 
     pub fn overlapping_terms_are_caught_and_ordered_terms_pass() {
-        let ordered = BTreeMap::from([("a".to_string(), seen("a", Some(3), "m1", 10.0)), ("b".to_string(), seen("b", Some(5), "m2", 11.0))]);
+        let ordered = BTreeMap::from([
+            ("a".to_string(), seen("a", Some(3), "m1", 10.0)),
+            ("b".to_string(), seen("b", Some(5), "m2", 11.0)),
+        ]);
         assert!(one_acting_leader(&ordered).1.is_empty());
         let late = BTreeMap::from([
             ("a".to_string(), seen("a", Some(3), "m1", 10.0)),

@@ -89,7 +89,15 @@ impl Fault {
 
     /// Whether it strikes the leader (its failover is measured).
     pub fn strikes_leader(self) -> bool {
-        matches!(self, Fault::LeaderKill | Fault::LeaderTerm | Fault::LeaderFreeze | Fault::LeaderPartition | Fault::FullRestart | Fault::DiskFull)
+        matches!(
+            self,
+            Fault::LeaderKill
+                | Fault::LeaderTerm
+                | Fault::LeaderFreeze
+                | Fault::LeaderPartition
+                | Fault::FullRestart
+                | Fault::DiskFull
+        )
     }
 }
 
@@ -110,8 +118,10 @@ pub fn draw(rng: &mut StdRng, mode: Mode, only: &[String]) -> Fault {
         (Fault::EtcdKill, if mode == Mode::Etcd { 6 } else { 0 }),
         (Fault::EtcdHang, if mode == Mode::Etcd { 6 } else { 0 }),
     ];
-    let table: Vec<(Fault, u32)> =
-        table.iter().map(|(f, w)| (*f, if only.is_empty() || only.iter().any(|o| o == f.slug()) { *w } else { 0 })).collect();
+    let table: Vec<(Fault, u32)> = table
+        .iter()
+        .map(|(f, w)| (*f, if only.is_empty() || only.iter().any(|o| o == f.slug()) { *w } else { 0 }))
+        .collect();
     let total: u32 = table.iter().map(|(_, w)| w).sum();
     assert!(total > 0, "no fault of {only:?} applies in {} mode", mode.name());
     let mut roll = rng.random_range(0..total);
@@ -144,7 +154,8 @@ const ENGINE_DOWN: Duration = Duration::from_secs(12);
 /// Strikes `fault`, waits, heals it. Returns `None` when there was no leader to strike.
 pub fn strike(t: &mut Topology, fault: Fault, rng: &mut StdRng, clock: Clock) -> Option<Struck> {
     let mode = t.mode;
-    let pause = |rng: &mut StdRng, lo: u64, hi: u64| std::thread::sleep(Duration::from_millis(rng.random_range(lo..hi)));
+    let pause =
+        |rng: &mut StdRng, lo: u64, hi: u64| std::thread::sleep(Duration::from_millis(rng.random_range(lo..hi)));
     let began;
     let victim;
     match fault {
@@ -168,7 +179,11 @@ pub fn strike(t: &mut Topology, fault: Fault, rng: &mut StdRng, clock: Clock) ->
         }
         Fault::LeaderPartition | Fault::MinorityPartition => {
             let leader = t.wait_leader(Duration::from_secs(20))?;
-            let i = if fault == Fault::MinorityPartition { t.running().into_iter().find(|i| *i != leader)? } else { leader };
+            let i = if fault == Fault::MinorityPartition {
+                t.running().into_iter().find(|i| *i != leader)?
+            } else {
+                leader
+            };
             victim = t.addr(i);
             began = clock.now();
             let mut cut = t.isolate(i);

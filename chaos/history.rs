@@ -130,7 +130,10 @@ fn run_bounded(mut cmd: Command, bound: Duration) -> (Outcome, String) {
         }
     }
     let out = child.wait_with_output().expect("reaped above");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).trim().to_string(), String::from_utf8_lossy(&out.stderr).trim().to_string());
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    );
     if out.status.success() {
         (Outcome::Ok, stdout)
     } else if definite(&stderr) {

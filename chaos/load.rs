@@ -67,7 +67,8 @@ impl Client {
         let sent = self.clock.now();
         let (outcome, _) = docker(&self.host, args, CALL_BOUND);
         let returned = self.clock.now();
-        let op = Op { client: self.id, kind, name: name.to_string(), reschedule, sent, returned, outcome: outcome.clone() };
+        let op =
+            Op { client: self.id, kind, name: name.to_string(), reschedule, sent, returned, outcome: outcome.clone() };
         self.history.lock().unwrap().push(op);
         outcome
     }
@@ -125,14 +126,22 @@ impl Client {
         }
         let mut state = Believed::Running;
         if !run {
-            state = if self.call(Kind::Start, &name, reschedule, &["start", &name]).is_ok() { Believed::Running } else { Believed::Unsure };
+            state = if self.call(Kind::Start, &name, reschedule, &["start", &name]).is_ok() {
+                Believed::Running
+            } else {
+                Believed::Unsure
+            };
         }
         self.owned.push(Owned { name, reschedule, state });
     }
 
     fn stop(&mut self, k: usize) {
         let (name, reschedule) = (self.owned[k].name.clone(), self.owned[k].reschedule);
-        self.owned[k].state = if self.call(Kind::Stop, &name, reschedule, &["stop", "-t", "1", &name]).is_ok() { Believed::Stopped } else { Believed::Unsure };
+        self.owned[k].state = if self.call(Kind::Stop, &name, reschedule, &["stop", "-t", "1", &name]).is_ok() {
+            Believed::Stopped
+        } else {
+            Believed::Unsure
+        };
     }
 
     fn remove(&mut self, k: usize) {

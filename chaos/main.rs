@@ -61,7 +61,8 @@ impl Options {
         let mut i = 0;
         while i < args.len() {
             let value = args.get(i + 1).cloned().unwrap_or_default();
-            let number = || value.parse::<u64>().unwrap_or_else(|_| panic!("{} wants a number, not {value:?}", args[i]));
+            let number =
+                || value.parse::<u64>().unwrap_or_else(|_| panic!("{} wants a number, not {value:?}", args[i]));
             match args[i].as_str() {
                 "--mode" => {
                     o.modes = match value.as_str() {
@@ -161,7 +162,13 @@ fn campaign(mode: Mode, opts: &Options) -> report::Findings {
         // Recovered: one leader, and every manager sees every engine.
         let leader = t.wait_leader(Duration::from_secs(30));
         let healthy = t.wait_all_healthy(3, Duration::from_secs(60));
-        eprintln!("chaos: fault {} {} on {} healed at {:.1} s; leader {leader:?}, engines healthy {healthy}", k + 1, fault.name(), s.victim, s.healed);
+        eprintln!(
+            "chaos: fault {} {} on {} healed at {:.1} s; leader {leader:?}, engines healthy {healthy}",
+            k + 1,
+            fault.name(),
+            s.victim,
+            s.healed
+        );
         if let Some((at, started)) = before {
             let after = checker::started_at(&engines);
             let ops = history.lock().unwrap().clone();
@@ -246,11 +253,19 @@ fn converge(t: &Topology, engines: &[(String, String)], clock: Clock, bound: Dur
             .into_iter()
             .filter_map(|i| {
                 let m = t.manager(i)?;
-                let (outcome, out) = history::docker(&m.host(), &["ps", "-a", "--format", "{{.Names}}"], Duration::from_secs(10));
-                let seen: std::collections::BTreeSet<String> = out.lines().map(|l| l.split_once('/').map_or(l, |(_, n)| n).to_string()).collect();
+                let (outcome, out) =
+                    history::docker(&m.host(), &["ps", "-a", "--format", "{{.Names}}"], Duration::from_secs(10));
+                let seen: std::collections::BTreeSet<String> =
+                    out.lines().map(|l| l.split_once('/').map_or(l, |(_, n)| n).to_string()).collect();
                 let healthy = m.node_states().iter().filter(|(_, s)| s == "Healthy").count();
-                (!outcome.is_ok() || seen != truth || healthy != engines.len())
-                    .then(|| format!("{}: {} containers vs {} on the engines, {healthy} healthy engines", m.addr, seen.len(), truth.len()))
+                (!outcome.is_ok() || seen != truth || healthy != engines.len()).then(|| {
+                    format!(
+                        "{}: {} containers vs {} on the engines, {healthy} healthy engines",
+                        m.addr,
+                        seen.len(),
+                        truth.len()
+                    )
+                })
             })
             .collect();
         if disagreeing.is_empty() && t.running().len() == 3 {

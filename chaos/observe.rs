@@ -96,7 +96,8 @@ fn collect(engine: &str, addr: &str, out: &Arc<Mutex<BTreeMap<String, Seen>>>) {
         if out.lock().unwrap().contains_key(id) {
             continue;
         }
-        let (status, _, body) = http_within(addr, "GET", &format!("/containers/{id}/json"), None, Duration::from_secs(1));
+        let (status, _, body) =
+            http_within(addr, "GET", &format!("/containers/{id}/json"), None, Duration::from_secs(1));
         if status != 200 {
             continue;
         }

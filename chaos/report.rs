@@ -68,11 +68,16 @@ impl Findings {
 /// The unavailability clients saw after a fault: from the first request that failed (not a
 /// definite refusal) to the first success sent after it; 0 when nothing failed.
 fn unavailability(ops: &[Op], from: f64, until: f64) -> f64 {
-    let Some(first_fail) = ops.iter().filter(|o| o.sent >= from && o.sent < until && matches!(o.outcome, Outcome::Ambiguous(_))).map(|o| o.sent).min_by(f64::total_cmp)
+    let Some(first_fail) = ops
+        .iter()
+        .filter(|o| o.sent >= from && o.sent < until && matches!(o.outcome, Outcome::Ambiguous(_)))
+        .map(|o| o.sent)
+        .min_by(f64::total_cmp)
     else {
         return 0.0;
     };
-    let first_ok = ops.iter().filter(|o| o.sent >= first_fail && o.outcome.is_ok()).map(|o| o.returned).min_by(f64::total_cmp);
+    let first_ok =
+        ops.iter().filter(|o| o.sent >= first_fail && o.outcome.is_ok()).map(|o| o.returned).min_by(f64::total_cmp);
     first_ok.unwrap_or(until) - first_fail
 }
 
@@ -81,7 +86,9 @@ fn unavailability(ops: &[Op], from: f64, until: f64) -> f64 {
 fn failover(roles: &[RoleSample], s: &Struck, until: f64) -> Option<f64> {
     roles
         .iter()
-        .filter(|r| r.role == "primary" && r.sent >= s.began && r.sent < until && (r.manager != s.victim || r.sent >= s.healed))
+        .filter(|r| {
+            r.role == "primary" && r.sent >= s.began && r.sent < until && (r.manager != s.victim || r.sent >= s.healed)
+        })
         .map(|r| r.returned - s.began)
         .min_by(f64::total_cmp)
 }
@@ -107,9 +114,23 @@ pub fn write(dir: &Path, f: &Findings) -> String {
     let mut md = String::new();
     let violations = f.violations();
     let _ = writeln!(md, "# Chaos campaign: {} mode, seed {}\n", f.mode.name(), f.seed);
-    let _ = writeln!(md, "Replay: `cargo test --release --test chaos -- --mode {} --faults {} --seed {}`\n", f.mode.name(), f.struck.len() + f.skipped, f.seed);
+    let _ = writeln!(
+        md,
+        "Replay: `cargo test --release --test chaos -- --mode {} --faults {} --seed {}`\n",
+        f.mode.name(),
+        f.struck.len() + f.skipped,
+        f.seed
+    );
     let _ = writeln!(md, "Three managers behind HAProxy, three engines with `swarm join` agents, {} clients through HAProxy. Times are seconds from {:.3} (Unix time; `date -u -d @{:.0}`), the managers' logs are beside this report.\n", f.clients, f.wall_start, f.wall_start);
-    let _ = writeln!(md, "**Verdict: {}**\n", if violations.is_empty() { "PASS, no violation".to_string() } else { format!("FAIL, {} violations", violations.len()) });
+    let _ = writeln!(
+        md,
+        "**Verdict: {}**\n",
+        if violations.is_empty() {
+            "PASS, no violation".to_string()
+        } else {
+            format!("FAIL, {} violations", violations.len())
+        }
+    );
 
     let _ = writeln!(md, "## Checks (read from the engines and the clients' histories)\n");
     let a = &f.accounting;
@@ -117,23 +138,64 @@ pub fn write(dir: &Path, f: &Findings) -> String {
         let _ = writeln!(md, "| {name} | {} | {detail} |", if ok { "pass" } else { "FAIL" });
     };
     let _ = writeln!(md, "| check | result | detail |\n| --- | --- | --- |");
-    row(&mut md, "at most one acting leader", f.leader_violations.is_empty(), format!("{} terms created containers; {} violations", f.terms, f.leader_violations.len()));
+    row(
+        &mut md,
+        "at most one acting leader",
+        f.leader_violations.is_empty(),
+        format!("{} terms created containers; {} violations", f.terms, f.leader_violations.len()),
+    );
     let lost = a.violations.iter().filter(|v| v.contains("is on no engine") || v.contains("should run")).count();
     let doubled = a.violations.iter().filter(|v| v.contains(" times: ")).count();
     let phantoms = a.violations.iter().filter(|v| v.starts_with("phantom")).count();
     let resurrected = a.violations.iter().filter(|v| v.contains("was removed")).count();
-    row(&mut md, "no loss", lost == 0, format!("{} acknowledged containers, {lost} lost or not in their state ({} stopped by their own engine's restart)", a.acknowledged, a.stopped_by_engine));
+    row(
+        &mut md,
+        "no loss",
+        lost == 0,
+        format!(
+            "{} acknowledged containers, {lost} lost or not in their state ({} stopped by their own engine's restart)",
+            a.acknowledged, a.stopped_by_engine
+        ),
+    );
     row(&mut md, "no duplicate", doubled == 0, format!("{doubled} names with several copies"));
-    row(&mut md, "removals stay removed", resurrected == 0, format!("{} acknowledged removals, {resurrected} back", a.removed));
+    row(
+        &mut md,
+        "removals stay removed",
+        resurrected == 0,
+        format!("{} acknowledged removals, {resurrected} back", a.removed),
+    );
     row(&mut md, "no phantom", phantoms == 0, format!("{phantoms} containers nobody asked for"));
-    row(&mut md, "ambiguous operations resolved", true, format!("{} unsure containers exist, {} do not", a.unsure_exist, a.unsure_absent));
-    row(&mut md, "containers keep running", f.restart_violations.is_empty(), format!("{} restarted by a manager fault", f.restart_violations.len()));
+    row(
+        &mut md,
+        "ambiguous operations resolved",
+        true,
+        format!("{} unsure containers exist, {} do not", a.unsure_exist, a.unsure_absent),
+    );
+    row(
+        &mut md,
+        "containers keep running",
+        f.restart_violations.is_empty(),
+        format!("{} restarted by a manager fault", f.restart_violations.len()),
+    );
     let failed = f.ops.iter().filter(|o| matches!(o.outcome, Outcome::Ambiguous(_))).count();
-    row(&mut md, "clients that never retry saw no failure", f.error_violations.is_empty(), format!("{failed} failed requests; {} kinds of failure outside an engine's or every manager's outage", f.error_violations.len()));
-    row(&mut md, "convergence", f.convergence.is_ok(), match &f.convergence {
-        Ok(s) => format!("every manager's `ps -a` and `info` agreed with the engines {} after healing", ms(*s)),
-        Err(e) => e.clone(),
-    });
+    row(
+        &mut md,
+        "clients that never retry saw no failure",
+        f.error_violations.is_empty(),
+        format!(
+            "{failed} failed requests; {} kinds of failure outside an engine's or every manager's outage",
+            f.error_violations.len()
+        ),
+    );
+    row(
+        &mut md,
+        "convergence",
+        f.convergence.is_ok(),
+        match &f.convergence {
+            Ok(s) => format!("every manager's `ps -a` and `info` agreed with the engines {} after healing", ms(*s)),
+            Err(e) => e.clone(),
+        },
+    );
     let doubles = double_primaries(&f.roles);
     let _ = writeln!(md, "\nRole samples: {} answers; {doubles} 100 ms slots in which two managers answered `primary` (answers are not simultaneous: the term check above is the proof).\n", f.roles.len());
     if !violations.is_empty() {
@@ -158,33 +220,71 @@ pub fn write(dir: &Path, f: &Findings) -> String {
         let until = f.struck.get(k + 1).map_or(f.ended, |n| n.began);
         let e = classes.entry(s.fault).or_default();
         e.unavailable.push(unavailability(&f.ops, s.began, until));
-        let slowest = f.ops.iter().filter(|o| o.returned >= s.began && o.sent <= s.healed + 1.0).map(|o| o.returned - o.sent).fold(0.0, f64::max);
+        let slowest = f
+            .ops
+            .iter()
+            .filter(|o| o.returned >= s.began && o.sent <= s.healed + 1.0)
+            .map(|o| o.returned - o.sent)
+            .fold(0.0, f64::max);
         e.longest.push(slowest);
-        e.errors += f.ops.iter().filter(|o| o.sent >= s.began && o.sent < until && matches!(o.outcome, Outcome::Ambiguous(_))).count();
+        e.errors += f
+            .ops
+            .iter()
+            .filter(|o| o.sent >= s.began && o.sent < until && matches!(o.outcome, Outcome::Ambiguous(_)))
+            .count();
         if s.fault.strikes_leader() {
             if let Some(t) = failover(&f.roles, s, until) {
                 e.failover.push(t);
             }
         }
     }
-    let spread = |v: &[f64]| format!("{} / {} / {}", ms(percentile(v, 50.0)), ms(percentile(v, 99.0)), ms(v.iter().copied().fold(0.0, f64::max)));
+    let spread = |v: &[f64]| {
+        format!(
+            "{} / {} / {}",
+            ms(percentile(v, 50.0)),
+            ms(percentile(v, 99.0)),
+            ms(v.iter().copied().fold(0.0, f64::max))
+        )
+    };
     for (fault, c) in &classes {
-        let fo = if c.failover.is_empty() { "-".to_string() } else { format!("{} / {}", ms(percentile(&c.failover, 50.0)), ms(percentile(&c.failover, 99.0))) };
-        let _ = writeln!(md, "| {} | {} | {} | {} | {fo} | {} |", fault.name(), c.unavailable.len(), c.errors, spread(&c.unavailable), spread(&c.longest));
+        let fo = if c.failover.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{} / {}", ms(percentile(&c.failover, 50.0)), ms(percentile(&c.failover, 99.0)))
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {fo} | {} |",
+            fault.name(),
+            c.unavailable.len(),
+            c.errors,
+            spread(&c.unavailable),
+            spread(&c.longest)
+        );
     }
     if f.skipped > 0 {
         let _ = writeln!(md, "\n{} faults were not struck: no manager claimed to lead within 20 s.", f.skipped);
     }
 
     let during = |o: &Op| f.struck.iter().any(|s| o.sent >= s.began && o.sent <= s.healed + 5.0);
-    let lat = |pred: &dyn Fn(&Op) -> bool| -> Vec<f64> { f.ops.iter().filter(|o| o.outcome.is_ok() && pred(o)).map(|o| o.returned - o.sent).collect() };
+    let lat = |pred: &dyn Fn(&Op) -> bool| -> Vec<f64> {
+        f.ops.iter().filter(|o| o.outcome.is_ok() && pred(o)).map(|o| o.returned - o.sent).collect()
+    };
     let (in_fault, calm) = (lat(&during), lat(&|o| !during(o)));
     let ok = f.ops.iter().filter(|o| o.outcome.is_ok()).count();
     let ambiguous = f.ops.iter().filter(|o| matches!(o.outcome, Outcome::Ambiguous(_))).count();
-    let reschedulable: std::collections::BTreeSet<&str> = f.ops.iter().filter(|o| o.reschedule).map(|o| o.name.as_str()).collect();
+    let reschedulable: std::collections::BTreeSet<&str> =
+        f.ops.iter().filter(|o| o.reschedule).map(|o| o.name.as_str()).collect();
     let _ = writeln!(md, "\n## Clients\n\n| | operations | p50 | p99 |\n| --- | --- | --- | --- |");
-    let _ = writeln!(md, "| during faults (to 5 s after healing) | {} | {} | {} |", in_fault.len(), ms(percentile(&in_fault, 50.0)), ms(percentile(&in_fault, 99.0)));
-    let _ = writeln!(md, "| calm | {} | {} | {} |", calm.len(), ms(percentile(&calm, 50.0)), ms(percentile(&calm, 99.0)));
+    let _ = writeln!(
+        md,
+        "| during faults (to 5 s after healing) | {} | {} | {} |",
+        in_fault.len(),
+        ms(percentile(&in_fault, 50.0)),
+        ms(percentile(&in_fault, 99.0))
+    );
+    let _ =
+        writeln!(md, "| calm | {} | {} | {} |", calm.len(), ms(percentile(&calm, 50.0)), ms(percentile(&calm, 99.0)));
     let _ = writeln!(md, "\n{} operations: {ok} ok, {} definite refusals, {ambiguous} failed or timed out (ambiguous); {} containers asked for `reschedule:on-node-failure`.", f.ops.len(), f.ops.len() - ok - ambiguous, reschedulable.len());
 
     let mut errors: BTreeMap<String, usize> = BTreeMap::new();
@@ -194,7 +294,10 @@ pub fn write(dir: &Path, f: &Findings) -> String {
         }
     }
     if !errors.is_empty() {
-        let _ = writeln!(md, "\nWhat clients saw when a request failed (IDs and addresses elided):\n\n| error | count |\n| --- | --- |");
+        let _ = writeln!(
+            md,
+            "\nWhat clients saw when a request failed (IDs and addresses elided):\n\n| error | count |\n| --- | --- |"
+        );
         let mut by_count: Vec<_> = errors.into_iter().collect();
         by_count.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         for (e, n) in by_count {
@@ -204,7 +307,8 @@ pub fn write(dir: &Path, f: &Findings) -> String {
 
     let _ = writeln!(md, "\n## Timeline\n\n![timeline](timeline.png)\n\n| # | fault | victim | struck at | healed at |\n| --- | --- | --- | --- | --- |");
     for (k, s) in f.struck.iter().enumerate() {
-        let _ = writeln!(md, "| {} | {} | {} | {:.1} s | {:.1} s |", k + 1, s.fault.name(), s.victim, s.began, s.healed);
+        let _ =
+            writeln!(md, "| {} | {} | {} | {:.1} s | {:.1} s |", k + 1, s.fault.name(), s.victim, s.began, s.healed);
     }
     std::fs::write(dir.join("report.md"), &md).expect("report.md");
     let mut tsv = String::from("client\top\tname\tsent\treturned\toutcome\n");
@@ -214,7 +318,8 @@ pub fn write(dir: &Path, f: &Findings) -> String {
             Outcome::Definite(e) => format!("refused: {}", e.replace(['\n', '\t'], " ")),
             Outcome::Ambiguous(e) => format!("ambiguous: {}", e.replace(['\n', '\t'], " ")),
         };
-        let _ = writeln!(tsv, "{}\t{}\t{}\t{:.3}\t{:.3}\t{outcome}", o.client, o.kind.name(), o.name, o.sent, o.returned);
+        let _ =
+            writeln!(tsv, "{}\t{}\t{}\t{:.3}\t{:.3}\t{outcome}", o.client, o.kind.name(), o.name, o.sent, o.returned);
     }
     std::fs::write(dir.join("history.tsv"), tsv).expect("history.tsv");
     plot(dir, f);
@@ -228,7 +333,10 @@ pub fn error_class(e: &str) -> String {
         let digits = word.chars().filter(char::is_ascii_digit).count();
         let hexish = word.len() >= 12 && word.chars().all(|c| c.is_ascii_hexdigit() || "\"/:.,".contains(c));
         let client_name = word.strip_prefix('c').and_then(|w| w.split_once('-')).is_some_and(|(a, b)| {
-            !a.is_empty() && a.chars().all(|c| c.is_ascii_digit()) && !b.is_empty() && b.trim_end_matches(':').chars().all(|c| c.is_ascii_digit())
+            !a.is_empty()
+                && a.chars().all(|c| c.is_ascii_digit())
+                && !b.is_empty()
+                && b.trim_end_matches(':').chars().all(|c| c.is_ascii_digit())
         });
         out.push_str(if hexish || client_name || digits >= 4 { "…" } else { word });
         out.push(' ');
@@ -251,11 +359,19 @@ fn plot(dir: &Path, f: &Findings) {
     }
     // One colour per fault class, named in the key; labels on the bars only when few.
     const PALETTE: [u32; 8] = [0xff7f0e, 0x2ca02c, 0x9467bd, 0x8c564b, 0xe377c2, 0x17becf, 0xbcbd22, 0x7f7f7f];
-    let classes: Vec<Fault> = f.struck.iter().map(|s| s.fault).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let classes: Vec<Fault> =
+        f.struck.iter().map(|s| s.fault).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let colour_of = |fault: Fault| PALETTE[classes.iter().position(|c| *c == fault).unwrap_or(0) % PALETTE.len()];
     let mut faults = String::new();
     for s in &f.struck {
-        let _ = writeln!(faults, "{:.3} {:.3} {} \"{}\"", s.began, s.healed.max(s.began + 0.2), colour_of(s.fault), s.fault.name());
+        let _ = writeln!(
+            faults,
+            "{:.3} {:.3} {} \"{}\"",
+            s.began,
+            s.healed.max(s.began + 0.2),
+            colour_of(s.fault),
+            s.fault.name()
+        );
     }
     let mut errors = String::new();
     for o in f.ops.iter().filter(|o| matches!(o.outcome, Outcome::Ambiguous(_))) {
@@ -263,13 +379,23 @@ fn plot(dir: &Path, f: &Findings) {
     }
     // gnuplot refuses empty data files.
     for (name, text) in [("roles.dat", roles), ("faults.dat", faults), ("errors.dat", errors)] {
-        std::fs::write(dir.join(name), if text.is_empty() { "-1 -1 0 \"\"\n".to_string() } else { text }).expect("data");
+        std::fs::write(dir.join(name), if text.is_empty() { "-1 -1 0 \"\"\n".to_string() } else { text })
+            .expect("data");
     }
     let mut key = String::new();
     for c in &classes {
-        let _ = write!(key, ", \\\n NaN with lines lw 8 lc rgb '#{:06x}' title '{}'", colour_of(*c), c.name().replace('\'', ""));
+        let _ = write!(
+            key,
+            ", \\\n NaN with lines lw 8 lc rgb '#{:06x}' title '{}'",
+            colour_of(*c),
+            c.name().replace('\'', "")
+        );
     }
-    let labels = if f.struck.len() <= 20 { format!(", \\\n 'faults.dat' using 1:({}.35):4 with labels left font ',8' notitle", f.managers.len() + 1) } else { String::new() };
+    let labels = if f.struck.len() <= 20 {
+        format!(", \\\n 'faults.dat' using 1:({}.35):4 with labels left font ',8' notitle", f.managers.len() + 1)
+    } else {
+        String::new()
+    };
     let n = f.managers.len();
     let mut ytics: Vec<String> = f.managers.iter().enumerate().map(|(i, m)| format!("\"{m}\" {}", i + 1)).collect();
     ytics.push(format!("\"faults\" {}", n + 1));

@@ -65,7 +65,21 @@ impl Cut {
         let rules: Vec<Vec<String>> = pairs
             .iter()
             .map(|(uid, port)| {
-                ["OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", &uid.to_string(), "--dport", &port.to_string(), "-j", "DROP"].map(str::to_string).to_vec()
+                [
+                    "OUTPUT",
+                    "-p",
+                    "tcp",
+                    "-m",
+                    "owner",
+                    "--uid-owner",
+                    &uid.to_string(),
+                    "--dport",
+                    &port.to_string(),
+                    "-j",
+                    "DROP",
+                ]
+                .map(str::to_string)
+                .to_vec()
             })
             .collect();
         for r in &rules {
@@ -126,7 +140,11 @@ impl Topology {
             Mode::Etcd => {
                 let etcd = Etcd::cluster(3);
                 let url = etcd_url(&etcd, "chaos");
-                let mut set = EtcdManagers { ports: (0..3).map(|_| free_port()).collect(), ms: Vec::new(), discovery: url.clone() };
+                let mut set = EtcdManagers {
+                    ports: (0..3).map(|_| free_port()).collect(),
+                    ms: Vec::new(),
+                    discovery: url.clone(),
+                };
                 for i in 0..3 {
                     let m = set.launch(i);
                     set.ms.push(Some(m));
@@ -181,7 +199,8 @@ impl Topology {
     /// The manager that says it is primary, when exactly one does (used to pick victims only;
     /// the checker never relies on it).
     pub fn claimed_leader(&self) -> Option<usize> {
-        let found: Vec<usize> = self.running().into_iter().filter(|i| self.manager(*i).is_some_and(|m| m.role().0 == "primary")).collect();
+        let found: Vec<usize> =
+            self.running().into_iter().filter(|i| self.manager(*i).is_some_and(|m| m.role().0 == "primary")).collect();
         (found.len() == 1).then(|| found[0])
     }
 

@@ -42,7 +42,10 @@ pub fn split_path(path: &str) -> (Option<&str>, &str) {
         let end = rest.find('/').unwrap_or(rest.len());
         let candidate = &rest[..end];
         let numeric = candidate.split_once('.').is_some_and(|(a, b)| {
-            !a.is_empty() && !b.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().all(|c| c.is_ascii_digit())
+            !a.is_empty()
+                && !b.is_empty()
+                && a.bytes().all(|c| c.is_ascii_digit())
+                && b.bytes().all(|c| c.is_ascii_digit())
         });
         if numeric {
             let tail = &rest[end..];

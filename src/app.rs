@@ -14,10 +14,10 @@ use tracing::{error, info, warn, Instrument};
 use crate::api::{self, ApiState, Listener, StateInner};
 use crate::cli::{Cli, Command, CreateArgs, MembersArgs};
 use crate::cluster::{Cluster, ClusterOptions};
-use crate::config::{ConfigError, JoinConfig, ListenAddr, ListConfig, ManageConfig};
-use crate::etcd::EtcdMembers;
-use crate::discovery::{self, DiscoveryError, DiscoveryEvent};
+use crate::config::{ConfigError, JoinConfig, ListConfig, ListenAddr, ManageConfig};
 use crate::discovery::DiscoveryUrl;
+use crate::discovery::{self, DiscoveryError, DiscoveryEvent};
+use crate::etcd::EtcdMembers;
 use crate::leadership::{self, etcd::EtcdElection, Leadership, LeadershipMetrics};
 use crate::orchestrator::Orchestrator;
 use crate::scheduler::Scheduler;
@@ -82,7 +82,8 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
         Command::Join(args) => join(JoinConfig::try_from(&args)?).await,
         Command::Members(args) => members(&args).await,
         Command::JoinToken(args) => {
-            let secret = crate::auth::ClusterSecret::read(std::path::Path::new(&args.cluster_secret_file)).map_err(ConfigError)?;
+            let secret = crate::auth::ClusterSecret::read(std::path::Path::new(&args.cluster_secret_file))
+                .map_err(ConfigError)?;
             println!("{}", secret.join_token());
             Ok(())
         }
@@ -104,7 +105,9 @@ fn create(args: &CreateArgs) -> Result<(), RunError> {
 }
 
 async fn list(config: ListConfig) -> Result<(), RunError> {
-    let entries = tokio::time::timeout(config.timeout, discovery::fetch(&config.discovery, config.auth.as_ref())).await.map_err(|_| RunError::Timeout)??;
+    let entries = tokio::time::timeout(config.timeout, discovery::fetch(&config.discovery, config.auth.as_ref()))
+        .await
+        .map_err(|_| RunError::Timeout)??;
     for e in entries {
         println!("{e}");
     }
@@ -117,7 +120,13 @@ async fn join(config: JoinConfig) -> Result<(), RunError> {
         tokio::time::sleep(wait).await;
     }
     info!(heartbeat = ?config.heartbeat, "Registering on the discovery service every {:?}...", config.heartbeat);
-    let registering = discovery::register_forever(&config.discovery, config.auth.as_ref(), &config.advertise, config.ttl, config.heartbeat);
+    let registering = discovery::register_forever(
+        &config.discovery,
+        config.auth.as_ref(),
+        &config.advertise,
+        config.ttl,
+        config.heartbeat,
+    );
     tokio::select! {
         r = registering => r.map_err(RunError::from),
         _ = shutdown_signal() => Ok(()),
@@ -132,7 +141,9 @@ async fn members(args: &MembersArgs) -> Result<(), RunError> {
         ("add", Some(a)) => (Method::POST, format!("/_swarm/members/{a}")),
         ("remove", Some(a)) => (Method::DELETE, format!("/_swarm/members/{a}")),
         ("list", Some(_)) => return Err(ConfigError("`swarm members list` takes no address".into()).into()),
-        (action, None) => return Err(ConfigError(format!("`swarm members {action}` needs the manager's address")).into()),
+        (action, None) => {
+            return Err(ConfigError(format!("`swarm members {action}` needs the manager's address")).into())
+        }
         _ => return Err(ConfigError("unknown action".into()).into()),
     };
     if !crate::config::validate_host_port(&args.manager) {
@@ -142,7 +153,8 @@ async fn members(args: &MembersArgs) -> Result<(), RunError> {
         Some(files) => Some(crate::tls::client_config(&files).map_err(|e| ConfigError(e.to_string()))?),
         None => None,
     };
-    let secret = crate::auth::ClusterSecret::read(std::path::Path::new(&args.cluster_secret_file)).map_err(ConfigError)?;
+    let secret =
+        crate::auth::ClusterSecret::read(std::path::Path::new(&args.cluster_secret_file)).map_err(ConfigError)?;
     let headers = secret.manager_signer().headers(&method, &path, b"");
     // Adding waits for the new manager to catch up.
     let bound = Duration::from_secs(60);
@@ -159,7 +171,13 @@ async fn members(args: &MembersArgs) -> Result<(), RunError> {
         match m {
             serde_json::Value::String(addr) => println!("{addr}"),
             m => {
-                let role = if m["Leader"] == true { "primary" } else if m["Voter"] == true { "replica" } else { "learner" };
+                let role = if m["Leader"] == true {
+                    "primary"
+                } else if m["Voter"] == true {
+                    "replica"
+                } else {
+                    "learner"
+                };
                 println!("{}\t{role}", m["Addr"].as_str().unwrap_or_default());
             }
         }
@@ -269,7 +287,11 @@ async fn bind(addr: &ListenAddr, backlog: u32) -> Result<(String, Listener), Run
         ListenAddr::Tcp(a) => {
             let l = bind_tcp(a, backlog).await.map_err(|source| RunError::Bind {
                 addr: a.clone(),
-                hint: if source.kind() == std::io::ErrorKind::AddrInUse { ": is Docker already running on this machine?" } else { "" },
+                hint: if source.kind() == std::io::ErrorKind::AddrInUse {
+                    ": is Docker already running on this machine?"
+                } else {
+                    ""
+                },
                 source,
             })?;
             let local = l.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| a.clone());
@@ -278,7 +300,11 @@ async fn bind(addr: &ListenAddr, backlog: u32) -> Result<(String, Listener), Run
         ListenAddr::Unix(p) => {
             // A stale socket from a crashed manager would make bind fail.
             let _ = std::fs::remove_file(p);
-            let l = UnixListener::bind(p).map_err(|source| RunError::Bind { addr: p.display().to_string(), hint: "", source })?;
+            let l = UnixListener::bind(p).map_err(|source| RunError::Bind {
+                addr: p.display().to_string(),
+                hint: "",
+                source,
+            })?;
             Ok((format!("unix://{}", p.display()), Listener::Unix(l)))
         }
     }
@@ -299,7 +325,9 @@ impl App {
         };
         let open_files = crate::open_files::OpenFiles::raise();
         match open_files.raised_from {
-            Some(from) => info!(from, to = open_files.limit, engines = open_files.engines_allowed(), "Open-files limit raised."),
+            Some(from) => {
+                info!(from, to = open_files.limit, engines = open_files.engines_allowed(), "Open-files limit raised.")
+            }
             None => info!(limit = open_files.limit, engines = open_files.engines_allowed(), "Open-files limit."),
         }
         let (registry, metrics) = crate::metrics::new_registry()?;
@@ -323,25 +351,33 @@ impl App {
             None => Leadership::standalone(),
         };
         let leadership_runtime = match config.replication {
-            Some(_) => Some(crate::leadership::LeadershipRuntime::start().map_err(|source| RunError::Runtime { source })?),
+            Some(_) => {
+                Some(crate::leadership::LeadershipRuntime::start().map_err(|source| RunError::Runtime { source })?)
+            }
             None => None,
         };
         let raft = match (config.replication.as_ref().and_then(|r| r.raft.clone()), &leadership_runtime) {
             (Some(settings), Some(rt)) => {
                 // Checked by the config: Raft needs the secret.
-                let secret = config.cluster_secret.as_ref().ok_or_else(|| ConfigError("--cluster-secret-file is required with --replication-peers".into()))?;
+                let secret = config
+                    .cluster_secret
+                    .as_ref()
+                    .ok_or_else(|| ConfigError("--cluster-secret-file is required with --replication-peers".into()))?;
                 let (peer_tls, signer) = (tls.as_ref().map(|t| t.peer.clone()), secret.manager_signer());
                 // Raft's tasks are spawned where it starts: on the leadership runtime.
-                Some(rt.run(async move { crate::leadership::raft::RaftNode::start(&settings, peer_tls, signer).await }).await?)
+                Some(
+                    rt.run(async move { crate::leadership::raft::RaftNode::start(&settings, peer_tls, signer).await })
+                        .await?,
+                )
             }
             _ => None,
         };
         let fence = crate::leadership::etcd::Fence::default();
         let store: crate::store::Store = match (&config.replication, &raft, &config.discovery) {
             (Some(_), Some(node), _) => Arc::new(crate::store::RaftStore(node.clone())),
-            (Some(r), None, DiscoveryUrl::Etcd { endpoints, prefix, tls, .. }) => {
-                Arc::new(crate::store::etcd::EtcdStore::new(endpoints.clone(), tls.clone(), prefix, &r.advertise, fence.clone()))
-            }
+            (Some(r), None, DiscoveryUrl::Etcd { endpoints, prefix, tls, .. }) => Arc::new(
+                crate::store::etcd::EtcdStore::new(endpoints.clone(), tls.clone(), prefix, &r.advertise, fence.clone()),
+            ),
             _ => Arc::new(crate::store::LocalStore::default()),
         };
         let config_max_upload = config.limits.max_upload_bytes;
@@ -353,7 +389,8 @@ impl App {
             DiscoveryUrl::Token(rest) => Some(discovery::token::TokenUrl::parse(rest).token),
             _ => None,
         };
-        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
+        let hostname =
+            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
         let orchestrator = Orchestrator::new(
             cluster.clone(),
             scheduler,
@@ -408,7 +445,8 @@ impl App {
         let span = tracing::info_span!("discovery", backend = url.scheme());
         if let (DiscoveryUrl::Managers { .. }, Some(_)) = (&url, &raft) {
             // Our own copy of the replicated registry: no round trip, no leader needed.
-            tracker.spawn(discovery::managers::watch_store(store.clone(), config.timing.heartbeat, tx).instrument(span));
+            tracker
+                .spawn(discovery::managers::watch_store(store.clone(), config.timing.heartbeat, tx).instrument(span));
         } else {
             let auth = config.cluster_secret.as_ref().map(|s| s.manager_signer());
             tracker.spawn(discovery::watch(url.clone(), auth, config.timing.heartbeat, tx).instrument(span));
@@ -423,7 +461,9 @@ impl App {
                 };
                 match event {
                     Some(DiscoveryEvent::Entries(set)) => cluster.apply_entries(&set),
-                    Some(DiscoveryEvent::Failed(e)) => error!(error = %crate::cluster::error_chain(&e), "Discovery failed."),
+                    Some(DiscoveryEvent::Failed(e)) => {
+                        error!(error = %crate::cluster::error_chain(&e), "Discovery failed.")
+                    }
                     None => {
                         // Static backends finish after one answer; keep the nodes.
                         discovery_cancel.cancelled().await;
@@ -435,10 +475,24 @@ impl App {
         // Cancelled first when stopping: the etcd election resigns at once, while this manager
         // still follows who leads next and passes held requests on.
         let resign = cancel.child_token();
-        if let (Some(r @ crate::config::Replication { raft: None, .. }), DiscoveryUrl::Etcd { endpoints, prefix, tls, .. }) = (&config.replication, &config.discovery) {
-            let key = [prefix.as_str(), "docker/swarm/leader"].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
-            let election =
-                EtcdElection { members: Arc::new(EtcdMembers::new(endpoints, tls.clone())), key, advertise: r.advertise.clone(), ttl: r.ttl, fence: fence.clone() };
+        if let (
+            Some(r @ crate::config::Replication { raft: None, .. }),
+            DiscoveryUrl::Etcd { endpoints, prefix, tls, .. },
+        ) = (&config.replication, &config.discovery)
+        {
+            let key = [prefix.as_str(), "docker/swarm/leader"]
+                .iter()
+                .filter(|p| !p.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/");
+            let election = EtcdElection {
+                members: Arc::new(EtcdMembers::new(endpoints, tls.clone())),
+                key,
+                advertise: r.advertise.clone(),
+                ttl: r.ttl,
+                fence: fence.clone(),
+            };
             let election = leadership::etcd::run(election, state.leadership.clone(), resign.clone(), cancel.clone())
                 .instrument(tracing::info_span!("leadership", backend = "etcd"));
             match &leadership_runtime {
@@ -469,7 +523,10 @@ impl App {
                 }
             }
         }
-        tracker.spawn(crate::orchestrator::reschedule::run(orchestrator, cancel.clone()).instrument(tracing::info_span!("reschedule")));
+        tracker.spawn(
+            crate::orchestrator::reschedule::run(orchestrator, cancel.clone())
+                .instrument(tracing::info_span!("reschedule")),
+        );
         tracker.spawn(crate::lag::watch(state.metrics.runtime_lag.clone(), cancel.clone()));
         let stop_accepting = cancel.child_token();
         for (addr, listener) in listeners {

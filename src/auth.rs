@@ -67,7 +67,11 @@ fn read_secret_file(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
     let text = bytes.trim_ascii().to_vec();
     if text.len() < MIN_SECRET_BYTES {
-        return Err(format!("{what} {} holds {} bytes; at least {MIN_SECRET_BYTES} are needed (`swarm create > FILE` makes one)", path.display(), text.len()));
+        return Err(format!(
+            "{what} {} holds {} bytes; at least {MIN_SECRET_BYTES} are needed (`swarm create > FILE` makes one)",
+            path.display(),
+            text.len()
+        ));
     }
     Ok(text)
 }
@@ -122,7 +126,10 @@ pub fn join_signer(path: &Path) -> Result<Signer, String> {
     let token = read_secret_file(path, "the join token file")?;
     let token = String::from_utf8(token).map_err(|_| format!("the join token file {} is not text", path.display()))?;
     if !token.starts_with(JOIN_TOKEN_PREFIX) {
-        return Err(format!("the join token file {} holds no join token (`swarm join-token` prints one)", path.display()));
+        return Err(format!(
+            "the join token file {} holds no join token (`swarm join-token` prints one)",
+            path.display()
+        ));
     }
     Ok(Signer { role: Role::Join, key: join_key(&token) })
 }
@@ -251,11 +258,24 @@ pub struct Verifier {
 
 impl Verifier {
     /// Checks the signature of a request for a route that accepts `allowed`.
-    pub fn check(&self, method: &Method, path_and_query: &str, headers: &HeaderMap, allowed: &[Role]) -> Result<Checked, Refusal> {
+    pub fn check(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        allowed: &[Role],
+    ) -> Result<Checked, Refusal> {
         self.check_at(method, path_and_query, headers, allowed, now_ms())
     }
 
-    fn check_at(&self, method: &Method, path_and_query: &str, headers: &HeaderMap, allowed: &[Role], now: u64) -> Result<Checked, Refusal> {
+    fn check_at(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        allowed: &[Role],
+        now: u64,
+    ) -> Result<Checked, Refusal> {
         let value = headers.get(AUTH_HEADER).ok_or(Refusal::Unsigned)?.to_str().map_err(|_| Refusal::Malformed)?;
         let digest_hex = headers.get(BODY_DIGEST_HEADER).and_then(|d| d.to_str().ok()).ok_or(Refusal::Malformed)?;
         let parts: Vec<&str> = value.split(':').collect();
@@ -270,7 +290,8 @@ impl Verifier {
             Role::Manager => &self.manager,
             Role::Join => &self.join,
         };
-        hmac::verify(key, message(role, method, path_and_query, ms, nonce, digest_hex).as_bytes(), &mac).map_err(|_| Refusal::BadSignature)?;
+        hmac::verify(key, message(role, method, path_and_query, ms, nonce, digest_hex).as_bytes(), &mac)
+            .map_err(|_| Refusal::BadSignature)?;
         if !allowed.contains(&role) {
             return Err(Refusal::WrongRole);
         }
@@ -313,9 +334,18 @@ mod tests {
         assert!(ok.body_matches(b"body") && !ok.body_matches(b"other"));
         assert_eq!(v.check(&Method::POST, "/_swarm/raft/vote", &h, &[Role::Manager]).unwrap_err(), Refusal::Replayed);
         let h = s.manager_signer().headers(&Method::POST, "/_swarm/raft/vote", b"body");
-        assert_eq!(v.check(&Method::POST, "/_swarm/raft/append", &h, &[Role::Manager]).unwrap_err(), Refusal::BadSignature);
-        assert_eq!(v.check(&Method::PUT, "/_swarm/raft/vote", &h, &[Role::Manager]).unwrap_err(), Refusal::BadSignature);
-        assert_eq!(v.check(&Method::POST, "/_swarm/raft/vote", &HeaderMap::new(), &[Role::Manager]).unwrap_err(), Refusal::Unsigned);
+        assert_eq!(
+            v.check(&Method::POST, "/_swarm/raft/append", &h, &[Role::Manager]).unwrap_err(),
+            Refusal::BadSignature
+        );
+        assert_eq!(
+            v.check(&Method::PUT, "/_swarm/raft/vote", &h, &[Role::Manager]).unwrap_err(),
+            Refusal::BadSignature
+        );
+        assert_eq!(
+            v.check(&Method::POST, "/_swarm/raft/vote", &HeaderMap::new(), &[Role::Manager]).unwrap_err(),
+            Refusal::Unsigned
+        );
     }
 
     #[test]
@@ -327,9 +357,15 @@ mod tests {
         std::fs::write(&path, format!("{}\n", s.join_token())).unwrap();
         let join = join_signer(&path).unwrap();
         let h = join.headers(&Method::PUT, "/_swarm/nodes/a:1?ttl=5", b"");
-        assert_eq!(v.check(&Method::PUT, "/_swarm/nodes/a:1?ttl=5", &h, &[Role::Manager]).unwrap_err(), Refusal::WrongRole);
+        assert_eq!(
+            v.check(&Method::PUT, "/_swarm/nodes/a:1?ttl=5", &h, &[Role::Manager]).unwrap_err(),
+            Refusal::WrongRole
+        );
         let h = join.headers(&Method::PUT, "/_swarm/nodes/a:1?ttl=5", b"");
-        assert_eq!(v.check(&Method::PUT, "/_swarm/nodes/a:1?ttl=5", &h, &[Role::Manager, Role::Join]).unwrap().role, Role::Join);
+        assert_eq!(
+            v.check(&Method::PUT, "/_swarm/nodes/a:1?ttl=5", &h, &[Role::Manager, Role::Join]).unwrap().role,
+            Role::Join
+        );
         let other = ClusterSecret::from_bytes(b"another secret of enough bytes").manager_signer();
         let h = other.headers(&Method::GET, "/_swarm/members", b"");
         assert_eq!(v.check(&Method::GET, "/_swarm/members", &h, &[Role::Manager]).unwrap_err(), Refusal::BadSignature);
@@ -342,7 +378,10 @@ mod tests {
         let s = secret();
         let v = s.verifier(Duration::from_secs(30));
         let h = s.manager_signer().headers(&Method::GET, "/_swarm/members", b"");
-        assert_eq!(v.check_at(&Method::GET, "/_swarm/members", &h, &[Role::Manager], now_ms() + 31_000).unwrap_err(), Refusal::Stale);
+        assert_eq!(
+            v.check_at(&Method::GET, "/_swarm/members", &h, &[Role::Manager], now_ms() + 31_000).unwrap_err(),
+            Refusal::Stale
+        );
         let mut h = h;
         h.insert(AUTH_HEADER, HeaderValue::from_static("v1:manager:x"));
         assert_eq!(v.check(&Method::GET, "/_swarm/members", &h, &[Role::Manager]).unwrap_err(), Refusal::Malformed);

@@ -46,7 +46,10 @@ mod tests {
         let steps = [100, 200, 350, 350];
         for step in steps {
             let d = b.next_delay();
-            assert!(d >= Duration::from_millis(step) / 2 && d <= Duration::from_millis(step), "{d:?} for a step of {step} ms");
+            assert!(
+                d >= Duration::from_millis(step) / 2 && d <= Duration::from_millis(step),
+                "{d:?} for a step of {step} ms"
+            );
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
@@ -54,7 +57,8 @@ mod tests {
 
     #[test]
     fn jitter_spreads_retries() {
-        let waits: std::collections::BTreeSet<Duration> = (0..20).map(|_| Backoff::new(Duration::from_secs(1), Duration::from_secs(1)).next_delay()).collect();
+        let waits: std::collections::BTreeSet<Duration> =
+            (0..20).map(|_| Backoff::new(Duration::from_secs(1), Duration::from_secs(1)).next_delay()).collect();
         assert!(waits.len() > 1, "twenty managers would retry in the same instant");
     }
 }

@@ -29,7 +29,11 @@ pub fn incoming(body: Incoming) -> Body {
 
 /// A body streamed through unchanged until `cut` resolves; then it fails with `why`, so that
 /// the client's connection breaks rather than reads a clean but short end.
-pub fn incoming_until(body: Incoming, cut: impl std::future::Future<Output = ()> + Send + 'static, why: &'static str) -> Body {
+pub fn incoming_until(
+    body: Incoming,
+    cut: impl std::future::Future<Output = ()> + Send + 'static,
+    why: &'static str,
+) -> Body {
     let cut: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = Box::pin(cut);
     let frames = stream::unfold((body, Some(cut)), move |(mut body, cut)| async move {
         let mut cut = cut?;
@@ -44,9 +48,11 @@ pub fn incoming_until(body: Incoming, cut: impl std::future::Future<Output = ()>
 /// A body fed by a channel: each message is sent as one chunk as soon as it arrives, which is
 /// what `docker events` and docker-py's chunked readers expect.
 pub fn channel(rx: mpsc::Receiver<Bytes>) -> Body {
-    let frames = stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (Ok::<_, BoxError>(Frame::data(chunk)), rx))
-    });
+    let frames =
+        stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|chunk| (Ok::<_, BoxError>(Frame::data(chunk)), rx)) },
+        );
     StreamBody::new(frames).boxed_unsync()
 }
 
@@ -129,8 +135,15 @@ impl AsRef<[u8]> for HeldUpload {
 impl BodyMemory {
     /// A memory of `total` bytes, counted in `unit`s (rounded up), set by `flag`.
     pub fn new(total: u64, unit: u64, flag: &'static str) -> BodyMemory {
-        let units = usize::try_from(total.div_ceil(unit)).unwrap_or(usize::MAX).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
-        BodyMemory { units: std::sync::Arc::new(tokio::sync::Semaphore::new(units)), capacity: units, unit, total, flag }
+        let units =
+            usize::try_from(total.div_ceil(unit)).unwrap_or(usize::MAX).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        BodyMemory {
+            units: std::sync::Arc::new(tokio::sync::Semaphore::new(units)),
+            capacity: units,
+            unit,
+            total,
+            flag,
+        }
     }
 
     /// Reads a whole body of at most `limit` bytes; its size stays taken from this memory

@@ -46,9 +46,23 @@ mod tests {
 
     #[test]
     fn manage_reads_classic_flags() {
-        let cli = Cli::try_parse_from(["swarm", "manage", "-H", "tcp://127.0.0.1:3375", "--strategy", "binpack", "-f", "health", "nodes://a:1"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "swarm",
+            "manage",
+            "-H",
+            "tcp://127.0.0.1:3375",
+            "--strategy",
+            "binpack",
+            "-f",
+            "health",
+            "nodes://a:1",
+        ])
+        .unwrap();
         let Some(Command::Manage(m)) = cli.command else { panic!("not manage") };
-        assert_eq!((m.host[0].as_str(), m.strategy.as_str(), m.filter[0].as_str()), ("tcp://127.0.0.1:3375", "binpack", "health"));
+        assert_eq!(
+            (m.host[0].as_str(), m.strategy.as_str(), m.filter[0].as_str()),
+            ("tcp://127.0.0.1:3375", "binpack", "health")
+        );
     }
 }
 

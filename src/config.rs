@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::{JoinArgs, ListArgs, ManageArgs, TlsArgs};
 use crate::auth::{join_signer, ClusterSecret, Signer};
+use crate::cli::{JoinArgs, ListArgs, ManageArgs, TlsArgs};
 use crate::discovery::url::DiscoveryUrl;
 use crate::scheduler::{FilterKind, StrategyKind};
 
@@ -32,7 +32,12 @@ pub fn tls_files(a: &TlsArgs) -> Result<Option<crate::tls::TlsFiles>, ConfigErro
     if a.tlsverify && a.tlscacert.is_none() {
         return Err(bad("--tlscacert must be provided when using --tlsverify"));
     }
-    Ok(Some(crate::tls::TlsFiles { verify: a.tlsverify, ca: a.tlscacert.as_ref().map(Into::into), cert: cert.into(), key: key.into() }))
+    Ok(Some(crate::tls::TlsFiles {
+        verify: a.tlsverify,
+        ca: a.tlscacert.as_ref().map(Into::into),
+        cert: cert.into(),
+        key: key.into(),
+    }))
 }
 
 /// Where the API front listens.
@@ -168,13 +173,23 @@ fn raft_settings(a: &ManageArgs, advertise: &str) -> Result<crate::leadership::r
             peers.push(p.to_string());
         }
     }
-    let data_dir = a.data_dir.as_deref().filter(|d| !d.is_empty()).ok_or_else(|| bad("--data-dir is required with --replication-peers"))?;
+    let data_dir = a
+        .data_dir
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .ok_or_else(|| bad("--data-dir is required with --replication-peers"))?;
     let heartbeat = parse_duration(&a.replication_heartbeat)?;
     let election_timeout = parse_duration(&a.replication_election_timeout)?;
     if heartbeat.is_zero() || election_timeout < heartbeat * 3 {
         return Err(bad("--replication-election-timeout should be at least three --replication-heartbeat periods"));
     }
-    Ok(crate::leadership::raft::RaftSettings { advertise: advertise.to_string(), peers, data_dir: data_dir.into(), heartbeat, election_timeout })
+    Ok(crate::leadership::raft::RaftSettings {
+        advertise: advertise.to_string(),
+        peers,
+        data_dir: data_dir.into(),
+        heartbeat,
+        election_timeout,
+    })
 }
 
 /// Settings of `swarm manage`.
@@ -337,9 +352,10 @@ fn key_values(opts: &[String], flag: &str) -> Result<Vec<(String, String)>, Conf
 }
 
 fn discovery_of(arg: &Option<String>, command: &str, opts: &[String]) -> Result<DiscoveryUrl, ConfigError> {
-    let url = arg.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
-        bad(format!("discovery required to {command} a cluster. See 'swarm {command} --help'."))
-    })?;
+    let url = arg
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| bad(format!("discovery required to {command} a cluster. See 'swarm {command} --help'.")))?;
     let options = key_values(opts, "--discovery-opt")?;
     DiscoveryUrl::parse(url, &options).map_err(|e| bad(e.to_string()))
 }
@@ -366,7 +382,8 @@ impl TryFrom<&ManageArgs> for ManageConfig {
         if replication.is_some() && tls.as_ref().is_some_and(|t| t.ca.is_none()) {
             return Err(bad("--replication with --tls needs --tlscacert: managers check one another's certificates, since they pass clients' credentials to one another"));
         }
-        let cluster_secret = a.cluster_secret_file.as_deref().map(|p| ClusterSecret::read(Path::new(p)).map_err(bad)).transpose()?;
+        let cluster_secret =
+            a.cluster_secret_file.as_deref().map(|p| ClusterSecret::read(Path::new(p)).map_err(bad)).transpose()?;
         let raft = replication.as_ref().is_some_and(|r| r.raft.is_some());
         if cluster_secret.is_none() && (raft || matches!(discovery, DiscoveryUrl::Managers { .. })) {
             return Err(bad("--cluster-secret-file is required with --replication-peers or swarm:// discovery: managers and join agents authenticate with it (`swarm create > FILE` makes one)"));
@@ -414,7 +431,11 @@ fn filters_of(a: &ManageArgs) -> Result<Vec<FilterKind>, ConfigError> {
     if a.filter.is_empty() {
         return Ok(FilterKind::defaults());
     }
-    a.filter.iter().flat_map(|f| f.split(',')).map(|f| FilterKind::parse(f.trim()).ok_or_else(|| bad("filter not supported"))).collect()
+    a.filter
+        .iter()
+        .flat_map(|f| f.split(','))
+        .map(|f| FilterKind::parse(f.trim()).ok_or_else(|| bad("filter not supported")))
+        .collect()
 }
 
 /// Refresh, failure, heartbeat, probe and engine timings, with classic Swarm's checks.
@@ -468,7 +489,10 @@ fn cluster_opts(a: &ManageArgs) -> Result<(f64, u32), ConfigError> {
                     return Err(bad(format!("swarm.overcommit should be larger than -1, {f:.6} is invalid")));
                 }
                 if f < 0.0 {
-                    tracing::warn!(overcommit = f, "-1 < swarm.overcommit < 0 will make swarm take less resource than docker engine offers");
+                    tracing::warn!(
+                        overcommit = f,
+                        "-1 < swarm.overcommit < 0 will make swarm take less resource than docker engine offers"
+                    );
                 }
                 overcommit = f;
             }
@@ -501,7 +525,8 @@ fn replication_of(a: &ManageArgs, discovery: &DiscoveryUrl) -> Result<Option<Rep
     if !a.replication {
         return Ok(None);
     }
-    let advertise = a.advertise.clone().ok_or_else(|| bad("--advertise address must be provided when using --leader-election"))?;
+    let advertise =
+        a.advertise.clone().ok_or_else(|| bad("--advertise address must be provided when using --leader-election"))?;
     let raft = if a.replication_peers.is_empty() {
         if !matches!(discovery, DiscoveryUrl::Etcd { .. }) {
             return Err(bad("--replication-peers is required for replication without etcd discovery"));
@@ -618,7 +643,17 @@ mod tests {
         assert!(validate_host_port("[::1]:2375"));
         assert!(validate_host_port("engine_1.example.com:2375"));
         // Hosts that would be dialled as something else, or are no host.
-        for bad in ["unix:///var/run/docker.sock:1", "a/b:1", "[::1:2375", "[nope]:1", "-a:1", "a..b:1", ":1", "host:+1", "a b:1"] {
+        for bad in [
+            "unix:///var/run/docker.sock:1",
+            "a/b:1",
+            "[::1:2375",
+            "[nope]:1",
+            "-a:1",
+            "a..b:1",
+            ":1",
+            "host:+1",
+            "a b:1",
+        ] {
             assert!(!validate_host_port(bad), "{bad}");
         }
     }
@@ -644,21 +679,71 @@ mod tests {
         let secret = dir.path().join("secret");
         std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
         let secret = secret.to_str().unwrap();
-        let raft_args = ["--replication", "--advertise", "127.0.0.1:4000", "--replication-peers", "127.0.0.1:4000,127.0.0.1:4001", "--data-dir", "/tmp/d", "swarm://127.0.0.1:4000"];
+        let raft_args = [
+            "--replication",
+            "--advertise",
+            "127.0.0.1:4000",
+            "--replication-peers",
+            "127.0.0.1:4000,127.0.0.1:4001",
+            "--data-dir",
+            "/tmp/d",
+            "swarm://127.0.0.1:4000",
+        ];
         let raft = manage(&[&raft_args[..], &["--cluster-secret-file", secret]].concat()).unwrap();
         assert!(raft.cluster_secret.is_some());
         let settings = raft.replication.unwrap().raft.unwrap();
         assert_eq!(settings.peers, ["127.0.0.1:4000", "127.0.0.1:4001"]);
-        assert_eq!((settings.heartbeat, settings.election_timeout), (Duration::from_millis(50), Duration::from_millis(150)));
+        assert_eq!(
+            (settings.heartbeat, settings.election_timeout),
+            (Duration::from_millis(50), Duration::from_millis(150))
+        );
         let etcd = manage(&["--replication", "--advertise", "127.0.0.1:4000", "etcd://127.0.0.1:2379/p"]).unwrap();
         assert!(etcd.replication.unwrap().raft.is_none());
         let err = |args: &[&str]| manage(args).unwrap_err().0;
         assert!(err(&raft_args).starts_with("--cluster-secret-file is required"));
-        assert!(err(&["--cluster-secret-file", "/nonexistent", "nodes://a:1"]).contains("cannot read the cluster secret file"));
-        assert_eq!(err(&["--replication", "--advertise", "127.0.0.1:4000", "nodes://a:1"]), "--replication-peers is required for replication without etcd discovery");
-        assert_eq!(err(&["--replication", "--advertise", "127.0.0.1:4000", "--replication-peers", "127.0.0.1:4000", "nodes://a:1"]), "--data-dir is required with --replication-peers");
-        assert!(err(&["--replication", "--advertise", "127.0.0.1:4000", "--replication-peers", "bad", "--data-dir", "/d", "nodes://a:1"]).contains("should be of the form"));
-        let slow = ["--replication", "--advertise", "127.0.0.1:4000", "--replication-peers", "127.0.0.1:4000", "--data-dir", "/d", "--replication-election-timeout", "100ms", "nodes://a:1"];
-        assert_eq!(err(&slow), "--replication-election-timeout should be at least three --replication-heartbeat periods");
+        assert!(err(&["--cluster-secret-file", "/nonexistent", "nodes://a:1"])
+            .contains("cannot read the cluster secret file"));
+        assert_eq!(
+            err(&["--replication", "--advertise", "127.0.0.1:4000", "nodes://a:1"]),
+            "--replication-peers is required for replication without etcd discovery"
+        );
+        assert_eq!(
+            err(&[
+                "--replication",
+                "--advertise",
+                "127.0.0.1:4000",
+                "--replication-peers",
+                "127.0.0.1:4000",
+                "nodes://a:1"
+            ]),
+            "--data-dir is required with --replication-peers"
+        );
+        assert!(err(&[
+            "--replication",
+            "--advertise",
+            "127.0.0.1:4000",
+            "--replication-peers",
+            "bad",
+            "--data-dir",
+            "/d",
+            "nodes://a:1"
+        ])
+        .contains("should be of the form"));
+        let slow = [
+            "--replication",
+            "--advertise",
+            "127.0.0.1:4000",
+            "--replication-peers",
+            "127.0.0.1:4000",
+            "--data-dir",
+            "/d",
+            "--replication-election-timeout",
+            "100ms",
+            "nodes://a:1",
+        ];
+        assert_eq!(
+            err(&slow),
+            "--replication-election-timeout should be at least three --replication-heartbeat periods"
+        );
     }
 }

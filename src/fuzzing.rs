@@ -18,7 +18,10 @@ pub fn request_target(data: &[u8]) {
     let _ = crate::control::token::token_of(path);
     let query = crate::api::query::Query::parse(query);
     if let Ok(filters) = query.filters() {
-        let _ = crate::cluster::events::matches(&json!({"Type": "container", "Actor": {"Attributes": {"name": "web"}}}), &filters);
+        let _ = crate::cluster::events::matches(
+            &json!({"Type": "container", "Actor": {"Attributes": {"name": "web"}}}),
+            &filters,
+        );
         if let Ok(ps) = crate::api::containers::ps::Ps::parse(&query, filters) {
             let _ = (ps.reads_summary(), ps.before_since(), ps.ancestors());
         }
@@ -41,7 +44,8 @@ pub fn discovery_url(data: &[u8]) {
     let text = text(data);
     let mut lines = text.lines();
     let url = lines.next().unwrap_or_default();
-    let options: Vec<(String, String)> = lines.filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let options: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let _ = crate::discovery::DiscoveryUrl::parse(url, &options);
     let _ = crate::discovery::url::expand_entries(text.lines());
     let _ = crate::discovery::token::TokenUrl::parse(url);

@@ -28,7 +28,10 @@ pub async fn watch(late: Histogram, cancel: CancellationToken) {
         let lateness = now.saturating_duration_since(expected);
         late.observe(lateness.as_secs_f64());
         if lateness >= WARN_LATE {
-            tracing::warn!(late_ms = lateness.as_millis() as u64, "The runtime woke a timer late: a task blocked a worker thread, or the process was starved of CPU.");
+            tracing::warn!(
+                late_ms = lateness.as_millis() as u64,
+                "The runtime woke a timer late: a task blocked a worker thread, or the process was starved of CPU."
+            );
         }
         expected = now + TICK;
     }

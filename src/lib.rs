@@ -17,18 +17,18 @@
 
 pub mod api;
 pub mod api_version;
-pub mod backoff;
 pub mod app;
 pub mod auth;
+pub mod backoff;
 pub mod body;
 pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod discovery;
+pub mod etcd;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod etcd;
 pub mod lag;
 pub mod leadership;
 pub mod metrics;

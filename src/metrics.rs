@@ -1,7 +1,10 @@
 //! Prometheus metrics. Registered on a registry the composition root creates, never on a global
 //! one, so that every in-process manager (tests) has its own.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 const NAMESPACE: &str = "swarm";
 
@@ -56,9 +59,14 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn register(registry: &Registry) -> prometheus::Result<Metrics> {
         // Latency buckets from 100 µs (a cached answer) to 30 s (a slow engine or a pull).
-        let latency = vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+        let latency = vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
         let m = Metrics {
-            api_requests: IntCounterVec::new(opts("api_requests_total", "Docker API requests served."), &["method", "route", "code"])?,
+            api_requests: IntCounterVec::new(
+                opts("api_requests_total", "Docker API requests served."),
+                &["method", "route", "code"],
+            )?,
             api_duration: HistogramVec::new(
                 HistogramOpts::new("api_request_duration_seconds", "Time to response headers of Docker API requests.")
                     .namespace(NAMESPACE)
@@ -68,24 +76,62 @@ impl Metrics {
             proxied: IntCounterVec::new(opts("proxied_requests_total", "Requests forwarded unchanged."), &["target"])?,
             hijacked: IntGauge::with_opts(opts("hijacked_connections", "Hijacked (attach, exec) connections open."))?,
             nodes: IntGaugeVec::new(opts("nodes", "Engines by state."), &["state"])?,
-            refresh_errors: IntCounter::with_opts(opts("engine_refresh_errors_total", "Engine refreshes that failed."))?,
+            refresh_errors: IntCounter::with_opts(opts(
+                "engine_refresh_errors_total",
+                "Engine refreshes that failed.",
+            ))?,
             refresh_duration: Histogram::with_opts(
-                HistogramOpts::new("engine_refresh_duration_seconds", "Time of a full engine refresh.").namespace(NAMESPACE).buckets(latency),
-            )?,
-            rereads_asked: IntCounter::with_opts(opts("container_rereads_asked_total", "Re-reads of one container asked for."))?,
-            rereads: IntCounter::with_opts(opts("container_rereads_total", "Re-reads of one container made (asks made meanwhile share one)."))?,
-            decisions: IntCounterVec::new(opts("scheduler_decisions_total", "Scheduling decisions by result."), &["result"])?,
-            node_transitions: IntCounterVec::new(opts("node_transitions_total", "Engine health transitions."), &["kind"])?,
-            events_dropped: IntCounter::with_opts(opts("events_dropped_total", "Events a slow subscriber missed."))?,
-            refused_connections: IntCounter::with_opts(opts("api_connections_refused_total", "Client connections refused past --api-max-connections."))?,
-            buffered_body_bytes: IntGaugeVec::new(opts("api_buffered_body_bytes", "Request bodies buffered now, by kind."), &["kind"])?,
-            evicted_connections: IntCounter::with_opts(opts("api_connections_evicted_total", "Connections that had sent nothing, closed to make room for new ones."))?,
-            control_refused: IntCounterVec::new(opts("control_requests_refused_total", "Control-plane requests refused, by reason."), &["reason"])?,
-            rescheduled: IntCounter::with_opts(opts("containers_rescheduled_total", "Containers recreated after their node failed."))?,
-            leader_proxy_duration: Histogram::with_opts(
-                HistogramOpts::new("leader_proxy_duration_seconds", "Time to response headers of requests forwarded to the leader.")
+                HistogramOpts::new("engine_refresh_duration_seconds", "Time of a full engine refresh.")
                     .namespace(NAMESPACE)
-                    .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                    .buckets(latency),
+            )?,
+            rereads_asked: IntCounter::with_opts(opts(
+                "container_rereads_asked_total",
+                "Re-reads of one container asked for.",
+            ))?,
+            rereads: IntCounter::with_opts(opts(
+                "container_rereads_total",
+                "Re-reads of one container made (asks made meanwhile share one).",
+            ))?,
+            decisions: IntCounterVec::new(
+                opts("scheduler_decisions_total", "Scheduling decisions by result."),
+                &["result"],
+            )?,
+            node_transitions: IntCounterVec::new(
+                opts("node_transitions_total", "Engine health transitions."),
+                &["kind"],
+            )?,
+            events_dropped: IntCounter::with_opts(opts("events_dropped_total", "Events a slow subscriber missed."))?,
+            refused_connections: IntCounter::with_opts(opts(
+                "api_connections_refused_total",
+                "Client connections refused past --api-max-connections.",
+            ))?,
+            buffered_body_bytes: IntGaugeVec::new(
+                opts("api_buffered_body_bytes", "Request bodies buffered now, by kind."),
+                &["kind"],
+            )?,
+            evicted_connections: IntCounter::with_opts(opts(
+                "api_connections_evicted_total",
+                "Connections that had sent nothing, closed to make room for new ones.",
+            ))?,
+            control_refused: IntCounterVec::new(
+                opts("control_requests_refused_total", "Control-plane requests refused, by reason."),
+                &["reason"],
+            )?,
+            rescheduled: IntCounter::with_opts(opts(
+                "containers_rescheduled_total",
+                "Containers recreated after their node failed.",
+            ))?,
+            leader_proxy_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "leader_proxy_duration_seconds",
+                    "Time to response headers of requests forwarded to the leader.",
+                )
+                .namespace(NAMESPACE)
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ]),
             )?,
             runtime_lag: Histogram::with_opts(
                 HistogramOpts::new("runtime_timer_lateness_seconds", "How late the async runtime woke a 50 ms timer.")

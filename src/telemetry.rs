@@ -10,7 +10,8 @@ use crate::cli::LogFormat;
 /// Installs the subscriber once; later calls (tests) are ignored.
 pub fn init(level: &str, debug: bool, format: LogFormat) {
     let level = if debug { "debug" } else { level };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{level},hyper=warn,h2=warn,tower=warn,openraft=off")));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},hyper=warn,h2=warn,tower=warn,openraft=off")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     let _ = match format {
         LogFormat::Json => builder.json().with_current_span(true).try_init(),

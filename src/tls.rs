@@ -80,7 +80,11 @@ impl Tls {
     /// Reads the files and builds both configurations.
     pub fn load(files: &TlsFiles) -> Result<Tls, TlsError> {
         let pair = Pair::read(files)?;
-        Ok(Tls { server: pair.server()?, client: pair.client(pair.roots.clone())?, peer: pair.client(pair.ca.clone())? })
+        Ok(Tls {
+            server: pair.server()?,
+            client: pair.client(pair.roots.clone())?,
+            peer: pair.client(pair.ca.clone())?,
+        })
     }
 }
 
@@ -104,7 +108,8 @@ struct Pair {
 impl Pair {
     fn read(files: &TlsFiles) -> Result<Pair, TlsError> {
         let certs = read_certs(&files.cert, "the certificate (--tlscert)")?;
-        let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error("the key (--tlskey)", &files.key, e))?;
+        let key =
+            PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error("the key (--tlskey)", &files.key, e))?;
         let (mut roots, mut ca_roots) = (None, None);
         if let Some(ca) = &files.ca {
             let mut store = RootCertStore::empty();
@@ -120,7 +125,9 @@ impl Pair {
     }
 
     fn server(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        let builder = ServerConfig::builder_with_provider(self.provider.clone()).with_safe_default_protocol_versions().map_err(config_error)?;
+        let builder = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(config_error)?;
         let builder = match &self.roots {
             Some(roots) => {
                 let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), self.provider.clone())
@@ -135,7 +142,9 @@ impl Pair {
 
     /// A client that checks servers against `roots`, or accepts any without.
     fn client(&self, roots: Option<Arc<RootCertStore>>) -> Result<Arc<ClientConfig>, TlsError> {
-        let builder = ClientConfig::builder_with_provider(self.provider.clone()).with_safe_default_protocol_versions().map_err(config_error)?;
+        let builder = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(config_error)?;
         let builder = match roots {
             Some(roots) => builder.with_root_certificates(roots.clone()),
             // Classic `--tls`: engines are dialled without checking their certificate.
@@ -189,11 +198,21 @@ impl ServerCertVerifier for AnyServer {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
@@ -209,13 +228,21 @@ mod tests {
     #[test]
     fn server_names_come_from_the_host_part() {
         assert_eq!(server_name("127.0.0.1:2376"), Some(ServerName::try_from("127.0.0.1").unwrap().to_owned()));
-        assert_eq!(server_name("node-1.example:2376"), Some(ServerName::try_from("node-1.example").unwrap().to_owned()));
+        assert_eq!(
+            server_name("node-1.example:2376"),
+            Some(ServerName::try_from("node-1.example").unwrap().to_owned())
+        );
         assert_eq!(server_name("[::1]:2376"), Some(ServerName::try_from("::1").unwrap().to_owned()));
     }
 
     #[test]
     fn missing_files_are_named() {
-        let files = TlsFiles { verify: true, ca: None, cert: "/nonexistent/cert.pem".into(), key: "/nonexistent/key.pem".into() };
+        let files = TlsFiles {
+            verify: true,
+            ca: None,
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
+        };
         let e = Tls::load(&files).unwrap_err().to_string();
         assert!(e.starts_with("cannot load the certificate (--tlscert) from /nonexistent/cert.pem"), "{e}");
     }

@@ -174,7 +174,11 @@ impl AsyncWrite for EngineStream {
     }
 }
 
-async fn connect(addr: &EngineAddr, timeout: Duration, tls: Option<&Arc<rustls::ClientConfig>>) -> io::Result<EngineStream> {
+async fn connect(
+    addr: &EngineAddr,
+    timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> io::Result<EngineStream> {
     let attempt = async {
         Ok(match addr {
             EngineAddr::Tcp(hp) => {
@@ -183,7 +187,9 @@ async fn connect(addr: &EngineAddr, timeout: Duration, tls: Option<&Arc<rustls::
                 s.set_nodelay(true)?;
                 match tls {
                     Some(config) => {
-                        let name = crate::tls::server_name(hp).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{hp} has no host name for TLS")))?;
+                        let name = crate::tls::server_name(hp).ok_or_else(|| {
+                            io::Error::new(io::ErrorKind::InvalidInput, format!("{hp} has no host name for TLS"))
+                        })?;
                         let stream = tokio_rustls::TlsConnector::from(config.clone()).connect(name, s).await?;
                         EngineStream::TlsClient(Box::new(stream))
                     }
@@ -254,8 +260,11 @@ impl EngineClient {
     pub fn with_tls(addr: &str, timeout: Duration, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         let addr = EngineAddr::parse(addr);
         let authority = addr.authority().parse().unwrap_or_else(|_| http::uri::Authority::from_static("localhost"));
-        let host = http::HeaderValue::from_str(addr.authority()).unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
-        EngineClient { inner: Arc::new(Inner { addr, kept: parking_lot::Mutex::new(None), timeout, tls, authority, host }) }
+        let host = http::HeaderValue::from_str(addr.authority())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
+        EngineClient {
+            inner: Arc::new(Inner { addr, kept: parking_lot::Mutex::new(None), timeout, tls, authority, host }),
+        }
     }
 
     /// Where the engine listens.
@@ -284,7 +293,9 @@ impl EngineClient {
 
     /// A fresh, unpooled connection (hijacked streams need a connection of their own).
     pub async fn connect_raw(&self) -> Result<EngineStream, EngineError> {
-        connect(&self.inner.addr, self.inner.timeout, self.inner.tls.as_ref()).await.map_err(|e| self.unreachable(e.into()))
+        connect(&self.inner.addr, self.inner.timeout, self.inner.tls.as_ref())
+            .await
+            .map_err(|e| self.unreachable(e.into()))
     }
 
     fn unreachable(&self, source: BoxError) -> EngineError {
@@ -388,9 +399,7 @@ impl EngineClient {
         if body.is_some() {
             req = req.header(http::header::CONTENT_TYPE, "application/json");
         }
-        let req = req
-            .body(body.map_or_else(body::empty, body::full))
-            .map_err(|e| self.protocol_error(e))?;
+        let req = req.body(body.map_or_else(body::empty, body::full)).map_err(|e| self.protocol_error(e))?;
         let exchange = async {
             let (resp, mut sender) = self.dispatch(req).await?;
             let (parts, incoming) = resp.into_parts();
@@ -492,7 +501,9 @@ mod tests {
                     }
                     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(vec![b'x'; 64 * 1024]))))
                 });
-                let conn = hyper::server::conn::http1::Builder::new().keep_alive(keep_alive).serve_connection(TokioIo::new(stream), svc);
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(keep_alive)
+                    .serve_connection(TokioIo::new(stream), svc);
                 tokio::spawn(conn);
             }
         });

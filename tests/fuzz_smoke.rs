@@ -12,8 +12,26 @@ use rand::{Rng, SeedableRng};
 const MUTATIONS: usize = 20_000;
 
 const EXTREMES: &[&[u8]] = &[
-    b"9223372036854775807", b"-9223372036854775808", b"18446744073709551616", b"1e308", b"-1e308", b"NaN", b"inf", b"\xff\xfe", b"\0",
-    b"{", b"[", b"\"", b"%", b"%ff", b"::", b"[::1]", b"/", b"=~", b"==", b"!=",
+    b"9223372036854775807",
+    b"-9223372036854775808",
+    b"18446744073709551616",
+    b"1e308",
+    b"-1e308",
+    b"NaN",
+    b"inf",
+    b"\xff\xfe",
+    b"\0",
+    b"{",
+    b"[",
+    b"\"",
+    b"%",
+    b"%ff",
+    b"::",
+    b"[::1]",
+    b"/",
+    b"=~",
+    b"==",
+    b"!=",
 ];
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
@@ -58,7 +76,10 @@ fn run_caught(name: &str, target: fn(&[u8]), data: &[u8]) {
     if std::panic::catch_unwind(|| target(data)).is_err() {
         let dir = std::env::temp_dir().join("swarm-fuzz-crashes");
         let _ = std::fs::create_dir_all(&dir);
-        let file = dir.join(format!("{name}-{:016x}", data.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))));
+        let file = dir.join(format!(
+            "{name}-{:016x}",
+            data.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+        ));
         let _ = std::fs::write(&file, data);
         panic!("fuzz target {name} panicked on {} bytes, saved as {} (replay: cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run {name} {})", data.len(), file.display(), file.display());
     }
@@ -86,6 +107,11 @@ fn every_fuzz_target_survives_its_corpus_and_seeded_mutations() {
                 slowest = (t.elapsed(), data);
             }
         }
-        eprintln!("{name}: {n} inputs in {:?}, slowest {:?} on {:?}", started.elapsed(), slowest.0, String::from_utf8_lossy(&slowest.1[..slowest.1.len().min(120)]));
+        eprintln!(
+            "{name}: {n} inputs in {:?}, slowest {:?} on {:?}",
+            started.elapsed(),
+            slowest.0,
+            String::from_utf8_lossy(&slowest.1[..slowest.1.len().min(120)])
+        );
     }
 }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use http_body_util::BodyExt;
 use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
@@ -37,7 +37,9 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<R
     let name = ctx.query.get("name").filter(|n| !n.is_empty()).map(|n| n.trim_start_matches('/').to_string());
     if let Some(n) = &name {
         if !name_ok(n) {
-            return Err(ApiError::bad_request(format!("Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+            return Err(ApiError::bad_request(format!(
+                "Invalid container name ({n}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
         }
     }
     let auth = req.headers().get("x-registry-auth").cloned();
@@ -48,7 +50,10 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<R
         Ok(_) => return Err(ApiError::bad_request("container config must be a JSON object")),
         Err(e) => return Err(ApiError::internal(super::error::go_json_error(&e))),
     };
-    let created = state.orchestrator.create(CreateRequest { config, name, auth, api_version: ctx.version.clone(), request_key }).await?;
+    let created = state
+        .orchestrator
+        .create(CreateRequest { config, name, auth, api_version: ctx.version.clone(), request_key })
+        .await?;
     let mut resp = Response::builder().status(StatusCode::CREATED);
     if let Some(ct) = created.content_type {
         resp = resp.header(header::CONTENT_TYPE, ct);
@@ -77,11 +82,18 @@ fn resolve<'s>(state: &ApiState, segs: &'s [String]) -> Result<(ContainerRef, &'
 fn miss_unsure(state: &ApiState, ident: &str, named_node: Option<&str>) -> Option<ApiError> {
     // Between a reschedule taking the original out of the cache and caching its copy.
     if state.cluster.is_moving(ident) {
-        return Some(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("Container {ident} is being rescheduled to a healthy node; retry")));
+        return Some(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Container {ident} is being rescheduled to a healthy node; retry"),
+        ));
     }
     // A leader's cache of an engine it has not read since it took over may miss the previous
     // leader's last changes there, a create included.
-    let unread = state.leadership.leading_since().map(|since| state.cluster.unread_unreachable(since, named_node)).unwrap_or_default();
+    let unread = state
+        .leadership
+        .leading_since()
+        .map(|since| state.cluster.unread_unreachable(since, named_node))
+        .unwrap_or_default();
     (!unread.is_empty()).then(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -97,13 +109,22 @@ fn miss_unsure(state: &ApiState, ident: &str, named_node: Option<&str>) -> Optio
 /// once every engine has been read (`rm -f` takes "No such container" for success, so a
 /// manager still loading must not say it), and unless [`miss_unsure`] says otherwise.
 /// `named_node` is the node of a `node/name` reference.
-async fn find_sure<T>(state: &ApiState, ident: &str, named_node: impl FnOnce() -> Option<String>, find: impl Fn() -> Result<T, ApiError>) -> Result<T, ApiError> {
+async fn find_sure<T>(
+    state: &ApiState,
+    ident: &str,
+    named_node: impl FnOnce() -> Option<String>,
+    find: impl Fn() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
     let mut found = find();
-    if matches!(&found, Err(e) if e.status == StatusCode::NOT_FOUND) && state.cluster.wait_loaded(crate::cluster::CACHE_LOAD_WAIT).await {
+    if matches!(&found, Err(e) if e.status == StatusCode::NOT_FOUND)
+        && state.cluster.wait_loaded(crate::cluster::CACHE_LOAD_WAIT).await
+    {
         found = find();
     }
     match found {
-        Err(e) if e.status == StatusCode::NOT_FOUND => Err(miss_unsure(state, ident, named_node().as_deref()).unwrap_or(e)),
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            Err(miss_unsure(state, ident, named_node().as_deref()).unwrap_or(e))
+        }
         other => other,
     }
 }
@@ -124,13 +145,17 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Re
     let (c, rest) = match found {
         Ok(found) => found,
         // A removal sent again after an earlier leader made it: done.
-        Err(e) if e.status == http::StatusCode::NOT_FOUND && req.method() == Method::DELETE && ctx.segs.len() == 2 => match &key {
-            Some(k) if state.orchestrator.removal_begun(k).await => return Ok(no_content()),
-            _ => return Err(e),
-        },
+        Err(e) if e.status == http::StatusCode::NOT_FOUND && req.method() == Method::DELETE && ctx.segs.len() == 2 => {
+            match &key {
+                Some(k) if state.orchestrator.removal_begun(k).await => return Ok(no_content()),
+                _ => return Err(e),
+            }
+        }
         Err(e) if e.status == http::StatusCode::NOT_FOUND && ctx.segs.len() == 3 => match ctx.segs[2].as_str() {
             // dockerd wraps this one lookup failure,
-            "kill" => return Err(ApiError::not_found(format!("Cannot kill container: {}: {}", ctx.segs[1], e.message))),
+            "kill" => {
+                return Err(ApiError::not_found(format!("Cannot kill container: {}: {}", ctx.segs[1], e.message)))
+            }
             // and answers an attach on the raw stream it has already taken over.
             "attach" => {
                 let mut resp = Response::builder()
@@ -148,9 +173,17 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Re
     match c.node_state {
         NodeState::Healthy => {}
         NodeState::Disconnected => {
-            return Err(ApiError::internal(format!("Container {} is on node {}, which left the cluster", ctx.segs[1], c.node_name)))
+            return Err(ApiError::internal(format!(
+                "Container {} is on node {}, which left the cluster",
+                ctx.segs[1], c.node_name
+            )))
         }
-        _ => return Err(ApiError::internal(format!("Container {} running on unhealthy node {}", ctx.segs[1], c.node_name))),
+        _ => {
+            return Err(ApiError::internal(format!(
+                "Container {} running on unhealthy node {}",
+                ctx.segs[1], c.node_name
+            )))
+        }
     }
     let api = c.api_version.clone();
     let action = rest.first().map(String::as_str);
@@ -228,12 +261,21 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Re
 
 /// 204 with no body: what dockerd answers a change it made.
 fn no_content() -> Response<Body> {
-    Response::builder().status(StatusCode::NO_CONTENT).body(body::empty()).unwrap_or_else(|_| Response::new(body::empty()))
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(body::empty())
+        .unwrap_or_else(|_| Response::new(body::empty()))
 }
 
 /// Forwards, then re-reads the container before answering, so that the next `docker ps`
 /// through any path sees the change.
-async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req: Request<Body>, target: &str) -> Result<Response<Body>, ApiError> {
+async fn forward_and_refresh(
+    state: &ApiState,
+    ctx: &Ctx,
+    c: &ContainerRef,
+    req: Request<Body>,
+    target: &str,
+) -> Result<Response<Body>, ApiError> {
     let action = ctx.segs.last().cloned().unwrap_or_default();
     let sent_at = std::time::Instant::now();
     // Each of these actions is also the name of the last event the engine emits for it.
@@ -273,7 +315,13 @@ async fn forward_and_refresh(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req:
 
 /// `wait` answers when the container stops: the cache learns the exit before the client does,
 /// so a `docker ps` right after `docker run` never shows the container still running.
-async fn wait(state: &ApiState, ctx: &Ctx, c: &ContainerRef, req: Request<Body>, target: &str) -> Result<Response<Body>, ApiError> {
+async fn wait(
+    state: &ApiState,
+    ctx: &Ctx,
+    c: &ContainerRef,
+    req: Request<Body>,
+    target: &str,
+) -> Result<Response<Body>, ApiError> {
     let resp = proxy::forward(state, &c.client, req, target).await?;
     if !resp.status().is_success() {
         return Ok(resp);
@@ -307,7 +355,9 @@ async fn remember_exec(state: &ApiState, node: &str, resp: Response<Body>) -> Re
     let (parts, incoming) = resp.into_parts();
     let bytes = body::collect_limited(incoming, state.config.limits.max_body_bytes).await?;
     if parts.status.is_success() {
-        if let Some(id) = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["Id"].as_str().map(str::to_string)) {
+        if let Some(id) =
+            serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["Id"].as_str().map(str::to_string))
+        {
             state.cluster.record_exec(&id, node);
         }
     }
@@ -339,5 +389,4 @@ mod tests {
         assert!(name_ok("web") && name_ok("/web-1.a_b"));
         assert!(!name_ok("-web") && !name_ok("w") && !name_ok("we b") && !name_ok("node/web"));
     }
-
 }

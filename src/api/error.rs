@@ -4,8 +4,8 @@ use http::{header, Response, StatusCode};
 
 use crate::body::{self, Body, CollectError};
 use crate::cluster::LookupError;
-use crate::transport::EngineError;
 use crate::scheduler::ScheduleError;
+use crate::transport::EngineError;
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,9 @@ async fn locate(state: &ApiState, id: &str) -> Result<NodeHandle, ApiError> {
     }
     for n in state.cluster.healthy_nodes() {
         let path = format!("/exec/{}/json", encode_segment(id));
-        if let Ok((status, _, _)) = n.client.call(Method::GET, &path, None, &HeaderMap::new(), Some(n.client.timeout())).await {
+        if let Ok((status, _, _)) =
+            n.client.call(Method::GET, &path, None, &HeaderMap::new(), Some(n.client.timeout())).await
+        {
             if status.is_success() {
                 state.cluster.record_exec(id, &n.key);
                 return Ok(n);

@@ -37,7 +37,12 @@ pub async fn call_all(
     let budget = &budget;
     join_all(nodes.iter().map(|n| {
         let (method, path, body) = (method.clone(), path_for(n), body.clone());
-        async move { n.client.call_within(method, &path, body, headers, Some(limits.fanout_timeout), Some(budget)).await.map(|(s, _, b)| (s, b)) }
+        async move {
+            n.client
+                .call_within(method, &path, body, headers, Some(limits.fanout_timeout), Some(budget))
+                .await
+                .map(|(s, _, b)| (s, b))
+        }
     }))
     .await
 }
@@ -89,7 +94,15 @@ pub fn merge_objects(values: impl IntoIterator<Item = Value>) -> Value {
 /// `POST /…/prune` on every healthy engine, reports merged.
 pub async fn prune(state: &ApiState, ctx: &Ctx, path: &str) -> Result<Response<Body>, ApiError> {
     let nodes = healthy(state)?;
-    let answers = call_all(&nodes, Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), path), None, &HeaderMap::new(), &state.config.limits).await;
+    let answers = call_all(
+        &nodes,
+        Method::POST,
+        |n| ctx.engine_path_same_query(n.api_version.as_deref(), path),
+        None,
+        &HeaderMap::new(),
+        &state.config.limits,
+    )
+    .await;
     let ok: Vec<Value> = answers
         .iter()
         .filter_map(|a| a.as_ref().ok())
@@ -173,7 +186,8 @@ pub fn stream_all(
         }
         if !failures.is_empty() {
             let msg = failures.join("; ");
-            let _ = tx.send(Bytes::from(json!({"errorDetail": {"message": msg}, "error": msg}).to_string() + "\r\n")).await;
+            let _ =
+                tx.send(Bytes::from(json!({"errorDetail": {"message": msg}, "error": msg}).to_string() + "\r\n")).await;
         }
     });
     Response::builder()
@@ -183,7 +197,11 @@ pub fn stream_all(
 }
 
 /// Reads one engine's JSON-lines answer into `out`; Err if the engine refused or failed.
-async fn read_lines(n: &NodeHandle, req: Request<Body>, out: &mpsc::Sender<(String, Result<Value, String>)>) -> Result<(), String> {
+async fn read_lines(
+    n: &NodeHandle,
+    req: Request<Body>,
+    out: &mpsc::Sender<(String, Result<Value, String>)>,
+) -> Result<(), String> {
     let resp = n.client.send(req).await.map_err(|e| crate::cluster::error_chain(&e))?;
     let status = resp.status();
     let mut incoming = resp.into_body();
@@ -191,7 +209,9 @@ async fn read_lines(n: &NodeHandle, req: Request<Body>, out: &mpsc::Sender<(Stri
     let mut complete = Vec::new();
     let send_line = |line: &[u8]| -> Option<Value> {
         let trimmed = line.trim_ascii();
-        (!trimmed.is_empty()).then(|| serde_json::from_slice(trimmed).unwrap_or_else(|_| json!({"stream": String::from_utf8_lossy(trimmed)})))
+        (!trimmed.is_empty()).then(|| {
+            serde_json::from_slice(trimmed).unwrap_or_else(|_| json!({"stream": String::from_utf8_lossy(trimmed)}))
+        })
     };
     while let Some(frame) = incoming.frame().await {
         let frame = frame.map_err(|e| e.to_string())?;
@@ -200,7 +220,10 @@ async fn read_lines(n: &NodeHandle, req: Request<Body>, out: &mpsc::Sender<(Stri
             for line in complete.drain(..) {
                 if let Some(v) = send_line(&line) {
                     if !status.is_success() {
-                        return Err(v.get("message").and_then(Value::as_str).map_or_else(|| v.to_string(), str::to_string));
+                        return Err(v
+                            .get("message")
+                            .and_then(Value::as_str)
+                            .map_or_else(|| v.to_string(), str::to_string));
                     }
                     let _ = out.send((n.name.clone(), Ok(v))).await;
                 }

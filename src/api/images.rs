@@ -33,7 +33,15 @@ pub fn nodes_for(state: &ApiState, names: &Option<Vec<String>>) -> Vec<NodeHandl
 pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     let (query, node_names) = split_node_filter(ctx)?;
     let nodes = nodes_for(state, &node_names);
-    let answers = call_all(&nodes, Method::GET, |n| ctx.engine_path(n.api_version.as_deref(), "/images/json", Some(&query)), None, &HeaderMap::new(), &state.config.limits).await;
+    let answers = call_all(
+        &nodes,
+        Method::GET,
+        |n| ctx.engine_path(n.api_version.as_deref(), "/images/json", Some(&query)),
+        None,
+        &HeaderMap::new(),
+        &state.config.limits,
+    )
+    .await;
     if !nodes.is_empty() && answers.iter().all(|a| !matches!(a, Ok((s, _)) if s.is_success())) {
         return Err(fanout::first_error(&answers));
     }
@@ -68,7 +76,13 @@ pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiErro
     Ok(json_response(StatusCode::OK, &Value::Array(out)))
 }
 
-fn request(n: &NodeHandle, method: Method, path: &str, headers: &HeaderMap, body: Option<Bytes>) -> Option<Request<Body>> {
+fn request(
+    n: &NodeHandle,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Option<Bytes>,
+) -> Option<Request<Body>> {
     let mut b = Request::builder().method(method).uri(n.client.uri(path));
     for (k, v) in headers {
         b = b.header(k, v);
@@ -100,7 +114,13 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<R
         None
     };
     Ok(stream_all(state, nodes, Merge::PrefixNode, |n| {
-        request(n, Method::POST, &ctx.engine_path_same_query(n.api_version.as_deref(), "/images/create"), &headers, upload.clone())
+        request(
+            n,
+            Method::POST,
+            &ctx.engine_path_same_query(n.api_version.as_deref(), "/images/create"),
+            &headers,
+            upload.clone(),
+        )
     }))
 }
 
@@ -118,9 +138,16 @@ fn upload_error(e: crate::body::CollectError) -> ApiError {
 pub async fn load(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let nodes = healthy(state)?;
     let headers = auth_headers(&req);
-    let archive = state.uploads.collect(req.into_body(), state.config.limits.max_upload_bytes).await.map_err(upload_error)?;
+    let archive =
+        state.uploads.collect(req.into_body(), state.config.limits.max_upload_bytes).await.map_err(upload_error)?;
     Ok(stream_all(state, nodes, Merge::Dedupe, |n| {
-        request(n, Method::POST, &ctx.engine_path_same_query(n.api_version.as_deref(), "/images/load"), &headers, Some(archive.clone()))
+        request(
+            n,
+            Method::POST,
+            &ctx.engine_path_same_query(n.api_version.as_deref(), "/images/load"),
+            &headers,
+            Some(archive.clone()),
+        )
     }))
 }
 
@@ -153,10 +180,24 @@ fn image_path(name: &str, action: Option<&str>) -> String {
 }
 
 /// Streams the first successful answer among `nodes` (reads that any holder can serve).
-async fn from_first_holder(state: &ApiState, ctx: &Ctx, nodes: &[NodeHandle], path: &str, missing: String) -> Result<Response<Body>, ApiError> {
+async fn from_first_holder(
+    state: &ApiState,
+    ctx: &Ctx,
+    nodes: &[NodeHandle],
+    path: &str,
+    missing: String,
+) -> Result<Response<Body>, ApiError> {
     let mut last = None;
     for n in nodes {
-        let Some(req) = request(n, Method::GET, &ctx.engine_path_same_query(n.api_version.as_deref(), path), &HeaderMap::new(), None) else { continue };
+        let Some(req) = request(
+            n,
+            Method::GET,
+            &ctx.engine_path_same_query(n.api_version.as_deref(), path),
+            &HeaderMap::new(),
+            None,
+        ) else {
+            continue;
+        };
         match n.client.send(req).await {
             Ok(resp) if resp.status().is_success() => {
                 state.metrics.proxied.with_label_values(&["engine"]).inc();
@@ -165,7 +206,9 @@ async fn from_first_holder(state: &ApiState, ctx: &Ctx, nodes: &[NodeHandle], pa
             // The engine's own words, for a name no engine has.
             Ok(resp) => {
                 let status = resp.status();
-                let bytes = crate::body::collect_limited(resp.into_body(), state.config.limits.max_body_bytes).await.unwrap_or_default();
+                let bytes = crate::body::collect_limited(resp.into_body(), state.config.limits.max_body_bytes)
+                    .await
+                    .unwrap_or_default();
                 if status != StatusCode::NOT_FOUND || last.is_none() {
                     last = Some(ApiError::new(status, crate::transport::error_message(&bytes)));
                 }
@@ -181,7 +224,9 @@ pub async fn by_name(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<
     let method = req.method().clone();
     let segs = &ctx.segs[1..];
     let (name, action) = match (segs.last().map(String::as_str), &method) {
-        (Some(a @ ("json" | "history" | "get")), &Method::GET) if segs.len() > 1 => (segs[..segs.len() - 1].join("/"), Some(a)),
+        (Some(a @ ("json" | "history" | "get")), &Method::GET) if segs.len() > 1 => {
+            (segs[..segs.len() - 1].join("/"), Some(a))
+        }
         (Some(a @ ("tag" | "push")), &Method::POST) if segs.len() > 1 => (segs[..segs.len() - 1].join("/"), Some(a)),
         (_, &Method::DELETE) => (segs.join("/"), None),
         _ => return Err(ApiError::not_found("page not found")),
@@ -192,15 +237,30 @@ pub async fn by_name(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<
     }
     let path = image_path(&name, action);
     match action {
-        Some("json" | "history" | "get") => from_first_holder(state, ctx, &nodes, &path, format!("No such image: {name}")).await,
+        Some("json" | "history" | "get") => {
+            from_first_holder(state, ctx, &nodes, &path, format!("No such image: {name}")).await
+        }
         Some("push") => {
             let n = &nodes[0];
             proxy::forward(state, &n.client, req, &ctx.engine_path_same_query(n.api_version.as_deref(), &path)).await
         }
         _ => {
             // Tag and remove act on every engine that has the image.
-            let answers = call_all(&nodes, method.clone(), |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), None, &HeaderMap::new(), &state.config.limits).await;
-            let ok: Vec<&Bytes> = answers.iter().filter_map(|a| a.as_ref().ok()).filter(|(s, _)| s.is_success()).map(|(_, b)| b).collect();
+            let answers = call_all(
+                &nodes,
+                method.clone(),
+                |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path),
+                None,
+                &HeaderMap::new(),
+                &state.config.limits,
+            )
+            .await;
+            let ok: Vec<&Bytes> = answers
+                .iter()
+                .filter_map(|a| a.as_ref().ok())
+                .filter(|(s, _)| s.is_success())
+                .map(|(_, b)| b)
+                .collect();
             if ok.is_empty() {
                 return Err(fanout::first_error(&answers));
             }
@@ -208,10 +268,14 @@ pub async fn by_name(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<
                 let _ = state.cluster.refresh_images(&n.key).await;
             }
             if method == Method::DELETE {
-                let merged: Vec<Value> = ok.iter().filter_map(|b| serde_json::from_slice::<Vec<Value>>(b).ok()).flatten().collect();
+                let merged: Vec<Value> =
+                    ok.iter().filter_map(|b| serde_json::from_slice::<Vec<Value>>(b).ok()).flatten().collect();
                 Ok(json_response(StatusCode::OK, &Value::Array(merged)))
             } else {
-                Ok(Response::builder().status(StatusCode::CREATED).body(body::empty()).unwrap_or_else(|_| Response::new(body::empty())))
+                Ok(Response::builder()
+                    .status(StatusCode::CREATED)
+                    .body(body::empty())
+                    .unwrap_or_else(|_| Response::new(body::empty())))
             }
         }
     }
@@ -221,14 +285,23 @@ pub async fn by_name(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<
 pub async fn save_many(state: &ApiState, ctx: &Ctx, _req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let names: Vec<&str> = ctx.query.pairs().iter().filter(|(k, _)| k == "names").map(|(_, v)| v.as_str()).collect();
     let nodes = holders_first(state, names.first().copied().unwrap_or_default());
-    from_first_holder(state, ctx, &nodes, "/images/get", format!("Unable to find a healthy engine containing all images: {names:?}")).await
+    from_first_holder(
+        state,
+        ctx,
+        &nodes,
+        "/images/get",
+        format!("Unable to find a healthy engine containing all images: {names:?}"),
+    )
+    .await
 }
 
 /// `POST /build`: scheduled like a container (`--build-arg constraint:…` counts), then the
 /// context streams to that engine.
 pub async fn build(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let mut env: Vec<Value> = Vec::new();
-    if let Some(args) = ctx.query.get("buildargs").and_then(|a| serde_json::from_str::<serde_json::Map<String, Value>>(a).ok()) {
+    if let Some(args) =
+        ctx.query.get("buildargs").and_then(|a| serde_json::from_str::<serde_json::Map<String, Value>>(a).ok())
+    {
         for (k, v) in args {
             env.push(json!(format!("{k}={}", v.as_str().unwrap_or_default())));
         }
@@ -245,6 +318,8 @@ pub async fn build(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Re
     config.insert("HostConfig".into(), Value::Object(hc));
     let spec: ContainerSpec = crate::orchestrator::build_spec(&mut config)?;
     let node = state.orchestrator.place(&spec)?;
-    let resp = proxy::forward(state, &node.client, req, &ctx.engine_path_same_query(node.api_version.as_deref(), "/build")).await?;
+    let resp =
+        proxy::forward(state, &node.client, req, &ctx.engine_path_same_query(node.api_version.as_deref(), "/build"))
+            .await?;
     Ok(resp)
 }

@@ -181,8 +181,13 @@ impl Journal {
         let outcome = rx.wait_for(Option::is_some).await.map(|a| a.clone());
         match outcome {
             Ok(Some(Ok(answer))) => answer.response(),
-            Ok(Some(Err(e))) => ("journal", super::ApiError::internal(format!("the answer could not be kept: {e}")).into_response()),
-            _ => ("journal", super::ApiError::internal("the request's first run ended without an answer").into_response()),
+            Ok(Some(Err(e))) => {
+                ("journal", super::ApiError::internal(format!("the answer could not be kept: {e}")).into_response())
+            }
+            _ => (
+                "journal",
+                super::ApiError::internal("the request's first run ended without an answer").into_response(),
+            ),
         }
     }
 }
@@ -212,7 +217,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             ok(runs.fetch_add(1, Ordering::SeqCst))
         };
-        let (a, b) = tokio::join!(journal.keep(key.clone(), run(runs.clone())), journal.keep(key.clone(), run(runs.clone())));
+        let (a, b) =
+            tokio::join!(journal.keep(key.clone(), run(runs.clone())), journal.keep(key.clone(), run(runs.clone())));
         let later = journal.keep(key, run(runs.clone())).await;
         assert_eq!(runs.load(Ordering::SeqCst), 1, "one run for three sends");
         for resp in [a, b, later] {

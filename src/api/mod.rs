@@ -10,9 +10,9 @@
 pub mod containers;
 pub mod error;
 pub mod exec;
-pub mod journal;
 pub mod fanout;
 pub mod images;
+pub mod journal;
 pub mod networks;
 pub mod proxy;
 pub mod query;
@@ -39,10 +39,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::body::{self, Body};
-use crate::transport::EngineStream;
 use crate::cluster::Cluster;
 use crate::config::ManageConfig;
 use crate::metrics::Metrics;
+use crate::transport::EngineStream;
 pub use error::ApiError;
 
 /// Everything a handler needs; cheap to clone.
@@ -144,7 +144,13 @@ pub enum Listener {
 /// Serves the API on `listener`: accepts connections until `stop_accepting`, and serves them
 /// until `shutdown` (then each finishes the request it is serving). Connections are tracked on
 /// `tracker` so the caller can drain them.
-pub async fn serve(listener: Listener, state: ApiState, stop_accepting: CancellationToken, shutdown: CancellationToken, tracker: TaskTracker) {
+pub async fn serve(
+    listener: Listener,
+    state: ApiState,
+    stop_accepting: CancellationToken,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     let tls = state.tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone()));
     let limits = state.config.limits.clone();
     let slots = slots::Slots::new(limits.max_connections);
@@ -183,11 +189,13 @@ pub async fn serve(listener: Listener, state: ApiState, stop_accepting: Cancella
             let _held = held;
             // The handshake runs here, not in the accept loop, so a slow client delays no one.
             let stream = match (tls, stream) {
-                (Some(acceptor), EngineStream::Tcp(tcp)) => match tokio::time::timeout(state.config.limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => EngineStream::TlsServer(Box::new(tls)),
-                    Ok(Err(e)) => return debug!(error = %e, "TLS handshake failed."),
-                    Err(_) => return debug!("TLS handshake timed out."),
-                },
+                (Some(acceptor), EngineStream::Tcp(tcp)) => {
+                    match tokio::time::timeout(state.config.limits.tls_handshake_timeout, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => EngineStream::TlsServer(Box::new(tls)),
+                        Ok(Err(e)) => return debug!(error = %e, "TLS handshake failed."),
+                        Err(_) => return debug!("TLS handshake timed out."),
+                    }
+                }
                 (_, stream) => stream,
             };
             let link = Arc::new(replica::LeaderLink::default());
@@ -226,7 +234,9 @@ async fn refuse_busy(mut stream: EngineStream, max: usize) {
     if !matches!(stream, EngineStream::Tcp(_) | EngineStream::Unix(_)) {
         return;
     }
-    let body = format!("{{\"message\":\"too many connections: the manager serves at most {max} at once (--api-max-connections)\"}}\n");
+    let body = format!(
+        "{{\"message\":\"too many connections: the manager serves at most {max} at once (--api-max-connections)\"}}\n"
+    );
     let head = format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
     let write = async {
         stream.write_all(head.as_bytes()).await?;
@@ -279,7 +289,8 @@ pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::Lea
     };
     let req = req.map(body::incoming);
     // A stopping leader serves no new request: they wait for its successor.
-    let follower = state.leadership.is_replicated() && !local && (!state.leadership.is_leader() || state.leadership.is_stopping());
+    let follower =
+        state.leadership.is_replicated() && !local && (!state.leadership.is_leader() || state.leadership.is_stopping());
     let (route, mut resp) = if follower && !(control.is_none() && replica::serves_stream(&state, &req)) {
         replica::forward(&state, req, control, checked, link).await
     } else {
@@ -303,15 +314,23 @@ pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::Lea
         headers.entry("ostype").or_insert(HeaderValue::from_static("linux"));
     }
     if common == CommonHeaders::All {
-        headers
-            .entry("docker-experimental")
-            .or_insert(HeaderValue::from_static(if state.config.experimental { "true" } else { "false" }));
+        headers.entry("docker-experimental").or_insert(HeaderValue::from_static(if state.config.experimental {
+            "true"
+        } else {
+            "false"
+        }));
     }
     headers.insert(header::SERVER, HeaderValue::from_static(concat!("Swarm/", env!("CARGO_PKG_VERSION"), " (linux)")));
     if state.config.cors {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Origin, X-Requested-With, Content-Type, Accept, X-Registry-Auth"));
-        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("HEAD, GET, POST, DELETE, PUT, OPTIONS"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("Origin, X-Requested-With, Content-Type, Accept, X-Registry-Auth"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("HEAD, GET, POST, DELETE, PUT, OPTIONS"),
+        );
     }
     let code = resp.status().as_u16().to_string();
     state.metrics.api_requests.with_label_values(&[method.as_str(), route, &code]).inc();

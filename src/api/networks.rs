@@ -18,7 +18,15 @@ use crate::cluster::NodeHandle;
 pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     let (query, names) = super::images::split_node_filter(ctx)?;
     let nodes = nodes_for(state, &names);
-    let answers = call_all(&nodes, Method::GET, |n| ctx.engine_path(n.api_version.as_deref(), "/networks", Some(&query)), None, &HeaderMap::new(), &state.config.limits).await;
+    let answers = call_all(
+        &nodes,
+        Method::GET,
+        |n| ctx.engine_path(n.api_version.as_deref(), "/networks", Some(&query)),
+        None,
+        &HeaderMap::new(),
+        &state.config.limits,
+    )
+    .await;
     let mut out: Vec<Value> = Vec::new();
     for (n, a) in nodes.iter().zip(&answers) {
         let Ok((s, bytes)) = a else { continue };
@@ -50,23 +58,37 @@ fn target<'a>(state: &ApiState, segs: &'a [String]) -> (Option<NodeHandle>, &'a 
 /// `POST /networks/create`: on `node/name`'s node, or on every healthy node.
 pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let raw = state.read_body(req.into_body()).await?;
-    let mut config: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(super::error::go_json_error(&e)))?;
+    let mut config: Value =
+        serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(super::error::go_json_error(&e)))?;
     let name = config["Name"].as_str().unwrap_or_default().to_string();
     let nodes = match name.split_once('/') {
         Some((node, short)) => {
-            let n = state.cluster.node_by_name(node).ok_or_else(|| ApiError::not_found(format!("No such node: {node}")))?;
+            let n =
+                state.cluster.node_by_name(node).ok_or_else(|| ApiError::not_found(format!("No such node: {node}")))?;
             config["Name"] = json!(short);
             vec![n]
         }
         None => healthy(state)?,
     };
     let payload = Bytes::from(config.to_string());
-    let answers = call_all(&nodes, Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), "/networks/create"), Some(payload), &HeaderMap::new(), &state.config.limits).await;
+    let answers = call_all(
+        &nodes,
+        Method::POST,
+        |n| ctx.engine_path_same_query(n.api_version.as_deref(), "/networks/create"),
+        Some(payload),
+        &HeaderMap::new(),
+        &state.config.limits,
+    )
+    .await;
     if answers.iter().any(|a| !matches!(a, Ok((s, _)) if s.is_success())) {
         return Err(first_error(&answers));
     }
     let first = answers.iter().find_map(|a| a.as_ref().ok()).map(|(_, b)| b.clone()).unwrap_or_default();
-    Ok(Response::builder().status(StatusCode::CREATED).header("content-type", "application/json").body(body::full(first)).unwrap_or_else(|_| Response::new(body::empty())))
+    Ok(Response::builder()
+        .status(StatusCode::CREATED)
+        .header("content-type", "application/json")
+        .body(body::full(first))
+        .unwrap_or_else(|_| Response::new(body::empty())))
 }
 
 /// `/networks/{id}` routes: inspect, remove, connect, disconnect.
@@ -82,16 +104,28 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Re
     match (&method, action) {
         (&Method::POST, Some("connect" | "disconnect")) => {
             let raw = state.read_body(req.into_body()).await?;
-            let mut config: Value = serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
+            let mut config: Value =
+                serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;
             let ident = config["Container"].as_str().unwrap_or_default().to_string();
             let c = super::containers::find_checked(state, &ident).await?;
             config["Container"] = json!(c.id);
             let n = state.cluster.node(&c.node).ok_or_else(|| ApiError::internal("node left the cluster"))?;
-            let answers = call_all(&[n], Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), Some(Bytes::from(config.to_string())), &HeaderMap::new(), &state.config.limits).await;
+            let answers = call_all(
+                &[n],
+                Method::POST,
+                |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path),
+                Some(Bytes::from(config.to_string())),
+                &HeaderMap::new(),
+                &state.config.limits,
+            )
+            .await;
             match &answers[0] {
                 Ok((s, _)) if s.is_success() => {
                     state.cluster.refresh_container(&c.node, &c.id).await;
-                    Ok(Response::builder().status(*s).body(body::empty()).unwrap_or_else(|_| Response::new(body::empty())))
+                    Ok(Response::builder()
+                        .status(*s)
+                        .body(body::empty())
+                        .unwrap_or_else(|_| Response::new(body::empty())))
                 }
                 _ => Err(first_error(&answers)),
             }
@@ -101,7 +135,15 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Re
                 Some(n) => vec![n],
                 None => healthy(state)?,
             };
-            let answers = call_all(&nodes, method.clone(), |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), None, &HeaderMap::new(), &state.config.limits).await;
+            let answers = call_all(
+                &nodes,
+                method.clone(),
+                |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path),
+                None,
+                &HeaderMap::new(),
+                &state.config.limits,
+            )
+            .await;
             let found: Vec<(&NodeHandle, &Bytes, StatusCode)> = nodes
                 .iter()
                 .zip(&answers)
@@ -112,11 +154,15 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Re
                 return Err(first_error(&answers));
             }
             if method == Method::DELETE {
-                return Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty()).unwrap_or_else(|_| Response::new(body::empty())));
+                return Ok(Response::builder()
+                    .status(StatusCode::NO_CONTENT)
+                    .body(body::empty())
+                    .unwrap_or_else(|_| Response::new(body::empty())));
             }
             // A local network made on every node (`docker network create x`, compose) answers
             // with the first node's copy, so that clients that inspect before create see it.
-            let doc: Value = serde_json::from_slice(found[0].1).map_err(|e| ApiError::internal(format!("engine sent invalid JSON: {e}")))?;
+            let doc: Value = serde_json::from_slice(found[0].1)
+                .map_err(|e| ApiError::internal(format!("engine sent invalid JSON: {e}")))?;
             Ok(json_response(StatusCode::OK, &doc))
         }
         _ => Err(ApiError::not_found("page not found")),

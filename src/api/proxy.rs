@@ -1,9 +1,9 @@
 //! Forwarding a client's request to one engine: bodies stream both ways untouched, and
 //! hijacked connections (attach, exec start) are spliced byte for byte, half-close included.
 
-use hyper::body::Incoming;
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tracing::debug;
 
@@ -12,12 +12,16 @@ use super::ApiState;
 use crate::body::{self, Body};
 use crate::transport::EngineClient;
 
-const HOP_BY_HOP: [&str; 6] = ["keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "proxy-authorization"];
+const HOP_BY_HOP: [&str; 6] =
+    ["keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "proxy-authorization"];
 
 /// Drops hop-by-hop headers; `connection` and `upgrade` stay on hijacks, since dockerd reads
 /// `Upgrade` to choose between `101` and a raw `200`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let hop = |name: &HeaderName| HOP_BY_HOP.contains(&name.as_str()) || (!keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE));
+    let hop = |name: &HeaderName| {
+        HOP_BY_HOP.contains(&name.as_str())
+            || (!keep_upgrade && (name == header::CONNECTION || name == header::UPGRADE))
+    };
     // One pass over the names: most messages carry none, and removing by name hashes each.
     if !headers.keys().any(hop) {
         return;
@@ -34,7 +38,12 @@ pub fn wants_upgrade<B>(req: &Request<B>) -> bool {
 }
 
 /// Forwards `req` to `client` at `path_and_query`, streaming the answer back.
-pub async fn forward(state: &ApiState, client: &EngineClient, req: Request<Body>, path_and_query: &str) -> Result<Response<Body>, ApiError> {
+pub async fn forward(
+    state: &ApiState,
+    client: &EngineClient,
+    req: Request<Body>,
+    path_and_query: &str,
+) -> Result<Response<Body>, ApiError> {
     forward_counted(state, client, req, path_and_query, true).await
 }
 
@@ -173,12 +182,21 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_go_and_upgrades_stay_on_hijacks() {
         let mut h = HeaderMap::new();
-        for (k, v) in [("connection", "Upgrade"), ("upgrade", "tcp"), ("keep-alive", "5"), ("te", "trailers"), ("content-type", "application/json")] {
+        for (k, v) in [
+            ("connection", "Upgrade"),
+            ("upgrade", "tcp"),
+            ("keep-alive", "5"),
+            ("te", "trailers"),
+            ("content-type", "application/json"),
+        ] {
             h.insert(HeaderName::from_static(k), v.parse().unwrap());
         }
         let mut hijack = h.clone();
         strip_hop_by_hop(&mut hijack, true);
-        assert_eq!(hijack.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["connection", "upgrade", "content-type"]);
+        assert_eq!(
+            hijack.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["connection", "upgrade", "content-type"]
+        );
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["content-type"]);
     }
@@ -186,7 +204,10 @@ mod tests {
     #[test]
     fn engine_uris_keep_the_path_and_query() {
         let c = EngineClient::new("127.0.0.1:2375", std::time::Duration::from_secs(1));
-        assert_eq!(c.uri("/v1.41/containers/json?all=1").to_string(), "http://127.0.0.1:2375/v1.41/containers/json?all=1");
+        assert_eq!(
+            c.uri("/v1.41/containers/json?all=1").to_string(),
+            "http://127.0.0.1:2375/v1.41/containers/json?all=1"
+        );
         assert_eq!(c.host_header(), "127.0.0.1:2375");
         let u = EngineClient::new("unix:///run/docker.sock", std::time::Duration::from_secs(1));
         assert_eq!(u.uri("/_ping").to_string(), "http://localhost/_ping");

@@ -110,13 +110,17 @@ fn parse_filters(raw: &str) -> Result<Vec<(String, Vec<String>)>, String> {
         match v {
             Value::Object(m) => match m.values().find(|b| !b.is_boolean()) {
                 Some(bad) => {
-                    modern_error.get_or_insert(format!("json: cannot unmarshal {} into Go value of type bool", json_kind(bad)));
+                    modern_error
+                        .get_or_insert(format!("json: cannot unmarshal {} into Go value of type bool", json_kind(bad)));
                 }
                 None => out.push((k.clone(), m.keys().cloned().collect())),
             },
             Value::Null => out.push((k.clone(), Vec::new())),
             other => {
-                modern_error.get_or_insert(format!("json: cannot unmarshal {} into Go value of type map[string]bool", json_kind(other)));
+                modern_error.get_or_insert(format!(
+                    "json: cannot unmarshal {} into Go value of type map[string]bool",
+                    json_kind(other)
+                ));
             }
         }
     }
@@ -125,7 +129,8 @@ fn parse_filters(raw: &str) -> Result<Vec<(String, Vec<String>)>, String> {
     for (k, v) in obj {
         match v {
             Value::Array(items) if items.iter().all(Value::is_string) => {
-                let mut values: Vec<String> = items.into_iter().filter_map(|i| i.as_str().map(str::to_string)).collect();
+                let mut values: Vec<String> =
+                    items.into_iter().filter_map(|i| i.as_str().map(str::to_string)).collect();
                 values.dedup();
                 legacy.push((k, values));
             }
@@ -170,8 +175,14 @@ mod tests {
         assert!(Query::parse(Some("filters=nope")).filters().is_err());
         // dockerd counts a key whose values are false, and refuses mixed or non-string values.
         assert_eq!(parse_filters(r#"{"a":{"x":false}}"#).unwrap(), vec![("a".to_string(), vec!["x".to_string()])]);
-        assert_eq!(parse_filters(r#"{"a":[1]}"#).unwrap_err(), "json: cannot unmarshal array into Go value of type map[string]bool");
-        assert_eq!(parse_filters("[]").unwrap_err(), "json: cannot unmarshal array into Go value of type map[string]map[string]bool");
+        assert_eq!(
+            parse_filters(r#"{"a":[1]}"#).unwrap_err(),
+            "json: cannot unmarshal array into Go value of type map[string]bool"
+        );
+        assert_eq!(
+            parse_filters("[]").unwrap_err(),
+            "json: cannot unmarshal array into Go value of type map[string]map[string]bool"
+        );
         assert_eq!(parse_filters("{").unwrap_err(), "unexpected end of JSON input");
     }
 }

@@ -53,7 +53,8 @@ pub fn serves_stream(state: &ApiState, req: &Request<Body>) -> bool {
     let segs: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
     match (req.method(), segs.as_slice()) {
         (&Method::GET, ["events"]) => true,
-        (&Method::GET, ["containers", id, "logs" | "stats"]) | (&Method::POST, ["containers", id, "wait" | "attach"]) => {
+        (&Method::GET, ["containers", id, "logs" | "stats"])
+        | (&Method::POST, ["containers", id, "wait" | "attach"]) => {
             let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
             state.cluster.find_container(&id).is_ok()
         }
@@ -146,7 +147,9 @@ pub async fn forward(
     checked: Option<crate::auth::Checked>,
     link: &LeaderLink,
 ) -> (&'static str, Response<Body>) {
-    let Some(replication) = &state.config.replication else { return super::serve_here(state, req, control, checked).await };
+    let Some(replication) = &state.config.replication else {
+        return super::serve_here(state, req, control, checked).await;
+    };
     let deadline = Instant::now() + replication.leader_wait;
     if proxy::wants_upgrade(&req) {
         return match wait_for_leader(state, None, deadline).await {
@@ -168,7 +171,12 @@ pub async fn forward(
                 Some(req) => return super::serve_here(state, req, control, checked).await,
                 None => return ("leader", lost_stream()),
             },
-            None => return ("leader", failed.map_or_else(no_leader, |l| unreachable_leader(&l, "no other primary was elected in time"))),
+            None => {
+                return (
+                    "leader",
+                    failed.map_or_else(no_leader, |l| unreachable_leader(&l, "no other primary was elected in time")),
+                )
+            }
         };
         let Some(req) = out.request() else { return ("leader", lost_stream()) };
         state.metrics.proxied.with_label_values(&["leader"]).inc();
@@ -193,7 +201,10 @@ pub async fn forward(
         }
         if Instant::now() >= deadline {
             let leader = failed.unwrap_or_default();
-            return ("leader", unreachable_leader(&leader, "no primary took the request in time (--replication-leader-wait)"));
+            return (
+                "leader",
+                unreachable_leader(&leader, "no primary took the request in time (--replication-leader-wait)"),
+            );
         }
     }
 }
@@ -226,12 +237,19 @@ fn no_leader() -> Response<Body> {
 }
 
 fn unreachable_leader(leader: &str, detail: &str) -> Response<Body> {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("Unable to reach primary cluster manager ({leader}): {detail}")).into_response()
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("Unable to reach primary cluster manager ({leader}): {detail}"),
+    )
+    .into_response()
 }
 
 fn lost_stream() -> Response<Body> {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the primary was lost while this request's body streamed to it; its outcome is unknown")
-        .into_response()
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the primary was lost while this request's body streamed to it; its outcome is unknown",
+    )
+    .into_response()
 }
 
 /// A hijacked stream (attach, exec) to the leader, on a connection of its own.
@@ -303,7 +321,8 @@ async fn leader_moved(state: &ApiState, leader: &str) {
 
 async fn connect(state: &ApiState, leader: &str) -> Result<SendRequest<Body>, String> {
     let stream = leader_client(state, leader).connect_raw().await.map_err(|e| e.to_string())?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             debug!(error = %e, "Connection to the leader ended.");
@@ -318,7 +337,11 @@ fn leader_client(state: &ApiState, leader: &str) -> EngineClient {
     match &*cached {
         Some((addr, client)) if addr == leader => client.clone(),
         _ => {
-            let client = EngineClient::with_tls(leader, state.config.timing.engine_timeout, state.tls.as_ref().map(|t| t.peer.clone()));
+            let client = EngineClient::with_tls(
+                leader,
+                state.config.timing.engine_timeout,
+                state.tls.as_ref().map(|t| t.peer.clone()),
+            );
             *cached = Some((leader.to_string(), client.clone()));
             client
         }

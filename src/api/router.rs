@@ -36,7 +36,17 @@ impl Ctx {
 
 /// Percent-encodes one path segment.
 pub fn encode_segment(s: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'"').add(b'#').add(b'<').add(b'>').add(b'?').add(b'`').add(b'{').add(b'}').add(b'%');
+    const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}')
+        .add(b'%');
     percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
@@ -61,7 +71,10 @@ pub fn journaled(method: &Method, path: &str) -> bool {
     use Method as M;
     match (method, segs.as_slice()) {
         (&M::POST, ["containers", "create"]) => true,
-        (&M::POST, ["containers", _, "start" | "stop" | "kill" | "restart" | "pause" | "unpause" | "rename" | "update" | "exec"]) => true,
+        (
+            &M::POST,
+            ["containers", _, "start" | "stop" | "kill" | "restart" | "pause" | "unpause" | "rename" | "update" | "exec"],
+        ) => true,
         (&M::DELETE, ["containers", _]) => true,
         (&M::POST, ["networks", "create"] | ["networks", _, "connect" | "disconnect"] | ["volumes", "create"]) => true,
         (&M::DELETE, ["networks", _] | ["volumes", _]) => true,
@@ -81,7 +94,12 @@ async fn dispatch(state: &ApiState, req: Request<Body>) -> (&'static str, Result
         }
         let max = state.api_version();
         if version::compare(v, &max).is_gt() {
-            return ("version-check", Err(ApiError::bad_request(format!("client version {v} is too new. Maximum supported API version is {max}"))));
+            return (
+                "version-check",
+                Err(ApiError::bad_request(format!(
+                    "client version {v} is too new. Maximum supported API version is {max}"
+                ))),
+            );
         }
     }
     let segs: Vec<String> = rest
@@ -105,7 +123,9 @@ async fn dispatch(state: &ApiState, req: Request<Body>) -> (&'static str, Result
 
         (&M::GET, ["containers", "json"]) => ("containers.list", containers::list(state, &ctx).await),
         (&M::POST, ["containers", "create"]) => ("containers.create", containers::create(state, &ctx, req).await),
-        (&M::POST, ["containers", "prune"]) => ("containers.prune", super::fanout::prune(state, &ctx, "/containers/prune").await),
+        (&M::POST, ["containers", "prune"]) => {
+            ("containers.prune", super::fanout::prune(state, &ctx, "/containers/prune").await)
+        }
         // `/containers/{id}` alone is only removed.
         (m, ["containers", _]) if m != M::DELETE => ("unknown", Err(ApiError::not_found("page not found"))),
         (_, ["containers", _, ..]) => ("containers.op", containers::by_id(state, &ctx, req).await),
@@ -117,22 +137,29 @@ async fn dispatch(state: &ApiState, req: Request<Body>) -> (&'static str, Result
         (&M::POST, ["images", "create"]) => ("images.create", images::create(state, &ctx, req).await),
         (&M::POST, ["images", "load"]) => ("images.load", images::load(state, &ctx, req).await),
         (&M::GET, ["images", "get"]) => ("images.save", images::save_many(state, &ctx, req).await),
-        (&M::GET, ["images", "search"]) => ("images.search", system::any_engine(state, &ctx, req, "/images/search").await),
+        (&M::GET, ["images", "search"]) => {
+            ("images.search", system::any_engine(state, &ctx, req, "/images/search").await)
+        }
         (&M::POST, ["images", "prune"]) => ("images.prune", super::fanout::prune(state, &ctx, "/images/prune").await),
-        (&M::GET, ["images", "viz"]) => ("images.viz", Err(ApiError::new(http::StatusCode::NOT_IMPLEMENTED, "Not supported in clustering mode."))),
+        (&M::GET, ["images", "viz"]) => {
+            ("images.viz", Err(ApiError::new(http::StatusCode::NOT_IMPLEMENTED, "Not supported in clustering mode.")))
+        }
         (_, ["images", _, ..]) => ("images.op", images::by_name(state, &ctx, req).await),
         (&M::POST, ["build"]) => ("build", images::build(state, &ctx, req).await),
 
         (&M::GET, ["networks"]) => ("networks.list", networks::list(state, &ctx).await),
         (&M::POST, ["networks", "create"]) => ("networks.create", networks::create(state, &ctx, req).await),
-        (&M::POST, ["networks", "prune"]) => ("networks.prune", super::fanout::prune(state, &ctx, "/networks/prune").await),
+        (&M::POST, ["networks", "prune"]) => {
+            ("networks.prune", super::fanout::prune(state, &ctx, "/networks/prune").await)
+        }
         (_, ["networks", _, ..]) => ("networks.op", networks::by_id(state, &ctx, req).await),
 
         (&M::GET, ["volumes"]) => ("volumes.list", volumes::list(state, &ctx).await),
         (&M::POST, ["volumes", "create"]) => ("volumes.create", volumes::create(state, &ctx, req).await),
-        (&M::POST, ["volumes", "prune"]) => ("volumes.prune", super::fanout::prune(state, &ctx, "/volumes/prune").await),
+        (&M::POST, ["volumes", "prune"]) => {
+            ("volumes.prune", super::fanout::prune(state, &ctx, "/volumes/prune").await)
+        }
         (_, ["volumes", _, ..]) => ("volumes.op", volumes::by_name(state, &ctx, req).await),
-
 
         _ => ("unknown", Err(ApiError::not_found("page not found"))),
     }
@@ -143,12 +170,20 @@ mod tests {
     use super::*;
 
     fn ctx(version: Option<&str>) -> Ctx {
-        Ctx { version: version.map(str::to_string), segs: vec![], query: Query::default(), raw_query: Some("all=1".into()) }
+        Ctx {
+            version: version.map(str::to_string),
+            segs: vec![],
+            query: Query::default(),
+            raw_query: Some("all=1".into()),
+        }
     }
 
     #[test]
     fn engine_paths_lower_the_version_to_the_engine() {
-        assert_eq!(ctx(Some("1.41")).engine_path_same_query(Some("1.40"), "/containers/json"), "/v1.40/containers/json?all=1");
+        assert_eq!(
+            ctx(Some("1.41")).engine_path_same_query(Some("1.40"), "/containers/json"),
+            "/v1.40/containers/json?all=1"
+        );
         assert_eq!(ctx(Some("1.30")).engine_path(Some("1.41"), "/x", None), "/v1.30/x");
         assert_eq!(ctx(None).engine_path(Some("1.41"), "/x", Some("")), "/x");
     }

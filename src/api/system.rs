@@ -30,7 +30,8 @@ pub fn ping(method: &Method) -> Response<Body> {
 /// known for longer than `--replication-leader-wait`, or engines not read yet since it started).
 pub fn ready(state: &ApiState) -> Response<Body> {
     let bound = state.config.replication.as_ref().map_or(std::time::Duration::ZERO, |r| r.leader_wait);
-    let loaded = if state.cluster.is_loaded() { Ok(()) } else { Err("this manager is still reading the engines".to_string()) };
+    let loaded =
+        if state.cluster.is_loaded() { Ok(()) } else { Err("this manager is still reading the engines".to_string()) };
     match state.leadership.readiness(bound).and(loaded) {
         Ok(()) => json_response(http::StatusCode::OK, &serde_json::json!({ "Ready": true })),
         Err(why) => json_response(http::StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "message": why })),
@@ -122,7 +123,8 @@ pub fn info(state: &ApiState) -> Response<Body> {
     }
     let mut doc = info_document(state, &totals);
     // Moved in, not copied: at 5,000 engines it is 50,000 pairs.
-    doc["SystemStatus"] = Value::Array(status.into_iter().map(|[k, v]| Value::Array(vec![Value::String(k), Value::String(v)])).collect());
+    doc["SystemStatus"] =
+        Value::Array(status.into_iter().map(|[k, v]| Value::Array(vec![Value::String(k), Value::String(v)])).collect());
     json_response(http::StatusCode::OK, &doc)
 }
 
@@ -151,7 +153,10 @@ fn manager_status(state: &ApiState) -> Vec<[String; 2]> {
     }
     status.push(["Open files".into(), state.cluster.options().open_files.describe()]);
     status.push(["Strategy".into(), state.orchestrator.scheduler().strategy().name().into()]);
-    status.push(["Filters".into(), state.orchestrator.scheduler().filters().iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")]);
+    status.push([
+        "Filters".into(),
+        state.orchestrator.scheduler().filters().iter().map(|f| f.name()).collect::<Vec<_>>().join(", "),
+    ]);
     status
 }
 
@@ -186,14 +191,20 @@ fn node_rows(state: &ApiState) -> (Totals, Vec<NodeRow>) {
             push(
                 "Containers",
                 if healthy {
-                    format!("{c_total} ({c_running} Running, {c_paused} Paused, {} Stopped)", c_total - c_running - c_paused)
+                    format!(
+                        "{c_total} ({c_running} Running, {c_paused} Paused, {} Stopped)",
+                        c_total - c_running - c_paused
+                    )
                 } else {
                     c_total.to_string()
                 },
             );
             push("Reserved CPUs", format!("{used_cpus} / {total_cpus}"));
             push("Reserved Memory", format!("{} / {}", bytes_size(used_mem as f64), bytes_size(total_mem as f64)));
-            let labels = n.info.as_ref().map(|i| i.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "));
+            let labels = n
+                .info
+                .as_ref()
+                .map(|i| i.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "));
             push("Labels", labels.unwrap_or_default());
             push("Error", n.health.last_error().unwrap_or("(none)").to_string());
             push("UpdatedAt", n.updated_at.map(rfc3339).unwrap_or_default());
@@ -300,18 +311,30 @@ async fn past_events(state: &ApiState, ctx: &Ctx, query: &str) -> Result<Vec<Val
     let mut per_engine: Vec<std::collections::VecDeque<Value>> = Vec::new();
     for n in state.cluster.healthy_nodes() {
         let path = ctx.engine_path(n.api_version.as_deref(), "/events", Some(query));
-        let Ok((status, _, bytes)) = n.client.call(Method::GET, &path, None, &Default::default(), Some(n.client.timeout())).await else { continue };
+        let Ok((status, _, bytes)) =
+            n.client.call(Method::GET, &path, None, &Default::default(), Some(n.client.timeout())).await
+        else {
+            continue;
+        };
         // A refused window or filter: the engine's own answer.
         if !status.is_success() {
             return Err(ApiError::new(status, crate::transport::error_message(&bytes)));
         }
         let node = json!({"Name": n.name, "Id": n.engine_id, "Addr": n.key, "Ip": n.client.addr().host()});
-        per_engine.push(bytes.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<Value>(l).ok()).map(|e| events::normalize(e, &node)).collect());
+        per_engine.push(
+            bytes
+                .split(|b| *b == b'\n')
+                .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
+                .map(|e| events::normalize(e, &node))
+                .collect(),
+        );
     }
     // Merged by time, each engine's own order kept (its clock may step back a little).
     let time = |e: &Value| e["timeNano"].as_u64().unwrap_or(0);
     let mut all = Vec::new();
-    while let Some(next) = per_engine.iter().enumerate().filter_map(|(i, q)| q.front().map(|e| (time(e), i))).min().map(|(_, i)| i) {
+    while let Some(next) =
+        per_engine.iter().enumerate().filter_map(|(i, q)| q.front().map(|e| (time(e), i))).min().map(|(_, i)| i)
+    {
         all.extend(per_engine[next].pop_front());
     }
     Ok(all)
@@ -327,7 +350,8 @@ pub async fn events(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiEr
     let live = !until.is_some_and(|u| u <= now);
     // Absolute, so that reading the past first does not push the end of the window back.
     // A time past what the clock can hold has no deadline (checked: `Instant + d` panics).
-    let deadline = until.and_then(|u| tokio::time::Instant::now().checked_add(Duration::try_from_secs_f64((u - now).max(0.0)).ok()?));
+    let deadline = until
+        .and_then(|u| tokio::time::Instant::now().checked_add(Duration::try_from_secs_f64((u - now).max(0.0)).ok()?));
     let until_nanos = until.map(|u| (u * 1e9) as u64);
     // Subscribed before the past is read, so that nothing falls between the two.
     let sub = live.then(|| state.cluster.subscribe());
@@ -410,10 +434,16 @@ pub async fn login(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Re
 }
 
 /// Sends the request to one healthy engine, chosen at random (`/auth`, `/images/search`).
-pub async fn any_engine(state: &ApiState, ctx: &Ctx, req: Request<Body>, path: &str) -> Result<Response<Body>, ApiError> {
+pub async fn any_engine(
+    state: &ApiState,
+    ctx: &Ctx,
+    req: Request<Body>,
+    path: &str,
+) -> Result<Response<Body>, ApiError> {
     use rand::seq::IndexedRandom;
     let nodes = state.cluster.healthy_nodes();
-    let node = nodes.choose(&mut rand::rng()).ok_or_else(|| ApiError::internal("No healthy node available in the cluster"))?;
+    let node =
+        nodes.choose(&mut rand::rng()).ok_or_else(|| ApiError::internal("No healthy node available in the cluster"))?;
     let target = ctx.engine_path_same_query(node.api_version.as_deref(), path);
     proxy::forward(state, &node.client, req, &target).await
 }

@@ -15,9 +15,18 @@ use crate::cluster::NodeHandle;
 
 /// `GET /volumes`.
 pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
-    let (query, names) = super::images::split_node_filter(ctx).map_err(|e| ApiError::bad_request(format!("error reading volume filters: {}", e.message)))?;
+    let (query, names) = super::images::split_node_filter(ctx)
+        .map_err(|e| ApiError::bad_request(format!("error reading volume filters: {}", e.message)))?;
     let nodes = nodes_for(state, &names);
-    let answers = call_all(&nodes, Method::GET, |n| ctx.engine_path(n.api_version.as_deref(), "/volumes", Some(&query)), None, &HeaderMap::new(), &state.config.limits).await;
+    let answers = call_all(
+        &nodes,
+        Method::GET,
+        |n| ctx.engine_path(n.api_version.as_deref(), "/volumes", Some(&query)),
+        None,
+        &HeaderMap::new(),
+        &state.config.limits,
+    )
+    .await;
     let mut volumes: Vec<Value> = Vec::new();
     let mut warnings: Vec<Value> = Vec::new();
     for (n, a) in nodes.iter().zip(&answers) {
@@ -42,7 +51,9 @@ pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiErro
 
 fn split(state: &ApiState, name: &str) -> Result<(Option<NodeHandle>, String), ApiError> {
     match name.split_once('/') {
-        Some((node, short)) if state.cluster.node_by_name(node).is_some() => Ok((state.cluster.node_by_name(node), short.to_string())),
+        Some((node, short)) if state.cluster.node_by_name(node).is_some() => {
+            Ok((state.cluster.node_by_name(node), short.to_string()))
+        }
         // Not a node: the engines judge the name.
         _ => Ok((None, name.to_string())),
     }
@@ -51,7 +62,11 @@ fn split(state: &ApiState, name: &str) -> Result<(Option<NodeHandle>, String), A
 /// `POST /volumes/create`.
 pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
     let raw = state.read_body(req.into_body()).await?;
-    let mut config: Value = if raw.is_empty() { json!({}) } else { serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(super::error::go_json_error(&e)))? };
+    let mut config: Value = if raw.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(super::error::go_json_error(&e)))?
+    };
     let (node, short) = split(state, config["Name"].as_str().unwrap_or_default())?;
     let nodes = match node {
         Some(n) => {
@@ -61,11 +76,23 @@ pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<R
         None => healthy(state)?,
     };
     let payload = Bytes::from(config.to_string());
-    let answers = call_all(&nodes, Method::POST, |n| ctx.engine_path_same_query(n.api_version.as_deref(), "/volumes/create"), Some(payload), &HeaderMap::new(), &state.config.limits).await;
+    let answers = call_all(
+        &nodes,
+        Method::POST,
+        |n| ctx.engine_path_same_query(n.api_version.as_deref(), "/volumes/create"),
+        Some(payload),
+        &HeaderMap::new(),
+        &state.config.limits,
+    )
+    .await;
     if answers.iter().any(|a| !matches!(a, Ok((s, _)) if s.is_success())) {
         return Err(first_error(&answers));
     }
-    let mut doc: Value = answers.iter().find_map(|a| a.as_ref().ok()).and_then(|(_, b)| serde_json::from_slice(b).ok()).unwrap_or_default();
+    let mut doc: Value = answers
+        .iter()
+        .find_map(|a| a.as_ref().ok())
+        .and_then(|(_, b)| serde_json::from_slice(b).ok())
+        .unwrap_or_default();
     if nodes.len() == 1 && doc["Driver"] == "local" {
         doc["Name"] = json!(format!("{}/{}", nodes[0].name, doc["Name"].as_str().unwrap_or_default()));
     }
@@ -84,18 +111,38 @@ pub async fn by_name(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<
         None => healthy(state)?,
     };
     let path = format!("/volumes/{}", encode_segment(&name));
-    let answers = call_all(&nodes, method.clone(), |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path), None, &HeaderMap::new(), &state.config.limits).await;
-    let found: Vec<(&NodeHandle, &Bytes)> =
-        nodes.iter().zip(&answers).filter_map(|(n, a)| a.as_ref().ok().filter(|(s, _)| s.is_success()).map(|(_, b)| (n, b))).collect();
+    let answers = call_all(
+        &nodes,
+        method.clone(),
+        |n| ctx.engine_path_same_query(n.api_version.as_deref(), &path),
+        None,
+        &HeaderMap::new(),
+        &state.config.limits,
+    )
+    .await;
+    let found: Vec<(&NodeHandle, &Bytes)> = nodes
+        .iter()
+        .zip(&answers)
+        .filter_map(|(n, a)| a.as_ref().ok().filter(|(s, _)| s.is_success()).map(|(_, b)| (n, b)))
+        .collect();
     if found.is_empty() {
         let all_missing = answers.iter().all(|a| matches!(a, Ok((s, _)) if *s == StatusCode::NOT_FOUND));
-        return Err(if all_missing { ApiError::not_found(format!("get {name}: no such volume")) } else { first_error(&answers) });
+        return Err(if all_missing {
+            ApiError::not_found(format!("get {name}: no such volume"))
+        } else {
+            first_error(&answers)
+        });
     }
     if method == Method::DELETE {
-        if let Some(err) = answers.iter().find(|a| matches!(a, Ok((s, _)) if !s.is_success() && *s != StatusCode::NOT_FOUND)) {
+        if let Some(err) =
+            answers.iter().find(|a| matches!(a, Ok((s, _)) if !s.is_success() && *s != StatusCode::NOT_FOUND))
+        {
             return Err(first_error(std::slice::from_ref(err)));
         }
-        return Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty()).unwrap_or_else(|_| Response::new(body::empty())));
+        return Ok(Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(body::empty())
+            .unwrap_or_else(|_| Response::new(body::empty())));
     }
     let (n, bytes) = found[0];
     let mut doc: Value = serde_json::from_slice(bytes).unwrap_or_default();

@@ -24,8 +24,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 use swarm::api::system::rfc3339;
+use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
 #[derive(Parser)]
@@ -210,7 +210,9 @@ impl Engine {
             }
         }
         let containers = self.containers.lock();
-        let wanted = |c: &&Container| (all || c.running) && ids.as_ref().is_none_or(|ids| ids.iter().any(|i| c.id.starts_with(i.as_str())));
+        let wanted = |c: &&Container| {
+            (all || c.running) && ids.as_ref().is_none_or(|ids| ids.iter().any(|i| c.id.starts_with(i.as_str())))
+        };
         Value::Array(containers.values().filter(wanted).map(Engine::summary).collect())
     }
 
@@ -257,16 +259,24 @@ async fn serve(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<B
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let resp = match (&method, segs.as_slice()) {
         (&Method::GET | &Method::HEAD, ["_ping"]) => Response::new(Full::new(Bytes::from_static(b"OK")).boxed()),
-        (&Method::GET, ["version"]) => json_response(StatusCode::OK, &json!({
-            "Version": "20.10.24", "ApiVersion": "1.41", "MinAPIVersion": "1.12", "Os": "linux", "Arch": "amd64",
-            "KernelVersion": "hollow", "GoVersion": "go1.19",
-        })),
+        (&Method::GET, ["version"]) => json_response(
+            StatusCode::OK,
+            &json!({
+                "Version": "20.10.24", "ApiVersion": "1.41", "MinAPIVersion": "1.12", "Os": "linux", "Arch": "amd64",
+                "KernelVersion": "hollow", "GoVersion": "go1.19",
+            }),
+        ),
         (&Method::GET, ["info"]) => json_response(StatusCode::OK, &engine.info()),
         (&Method::GET, ["containers", "json"]) => json_response(StatusCode::OK, &engine.list(&query)),
-        (&Method::GET, ["images", "json"]) => json_response(StatusCode::OK, &json!([{
-            "Id": "sha256:hollow", "RepoTags": ["busybox:latest"], "RepoDigests": [], "Created": 0, "Size": 0, "Labels": {}, "Containers": -1,
-        }])),
-        (&Method::POST, ["images", "create"]) => json_response(StatusCode::OK, &json!({"status": "Downloaded (simulated)"})),
+        (&Method::GET, ["images", "json"]) => json_response(
+            StatusCode::OK,
+            &json!([{
+                "Id": "sha256:hollow", "RepoTags": ["busybox:latest"], "RepoDigests": [], "Created": 0, "Size": 0, "Labels": {}, "Containers": -1,
+            }]),
+        ),
+        (&Method::POST, ["images", "create"]) => {
+            json_response(StatusCode::OK, &json!({"status": "Downloaded (simulated)"}))
+        }
         (&Method::GET, ["events"]) => {
             let mut rx = engine.events.subscribe();
             let stream = async_stream(move |tx| async move {
@@ -282,14 +292,27 @@ async fn serve(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<B
                     }
                 }
             });
-            Response::builder().header("content-type", "application/json").body(stream).unwrap_or_else(|_| empty(StatusCode::INTERNAL_SERVER_ERROR))
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(stream)
+                .unwrap_or_else(|_| empty(StatusCode::INTERNAL_SERVER_ERROR))
         }
         (&Method::POST, ["containers", "create"]) => {
             let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             let config: Value = serde_json::from_slice(&body).unwrap_or_default();
-            let name = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "name").map(|(_, v)| v.into_owned()).unwrap_or_default();
-            if !name.is_empty() && engine.resolve(&name).is_some_and(|id| engine.containers.lock().get(&id).is_some_and(|c| c.name == name)) {
-                json_response(StatusCode::CONFLICT, &json!({"message": format!("Conflict. The container name \"/{name}\" is already in use.")}))
+            let name = form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "name")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            if !name.is_empty()
+                && engine
+                    .resolve(&name)
+                    .is_some_and(|id| engine.containers.lock().get(&id).is_some_and(|c| c.name == name))
+            {
+                json_response(
+                    StatusCode::CONFLICT,
+                    &json!({"message": format!("Conflict. The container name \"/{name}\" is already in use.")}),
+                )
             } else {
                 let id = engine.create(&name, config);
                 json_response(StatusCode::CREATED, &json!({"Id": id, "Warnings": []}))
@@ -302,8 +325,12 @@ async fn serve(engine: Arc<Engine>, req: Request<Incoming>) -> Result<Response<B
                     Some(c) => json_response(StatusCode::OK, &Engine::inspect(c)),
                     None => not_found(ident),
                 },
-                (&Method::POST, ["start"]) => empty(if engine.set_running(&id, true) { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND }),
-                (&Method::POST, ["stop" | "kill"]) => empty(if engine.set_running(&id, false) { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND }),
+                (&Method::POST, ["start"]) => {
+                    empty(if engine.set_running(&id, true) { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND })
+                }
+                (&Method::POST, ["stop" | "kill"]) => {
+                    empty(if engine.set_running(&id, false) { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND })
+                }
                 (&Method::POST, ["wait"]) => json_response(StatusCode::OK, &json!({"StatusCode": 0})),
                 (&Method::DELETE, []) => {
                     engine.set_running(&id, false);

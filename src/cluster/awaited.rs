@@ -55,7 +55,11 @@ impl Cluster {
         let ticket = awaited.next_ticket.fetch_add(1, Ordering::Relaxed);
         let (arrived, receiver) = oneshot::channel();
         let slot = (key.to_string(), id.to_string());
-        awaited.waiting.lock().entry(slot.clone()).or_default().push(Waiter { ticket, action: action.to_string(), arrived });
+        awaited.waiting.lock().entry(slot.clone()).or_default().push(Waiter {
+            ticket,
+            action: action.to_string(),
+            arrived,
+        });
         AwaitedEvent { cluster: self.clone(), slot, ticket, arrived: Some(receiver), early: None }
     }
 

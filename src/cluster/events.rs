@@ -74,15 +74,20 @@ pub fn matches(event: &Value, filters: &[(String, Vec<String>)]) -> bool {
     let attrs = event.pointer("/Actor/Attributes").and_then(Value::as_object);
     let attr = |k: &str| attrs.and_then(|a| a.get(k)).and_then(Value::as_str).unwrap_or_default();
     let values = |key: &str| -> Option<Vec<&str>> {
-        let vs: Vec<&str> = filters.iter().filter(|(k, _)| k == key).flat_map(|(_, v)| v.iter().map(String::as_str)).collect();
+        let vs: Vec<&str> =
+            filters.iter().filter(|(k, _)| k == key).flat_map(|(_, v)| v.iter().map(String::as_str)).collect();
         filters.iter().any(|(k, _)| k == key).then_some(vs)
     };
     let exact = |key: &str, source: &str| values(key).is_none_or(|vs| vs.is_empty() || vs.contains(&source));
-    let fuzzy = |key: &str, source: &str| exact(key, source) || values(key).is_some_and(|vs| vs.iter().any(|p| source.starts_with(p)));
+    let fuzzy = |key: &str, source: &str| {
+        exact(key, source) || values(key).is_some_and(|vs| vs.iter().any(|p| source.starts_with(p)))
+    };
     let by_name = |key: &str| fuzzy(key, s("/Actor/ID")) || fuzzy(key, attr("name"));
     let action = if s("/Action").is_empty() { s("/status") } else { s("/Action") };
     let event_ok = match values("event") {
-        Some(vs) if vs.iter().any(|v| matches!(*v, "health_status" | "exec_create" | "exec_start")) => fuzzy("event", action),
+        Some(vs) if vs.iter().any(|v| matches!(*v, "health_status" | "exec_create" | "exec_start")) => {
+            fuzzy("event", action)
+        }
         _ => exact("event", action),
     };
     let image_name = if s("/Type") == "image" { attr("name") } else { attr("image") };
@@ -94,7 +99,10 @@ pub fn matches(event: &Value, filters: &[(String, Vec<String>)]) -> bool {
         name.strip_prefix("docker.io/library/").or_else(|| name.strip_prefix("docker.io/")).unwrap_or(name).to_string()
     };
     let id = s("/Actor/ID");
-    let image_ok = exact("image", id) || exact("image", image_name) || exact("image", &strip_tag(id)) || exact("image", &strip_tag(image_name));
+    let image_ok = exact("image", id)
+        || exact("image", image_name)
+        || exact("image", &strip_tag(id))
+        || exact("image", &strip_tag(image_name));
     let labels_ok = values("label").is_none_or(|vs| {
         vs.is_empty()
             || (attrs.is_some_and(|a| !a.is_empty())
@@ -103,11 +111,14 @@ pub fn matches(event: &Value, filters: &[(String, Vec<String>)]) -> bool {
                     None => attrs.is_some_and(|a| a.contains_key(*want)),
                 }))
     });
-    let node_ok = values("node").is_none_or(|vs| vs.is_empty() || vs.iter().any(|v| *v == s("/node/Name") || *v == s("/node/Id")));
+    let node_ok = values("node")
+        .is_none_or(|vs| vs.is_empty() || vs.iter().any(|v| *v == s("/node/Name") || *v == s("/node/Id")));
     event_ok
         && exact("type", s("/Type"))
         && values("scope").is_none_or(|_| exact("scope", s("/scope")))
-        && ["daemon", "container", "plugin", "volume", "network", "service", "secret", "config"].iter().all(|k| by_name(k))
+        && ["daemon", "container", "plugin", "volume", "network", "service", "secret", "config"]
+            .iter()
+            .all(|k| by_name(k))
         && image_ok
         && node_ok
         && labels_ok
@@ -120,8 +131,11 @@ mod tests {
     #[test]
     fn engine_events_carry_their_node() {
         let node = json!({"Name":"node-1","Id":"X|127.0.0.1:1","Addr":"127.0.0.1:1","Ip":"127.0.0.1"});
-        let e = normalize(json!({"status":"start","from":"busybox","Type":"container","Action":"start",
-            "Actor":{"ID":"abc","Attributes":{"name":"web"}}}), &node);
+        let e = normalize(
+            json!({"status":"start","from":"busybox","Type":"container","Action":"start",
+            "Actor":{"ID":"abc","Attributes":{"name":"web"}}}),
+            &node,
+        );
         assert_eq!(e["from"], "busybox node:node-1");
         assert_eq!(e["Actor"]["Attributes"]["node.name"], "node-1");
         assert_eq!(e["node"]["Addr"], "127.0.0.1:1");

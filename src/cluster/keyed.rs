@@ -80,14 +80,18 @@ mod tests {
 
     fn container(id: &str, name: &str, swarm_id: Option<&str>) -> Arc<CachedContainer> {
         let labels = swarm_id.map_or_else(|| json!({}), |s| json!({crate::cluster::node::labels::SWARM_ID: s}));
-        Arc::new(CachedContainer::new(json!({"Id": id, "Names": [format!("/{name}")], "Labels": labels}), Default::default()))
+        Arc::new(CachedContainer::new(
+            json!({"Id": id, "Names": [format!("/{name}")], "Labels": labels}),
+            Default::default(),
+        ))
     }
 
     #[test]
     fn finds_by_key_and_the_later_of_two_stays() {
         let mut names = Keyed::by_name(2);
         let mut swarm_ids = Keyed::by_swarm_id(2);
-        for c in [container("c1", "web", Some("s1")), container("c2", "db", None), container("c3", "cache", Some("s1"))] {
+        for c in [container("c1", "web", Some("s1")), container("c2", "db", None), container("c3", "cache", Some("s1"))]
+        {
             names.insert(&c);
             swarm_ids.insert(&c);
         }

@@ -269,7 +269,11 @@ impl Cluster {
                 if !nodes.contains_key(addr) {
                     let node = Node {
                         addr: addr.clone(),
-                        client: EngineClient::with_tls(addr, self.shared.opts.timing.engine_timeout, self.shared.opts.tls.clone()),
+                        client: EngineClient::with_tls(
+                            addr,
+                            self.shared.opts.timing.engine_timeout,
+                            self.shared.opts.tls.clone(),
+                        ),
                         health: health::Health::new(self.shared.opts.timing.failure_retry),
                         info: None,
                         containers: HashMap::new(),
@@ -352,7 +356,12 @@ impl Cluster {
             return self.shared.made.elapsed() < bound;
         }
         self.with_nodes(|nodes| {
-            let mut unread = nodes.values().filter(|n| n.updated_at.is_none() && matches!(n.health.state(), NodeState::Pending | NodeState::Healthy)).peekable();
+            let mut unread = nodes
+                .values()
+                .filter(|n| {
+                    n.updated_at.is_none() && matches!(n.health.state(), NodeState::Pending | NodeState::Healthy)
+                })
+                .peekable();
             if unread.peek().is_none() {
                 // Set under the node table's lock, which an engine named meanwhile needs
                 // to clear it.
@@ -529,7 +538,13 @@ impl Cluster {
         if self.name_pending(name) {
             return Some(String::new());
         }
-        let moving = self.shared.moving.lock().iter().find(|(_, (n, s))| n.as_deref() == Some(name) && Some(s.as_str()) != swarm_id).map(|(id, _)| id.clone());
+        let moving = self
+            .shared
+            .moving
+            .lock()
+            .iter()
+            .find(|(_, (n, s))| n.as_deref() == Some(name) && Some(s.as_str()) != swarm_id)
+            .map(|(id, _)| id.clone());
         if moving.is_some() {
             return moving;
         }
@@ -544,7 +559,11 @@ impl Cluster {
 
     /// Whether a create carrying this swarm ID is in flight here.
     pub fn is_pending(&self, swarm_id: &str) -> bool {
-        self.shared.pending.lock().values().any(|p| p.view.labels.get(labels::SWARM_ID).map(String::as_str) == Some(swarm_id))
+        self.shared
+            .pending
+            .lock()
+            .values()
+            .any(|p| p.view.labels.get(labels::SWARM_ID).map(String::as_str) == Some(swarm_id))
     }
 
     /// Whether any cached container carries this swarm ID.
@@ -620,7 +639,9 @@ impl Cluster {
         // A full ID seen before is looked up on its node only (checked there: it may have
         // moved or gone), not on every node.
         let remembered = self.shared.located.lock().get(ident).cloned();
-        if let Some(found) = remembered.and_then(|key| self.with_nodes(|nodes| nodes.get(&key).and_then(|n| n.containers.get(ident).map(|c| container_ref(n, c))))) {
+        if let Some(found) = remembered.and_then(|key| {
+            self.with_nodes(|nodes| nodes.get(&key).and_then(|n| n.containers.get(ident).map(|c| container_ref(n, c))))
+        }) {
             return Ok(found);
         }
         let found = self.with_nodes(|nodes| lookup(nodes.values(), ident));
@@ -630,9 +651,14 @@ impl Cluster {
         match found {
             Err(LookupError::NotFound(_)) => {
                 // An engine back in discovery stands for its departed self once read again.
-                let reread: HashSet<String> = self.with_nodes(|nodes| nodes.values().filter(|n| n.updated_at.is_some()).map(|n| n.addr.clone()).collect());
+                let reread: HashSet<String> = self.with_nodes(|nodes| {
+                    nodes.values().filter(|n| n.updated_at.is_some()).map(|n| n.addr.clone()).collect()
+                });
                 let departed = self.shared.departed.lock();
-                let recent = departed.values().filter(|(n, at)| at.elapsed() < DEPARTED_MEMORY && !reread.contains(&n.addr)).map(|(n, _)| n);
+                let recent = departed
+                    .values()
+                    .filter(|(n, at)| at.elapsed() < DEPARTED_MEMORY && !reread.contains(&n.addr))
+                    .map(|(n, _)| n);
                 lookup(recent, ident)
             }
             found => found,
@@ -660,7 +686,13 @@ impl Cluster {
     /// The node of an exec instance, if this manager saw it created in the last
     /// [`EXEC_MEMORY`].
     pub fn exec_node(&self, exec_id: &str) -> Option<NodeHandle> {
-        let key = self.shared.execs.lock().get(exec_id).filter(|(_, at)| at.elapsed() < EXEC_MEMORY).map(|(node, _)| node.clone())?;
+        let key = self
+            .shared
+            .execs
+            .lock()
+            .get(exec_id)
+            .filter(|(_, at)| at.elapsed() < EXEC_MEMORY)
+            .map(|(node, _)| node.clone())?;
         self.node(&key)
     }
 
@@ -687,7 +719,9 @@ impl Cluster {
     /// Feeds an outcome of talking to `key` into its health; logs and emits transitions.
     pub(crate) fn record(&self, key: &str, outcome: Result<(), &EngineError>) {
         // Most outcomes are a healthy engine's probe: nothing to change, no write lock.
-        if outcome.is_ok() && self.with_nodes(|nodes| nodes.get(key).is_some_and(|n| n.foreign.is_none() && n.health.is_clean())) {
+        if outcome.is_ok()
+            && self.with_nodes(|nodes| nodes.get(key).is_some_and(|n| n.foreign.is_none() && n.health.is_clean()))
+        {
             return;
         }
         let change = self.with_node_health(key, |n| {
@@ -762,7 +796,9 @@ fn lookup<'n>(nodes: impl Iterator<Item = &'n Node> + Clone, ident: &str) -> Res
     let indexed = |n: &'n Node, by: fn(&Derived) -> &keyed::Keyed, key: &str| {
         by(n.derived()).get(key).and_then(|held| n.containers.get(&held.id)).map(|c| (n, c))
     };
-    let exact = nodes.clone().find_map(|n| n.containers.get(ident).map(|c| (n, c)).or_else(|| indexed(n, |d| &d.swarm_ids, ident)));
+    let exact = nodes
+        .clone()
+        .find_map(|n| n.containers.get(ident).map(|c| (n, c)).or_else(|| indexed(n, |d| &d.swarm_ids, ident)));
     if let Some((n, c)) = exact {
         return Ok(found(n, c));
     }
@@ -824,10 +860,19 @@ mod tests {
     fn cluster_of(addrs: &[&str]) -> Cluster {
         let (_, metrics) = crate::metrics::new_registry().expect("registry");
         let files = crate::open_files::OpenFiles { limit: 1024, raised_from: None };
-        let opts = ClusterOptions { timing: Timing::classic(), overcommit: 0.0, event_buffer: 16, tls: None, open_files: files };
+        let opts = ClusterOptions {
+            timing: Timing::classic(),
+            overcommit: 0.0,
+            event_buffer: 16,
+            tls: None,
+            open_files: files,
+        };
         let cluster = Cluster::new(opts, metrics, TaskTracker::new(), CancellationToken::new());
         for (i, addr) in addrs.iter().enumerate() {
-            let info = EngineInfo::from_json(&json!({"ID": format!("E{}", i + 1), "Name": format!("node-{}", i + 1), "NCPU": 2, "MemTotal": 1 << 30}), &json!({"ApiVersion": "1.41"}));
+            let info = EngineInfo::from_json(
+                &json!({"ID": format!("E{}", i + 1), "Name": format!("node-{}", i + 1), "NCPU": 2, "MemTotal": 1 << 30}),
+                &json!({"ApiVersion": "1.41"}),
+            );
             add_node(&cluster, addr, info);
         }
         cluster
@@ -835,23 +880,26 @@ mod tests {
 
     fn add_node(cluster: &Cluster, addr: &str, info: EngineInfo) {
         cluster.with_nodes_mut(|nodes| {
-            nodes.insert(addr.to_string(), Node {
-                addr: addr.to_string(),
-                client: EngineClient::new(addr, std::time::Duration::from_secs(1)),
-                health: health::Health::new(3),
-                info: Some(info),
-                containers: HashMap::new(),
-                forgotten: HashMap::new(),
-                images: Default::default(),
-                updated_at: Some(std::time::SystemTime::now()),
-                foreign: None,
-                refused: false,
-                found_at: std::time::Instant::now(),
-                cancel: CancellationToken::new(),
-                overcommit: 0.0,
-                derived: Default::default(),
-                changes: cluster.shared.changes.clone(),
-            });
+            nodes.insert(
+                addr.to_string(),
+                Node {
+                    addr: addr.to_string(),
+                    client: EngineClient::new(addr, std::time::Duration::from_secs(1)),
+                    health: health::Health::new(3),
+                    info: Some(info),
+                    containers: HashMap::new(),
+                    forgotten: HashMap::new(),
+                    images: Default::default(),
+                    updated_at: Some(std::time::SystemTime::now()),
+                    foreign: None,
+                    refused: false,
+                    found_at: std::time::Instant::now(),
+                    cancel: CancellationToken::new(),
+                    overcommit: 0.0,
+                    derived: Default::default(),
+                    changes: cluster.shared.changes.clone(),
+                },
+            );
             cluster.shared.changes.mark(addr)
         });
     }
@@ -861,7 +909,13 @@ mod tests {
         let cluster = one_node_cluster("127.0.0.1:1");
         let labels = BTreeMap::from([(labels::SWARM_ID.to_string(), "s1".to_string())]);
         let view = ContainerView { labels, ..Default::default() };
-        let _reserved = cluster.reserve(PendingCreate { node: "127.0.0.1:1".into(), name: Some("c".into()), cpus: 0, memory: 0, view });
+        let _reserved = cluster.reserve(PendingCreate {
+            node: "127.0.0.1:1".into(),
+            name: Some("c".into()),
+            cpus: 0,
+            memory: 0,
+            view,
+        });
         let config = json!({"Image": "busybox", "Labels": {labels::SWARM_ID: "s1"}});
         cluster.learn_created("127.0.0.1:1", "id1", Some("c"), config.as_object().expect("object"));
         assert_eq!(cluster.snapshot()[0].container_count(), 1);
@@ -876,7 +930,12 @@ mod tests {
         cluster.supersede("127.0.0.1:1", "abc123");
         // Out of the cache: the lookup misses, and the miss must not read as "no such container".
         assert!(matches!(cluster.find_container("web"), Err(LookupError::NotFound(_))));
-        assert!(cluster.is_moving("web") && cluster.is_moving("/web") && cluster.is_moving("abc") && cluster.is_moving("s1"));
+        assert!(
+            cluster.is_moving("web")
+                && cluster.is_moving("/web")
+                && cluster.is_moving("abc")
+                && cluster.is_moving("s1")
+        );
         assert!(!cluster.is_moving("other") && !cluster.is_moving(""));
         // Its name stays taken, except for the reschedule's own create (same swarm ID).
         assert_eq!(cluster.name_holder("/web").as_deref(), Some("abc123"));
@@ -896,7 +955,13 @@ mod tests {
         cluster.learn_created("127.0.0.1:1", "id1", Some("web"), config.as_object().expect("object"));
         assert_eq!(cluster.name_holder("web").as_deref(), Some("id1"));
         assert!(cluster.has_swarm_id("s1"));
-        let _reserved = cluster.reserve(PendingCreate { node: "127.0.0.1:1".into(), name: None, cpus: 1, memory: 0, view: ContainerView::default() });
+        let _reserved = cluster.reserve(PendingCreate {
+            node: "127.0.0.1:1".into(),
+            name: None,
+            cpus: 1,
+            memory: 0,
+            view: ContainerView::default(),
+        });
         assert_eq!(cluster.with_schedule_view(&[], |v| (v[0].container_count(), v[0].used_cpus())), (2, 1));
         assert!(cluster.with_schedule_view(&["127.0.0.1:1".to_string()], <[NodeSnapshot]>::is_empty));
         drop(_reserved);
@@ -946,7 +1011,10 @@ mod tests {
         let waited = asked_at.elapsed();
         first.await.expect("first ask");
         // The read running when they asked may have missed what they ask about.
-        assert!(waited >= std::time::Duration::from_millis(1500), "served by the read already running: answered after {waited:?}");
+        assert!(
+            waited >= std::time::Duration::from_millis(1500),
+            "served by the read already running: answered after {waited:?}"
+        );
         assert_eq!(cluster.metrics().rereads_asked.get(), 11);
         assert_eq!(cluster.metrics().rereads.get(), 2, "eleven asks, two reads");
         // Nothing in flight: the next ask reads again.
@@ -972,10 +1040,13 @@ mod tests {
             });
         }
         let cluster = cluster_of(&addrs.iter().map(String::as_str).collect::<Vec<_>>());
-        let reads: Vec<_> = addrs.iter().map(|a| {
-            let (cluster, a) = (cluster.clone(), a.clone());
-            tokio::spawn(async move { cluster.refresh_node(&a).await })
-        }).collect();
+        let reads: Vec<_> = addrs
+            .iter()
+            .map(|a| {
+                let (cluster, a) = (cluster.clone(), a.clone());
+                tokio::spawn(async move { cluster.refresh_node(&a).await })
+            })
+            .collect();
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         assert_eq!(accepted.load(Ordering::SeqCst), refresh::FULL_READS_AT_ONCE, "engines read at once");
         for r in reads {

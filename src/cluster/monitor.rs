@@ -91,7 +91,8 @@ async fn probe_loop(cluster: &Cluster, key: &str) {
         };
         // A ping sent while Healthy does not heal a node failed meanwhile: the next probe
         // reads it whole.
-        let stale = result.is_ok() && was != Some(NodeState::Unhealthy) && state(cluster, key) == Some(NodeState::Unhealthy);
+        let stale =
+            result.is_ok() && was != Some(NodeState::Unhealthy) && state(cluster, key) == Some(NodeState::Unhealthy);
         if !stale {
             cluster.record(key, result.as_ref().map(|_| ()));
         }

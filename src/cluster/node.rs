@@ -10,12 +10,12 @@ use std::time::{Instant, SystemTime};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::transport::EngineClient;
 use super::health::Health;
 use super::keyed::Keyed;
 use super::run_state::RunState;
 use super::wire;
 use crate::scheduler::{ContainerView, ImageView, NodeFacts, NodeLabels};
+use crate::transport::EngineClient;
 
 /// Swarm's own labels on containers.
 pub mod labels {
@@ -295,7 +295,9 @@ impl Head {
     /// Reads a summary whose fields are not all of the usual types (a label that is not a
     /// string), keeping what is.
     fn lenient(doc: &Value) -> Head {
-        let labels = doc["Labels"].as_object().map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect());
+        let labels = doc["Labels"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect());
         Head {
             id: doc["Id"].as_str().map(str::to_string),
             names: doc["Names"].as_array().map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()),
@@ -347,7 +349,8 @@ impl CachedContainer {
     /// Builds an entry from a summary as the engine wrote it, and its [`Summary::head`].
     pub fn from_parts(summary: Summary, head: Head, facts: ContainerFacts) -> CachedContainer {
         let id = head.id.unwrap_or_default();
-        let names: Vec<String> = head.names.unwrap_or_default().iter().map(|n| n.trim_start_matches('/').to_string()).collect();
+        let names: Vec<String> =
+            head.names.unwrap_or_default().iter().map(|n| n.trim_start_matches('/').to_string()).collect();
         let labels = head.labels.unwrap_or_default();
         let swarm_id = labels.get(labels::SWARM_ID).cloned();
         let image = head.image.unwrap_or_default();
@@ -360,7 +363,18 @@ impl CachedContainer {
             host_mode_ports: facts.host_mode_ports.clone(),
         });
         let created_secs = head.created.unwrap_or(0);
-        CachedContainer { summary: Arc::new(summary), image, id, names, swarm_id, created_secs, facts, written: Instant::now(), placeholder: false, view }
+        CachedContainer {
+            summary: Arc::new(summary),
+            image,
+            id,
+            names,
+            swarm_id,
+            created_secs,
+            facts,
+            written: Instant::now(),
+            placeholder: false,
+            view,
+        }
     }
 
     /// `running`, `exited`, ...: dockerd's state string of the run state.
@@ -395,7 +409,11 @@ impl CachedContainer {
 pub fn images_from_json(list: &Value) -> Vec<ImageView> {
     let list: Vec<wire::ImageSummary> = wire::read(list);
     list.into_iter()
-        .map(|i| ImageView { id: i.id.unwrap_or_default(), repo_tags: i.repo_tags.unwrap_or_default(), parent: i.parent_id.unwrap_or_default() })
+        .map(|i| ImageView {
+            id: i.id.unwrap_or_default(),
+            repo_tags: i.repo_tags.unwrap_or_default(),
+            parent: i.parent_id.unwrap_or_default(),
+        })
         .collect()
 }
 
@@ -487,7 +505,11 @@ impl Node {
             engine_id: self.engine_id(),
             name: self.name().to_string(),
             labels: self.info.as_ref().map(|i| i.labels.clone()).unwrap_or_default(),
-            container_slots: self.info.as_ref().and_then(|i| i.labels.get("containerslots")).and_then(|v| v.parse().ok()),
+            container_slots: self
+                .info
+                .as_ref()
+                .and_then(|i| i.labels.get("containerslots"))
+                .and_then(|v| v.parse().ok()),
             total_cpus: with_overcommit(ncpu),
             total_memory: with_overcommit(mem),
             engine_used_cpus: 0,
@@ -570,8 +592,18 @@ mod tests {
         let doc = json!({"Id":"abc","Names":["/web"],"Labels":{"a":"1"},"Ports":[],"Created":7});
         let s = Summary::new(&doc);
         assert_eq!(s.parse(), doc);
-        let fields: Vec<(&str, String)> = s.fields().unwrap().into_iter().map(|(k, v)| (k, v.get().to_string())).collect();
-        assert_eq!(fields, vec![("Id", "\"abc\"".into()), ("Names", "[\"/web\"]".into()), ("Labels", "{\"a\":\"1\"}".into()), ("Ports", "[]".into()), ("Created", "7".into())]);
+        let fields: Vec<(&str, String)> =
+            s.fields().unwrap().into_iter().map(|(k, v)| (k, v.get().to_string())).collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("Id", "\"abc\"".into()),
+                ("Names", "[\"/web\"]".into()),
+                ("Labels", "{\"a\":\"1\"}".into()),
+                ("Ports", "[]".into()),
+                ("Created", "7".into())
+            ]
+        );
         let c = CachedContainer::new(doc, ContainerFacts::default());
         assert_eq!(c.view.labels.get("a").map(String::as_str), Some("1"));
         let r = s.rewritten().unwrap();

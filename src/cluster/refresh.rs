@@ -9,9 +9,9 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use tracing::{debug, info};
 
-use crate::transport::{EngineClient, EngineError};
 use super::node::{images_from_json, CachedContainer, ContainerFacts, EngineInfo, Summary};
 use super::{events, Cluster};
+use crate::transport::{EngineClient, EngineError};
 
 fn percent(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
@@ -33,14 +33,19 @@ impl Cluster {
         if engine.ncpu == 0 || engine.mem_total == 0 {
             return Err(EngineError::Refused {
                 addr: key.to_string(),
-                reason: format!("cannot get resources for this engine, make sure {key} is a Docker Engine, not a Swarm manager"),
+                reason: format!(
+                    "cannot get resources for this engine, make sure {key} is a Docker Engine, not a Swarm manager"
+                ),
             });
         }
         let (id, name, api_version) = (engine.id.clone(), engine.name.clone(), engine.api_version.clone());
         // Checked and claimed under one write lock: two clones validating at once must not
         // both see the other without an ID yet.
         let claimed = self.with_nodes_mut(|nodes| {
-            let other = nodes.values().find(|n| n.addr != key && n.info.as_ref().is_some_and(|i| i.id == id)).map(|n| n.addr.clone());
+            let other = nodes
+                .values()
+                .find(|n| n.addr != key && n.info.as_ref().is_some_and(|i| i.id == id))
+                .map(|n| n.addr.clone());
             if let Some(other) = other {
                 return Err(other);
             }
@@ -104,9 +109,11 @@ impl Cluster {
         let list = client.get_ok("/containers/json?all=1").await?;
         let list: Vec<&RawValue> = serde_json::from_slice(&list).map_err(|e| client.protocol_error(e))?;
         let images = client.get_json("/images/json").await?;
-        let known: HashMap<String, ContainerFacts> =
-            self.with_nodes(|nodes| nodes.get(key).map(|n| n.containers.iter().map(|(k, c)| (k.clone(), c.facts.clone())).collect()))
-                .unwrap_or_default();
+        let known: HashMap<String, ContainerFacts> = self
+            .with_nodes(|nodes| {
+                nodes.get(key).map(|n| n.containers.iter().map(|(k, c)| (k.clone(), c.facts.clone())).collect())
+            })
+            .unwrap_or_default();
         let mut fresh = HashMap::new();
         for raw in list {
             let summary = Summary::from_text(raw.get().to_string());
@@ -166,7 +173,11 @@ impl Cluster {
         let filter = percent(&format!("{{\"id\":[\"{id}\"]}}"));
         let list = client.get_ok(&format!("/containers/json?all=1&filters={filter}")).await?;
         let list: Vec<&RawValue> = serde_json::from_slice(&list).map_err(|e| client.protocol_error(e))?;
-        let found = list.iter().map(|raw| Summary::from_text(raw.get().to_string())).map(|s| (s.head(), s)).find(|(h, _)| h.id.as_deref() == Some(id));
+        let found = list
+            .iter()
+            .map(|raw| Summary::from_text(raw.get().to_string()))
+            .map(|s| (s.head(), s))
+            .find(|(h, _)| h.id.as_deref() == Some(id));
         let Some((head, summary)) = found.filter(|_| !self.is_superseded(id)) else {
             self.forget_container(key, id);
             return Ok(());
@@ -209,7 +220,8 @@ impl Cluster {
             "NetworkSettings": {"Networks": {}},
             "Mounts": [],
         });
-        let as_inspect = serde_json::json!({"HostConfig": config.get("HostConfig").cloned().unwrap_or_default(), "Config": config});
+        let as_inspect =
+            serde_json::json!({"HostConfig": config.get("HostConfig").cloned().unwrap_or_default(), "Config": config});
         let mut facts = ContainerFacts::from_inspect(&as_inspect);
         facts.created_subsec_ns = created.subsec_nanos();
         let mut entry = CachedContainer::new(summary, facts);
@@ -232,13 +244,26 @@ impl Cluster {
     }
 
     /// Like [`Cluster::patch_container`], unless the entry was written after `since`.
-    pub fn patch_container_unless_newer(&self, key: &str, id: &str, since: Instant, patch: impl FnOnce(&mut CachedContainer)) {
+    pub fn patch_container_unless_newer(
+        &self,
+        key: &str,
+        id: &str,
+        since: Instant,
+        patch: impl FnOnce(&mut CachedContainer),
+    ) {
         self.patch_container_as_of(key, id, since, Instant::now(), patch);
     }
 
     /// [`Cluster::patch_container_unless_newer`], with the patch dated `as_of`: a read that
     /// starts after `as_of` replaces it.
-    pub fn patch_container_as_of(&self, key: &str, id: &str, since: Instant, as_of: Instant, patch: impl FnOnce(&mut CachedContainer)) {
+    pub fn patch_container_as_of(
+        &self,
+        key: &str,
+        id: &str,
+        since: Instant,
+        as_of: Instant,
+        patch: impl FnOnce(&mut CachedContainer),
+    ) {
         self.with_node_mut(key, |n| {
             if let Some(c) = n.containers.get_mut(id).filter(|c| c.written <= since).map(Arc::make_mut) {
                 patch(c);
@@ -314,14 +339,26 @@ impl Cluster {
     /// The cached replacements of `original` made by reschedules, as `(node, id, client)`: a
     /// user who removes the original (a removal that raced its reschedule) removes them too.
     pub fn replacements_of(&self, original: &str) -> Vec<(String, String, EngineClient)> {
-        let copies: Vec<String> = self.shared.replacements.lock().iter().filter(|(_, (o, _))| o == original).map(|(c, _)| c.clone()).collect();
+        let copies: Vec<String> = self
+            .shared
+            .replacements
+            .lock()
+            .iter()
+            .filter(|(_, (o, _))| o == original)
+            .map(|(c, _)| c.clone())
+            .collect();
         if copies.is_empty() {
             return Vec::new();
         }
         self.with_nodes(|nodes| {
             nodes
                 .iter()
-                .flat_map(|(k, n)| n.containers.keys().filter(|id| copies.contains(id)).map(move |id| (k.clone(), id.clone(), n.client.clone())))
+                .flat_map(|(k, n)| {
+                    n.containers
+                        .keys()
+                        .filter(|id| copies.contains(id))
+                        .map(move |id| (k.clone(), id.clone(), n.client.clone()))
+                })
                 .collect()
         })
     }
@@ -364,7 +401,9 @@ impl Cluster {
     pub fn is_moving(&self, ident: &str) -> bool {
         let name = ident.trim_start_matches('/');
         !name.is_empty()
-            && self.shared.moving.lock().iter().any(|(id, (n, swarm_id))| id.starts_with(name) || swarm_id.starts_with(name) || n.as_deref() == Some(name))
+            && self.shared.moving.lock().iter().any(|(id, (n, swarm_id))| {
+                id.starts_with(name) || swarm_id.starts_with(name) || n.as_deref() == Some(name)
+            })
     }
 
     /// Lets a container back into the cache (its reschedule failed, or it is gone).
@@ -426,7 +465,10 @@ impl Cluster {
             // Classic list of actions that change nothing the cache holds.
             "container"
                 if action.starts_with("exec_")
-                    || matches!(action.as_str(), "top" | "resize" | "export" | "attach" | "detach" | "copy" | "archive-path" | "extract-to-dir") =>
+                    || matches!(
+                        action.as_str(),
+                        "top" | "resize" | "export" | "attach" | "detach" | "copy" | "archive-path" | "extract-to-dir"
+                    ) =>
             {
                 Ok(())
             }

@@ -116,7 +116,9 @@ mod tests {
 
     #[test]
     fn missing_null_and_misshapen_fields_read_as_defaults() {
-        let hc: HostConfig = read(&json!({"Memory": null, "PortBindings": {"80/tcp": null, "81/tcp": [{"HostPort": "8081"}, {"HostPort": ""}]}}));
+        let hc: HostConfig = read(
+            &json!({"Memory": null, "PortBindings": {"80/tcp": null, "81/tcp": [{"HostPort": "8081"}, {"HostPort": ""}]}}),
+        );
         assert_eq!((hc.memory, hc.fixed_host_ports()), (None, vec![(String::new(), 8081)]));
         let info: Info = read(&json!("not an object"));
         assert!(info.id.is_none());

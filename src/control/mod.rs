@@ -10,10 +10,10 @@ pub mod token;
 
 use http::{header, Method, Request, Response, StatusCode};
 
+use crate::auth::{Checked, Refusal, Role, Verifier};
 use crate::body::{self, Body};
 use crate::leadership::raft::RaftNode;
 use crate::store::Store;
-use crate::auth::{Checked, Refusal, Role, Verifier};
 
 pub use token::TokenRegistry;
 
@@ -118,7 +118,9 @@ fn roles_for(route: Route, method: &Method, path: &str) -> Option<&'static [Role
 
 /// The first value of a query parameter.
 pub fn query_param<B>(req: &Request<B>, key: &str) -> Option<String> {
-    form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
 }
 
 impl ControlPlane {
@@ -137,7 +139,12 @@ impl ControlPlane {
 
     /// Serves one control route the caller may use (see [`ControlPlane::authorize`]); the
     /// route class is for metrics.
-    pub async fn serve(&self, route: Route, req: Request<Body>, checked: Option<Checked>) -> (&'static str, Response<Body>) {
+    pub async fn serve(
+        &self,
+        route: Route,
+        req: Request<Body>,
+        checked: Option<Checked>,
+    ) -> (&'static str, Response<Body>) {
         let limit = if route == Route::Raft { self.max_rpc_bytes } else { MAX_CONTROL_BODY_BYTES };
         let (parts, incoming) = req.into_parts();
         let bytes = match body::collect_limited(incoming, limit).await {

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use http::{Method, Request, Response, StatusCode};
 use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
 use openraft::BasicNode;
 use serde_json::json;
 
@@ -42,7 +42,13 @@ pub async fn handle(state: &ControlPlane, req: Request<Bytes>) -> Response<Body>
 }
 
 async fn serve(state: &ControlPlane, req: Request<Bytes>) -> Result<Response<Body>, Refusal> {
-    let segs: Vec<String> = req.uri().path().trim_start_matches('/').split('/').map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
+    let segs: Vec<String> = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match (req.method(), &segs[1..]) {
         (&Method::GET, ["nodes"]) => {
@@ -52,11 +58,20 @@ async fn serve(state: &ControlPlane, req: Request<Bytes>) -> Result<Response<Bod
         }
         (&Method::PUT, ["nodes", addr]) => {
             if !crate::config::validate_host_port(addr) {
-                return Err(Refusal::new(StatusCode::BAD_REQUEST, format!("invalid address {addr:?}: expected host:port")));
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid address {addr:?}: expected host:port"),
+                ));
             }
-            let ttl = query_param(&req, "ttl").and_then(|t| t.parse::<u64>().ok()).ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "ttl (seconds) is required"))?;
+            let ttl = query_param(&req, "ttl")
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "ttl (seconds) is required"))?;
             let ttl = Duration::from_secs(ttl.max(1)).min(MAX_TTL);
-            state.store.put(format!("{NODES_PREFIX}{addr}"), addr.as_bytes().to_vec(), Some(ttl)).await.map_err(store_error)?;
+            state
+                .store
+                .put(format!("{NODES_PREFIX}{addr}"), addr.as_bytes().to_vec(), Some(ttl))
+                .await
+                .map_err(store_error)?;
             Ok(Response::new(body::empty()))
         }
         (&Method::GET, ["members"]) => members(state),
@@ -67,7 +82,9 @@ async fn serve(state: &ControlPlane, req: Request<Bytes>) -> Result<Response<Bod
 }
 
 fn raft_node(state: &ControlPlane) -> Result<&crate::leadership::raft::RaftNode, Refusal> {
-    state.raft.as_ref().ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "this manager does not run embedded Raft (--replication-peers)"))
+    state.raft.as_ref().ok_or_else(|| {
+        Refusal::new(StatusCode::BAD_REQUEST, "this manager does not run embedded Raft (--replication-peers)")
+    })
 }
 
 fn members(state: &ControlPlane) -> Result<Response<Body>, Refusal> {

@@ -36,7 +36,10 @@ fn serves(state: &ControlPlane, token: &str) -> bool {
 pub async fn handle(state: &ControlPlane, req: Request<Bytes>, manager_signed: bool) -> Response<Body> {
     let path = req.uri().path().to_string();
     let Some(token) = token_of(&path) else {
-        return error(StatusCode::FORBIDDEN, "this manager serves only the token of its own discovery URL; `swarm create` makes tokens");
+        return error(
+            StatusCode::FORBIDDEN,
+            "this manager serves only the token of its own discovery URL; `swarm create` makes tokens",
+        );
     };
     if !serves(state, token) {
         return error(StatusCode::NOT_FOUND, "no such cluster token on this manager");
@@ -53,7 +56,10 @@ pub async fn handle(state: &ControlPlane, req: Request<Bytes>, manager_signed: b
                 return error(StatusCode::BAD_REQUEST, format!("invalid address {addr:?}: expected host:port"));
             }
             if !state.tokens.register(token, &addr, ttl) {
-                return error(StatusCode::SERVICE_UNAVAILABLE, format!("the token holds {MAX_ENTRIES} entries already"));
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the token holds {MAX_ENTRIES} entries already"),
+                );
             }
             Response::new(body::empty())
         }

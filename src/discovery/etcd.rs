@@ -9,9 +9,9 @@ use etcd_client::{Client, EventType, GetOptions, PutOptions, WatchOptions};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use super::{DiscoveryError, DiscoveryEvent};
 use crate::etcd::{EtcdMembers, MemberClient};
 use crate::tls::KvTls;
-use super::{DiscoveryError, DiscoveryEvent};
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -30,7 +30,8 @@ pub struct EtcdNodes {
 impl EtcdNodes {
     /// Builds the key prefix from the URL's prefix and `kv.path`.
     pub fn new(endpoints: &[String], prefix: &str, path: &str, tls: Option<KvTls>) -> Self {
-        let parts: Vec<&str> = [prefix, path].into_iter().map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()).collect();
+        let parts: Vec<&str> =
+            [prefix, path].into_iter().map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()).collect();
         EtcdNodes { endpoints: endpoints.to_vec(), key_prefix: format!("{}/", parts.join("/")), tls }
     }
 
@@ -70,7 +71,11 @@ pub async fn watch(nodes: EtcdNodes, tx: mpsc::Sender<DiscoveryEvent>) {
     let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(250), MAX_BACKOFF);
     let mut last: Option<BTreeSet<String>> = None;
     loop {
-        let outcome = members.session(|member| follow(member.client, &nodes, &tx, &mut last)).await.map_err(DiscoveryError::from).and_then(|watched| watched);
+        let outcome = members
+            .session(|member| follow(member.client, &nodes, &tx, &mut last))
+            .await
+            .map_err(DiscoveryError::from)
+            .and_then(|watched| watched);
         if tx.is_closed() {
             return;
         }
@@ -87,7 +92,12 @@ pub async fn watch(nodes: EtcdNodes, tx: mpsc::Sender<DiscoveryEvent>) {
     }
 }
 
-async fn follow(mut client: Client, nodes: &EtcdNodes, tx: &mpsc::Sender<DiscoveryEvent>, last: &mut Option<BTreeSet<String>>) -> Result<(), DiscoveryError> {
+async fn follow(
+    mut client: Client,
+    nodes: &EtcdNodes,
+    tx: &mpsc::Sender<DiscoveryEvent>,
+    last: &mut Option<BTreeSet<String>>,
+) -> Result<(), DiscoveryError> {
     let (mut entries, revision) = list(&mut client, nodes).await.map_err(failed)?;
     if last.as_ref() != Some(&entries) {
         *last = Some(entries.clone());
@@ -107,7 +117,11 @@ async fn follow(mut client: Client, nodes: &EtcdNodes, tx: &mpsc::Sender<Discove
             return Err(DiscoveryError::Etcd(format!("watch canceled: {}", resp.cancel_reason())));
         }
         for ev in resp.events() {
-            let Some(addr) = ev.kv().and_then(|kv| kv.key_str().ok()).and_then(|k| k.strip_prefix(nodes.key_prefix.as_str())) else { continue };
+            let Some(addr) =
+                ev.kv().and_then(|kv| kv.key_str().ok()).and_then(|k| k.strip_prefix(nodes.key_prefix.as_str()))
+            else {
+                continue;
+            };
             match ev.event_type() {
                 EventType::Put => entries.insert(addr.to_string()),
                 EventType::Delete => entries.remove(addr),
@@ -125,7 +139,12 @@ async fn follow(mut client: Client, nodes: &EtcdNodes, tx: &mpsc::Sender<Discove
 /// Keeps `addr` registered: a lease of `ttl`, renewed every `heartbeat`; a lost lease (etcd
 /// restarted from scratch, the join was partitioned past its TTL, or the lease was revoked) or
 /// a deleted key is granted and written again. Runs until the process stops.
-pub async fn register_forever(nodes: EtcdNodes, addr: String, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
+pub async fn register_forever(
+    nodes: EtcdNodes,
+    addr: String,
+    ttl: Duration,
+    heartbeat: Duration,
+) -> Result<(), DiscoveryError> {
     let key = nodes.key(&addr);
     let ttl_secs = ttl.as_secs().max(2) as i64;
     let members = EtcdMembers::new(&nodes.endpoints, nodes.tls.clone());

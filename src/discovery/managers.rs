@@ -11,12 +11,12 @@ use http::Method;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::auth::Signer;
-use crate::tls::KvTls;
 use super::{DiscoveryError, DiscoveryEvent};
-use crate::transport::EngineClient;
+use crate::auth::Signer;
 use crate::store::Store;
+use crate::tls::KvTls;
 use crate::tls::{client_config, TlsFiles};
+use crate::transport::EngineClient;
 
 /// Per-manager timeout; the next manager is tried after it.
 const MANAGER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -62,8 +62,13 @@ async fn ask(
 }
 
 /// The registered engines.
-pub async fn fetch(managers: &[String], tls: Option<&KvTls>, auth: Option<&Signer>) -> Result<BTreeSet<String>, DiscoveryError> {
-    let (body, _) = ask(managers, 0, MANAGER_TIMEOUT, client_tls(tls)?.as_ref(), auth, Method::GET, "/_swarm/nodes").await?;
+pub async fn fetch(
+    managers: &[String],
+    tls: Option<&KvTls>,
+    auth: Option<&Signer>,
+) -> Result<BTreeSet<String>, DiscoveryError> {
+    let (body, _) =
+        ask(managers, 0, MANAGER_TIMEOUT, client_tls(tls)?.as_ref(), auth, Method::GET, "/_swarm/nodes").await?;
     let list: Vec<String> = serde_json::from_slice(&body).map_err(failed)?;
     Ok(list.into_iter().collect())
 }
@@ -76,7 +81,14 @@ fn registration_timeout(managers: usize, ttl: Duration) -> Duration {
 
 /// Registers `addr` every `heartbeat` with a TTL, forever; the manager that took the last
 /// registration is asked first.
-pub async fn register_forever(managers: Vec<String>, tls: Option<&KvTls>, auth: Option<&Signer>, addr: String, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
+pub async fn register_forever(
+    managers: Vec<String>,
+    tls: Option<&KvTls>,
+    auth: Option<&Signer>,
+    addr: String,
+    ttl: Duration,
+    heartbeat: Duration,
+) -> Result<(), DiscoveryError> {
     let tls = client_tls(tls)?;
     let path = format!("/_swarm/nodes/{addr}?ttl={}", ttl.as_secs().max(1));
     let timeout = registration_timeout(managers.len(), ttl);
@@ -125,7 +137,8 @@ pub async fn watch_store(store: Store, heartbeat: Duration, tx: mpsc::Sender<Dis
             read_at_generation = generation;
             let event = match store.list(NODES_PREFIX.to_string()).await {
                 Ok(entries) => {
-                    let set: BTreeSet<String> = entries.into_iter().map(|(k, _)| k[NODES_PREFIX.len()..].to_string()).collect();
+                    let set: BTreeSet<String> =
+                        entries.into_iter().map(|(k, _)| k[NODES_PREFIX.len()..].to_string()).collect();
                     (last.as_ref() != Some(&set)).then(|| {
                         last = Some(set.clone());
                         DiscoveryEvent::Entries(set)

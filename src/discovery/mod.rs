@@ -76,7 +76,9 @@ pub async fn fetch(url: &DiscoveryUrl, auth: Option<&Signer>) -> Result<BTreeSet
                 .map_err(|source| DiscoveryError::File { path: path.display().to_string(), source })?;
             Ok(url::expand_entries(text.lines())?.into_iter().collect())
         }
-        DiscoveryUrl::Etcd { endpoints, prefix, path, tls } => etcd::fetch(&etcd::EtcdNodes::new(endpoints, prefix, path, tls.clone())).await,
+        DiscoveryUrl::Etcd { endpoints, prefix, path, tls } => {
+            etcd::fetch(&etcd::EtcdNodes::new(endpoints, prefix, path, tls.clone())).await
+        }
         DiscoveryUrl::Token(rest) => token::fetch(&token::TokenUrl::parse(rest)).await,
         DiscoveryUrl::Managers { managers: list, tls } => managers::fetch(list, tls.as_ref(), auth).await,
         other => Err(DiscoveryError::Unsupported { scheme: other.scheme() }),
@@ -84,14 +86,32 @@ pub async fn fetch(url: &DiscoveryUrl, auth: Option<&Signer>) -> Result<BTreeSet
 }
 
 /// Keeps an engine address registered (`swarm join`): every `heartbeat`, with a `ttl`.
-pub async fn register_forever(url: &DiscoveryUrl, auth: Option<&Signer>, addr: &str, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
+pub async fn register_forever(
+    url: &DiscoveryUrl,
+    auth: Option<&Signer>,
+    addr: &str,
+    ttl: Duration,
+    heartbeat: Duration,
+) -> Result<(), DiscoveryError> {
     match url {
-        DiscoveryUrl::Nodes(_) | DiscoveryUrl::File(_) => Err(DiscoveryError::RegisterUnsupported { scheme: url.scheme() }),
-        DiscoveryUrl::Etcd { endpoints, prefix, path, tls } => {
-            etcd::register_forever(etcd::EtcdNodes::new(endpoints, prefix, path, tls.clone()), addr.to_string(), ttl, heartbeat).await
+        DiscoveryUrl::Nodes(_) | DiscoveryUrl::File(_) => {
+            Err(DiscoveryError::RegisterUnsupported { scheme: url.scheme() })
         }
-        DiscoveryUrl::Token(rest) => token::register_forever(token::TokenUrl::parse(rest), addr.to_string(), ttl, heartbeat).await,
-        DiscoveryUrl::Managers { managers: list, tls } => managers::register_forever(list.clone(), tls.as_ref(), auth, addr.to_string(), ttl, heartbeat).await,
+        DiscoveryUrl::Etcd { endpoints, prefix, path, tls } => {
+            etcd::register_forever(
+                etcd::EtcdNodes::new(endpoints, prefix, path, tls.clone()),
+                addr.to_string(),
+                ttl,
+                heartbeat,
+            )
+            .await
+        }
+        DiscoveryUrl::Token(rest) => {
+            token::register_forever(token::TokenUrl::parse(rest), addr.to_string(), ttl, heartbeat).await
+        }
+        DiscoveryUrl::Managers { managers: list, tls } => {
+            managers::register_forever(list.clone(), tls.as_ref(), auth, addr.to_string(), ttl, heartbeat).await
+        }
         other => Err(DiscoveryError::Unsupported { scheme: other.scheme() }),
     }
 }

@@ -48,7 +48,8 @@ fn failed(e: impl std::fmt::Display) -> DiscoveryError {
 async fn request(method: http::Method, url: &str, body: Bytes) -> Result<(http::StatusCode, Bytes), DiscoveryError> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let req = http::Request::builder().method(method).uri(url).body(Full::new(body)).map_err(failed)?;
-    let resp = tokio::time::timeout(Duration::from_secs(5), client.request(req)).await.map_err(failed)?.map_err(failed)?;
+    let resp =
+        tokio::time::timeout(Duration::from_secs(5), client.request(req)).await.map_err(failed)?.map_err(failed)?;
     let status = resp.status();
     let bytes = resp.into_body().collect().await.map_err(failed)?.to_bytes();
     Ok((status, bytes))
@@ -66,7 +67,12 @@ pub async fn fetch(url: &TokenUrl) -> Result<BTreeSet<String>, DiscoveryError> {
 }
 
 /// Registers `addr` every `heartbeat` with a TTL, forever.
-pub async fn register_forever(url: TokenUrl, addr: String, ttl: Duration, heartbeat: Duration) -> Result<(), DiscoveryError> {
+pub async fn register_forever(
+    url: TokenUrl,
+    addr: String,
+    ttl: Duration,
+    heartbeat: Duration,
+) -> Result<(), DiscoveryError> {
     let target = format!("{}?ttl={}", url.cluster_url(), ttl.as_secs().max(1));
     let mut registered = false;
     loop {
@@ -77,7 +83,9 @@ pub async fn register_forever(url: TokenUrl, addr: String, ttl: Duration, heartb
                 }
                 registered = true;
             }
-            Ok((s, body)) => warn!(status = %s, error = %crate::transport::error_message(&body), "Token service refused the registration; retrying."),
+            Ok((s, body)) => {
+                warn!(status = %s, error = %crate::transport::error_message(&body), "Token service refused the registration; retrying.")
+            }
             Err(e) => warn!(error = %e, "Token service unreachable; retrying."),
         }
         tokio::time::sleep(heartbeat).await;
@@ -91,7 +99,9 @@ mod tests {
     #[test]
     fn token_urls_name_their_service() {
         assert_eq!(TokenUrl::parse("abc"), TokenUrl { base: "http://127.0.0.1:2375/v1".into(), token: "abc".into() });
-        assert_eq!(TokenUrl::parse("127.0.0.1:4000/v1/abc"), TokenUrl { base: "http://127.0.0.1:4000/v1".into(), token: "abc".into() });
+        assert_eq!(
+            TokenUrl::parse("127.0.0.1:4000/v1/abc"),
+            TokenUrl { base: "http://127.0.0.1:4000/v1".into(), token: "abc".into() }
+        );
     }
-
 }

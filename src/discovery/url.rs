@@ -202,11 +202,22 @@ mod tests {
         let url = DiscoveryUrl::parse("etcd://a:2379,b:2379/swarm", &[("kv.path".into(), "x/y".into())]).unwrap();
         assert_eq!(
             url,
-            DiscoveryUrl::Etcd { endpoints: vec!["a:2379".into(), "b:2379".into()], prefix: "swarm".into(), path: "x/y".into(), tls: None }
+            DiscoveryUrl::Etcd {
+                endpoints: vec!["a:2379".into(), "b:2379".into()],
+                prefix: "swarm".into(),
+                path: "x/y".into(),
+                tls: None
+            }
         );
-        assert_eq!(DiscoveryUrl::parse("etcd://a/p", &[("kv.certfile".into(), "c".into())]).unwrap_err(), UrlError::PartialTls);
+        assert_eq!(
+            DiscoveryUrl::parse("etcd://a/p", &[("kv.certfile".into(), "c".into())]).unwrap_err(),
+            UrlError::PartialTls
+        );
         assert!(DiscoveryUrl::parse("nodes://", &[]).is_err());
-        assert_eq!(DiscoveryUrl::parse("unix:///run/d.sock", &[]).unwrap(), DiscoveryUrl::Nodes(vec!["unix:///run/d.sock".into()]));
+        assert_eq!(
+            DiscoveryUrl::parse("unix:///run/d.sock", &[]).unwrap(),
+            DiscoveryUrl::Nodes(vec!["unix:///run/d.sock".into()])
+        );
         assert_eq!(
             DiscoveryUrl::parse("nodes://unix:///a.sock,127.0.0.1:1", &[]).unwrap(),
             DiscoveryUrl::Nodes(vec!["unix:///a.sock".into(), "127.0.0.1:1".into()])
@@ -215,7 +226,11 @@ mod tests {
 
     #[test]
     fn swarm_urls_list_managers_and_take_the_kv_tls_options() {
-        let opts: Vec<(String, String)> = [("kv.cacertfile", "ca.pem"), ("kv.certfile", "cert.pem"), ("kv.keyfile", "key.pem")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let opts: Vec<(String, String)> =
+            [("kv.cacertfile", "ca.pem"), ("kv.certfile", "cert.pem"), ("kv.keyfile", "key.pem")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         let tls = Some(KvTls { ca: "ca.pem".into(), cert: "cert.pem".into(), key: "key.pem".into() });
         assert_eq!(
             DiscoveryUrl::parse("swarm://m:[1:2]", &opts).unwrap(),

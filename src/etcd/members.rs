@@ -55,11 +55,15 @@ impl EtcdMembers {
     pub async fn client_within(&self, bound: Duration) -> Result<MemberClient, EtcdError> {
         let mut current = self.current.lock().await;
         if current.client.is_none() {
-            let endpoint = self.endpoints.get(current.index).ok_or_else(|| EtcdError("no etcd endpoint".into()))?.clone();
-            let connected = match tokio::time::timeout(bound, connect_client(std::slice::from_ref(&endpoint), self.tls.as_ref())).await {
-                Ok(connected) => connected,
-                Err(_) => Err(EtcdError(format!("connecting to etcd at {endpoint} took over {bound:?}"))),
-            };
+            let endpoint =
+                self.endpoints.get(current.index).ok_or_else(|| EtcdError("no etcd endpoint".into()))?.clone();
+            let connected =
+                match tokio::time::timeout(bound, connect_client(std::slice::from_ref(&endpoint), self.tls.as_ref()))
+                    .await
+                {
+                    Ok(connected) => connected,
+                    Err(_) => Err(EtcdError(format!("connecting to etcd at {endpoint} took over {bound:?}"))),
+                };
             match connected {
                 Ok(client) => current.client = Some(client),
                 Err(e) => {
@@ -127,7 +131,9 @@ pub fn is_transport(e: &Error) -> bool {
     match e {
         Error::TransportError(_) | Error::IoError(_) => true,
         // "etcdserver: no leader" is Unavailable too: another member may have one.
-        Error::GRpcStatus(s) => matches!(s.code(), Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded | Code::Unknown),
+        Error::GRpcStatus(s) => {
+            matches!(s.code(), Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded | Code::Unknown)
+        }
         _ => false,
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
-pub use members::{is_transport, EtcdMembers, MemberClient};
 use crate::tls::KvTls;
+pub use members::{is_transport, EtcdMembers, MemberClient};
 
 /// Bound on connecting to etcd and on each of its calls.
 pub(crate) const ETCD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,12 +37,14 @@ pub async fn connect_client(endpoints: &[String], tls: Option<&KvTls>) -> Result
         .with_keep_alive(ETCD_KEEPALIVE_INTERVAL, ETCD_KEEPALIVE_TIMEOUT);
     let mut endpoints = endpoints.to_vec();
     if let Some(tls) = tls {
-        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| EtcdError(format!("cannot read {}: {e}", p.display())));
+        let read =
+            |p: &std::path::Path| std::fs::read(p).map_err(|e| EtcdError(format!("cannot read {}: {e}", p.display())));
         let options = TlsOptions::new()
             .ca_certificate(Certificate::from_pem(read(&tls.ca)?))
             .identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
         opts = opts.with_tls(options);
-        endpoints = endpoints.iter().map(|e| if e.contains("://") { e.clone() } else { format!("https://{e}") }).collect();
+        endpoints =
+            endpoints.iter().map(|e| if e.contains("://") { e.clone() } else { format!("https://{e}") }).collect();
     }
     Client::connect(endpoints, Some(opts)).await.map_err(EtcdError::from)
 }

@@ -43,11 +43,21 @@ impl EtcdElection {
 
 /// Campaigns until `shutdown`, resigning at once if leading then; keeps following who leads
 /// until `stop_observing`, so that a manager that resigned still passes requests on.
-pub async fn run(e: EtcdElection, leadership: Leadership, shutdown: CancellationToken, stop_observing: CancellationToken) {
+pub async fn run(
+    e: EtcdElection,
+    leadership: Leadership,
+    shutdown: CancellationToken,
+    stop_observing: CancellationToken,
+) {
     let observer = tokio::spawn(observe(e.clone(), leadership.clone(), stop_observing));
     let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(200), e.ttl / 2);
     while !shutdown.is_cancelled() {
-        let outcome = e.members.session(|member| campaign(&e, member, &leadership, &shutdown)).await.map_err(|x| x.to_string()).and_then(|led| led);
+        let outcome = e
+            .members
+            .session(|member| campaign(&e, member, &leadership, &shutdown))
+            .await
+            .map_err(|x| x.to_string())
+            .and_then(|led| led);
         match outcome {
             Ok(()) => break,
             Err(err) => {
@@ -88,12 +98,22 @@ impl Lease {
 }
 
 /// One lease's life: grant, keep alive, campaign, lead until the lease is lost or shutdown.
-async fn campaign(e: &EtcdElection, member: MemberClient, leadership: &Leadership, shutdown: &CancellationToken) -> Result<(), String> {
+async fn campaign(
+    e: &EtcdElection,
+    member: MemberClient,
+    leadership: &Leadership,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
     let mut client: Client = member.client.clone();
     let ttl_secs = e.ttl.as_secs().max(2) as i64;
     let granted_at = Instant::now();
     let id = client.lease_grant(ttl_secs, None).await.map_err(failed)?.id();
-    let lease = Lease { id, ttl: Duration::from_secs(ttl_secs as u64), margin: e.margin(), last_renewal: Arc::new(Mutex::new(granted_at)) };
+    let lease = Lease {
+        id,
+        ttl: Duration::from_secs(ttl_secs as u64),
+        margin: e.margin(),
+        last_renewal: Arc::new(Mutex::new(granted_at)),
+    };
     let stream = client.lease_keep_alive(id).await.map_err(failed)?;
     let keep_alive = keep_alive(e, &lease, stream, member, leadership);
     tokio::pin!(keep_alive);
@@ -154,7 +174,12 @@ async fn give_up(e: &EtcdElection, lease: &Lease) {
 }
 
 /// Campaigns on `lease` until elected; then sets the fence and leads until the lease's deadline.
-async fn win(e: &EtcdElection, mut client: Client, lease: &Lease, leadership: &Leadership) -> Result<Option<etcd_client::LeaderKey>, String> {
+async fn win(
+    e: &EtcdElection,
+    mut client: Client,
+    lease: &Lease,
+    leadership: &Leadership,
+) -> Result<Option<etcd_client::LeaderKey>, String> {
     let won = client.campaign(e.key.as_str(), e.advertise.as_str(), lease.id).await.map_err(failed)?;
     let deadline = lease.deadline();
     if Instant::now() >= deadline {
@@ -227,7 +252,10 @@ async fn keep_alive(
             Ok(Ok(_)) => return Err("lease expired".into()),
             outcome => {
                 if Instant::now() + RECONNECT_PAUSE >= lease.deadline() {
-                    return Err(format!("lease renewal failed: {}", outcome.map_or_else(|_| "timed out".to_string(), |r| r.err().unwrap_or_default())));
+                    return Err(format!(
+                        "lease renewal failed: {}",
+                        outcome.map_or_else(|_| "timed out".to_string(), |r| r.err().unwrap_or_default())
+                    ));
                 }
                 warn!("Leader Election: lease renewal failed; renewing through the next etcd member.");
                 broken = true;

@@ -335,7 +335,9 @@ impl Leadership {
             *since = Some(Instant::now());
         }
         match &role {
-            Role::Leader => tracing::info!(advertise = %self.inner.advertise, "Leader Election: Cluster leadership acquired."),
+            Role::Leader => {
+                tracing::info!(advertise = %self.inner.advertise, "Leader Election: Cluster leadership acquired.")
+            }
             Role::Follower { leader: Some(l) } => tracing::info!(leader = %l, "New leader elected."),
             Role::Follower { leader: None } => tracing::warn!("No leader known."),
         }

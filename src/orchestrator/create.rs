@@ -9,11 +9,11 @@ use http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{build_spec, image_reference, orphans, Error, Orchestrator};
-use crate::transport::error_message;
 use crate::cluster::{labels, NodeHandle, PendingCreate};
-use crate::transport::EngineClient;
 use crate::scheduler::{ContainerSpec, ContainerView};
 use crate::store::StoreError;
+use crate::transport::error_message;
+use crate::transport::EngineClient;
 
 /// Where a create in flight is recorded, by swarm ID.
 pub const CREATES_PREFIX: &str = "creates/";
@@ -81,7 +81,10 @@ pub(super) fn store_failure(e: StoreError) -> Error {
         StoreError::NotLeader => Error::not_primary(),
         // Recorded before the engine hears of it: nothing was created, and another manager
         // (this one exits when its Raft store fails) can take the retry.
-        other => Error::new(StatusCode::SERVICE_UNAVAILABLE, format!("cannot record the create, nothing was created; retry: {other}")),
+        other => Error::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot record the create, nothing was created; retry: {other}"),
+        ),
     }
 }
 
@@ -176,7 +179,9 @@ impl Orchestrator {
                 )));
             }
         }
-        let chosen = cluster.with_schedule_view(excluded, |nodes| self.inner.scheduler.select(nodes, a.spec, &mut rand::rng()).map(|n| n.key.clone()));
+        let chosen = cluster.with_schedule_view(excluded, |nodes| {
+            self.inner.scheduler.select(nodes, a.spec, &mut rand::rng()).map(|n| n.key.clone())
+        });
         let chosen = match chosen {
             Ok(key) => key,
             Err(e) => {
@@ -193,7 +198,13 @@ impl Orchestrator {
             host_ports: a.spec.host_ports.clone(),
             host_mode_ports: a.spec.host_mode_ports.clone(),
         };
-        let guard = cluster.reserve(PendingCreate { node: chosen.clone(), name: name.map(str::to_string), cpus: a.spec.cpus, memory: a.spec.memory, view });
+        let guard = cluster.reserve(PendingCreate {
+            node: chosen.clone(),
+            name: name.map(str::to_string),
+            cpus: a.spec.cpus,
+            memory: a.spec.memory,
+            view,
+        });
         Ok((chosen, guard))
     }
 
@@ -205,7 +216,8 @@ impl Orchestrator {
         // Recorded before the engine hears of it, so that a leader that dies now leaves the next
         // one enough to finish or undo it; a deposed leader cannot record, so cannot create.
         let record = format!("{CREATES_PREFIX}{}", a.swarm_id);
-        let in_flight = serde_json::to_vec(&InFlight { node: node.clone(), name: a.req.name.clone() }).unwrap_or_default();
+        let in_flight =
+            serde_json::to_vec(&InFlight { node: node.clone(), name: a.req.name.clone() }).unwrap_or_default();
         self.inner.store.put(record.clone(), in_flight, None).await.map_err(|e| Failure::Final(store_failure(e)))?;
         let outcome = self.send_create(a, &handle).await;
         // An interrupted create keeps its record until its cleanup confirms that no copy is left.
@@ -220,7 +232,12 @@ impl Orchestrator {
     fn engine_body(&self, a: &Attempt<'_>, node: &str) -> Bytes {
         let mut body = a.req.config.clone();
         if a.spec.cpus > 0 {
-            let ncpu = self.inner.cluster.with_nodes(|n| n.get(node).and_then(|n| n.info.as_ref().map(|i| i.ncpu))).unwrap_or(1).max(1);
+            let ncpu = self
+                .inner
+                .cluster
+                .with_nodes(|n| n.get(node).and_then(|n| n.info.as_ref().map(|i| i.ncpu)))
+                .unwrap_or(1)
+                .max(1);
             let shares = a.spec.cpus.saturating_mul(1024).saturating_add(ncpu - 1) / ncpu;
             if let Some(hc) = body.get_mut("HostConfig").and_then(Value::as_object_mut) {
                 if hc.get("CpuShares").and_then(Value::as_i64).unwrap_or(0) > 0 {
@@ -236,9 +253,18 @@ impl Orchestrator {
 
     async fn send_create(&self, a: &Attempt<'_>, handle: &NodeHandle) -> Result<Created, Failure> {
         let node = handle.key.clone();
-        let query = a.req.name.as_deref().map(|n| form_urlencoded::Serializer::new(String::new()).append_pair("name", n).finish());
+        let query = a
+            .req
+            .name
+            .as_deref()
+            .map(|n| form_urlencoded::Serializer::new(String::new()).append_pair("name", n).finish());
         let engine_api = handle.api_version.as_deref();
-        let path = crate::api_version::engine_path(a.req.api_version.as_deref(), engine_api, "/containers/create", query.as_deref());
+        let path = crate::api_version::engine_path(
+            a.req.api_version.as_deref(),
+            engine_api,
+            "/containers/create",
+            query.as_deref(),
+        );
         let payload = self.engine_body(a, &node);
         let mut headers = HeaderMap::new();
         if let Some(auth) = &a.req.auth {
@@ -254,10 +280,18 @@ impl Orchestrator {
             let bound = Some(self.inner.settings.create_timeout);
             match handle.client.call(Method::POST, &path, Some(payload.clone()), &headers, bound).await {
                 Ok((status, resp_headers, bytes)) if status == StatusCode::CREATED => {
-                    let id = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| v["Id"].as_str().map(str::to_string)).unwrap_or_default();
+                    let id = serde_json::from_slice::<Value>(&bytes)
+                        .ok()
+                        .and_then(|v| v["Id"].as_str().map(str::to_string))
+                        .unwrap_or_default();
                     self.inner.cluster.learn_created(&node, &id, a.req.name.as_deref(), &a.req.config);
                     tracing::info!(target: "swarm::mutation", term = ?a.term, node = %node, id = %id, swarm_id = %a.swarm_id, "Container created.");
-                    return Ok(Created { node, id, answer: bytes, content_type: resp_headers.get(header::CONTENT_TYPE).cloned() });
+                    return Ok(Created {
+                        node,
+                        id,
+                        answer: bytes,
+                        content_type: resp_headers.get(header::CONTENT_TYPE).cloned(),
+                    });
                 }
                 Ok((StatusCode::NOT_FOUND, _, bytes)) if !pulled && error_message(&bytes).contains("No such image") => {
                     pulled = true;
@@ -285,14 +319,28 @@ impl Orchestrator {
     }
 
     /// Pulls the create's image on the chosen engine.
-    async fn pull_on(&self, client: &EngineClient, a: &Attempt<'_>, engine_api: Option<&str>, headers: &HeaderMap) -> Result<(), Error> {
+    async fn pull_on(
+        &self,
+        client: &EngineClient,
+        a: &Attempt<'_>,
+        engine_api: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<(), Error> {
         let image = &a.spec.image;
         let (repo, tag) = image_reference(image);
-        let query = form_urlencoded::Serializer::new(String::new()).append_pair("fromImage", &repo).append_pair("tag", &tag).finish();
-        let path = crate::api_version::engine_path(a.req.api_version.as_deref(), engine_api, "/images/create", Some(&query));
-        let (status, _, bytes) = client.call(Method::POST, &path, None, headers, Some(self.inner.settings.pull_timeout)).await?;
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("fromImage", &repo)
+            .append_pair("tag", &tag)
+            .finish();
+        let path =
+            crate::api_version::engine_path(a.req.api_version.as_deref(), engine_api, "/images/create", Some(&query));
+        let (status, _, bytes) =
+            client.call(Method::POST, &path, None, headers, Some(self.inner.settings.pull_timeout)).await?;
         let failed = !status.is_success()
-            || bytes.split(|b| *b == b'\n').filter_map(|l| serde_json::from_slice::<Value>(l).ok()).any(|m| m.get("error").is_some());
+            || bytes
+                .split(|b| *b == b'\n')
+                .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
+                .any(|m| m.get("error").is_some());
         if failed {
             return Err(Error::new(StatusCode::NOT_FOUND, format!("No such image: {image}")));
         }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 use serde_json::{json, Value};
 
-use super::create::{store_failure, Created, CreateRequest, InFlight, CREATES_PREFIX};
+use super::create::{store_failure, CreateRequest, Created, InFlight, CREATES_PREFIX};
 use super::{orphans, Error, Orchestrator};
 use crate::cluster::{labels, PendingCreate};
 use crate::scheduler::ContainerView;
@@ -38,7 +38,9 @@ impl Orchestrator {
         }
         let key = format!("{CREATES_PREFIX}{swarm_id}");
         let records = inner.store.list(key.clone()).await.map_err(store_failure)?;
-        let Some(record) = records.iter().find(|(k, _)| *k == key).and_then(|(_, v)| serde_json::from_slice::<InFlight>(v).ok()) else {
+        let Some(record) =
+            records.iter().find(|(k, _)| *k == key).and_then(|(_, v)| serde_json::from_slice::<InFlight>(v).ok())
+        else {
             return Ok(None);
         };
         // Ours while it is settled: the rescheduler leaves records of pending swarm IDs alone.
@@ -47,7 +49,10 @@ impl Orchestrator {
             name: None,
             cpus: 0,
             memory: 0,
-            view: ContainerView { labels: [(labels::SWARM_ID.to_string(), swarm_id.to_string())].into(), ..Default::default() },
+            view: ContainerView {
+                labels: [(labels::SWARM_ID.to_string(), swarm_id.to_string())].into(),
+                ..Default::default()
+            },
         });
         if let Some(handle) = inner.cluster.node(&record.node) {
             let path = orphans::list_by_label(&format!("{}={swarm_id}", labels::SWARM_ID));
@@ -55,7 +60,11 @@ impl Orchestrator {
                 let found = handle.client.get_json(&path).await.map_err(|e| {
                     Error::new(
                         http::StatusCode::SERVICE_UNAVAILABLE,
-                        format!("an earlier attempt of this create went to node {}, which does not answer: {}", handle.name, crate::cluster::error_chain(&e)),
+                        format!(
+                            "an earlier attempt of this create went to node {}, which does not answer: {}",
+                            handle.name,
+                            crate::cluster::error_chain(&e)
+                        ),
                     )
                 })?;
                 if let Some(id) = found.as_array().and_then(|a| a.first()).and_then(|c| c["Id"].as_str()) {
@@ -120,7 +129,13 @@ impl Orchestrator {
     /// of this very request (by a leader that then died) already applied it, as the engine
     /// shows; otherwise the change is recorded, and is this run's to make. `new_name` is a
     /// rename's.
-    pub async fn change_applied_before(&self, key: &str, c: &crate::cluster::ContainerRef, action: &str, new_name: Option<&str>) -> Result<bool, Error> {
+    pub async fn change_applied_before(
+        &self,
+        key: &str,
+        c: &crate::cluster::ContainerRef,
+        action: &str,
+        new_name: Option<&str>,
+    ) -> Result<bool, Error> {
         // A single manager has no successor: its journal answers its own resends.
         if !self.inner.leadership.is_replicated() {
             return Ok(false);
@@ -128,7 +143,8 @@ impl Orchestrator {
         let store = &self.inner.store;
         let record_key = format!("{CHANGES_PREFIX}{key}");
         let records = store.list(record_key.clone()).await.map_err(store_failure)?;
-        let earlier = records.iter().find(|(k, _)| *k == record_key).and_then(|(_, v)| serde_json::from_slice::<Begun>(v).ok());
+        let earlier =
+            records.iter().find(|(k, _)| *k == record_key).and_then(|(_, v)| serde_json::from_slice::<Begun>(v).ok());
         let now = seen(c).await?;
         if let Some(b) = earlier.filter(|b| b.id == c.id && b.action == action) {
             let applied = match action {

@@ -19,13 +19,13 @@ use std::time::Duration;
 use http::StatusCode;
 
 use crate::cluster::{Cluster, NodeHandle};
-use crate::transport::EngineError;
 use crate::leadership::Leadership;
 use crate::metrics::Metrics;
 use crate::scheduler::{ContainerSpec, ScheduleError, Scheduler};
 use crate::store::Store;
+use crate::transport::EngineError;
 
-pub use create::{Created, CreateRequest, InFlight, CREATES_PREFIX};
+pub use create::{CreateRequest, Created, InFlight, CREATES_PREFIX};
 pub use orphans::{list_by_label, remove as force_remove};
 pub use spec::{build_spec, image_reference};
 
@@ -48,7 +48,10 @@ impl Error {
 
     /// Nothing was done: this manager no longer leads.
     pub fn not_primary() -> Self {
-        Error { not_primary: true, ..Error::new(StatusCode::SERVICE_UNAVAILABLE, "This manager is no longer the primary; retry") }
+        Error {
+            not_primary: true,
+            ..Error::new(StatusCode::SERVICE_UNAVAILABLE, "This manager is no longer the primary; retry")
+        }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -115,7 +118,14 @@ struct Inner {
 
 impl Orchestrator {
     /// Bundles the parts it acts through.
-    pub fn new(cluster: Cluster, scheduler: Scheduler, store: Store, leadership: Leadership, metrics: Metrics, settings: Settings) -> Self {
+    pub fn new(
+        cluster: Cluster,
+        scheduler: Scheduler,
+        store: Store,
+        leadership: Leadership,
+        metrics: Metrics,
+        settings: Settings,
+    ) -> Self {
         Orchestrator { inner: Arc::new(Inner { cluster, scheduler, store, leadership, metrics, settings }) }
     }
 
@@ -126,7 +136,9 @@ impl Orchestrator {
 
     /// Picks a node for work that is not a container (an image build), without reserving.
     pub fn place(&self, spec: &ContainerSpec) -> Result<NodeHandle, Error> {
-        let key = self.inner.cluster.with_schedule_view(&[], |nodes| self.inner.scheduler.select(nodes, spec, &mut rand::rng()).map(|n| n.key.clone()))?;
+        let key = self.inner.cluster.with_schedule_view(&[], |nodes| {
+            self.inner.scheduler.select(nodes, spec, &mut rand::rng()).map(|n| n.key.clone())
+        })?;
         self.inner.cluster.node(&key).ok_or_else(|| Error::internal("node left the cluster"))
     }
 }

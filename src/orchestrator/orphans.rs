@@ -18,7 +18,10 @@ const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(2);
 /// `key=value`).
 pub fn list_by_label(label: &str) -> String {
     let filter = json!({"label": [label]}).to_string();
-    let query = form_urlencoded::Serializer::new(String::new()).append_pair("all", "1").append_pair("filters", &filter).finish();
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("all", "1")
+        .append_pair("filters", &filter)
+        .finish();
     format!("/containers/json?{query}")
 }
 
@@ -48,6 +51,8 @@ pub async fn remove_by_swarm_id_until_gone(client: EngineClient, swarm_id: Strin
 
 /// Force-removes container `id`; true when it is gone (already gone counts).
 pub async fn remove(client: &EngineClient, id: &str) -> bool {
-    let gone = client.call(Method::DELETE, &format!("/containers/{id}?force=1"), None, &HeaderMap::new(), Some(client.timeout())).await;
+    let gone = client
+        .call(Method::DELETE, &format!("/containers/{id}?force=1"), None, &HeaderMap::new(), Some(client.timeout()))
+        .await;
     matches!(gone, Ok((s, _, _)) if s.is_success() || s == StatusCode::NOT_FOUND)
 }

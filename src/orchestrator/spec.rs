@@ -13,7 +13,8 @@ const RESCHEDULE_POLICIES: [&str; 2] = ["off", "on-node-failure"];
 fn json_list(labels: &Map<String, Value>, key: &str) -> Result<Vec<String>, Error> {
     match labels.get(key).and_then(Value::as_str) {
         None | Some("") => Ok(Vec::new()),
-        Some(text) => serde_json::from_str(text).map_err(|_| Error::bad_request(format!("invalid label {key}: expected a JSON list of strings"))),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|_| Error::bad_request(format!("invalid label {key}: expected a JSON list of strings"))),
     }
 }
 
@@ -93,7 +94,8 @@ fn take_expressions(config: &mut Map<String, Value>) -> Result<[Vec<String>; 4],
 fn dependencies(hc: &wire::HostConfig) -> Vec<String> {
     let volumes_from = hc.volumes_from.iter().flatten().map(|v| format!("--volumes-from={v}"));
     let links = hc.links.iter().flatten().map(|l| format!("--link={l}"));
-    let network = hc.network_mode.as_deref().and_then(|m| m.strip_prefix("container:")).map(|c| format!("--net=container:{c}"));
+    let network =
+        hc.network_mode.as_deref().and_then(|m| m.strip_prefix("container:")).map(|c| format!("--net=container:{c}"));
     volumes_from.chain(links).chain(network).collect()
 }
 

@@ -91,7 +91,10 @@ fn value_ok(value: &str) -> bool {
         && rest.chars().all(|c| {
             c.is_ascii_alphanumeric()
                 || c.is_whitespace()
-                || matches!(c, ':' | '-' | '_' | '.' | '*' | '/' | '(' | ')' | '?' | '+' | '[' | ']' | '\\' | '^' | '$' | '|')
+                || matches!(
+                    c,
+                    ':' | '-' | '_' | '.' | '*' | '/' | '(' | ')' | '?' | '+' | '[' | ']' | '\\' | '^' | '$' | '|'
+                )
         })
 }
 
@@ -120,7 +123,9 @@ impl Expr {
         let pattern = match value.strip_prefix('/').and_then(|v| v.strip_suffix('/')) {
             Some(re) if !re.is_empty() => Some(re.to_string()),
             // Globs are anchored; classic did not escape other metacharacters, neither do we.
-            _ if value.contains(|c: char| "*.?+()[]{}^$|\\".contains(c)) => Some(format!("^{}$", value.replace('*', ".*"))),
+            _ if value.contains(|c: char| "*.?+()[]{}^$|\\".contains(c)) => {
+                Some(format!("^{}$", value.replace('*', ".*")))
+            }
             _ => None,
         };
         let matcher = match pattern {

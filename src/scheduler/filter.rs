@@ -115,7 +115,8 @@ impl FilterKind {
                 if spec.dependencies.is_empty() {
                     return Ok(nodes);
                 }
-                let kept: Vec<_> = nodes.into_iter().filter(|n| spec.dependencies.iter().all(|d| has_dependency(n, d))).collect();
+                let kept: Vec<_> =
+                    nodes.into_iter().filter(|n| spec.dependencies.iter().all(|d| has_dependency(n, d))).collect();
                 if kept.is_empty() {
                     return Err(ScheduleError::Dependencies(spec.dependencies.join(" ")));
                 }
@@ -148,14 +149,13 @@ fn all_interfaces(ip: &str) -> bool {
 
 fn ports_free(node: &NodeSnapshot, spec: &ContainerSpec) -> bool {
     let bridge_ok = spec.host_ports.iter().all(|(ip, port)| {
-        !node.containers().flat_map(|c| &c.host_ports).any(|(cip, cport)| {
-            cport == port && (cip == ip || all_interfaces(cip) || all_interfaces(ip))
-        })
+        !node
+            .containers()
+            .flat_map(|c| &c.host_ports)
+            .any(|(cip, cport)| cport == port && (cip == ip || all_interfaces(cip) || all_interfaces(ip)))
     });
-    let host_ok = spec
-        .host_mode_ports
-        .iter()
-        .all(|p| !node.containers().flat_map(|c| &c.host_mode_ports).any(|cp| cp == p));
+    let host_ok =
+        spec.host_mode_ports.iter().all(|p| !node.containers().flat_map(|c| &c.host_mode_ports).any(|cp| cp == p));
     bridge_ok && host_ok
 }
 
@@ -173,7 +173,9 @@ fn has_dependency(node: &NodeSnapshot, dep: &str) -> bool {
 
 fn affinity_holds(node: &NodeSnapshot, e: &Expr) -> bool {
     match e.key.as_str() {
-        "container" => e.holds(node.containers().flat_map(|c| std::iter::once(c.id.as_str()).chain(c.names.iter().map(String::as_str)))),
+        "container" => e.holds(
+            node.containers().flat_map(|c| std::iter::once(c.id.as_str()).chain(c.names.iter().map(String::as_str))),
+        ),
         "image" => e.holds(node.images.iter().flat_map(|i| {
             std::iter::once(i.id.as_str())
                 .chain(i.repo_tags.iter().map(String::as_str))
@@ -221,7 +223,10 @@ mod tests {
     fn ports_conflict_on_same_port_unless_ips_differ() {
         let mut a = node("node-1", 0);
         a.edit_facts(|f| {
-            f.engine_containers.push(std::sync::Arc::new(ContainerView { host_ports: vec![("127.0.0.1".into(), 80)], ..Default::default() }));
+            f.engine_containers.push(std::sync::Arc::new(ContainerView {
+                host_ports: vec![("127.0.0.1".into(), 80)],
+                ..Default::default()
+            }));
         });
         let b = node("node-2", 0);
         let spec = ContainerSpec { host_ports: vec![("".into(), 80)], ..Default::default() };
@@ -230,7 +235,10 @@ mod tests {
         assert_eq!(names(&FilterKind::Port.apply(vec![&a, &b], &spec, true).unwrap()), ["node-1", "node-2"]);
         let mut h = node("node-3", 0);
         h.edit_facts(|f| {
-            f.engine_containers.push(std::sync::Arc::new(ContainerView { host_mode_ports: vec!["80/tcp".into()], ..Default::default() }));
+            f.engine_containers.push(std::sync::Arc::new(ContainerView {
+                host_mode_ports: vec!["80/tcp".into()],
+                ..Default::default()
+            }));
         });
         let spec = ContainerSpec { host_mode_ports: vec!["80/tcp".into()], ..Default::default() };
         assert!(FilterKind::Port.apply(vec![&h], &spec, true).unwrap().is_empty());
@@ -268,23 +276,34 @@ mod tests {
     fn affinities_see_containers_images_and_labels() {
         let mut a = node("node-1", 1);
         a.edit_facts(|f| {
-            std::sync::Arc::make_mut(&mut f.images).push(ImageView { id: "sha256:abc".into(), repo_tags: vec!["redis:7".into()], parent: String::new() });
+            std::sync::Arc::make_mut(&mut f.images).push(ImageView {
+                id: "sha256:abc".into(),
+                repo_tags: vec!["redis:7".into()],
+                parent: String::new(),
+            });
             std::sync::Arc::make_mut(&mut f.engine_containers[0]).labels.insert("app".into(), "db".into());
         });
         let b = node("node-2", 1);
         let aff = |e: &str| ContainerSpec { affinities: vec![Expr::parse(e).unwrap()], ..Default::default() };
-        assert_eq!(names(&FilterKind::Affinity.apply(vec![&a, &b], &aff("container==node-2-c0"), true).unwrap()), ["node-2"]);
+        assert_eq!(
+            names(&FilterKind::Affinity.apply(vec![&a, &b], &aff("container==node-2-c0"), true).unwrap()),
+            ["node-2"]
+        );
         assert_eq!(names(&FilterKind::Affinity.apply(vec![&a, &b], &aff("image==redis"), true).unwrap()), ["node-1"]);
         assert_eq!(names(&FilterKind::Affinity.apply(vec![&a, &b], &aff("app==db"), true).unwrap()), ["node-1"]);
         assert_eq!(names(&FilterKind::Affinity.apply(vec![&a, &b], &aff("app!=db"), true).unwrap()), ["node-2"]);
         // Soft affinities are ignored on the second pass.
-        assert_eq!(names(&FilterKind::Affinity.apply(vec![&a, &b], &aff("app==~nothing"), false).unwrap()), ["node-1", "node-2"]);
+        assert_eq!(
+            names(&FilterKind::Affinity.apply(vec![&a, &b], &aff("app==~nothing"), false).unwrap()),
+            ["node-1", "node-2"]
+        );
     }
 
     #[test]
     fn whitelists_name_nodes_exactly() {
         let (a, b, c) = (node("node-1", 0), node("node-2", 0), node("node-10", 0));
-        let spec = ContainerSpec { whitelists: vec![Expr::parse("node==node-1|node-2").unwrap()], ..Default::default() };
+        let spec =
+            ContainerSpec { whitelists: vec![Expr::parse("node==node-1|node-2").unwrap()], ..Default::default() };
         assert_eq!(names(&FilterKind::Whitelist.apply(vec![&a, &b, &c], &spec, true).unwrap()), ["node-1", "node-2"]);
     }
 
@@ -292,11 +311,15 @@ mod tests {
     fn port_failure_message_is_classic() {
         let mut a = node("node-1", 0);
         a.edit_facts(|f| {
-            f.engine_containers.push(std::sync::Arc::new(ContainerView { host_ports: vec![("".into(), 80)], ..Default::default() }));
+            f.engine_containers
+                .push(std::sync::Arc::new(ContainerView { host_ports: vec![("".into(), 80)], ..Default::default() }));
         });
         let s = Scheduler::new(FilterKind::defaults(), StrategyKind::Spread);
         let spec = ContainerSpec { host_ports: vec![("".into(), 80)], ..Default::default() };
         let err = s.rank(&[a], &spec, &mut rng()).unwrap_err();
-        assert_eq!(err.to_string(), "Unable to find a node that satisfies the following conditions \n[port 80 (Bridge mode)]");
+        assert_eq!(
+            err.to_string(),
+            "Unable to find a node that satisfies the following conditions \n[port 80 (Bridge mode)]"
+        );
     }
 }

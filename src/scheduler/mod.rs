@@ -284,7 +284,11 @@ impl Scheduler {
         strategy::best(self.strategy, self.candidates(nodes, spec)?, spec, rng)
     }
 
-    fn candidates<'n>(&self, nodes: &'n [NodeSnapshot], spec: &ContainerSpec) -> Result<Vec<&'n NodeSnapshot>, ScheduleError> {
+    fn candidates<'n>(
+        &self,
+        nodes: &'n [NodeSnapshot],
+        spec: &ContainerSpec,
+    ) -> Result<Vec<&'n NodeSnapshot>, ScheduleError> {
         if nodes.is_empty() {
             return Err(ScheduleError::NoNodes);
         }
@@ -304,7 +308,8 @@ impl Scheduler {
         spec: &ContainerSpec,
         soft: bool,
     ) -> Result<Vec<&'n NodeSnapshot>, ScheduleError> {
-        let kept: Vec<&NodeSnapshot> = nodes.iter().filter(|n| self.filters.iter().all(|f| f.keeps(n, spec, soft))).collect();
+        let kept: Vec<&NodeSnapshot> =
+            nodes.iter().filter(|n| self.filters.iter().all(|f| f.keeps(n, spec, soft))).collect();
         if !kept.is_empty() {
             return Ok(kept);
         }
@@ -359,7 +364,13 @@ pub(crate) mod tests {
             total_cpus: 2,
             total_memory: 2 << 30,
             engine_containers: (0..containers)
-                .map(|i| Arc::new(ContainerView { id: format!("{name}-c{i}"), names: vec![format!("{name}-c{i}")], ..Default::default() }))
+                .map(|i| {
+                    Arc::new(ContainerView {
+                        id: format!("{name}-c{i}"),
+                        names: vec![format!("{name}-c{i}")],
+                        ..Default::default()
+                    })
+                })
                 .collect(),
             ..Default::default()
         })

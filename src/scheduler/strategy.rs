@@ -75,7 +75,9 @@ pub fn rank<'n>(
     }
     // Names break the remaining ties so that equal nodes are ranked the same way every time.
     match kind {
-        StrategyKind::Spread => weighted.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| a.2.cmp_name(b.2))),
+        StrategyKind::Spread => {
+            weighted.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| a.2.cmp_name(b.2)))
+        }
         _ => weighted.sort_unstable_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)).then_with(|| a.2.cmp_name(b.2))),
     }
     Ok(weighted.into_iter().map(|(_, _, n)| n).collect())
@@ -151,7 +153,10 @@ mod tests {
         let mut a = node("node-1", 0);
         a.health_indicator = 67;
         let b = node("node-2", 5);
-        assert_eq!(best(StrategyKind::Spread, vec![&a, &b], &ContainerSpec::default(), &mut rng()).unwrap().name, "node-2");
+        assert_eq!(
+            best(StrategyKind::Spread, vec![&a, &b], &ContainerSpec::default(), &mut rng()).unwrap().name,
+            "node-2"
+        );
     }
 
     #[test]

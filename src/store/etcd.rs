@@ -27,7 +27,8 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 impl EtcdStore {
     /// A store under `prefix`, writing while `fence` names this manager's election key.
     pub fn new(endpoints: Vec<String>, tls: Option<KvTls>, prefix: &str, advertise: &str, fence: Fence) -> EtcdStore {
-        let root = [prefix, "docker/swarm/store/"].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
+        let root =
+            [prefix, "docker/swarm/store/"].iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
         EtcdStore { members: EtcdMembers::new(&endpoints, tls), root, advertise: advertise.to_string(), fence }
     }
 
@@ -58,7 +59,8 @@ impl StateStore for EtcdStore {
             let mut opts = None;
             if let Some(ttl) = ttl {
                 let secs = ttl.as_secs().max(1) as i64;
-                let lease = self.members.call(|mut c| async move { c.lease_grant(secs, None).await }).await.map_err(backend)?;
+                let lease =
+                    self.members.call(|mut c| async move { c.lease_grant(secs, None).await }).await.map_err(backend)?;
                 opts = Some(PutOptions::new().with_lease(lease.id()));
             }
             self.fenced(TxnOp::put(format!("{}{key}", self.root), value, opts)).await

@@ -80,7 +80,11 @@ impl StateStore for LocalStore {
         let now = Instant::now();
         let mut map = self.map.lock();
         map.retain(|_, (_, exp)| exp.is_none_or(|e| e > now));
-        let found = map.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(k, (v, _))| (k.clone(), v.clone())).collect();
+        let found = map
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, (v, _))| (k.clone(), v.clone()))
+            .collect();
         Box::pin(async { Ok(found) })
     }
 }
@@ -98,7 +102,9 @@ fn raft_err(e: RaftFailure) -> StoreError {
 impl StateStore for RaftStore {
     fn put(&self, key: String, value: Vec<u8>, ttl: Option<Duration>) -> BoxFuture<'_, Result<(), StoreError>> {
         let expires_ms = ttl.map(|t| crate::leadership::raft::now_ms() + t.as_millis() as u64);
-        Box::pin(async move { self.0.write(Command::Put { key, value, expires_ms }).await.map(|_| ()).map_err(raft_err) })
+        Box::pin(
+            async move { self.0.write(Command::Put { key, value, expires_ms }).await.map(|_| ()).map_err(raft_err) },
+        )
     }
 
     fn delete(&self, key: String) -> BoxFuture<'_, Result<(), StoreError>> {

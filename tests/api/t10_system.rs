@@ -21,7 +21,23 @@ fn ping_version_and_info_speak_docker() {
     assert_eq!(m.docker(&["version", "--format", "{{.Server.APIVersion}}"]), "1.41");
 
     let info = m.docker(&["info"]);
-    for want in ["Strategy: spread", "Filters: health, port, containerslots, dependency, affinity, constraint, whitelist", "Nodes: 2", "Open files: ", " engines)", " node-1: ", " node-2: ", "└ Status: Healthy", "└ Reserved CPUs: 0 / ", "└ Reserved Memory: 0 B / ", "zone=a", "storagedriver=overlay2", "└ ServerVersion: 20.10", "└ UpdatedAt: 20", "Server Version: swarm/"] {
+    for want in [
+        "Strategy: spread",
+        "Filters: health, port, containerslots, dependency, affinity, constraint, whitelist",
+        "Nodes: 2",
+        "Open files: ",
+        " engines)",
+        " node-1: ",
+        " node-2: ",
+        "└ Status: Healthy",
+        "└ Reserved CPUs: 0 / ",
+        "└ Reserved Memory: 0 B / ",
+        "zone=a",
+        "storagedriver=overlay2",
+        "└ ServerVersion: 20.10",
+        "└ UpdatedAt: 20",
+        "Server Version: swarm/",
+    ] {
         assert!(info.contains(want), "docker info lacks {want:?}:\n{info}");
     }
     let v: serde_json::Value = serde_json::from_slice(&http(&m.addr, "GET", "/info", None).2).unwrap();
@@ -35,7 +51,10 @@ fn versions_out_of_range_and_unknown_routes_get_docker_errors() {
     m.wait_healthy(1);
     let (status, _, body) = http(&m.addr, "GET", "/v1.99/info", None);
     assert_eq!(status, 400);
-    assert_eq!(String::from_utf8_lossy(&body).trim(), r#"{"message":"client version 1.99 is too new. Maximum supported API version is 1.41"}"#);
+    assert_eq!(
+        String::from_utf8_lossy(&body).trim(),
+        r#"{"message":"client version 1.99 is too new. Maximum supported API version is 1.41"}"#
+    );
     let (status, _, body) = http(&m.addr, "GET", "/v1.12/info", None);
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("is too old"));
@@ -77,7 +96,8 @@ fn logs_carry_no_colour_off_a_terminal_and_json_on_request() {
     let json = Manager::start(&nodes_url(&es), &["--log-format", "json"]);
     json.wait_healthy(1);
     let log = json.log();
-    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let lines: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
     assert!(lines.iter().any(|l| l["fields"]["message"] == "Registered Engine."), "{log}");
     assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()), "{log}");
 }
@@ -85,11 +105,22 @@ fn logs_carry_no_colour_off_a_terminal_and_json_on_request() {
 #[test]
 fn the_manager_raises_its_open_files_limit_and_says_how_many_engines_it_allows() {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
-    let hard: u64 = limits.lines().find(|l| l.starts_with("Max open files")).and_then(|l| l.split_whitespace().nth(4)).and_then(|h| h.parse().ok()).unwrap();
+    let hard: u64 = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|h| h.parse().ok())
+        .unwrap();
     assert!(hard > 512, "this test needs a hard open-files limit above 512, not {hard}");
     let es = engines(&[("node-1", &[])]);
     // A soft limit of 512, as many distributions' defaults are low.
-    let m = Manager::start_under(&["sh", "-c", "ulimit -Sn 512 && exec \"$0\" \"$@\""], free_port(), &nodes_url(&es), &[], None);
+    let m = Manager::start_under(
+        &["sh", "-c", "ulimit -Sn 512 && exec \"$0\" \"$@\""],
+        free_port(),
+        &nodes_url(&es),
+        &[],
+        None,
+    );
     m.wait_healthy(1);
     let info = m.docker(&["info"]);
     let allowed = (hard - 256) / 2;

@@ -11,7 +11,11 @@ fn runs_spread_over_nodes_and_list_as_node_slash_name() {
     let mut names: Vec<&str> = names.lines().collect();
     names.sort();
     // Spread ranks a node that failed a call since its last success last: `info` says why.
-    assert!(names == ["node-1/a1", "node-2/a2"] || names == ["node-1/a2", "node-2/a1"], "{names:?}\n{}", m.docker(&["info"]));
+    assert!(
+        names == ["node-1/a1", "node-2/a2"] || names == ["node-1/a2", "node-2/a1"],
+        "{names:?}\n{}",
+        m.docker(&["info"])
+    );
     // Both engines hold exactly one, seen directly.
     assert_eq!(es[0].container_names().len(), 1);
     assert_eq!(es[1].container_names().len(), 1);
@@ -77,17 +81,22 @@ fn ps_filters_and_limits_work_cluster_wide() {
     m.docker(&["run", "-d", "--name", "f4", "-l", "tier=web", "-l", "zone=a", "busybox", "sleep", "300"]);
     // Whole sets, names without their node: a filter that drops or ignores a value fails here.
     let names = |args: &[&str]| {
-        let mut all: Vec<String> = m.docker(args).lines().map(|l| l.rsplit('/').next().unwrap_or_default().to_string()).collect();
+        let mut all: Vec<String> =
+            m.docker(args).lines().map(|l| l.rsplit('/').next().unwrap_or_default().to_string()).collect();
         all.sort();
         all
     };
     assert_eq!(names(&["ps", "--filter", "label=tier=web", "--format", "{{.Names}}"]), ["f1", "f4"]);
-    assert_eq!(names(&["ps", "--filter", "label=tier=web", "--filter", "label=zone=a", "--format", "{{.Names}}"]), ["f4"]);
+    assert_eq!(
+        names(&["ps", "--filter", "label=tier=web", "--filter", "label=zone=a", "--format", "{{.Names}}"]),
+        ["f4"]
+    );
     assert_eq!(names(&["ps", "-a", "--filter", "status=exited", "--format", "{{.Names}}"]), ["f3"]);
     assert_eq!(names(&["ps", "-a", "--filter", "name=f2", "--format", "{{.Names}}"]), ["f2"]);
     assert_eq!(names(&["ps", "-a", "--format", "{{.Names}}"]), ["f1", "f2", "f3", "f4"]);
     let node1 = m.docker(&["ps", "-a", "--filter", "node=node-1", "--format", "{{.Names}}"]);
-    let direct: Vec<String> = es[0].container_names().iter().map(|n| format!("node-1/{}", n.trim_start_matches('/'))).collect();
+    let direct: Vec<String> =
+        es[0].container_names().iter().map(|n| format!("node-1/{}", n.trim_start_matches('/'))).collect();
     let mut node1: Vec<String> = node1.lines().map(str::to_string).collect();
     node1.sort();
     let mut direct = direct;
@@ -141,8 +150,13 @@ fn copy_diff_export_commit_stats_update_port_and_build() {
     // directly), so check what the engine recorded.
     assert!(m.docker(&["inspect", "-f", "{{json .HostConfig.PortBindings}}", "work"]).contains("8080"));
 
-    std::fs::write(dir.path().join("Dockerfile"), "FROM busybox\nRUN echo built > /built.txt\nCMD [\"cat\", \"/built.txt\"]\n").unwrap();
-    let o = run(docker_cmd(&m.host()).env("DOCKER_BUILDKIT", "0").args(["build", "-q", "-t", "built:1"]).arg(dir.path()));
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM busybox\nRUN echo built > /built.txt\nCMD [\"cat\", \"/built.txt\"]\n",
+    )
+    .unwrap();
+    let o =
+        run(docker_cmd(&m.host()).env("DOCKER_BUILDKIT", "0").args(["build", "-q", "-t", "built:1"]).arg(dir.path()));
     assert!(o.status.success(), "build: {}{}", stdout(&o), stderr(&o));
     let o = run(docker_cmd(&m.host()).args(["run", "--rm", "built:1"]));
     assert_eq!(stdout(&o).trim(), "built", "{}", stderr(&o));

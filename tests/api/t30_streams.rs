@@ -13,7 +13,12 @@ fn exit_codes_stdin_and_logs_follow_pass_through() {
     assert_eq!((o.status.code(), stdout(&o).trim()), (Some(3), "out"));
 
     // stdin piped through a hijacked connection that the CLI half-closes.
-    let mut child = docker_cmd(&m.host()).args(["run", "--rm", "-i", "busybox", "cat"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = docker_cmd(&m.host())
+        .args(["run", "--rm", "-i", "busybox", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"piped-input\n").unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "piped-input\n");
@@ -23,7 +28,16 @@ fn exit_codes_stdin_and_logs_follow_pass_through() {
     let o = run(docker_cmd(&m.host()).args(["exec", "ex", "sh", "-c", "exit 4"]));
     assert_eq!(o.status.code(), Some(4));
 
-    m.docker(&["run", "-d", "--name", "talker", "busybox", "sh", "-c", "for i in 1 2 3; do echo line$i; sleep 0.2; done; sleep 1"]);
+    m.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 0.2; done; sleep 1",
+    ]);
     let o = run(docker_cmd(&m.host()).args(["logs", "-f", "talker"]));
     assert_eq!(stdout(&o), "line1\nline2\nline3\n");
     let wait = run(docker_cmd(&m.host()).args(["wait", "talker"]));
@@ -47,7 +61,16 @@ fn attach_follows_a_running_container() {
     let es = engines(&[("node-1", &[])]);
     let m = Manager::start(&nodes_url(&es), &[]);
     m.wait_healthy(1);
-    m.docker(&["run", "-d", "--name", "ticker", "busybox", "sh", "-c", "sleep 1; for i in 1 2 3; do echo tick$i; sleep 0.3; done"]);
+    m.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; for i in 1 2 3; do echo tick$i; sleep 0.3; done",
+    ]);
     let o = run(docker_cmd(&m.host()).args(["attach", "--no-stdin", "ticker"]));
     assert!(stdout(&o).contains("tick3"), "{}{}", stdout(&o), stderr(&o));
 }
@@ -58,7 +81,13 @@ fn events_merge_engines_and_name_the_node() {
     let m = Manager::start(&nodes_url(&es), &[]);
     m.wait_healthy(2);
     let mut events = docker_cmd(&m.host())
-        .args(["events", "--filter", "event=start", "--format", "{{.Actor.Attributes.name}} {{index .Actor.Attributes \"node.name\"}}"])
+        .args([
+            "events",
+            "--filter",
+            "event=start",
+            "--format",
+            "{{.Actor.Attributes.name}} {{index .Actor.Attributes \"node.name\"}}",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

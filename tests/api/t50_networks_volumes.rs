@@ -6,7 +6,8 @@ fn volumes_are_per_node_and_named_node_slash_name() {
     let m = Manager::start(&nodes_url(&es), &[]);
     m.wait_healthy(2);
     m.docker(&["volume", "create", "data"]);
-    let mut ls: Vec<String> = m.docker(&["volume", "ls", "--format", "{{.Name}}"]).lines().map(str::to_string).collect();
+    let mut ls: Vec<String> =
+        m.docker(&["volume", "ls", "--format", "{{.Name}}"]).lines().map(str::to_string).collect();
     ls.sort();
     assert_eq!(ls, ["node-1/data", "node-2/data"]);
     m.docker(&["volume", "create", "node-2/only2"]);

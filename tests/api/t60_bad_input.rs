@@ -14,12 +14,18 @@ fn malformed_and_oversized_bodies_get_docker_shaped_errors() {
     let (status, _, body) = http(&m.addr, "POST", "/v1.41/containers/create", Some(big.as_bytes()));
     assert_eq!(status, 413);
     assert!(String::from_utf8_lossy(&body).contains("--api-max-body-bytes"));
-    let (status, _, _) = http(&m.addr, "POST", "/v1.41/containers/create?name=bad%20name", Some(b"{\"Image\":\"busybox\"}"));
+    let (status, _, _) =
+        http(&m.addr, "POST", "/v1.41/containers/create?name=bad%20name", Some(b"{\"Image\":\"busybox\"}"));
     assert_eq!(status, 400);
     let (status, _, body) = http(&m.addr, "GET", "/v1.41/containers/nosuch/json", None);
     assert_eq!(status, 404);
     assert_eq!(String::from_utf8_lossy(&body).trim(), r#"{"message":"No such container: nosuch"}"#);
-    let (status, _, body) = http(&m.addr, "POST", "/v1.41/containers/create", Some(b"{\"Image\":\"busybox\",\"Env\":[\"constraint:zone=a\"]}"));
+    let (status, _, body) = http(
+        &m.addr,
+        "POST",
+        "/v1.41/containers/create",
+        Some(b"{\"Image\":\"busybox\",\"Env\":[\"constraint:zone=a\"]}"),
+    );
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("One of operator ==, != is expected"));
     // Nothing half-created.
@@ -35,12 +41,21 @@ fn an_ambiguous_id_prefix_is_refused_as_the_engine_refuses_it() {
     let m = Manager::start(&nodes_url(&es), &[]);
     m.wait_healthy(1);
     // Seventeen IDs: at least two share their first hex digit.
-    let ids: Vec<String> = (0..17).map(|i| m.docker(&["create", "--name", &format!("amb{i}"), "--network", "none", "busybox", "true"])).collect();
-    let prefix = (0..16u8).map(|d| format!("{d:x}")).find(|p| ids.iter().filter(|id| id.starts_with(p.as_str())).count() >= 2).expect("two IDs share a first digit");
+    let ids: Vec<String> = (0..17)
+        .map(|i| m.docker(&["create", "--name", &format!("amb{i}"), "--network", "none", "busybox", "true"]))
+        .collect();
+    let prefix = (0..16u8)
+        .map(|d| format!("{d:x}"))
+        .find(|p| ids.iter().filter(|id| id.starts_with(p.as_str())).count() >= 2)
+        .expect("two IDs share a first digit");
     let path = format!("/v1.41/containers/{prefix}/json");
     let (direct_status, _, direct_body) = http(&es[0].addr, "GET", &path, None);
     let (status, _, body) = http(&m.addr, "GET", &path, None);
-    assert!(String::from_utf8_lossy(&direct_body).contains("Multiple IDs found with provided prefix"), "{}", String::from_utf8_lossy(&direct_body));
+    assert!(
+        String::from_utf8_lossy(&direct_body).contains("Multiple IDs found with provided prefix"),
+        "{}",
+        String::from_utf8_lossy(&direct_body)
+    );
     assert_eq!(String::from_utf8_lossy(&body).trim(), String::from_utf8_lossy(&direct_body).trim());
     assert_eq!(status, 400, "the engine said {direct_status}");
     let err = m.docker_err(&["rm", "-f", &prefix]);
@@ -54,7 +69,8 @@ fn engine_errors_pass_through_with_their_status() {
     let m = Manager::start(&nodes_url(&es), &[]);
     m.wait_healthy(1);
     // A registry on a closed loopback port: the pull fails at once, and nothing leaves the machine.
-    let (status, _, body) = http(&m.addr, "POST", "/v1.41/containers/create", Some(b"{\"Image\":\"127.0.0.1:9/no-such-image\"}"));
+    let (status, _, body) =
+        http(&m.addr, "POST", "/v1.41/containers/create", Some(b"{\"Image\":\"127.0.0.1:9/no-such-image\"}"));
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("No such image"));
     m.docker(&["run", "-d", "--name", "xx", "busybox", "sleep", "300"]);
@@ -81,7 +97,13 @@ fn a_pull_from_a_hung_registry_fails_the_create_after_the_pull_timeout() {
     });
     let t = Instant::now();
     let body = format!("{{\"Image\":\"127.0.0.1:{port}/hung\"}}");
-    let (status, _, answer) = http_within(&m.addr, "POST", "/v1.41/containers/create?name=hung", Some(body.as_bytes()), Duration::from_secs(60));
+    let (status, _, answer) = http_within(
+        &m.addr,
+        "POST",
+        "/v1.41/containers/create?name=hung",
+        Some(body.as_bytes()),
+        Duration::from_secs(60),
+    );
     let took = t.elapsed();
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&answer));
     assert!(String::from_utf8_lossy(&answer).contains("No such image"), "{}", String::from_utf8_lossy(&answer));
@@ -98,7 +120,19 @@ fn slow_idle_and_oversized_clients_are_cut_and_bounded() {
     use std::time::{Duration, Instant};
 
     // No engine is needed to talk to the front: discovery names a closed port.
-    let m = Manager::start("nodes://127.0.0.1:9", &["--api-header-timeout", "1s", "--api-max-connections", "20", "--api-max-header-bytes", "65536", "--api-body-timeout", "1s"]);
+    let m = Manager::start(
+        "nodes://127.0.0.1:9",
+        &[
+            "--api-header-timeout",
+            "1s",
+            "--api-max-connections",
+            "20",
+            "--api-max-header-bytes",
+            "65536",
+            "--api-body-timeout",
+            "1s",
+        ],
+    );
     let connect = || {
         let s = TcpStream::connect(&m.addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -164,7 +198,10 @@ fn slow_idle_and_oversized_clients_are_cut_and_bounded() {
         let mut answer = String::new();
         let _ = extra.read_to_string(&mut answer);
         assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-        assert!(answer.contains(r#"{"message":"too many connections"#) && answer.contains("--api-max-connections"), "{answer}");
+        assert!(
+            answer.contains(r#"{"message":"too many connections"#) && answer.contains("--api-max-connections"),
+            "{answer}"
+        );
         // Their clients leave: the front serves again.
         drop(used);
         wait_until(Duration::from_secs(5), "the front serves again", || http(&m.addr, "GET", "/_ping", None).0 == 200);
@@ -209,7 +246,10 @@ fn uploads_buffered_at_once_share_one_memory_bound() {
     use std::time::Duration;
 
     let es = engines(&[("node-1", &[])]);
-    let m = Manager::start(&nodes_url(&es), &["--api-max-upload-bytes", "3145728", "--api-max-upload-total-bytes", "4194304"]);
+    let m = Manager::start(
+        &nodes_url(&es),
+        &["--api-max-upload-bytes", "3145728", "--api-max-upload-total-bytes", "4194304"],
+    );
     m.wait_healthy(1);
     let mib = |n: usize| vec![b'x'; n << 20];
     // One archive over the per-upload limit: 413.
@@ -223,7 +263,9 @@ fn uploads_buffered_at_once_share_one_memory_bound() {
     slow.write_all(b"\r\n").unwrap();
     wait_until(Duration::from_secs(20), "the manager holds the slow upload", || {
         let metrics = String::from_utf8_lossy(&http(&m.addr, "GET", "/metrics", None).2).into_owned();
-        metrics.lines().any(|l| l.starts_with("swarm_api_buffered_body_bytes{kind=\"upload\"}") && l.ends_with(&(3u64 << 20).to_string()))
+        metrics.lines().any(|l| {
+            l.starts_with("swarm_api_buffered_body_bytes{kind=\"upload\"}") && l.ends_with(&(3u64 << 20).to_string())
+        })
     });
     // ...so a second upload of 2 MiB is refused at once, in Docker's shape.
     wait_until(Duration::from_secs(10), "the second upload is refused", || {
@@ -232,6 +274,8 @@ fn uploads_buffered_at_once_share_one_memory_bound() {
     });
     // The slow client leaves: its share comes back.
     drop(slow);
-    wait_until(Duration::from_secs(10), "the memory is free again", || http(&m.addr, "POST", "/v1.41/images/load", Some(&mib(2))).0 != 503);
+    wait_until(Duration::from_secs(10), "the memory is free again", || {
+        http(&m.addr, "POST", "/v1.41/images/load", Some(&mib(2))).0 != 503
+    });
     assert_eq!(http(&m.addr, "GET", "/_ping", None).0, 200);
 }

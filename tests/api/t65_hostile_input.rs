@@ -14,11 +14,33 @@ use crate::support::*;
 const REQUESTS: usize = 1500;
 
 const NUMBERS: &[&str] = &[
-    "0", "-1", "1", "9223372036854775807", "-9223372036854775808", "18446744073709551616", "1e308", "-1e300", "1e19", "NaN",
-    "inf", "-inf", "0x10", "1.5", "", " ", "99999999999999999999999999999", "3s", "-3s", "1h", "true", "null",
+    "0",
+    "-1",
+    "1",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "18446744073709551616",
+    "1e308",
+    "-1e300",
+    "1e19",
+    "NaN",
+    "inf",
+    "-inf",
+    "0x10",
+    "1.5",
+    "",
+    " ",
+    "99999999999999999999999999999",
+    "3s",
+    "-3s",
+    "1h",
+    "true",
+    "null",
 ];
-const NAMES: &[&str] = &["web", "node-1/web", "/web", "nosuch", "a b", "..", "%2e%2e", "x", "éé", "%00", "node-1/", "/"];
-const IMAGES: &[&str] = &["busybox", "busybox:latest", "127.0.0.1:1/nope", "127.0.0.1:1/nope:tag", "", "%%", "UPPER", "sha256:0000"];
+const NAMES: &[&str] =
+    &["web", "node-1/web", "/web", "nosuch", "a b", "..", "%2e%2e", "x", "éé", "%00", "node-1/", "/"];
+const IMAGES: &[&str] =
+    &["busybox", "busybox:latest", "127.0.0.1:1/nope", "127.0.0.1:1/nope:tag", "", "%%", "UPPER", "sha256:0000"];
 const ROUTES: &[(&str, &str)] = &[
     ("GET", "/_ping"),
     ("HEAD", "/_ping"),
@@ -68,12 +90,45 @@ const ROUTES: &[(&str, &str)] = &[
     ("GET", "/nosuch/route"),
 ];
 const QUERY_KEYS: &[&str] = &[
-    "all", "limit", "size", "filters", "since", "until", "t", "signal", "force", "v", "name", "tail", "timestamps", "follow", "stdout",
-    "stream", "ttl", "fromImage", "fromSrc", "tag", "repo", "condition", "ps_args", "link", "before", "digests", "x",
+    "all",
+    "limit",
+    "size",
+    "filters",
+    "since",
+    "until",
+    "t",
+    "signal",
+    "force",
+    "v",
+    "name",
+    "tail",
+    "timestamps",
+    "follow",
+    "stdout",
+    "stream",
+    "ttl",
+    "fromImage",
+    "fromSrc",
+    "tag",
+    "repo",
+    "condition",
+    "ps_args",
+    "link",
+    "before",
+    "digests",
+    "x",
 ];
 const FILTERS: &[&str] = &[
-    r#"{"label":["a=b"]}"#, r#"{"node":["node-*"]}"#, r#"{"status":["nosuch"]}"#, r#"{"name":[1]}"#, r#"{"#, r#"[]"#, r#"{"id":{"x":true}}"#,
-    r#"{"dangling":["maybe"]}"#, r#"{"before":["nosuch"]}"#, r#"{"ancestor":["127.0.0.1:1/x"]}"#,
+    r#"{"label":["a=b"]}"#,
+    r#"{"node":["node-*"]}"#,
+    r#"{"status":["nosuch"]}"#,
+    r#"{"name":[1]}"#,
+    r#"{"#,
+    r#"[]"#,
+    r#"{"id":{"x":true}}"#,
+    r#"{"dangling":["maybe"]}"#,
+    r#"{"before":["nosuch"]}"#,
+    r#"{"ancestor":["127.0.0.1:1/x"]}"#,
 ];
 
 fn pick<'a>(rng: &mut StdRng, from: &[&'a str]) -> &'a str {
@@ -102,14 +157,30 @@ fn body(rng: &mut StdRng) -> Vec<u8> {
         "Image": pick(rng, IMAGES), "Cmd": ["sleep", "1"], "HostConfig": {"NetworkMode": "none"},
         "Labels": {"fuzz": "1"},
     });
-    let fields = ["Image", "Cmd", "Env", "Labels", "HostConfig", "NanoCpus", "Memory", "CpuShares", "ExposedPorts", "Hostname", "Name"];
+    let fields = [
+        "Image",
+        "Cmd",
+        "Env",
+        "Labels",
+        "HostConfig",
+        "NanoCpus",
+        "Memory",
+        "CpuShares",
+        "ExposedPorts",
+        "Hostname",
+        "Name",
+    ];
     for _ in 0..rng.random_range(0..4) {
         let v = value(rng, 0);
         create[pick(rng, &fields)] = v;
     }
     for key in ["Memory", "NanoCpus", "CpuShares", "CpuQuota", "MemorySwap", "PidsLimit"] {
         if rng.random_ratio(1, 6) && create["HostConfig"].is_object() {
-            create["HostConfig"][key] = serde_json::from_str(pick(rng, &["9223372036854775807", "-9223372036854775808", "1e30", "-1", "18446744073709551615"])).unwrap_or_default();
+            create["HostConfig"][key] = serde_json::from_str(pick(
+                rng,
+                &["9223372036854775807", "-9223372036854775808", "1e30", "-1", "18446744073709551615"],
+            ))
+            .unwrap_or_default();
         }
     }
     match rng.random_range(0..6) {
@@ -122,7 +193,8 @@ fn body(rng: &mut StdRng) -> Vec<u8> {
 
 fn request(rng: &mut StdRng) -> (String, String, Option<Vec<u8>>) {
     let (method, route) = ROUTES[rng.random_range(0..ROUTES.len())];
-    let method = if rng.random_ratio(1, 20) { pick(rng, &["GET", "POST", "PUT", "DELETE", "OPTIONS", "BREW"]) } else { method };
+    let method =
+        if rng.random_ratio(1, 20) { pick(rng, &["GET", "POST", "PUT", "DELETE", "OPTIONS", "BREW"]) } else { method };
     let name = pick(rng, NAMES).replace(' ', "%20");
     let mut path = route.replace("{name}", &name).replace("{image}", &pick(rng, IMAGES).replace('%', "%25"));
     let version = pick(rng, &["", "", "/v1.41", "/v1.24", "/v1.12", "/v9.99", "/v1.x", "/vv"]);
@@ -139,7 +211,10 @@ fn request(rng: &mut StdRng) -> (String, String, Option<Vec<u8>>) {
             "name" => pick(rng, NAMES).to_string(),
             _ => pick(rng, NUMBERS).to_string(),
         };
-        query.push(format!("{key}={}", percent_encoding::utf8_percent_encode(&value, percent_encoding::NON_ALPHANUMERIC)));
+        query.push(format!(
+            "{key}={}",
+            percent_encoding::utf8_percent_encode(&value, percent_encoding::NON_ALPHANUMERIC)
+        ));
     }
     if !query.is_empty() {
         let joint = if path.contains('?') { '&' } else { '?' };
@@ -152,7 +227,13 @@ fn request(rng: &mut StdRng) -> (String, String, Option<Vec<u8>>) {
 /// What came back: `None` when the manager closed the connection without a status line,
 /// `Some(None)` when nothing came within `bound` (a stop of a container that ignores SIGTERM
 /// takes ten seconds), else the status, head and body read.
-fn send(addr: &str, method: &str, path: &str, body: Option<&[u8]>, bound: Duration) -> Option<Option<(u16, String, Vec<u8>)>> {
+fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    bound: Duration,
+) -> Option<Option<(u16, String, Vec<u8>)>> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(bound)).unwrap();
@@ -186,7 +267,17 @@ fn send(addr: &str, method: &str, path: &str, body: Option<&[u8]>, bound: Durati
     let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
     let body = raw[end + 4..].to_vec();
     // A chunked JSON error is one chunk: its size line, the document, the terminator.
-    let body = if chunked { body.splitn(2, |b| *b == b'\n').nth(1).unwrap_or_default().split(|b| *b == b'\r').next().unwrap_or_default().to_vec() } else { body };
+    let body = if chunked {
+        body.splitn(2, |b| *b == b'\n')
+            .nth(1)
+            .unwrap_or_default()
+            .split(|b| *b == b'\r')
+            .next()
+            .unwrap_or_default()
+            .to_vec()
+    } else {
+        body
+    };
     Some(Some((status, head, body)))
 }
 
@@ -215,7 +306,9 @@ fn seeded_hostile_requests_get_answers_and_never_crash_the_manager() {
         *statuses.entry(status).or_insert(0) += 1;
         let json = head.to_ascii_lowercase().contains("content-type: application/json");
         if status >= 400 && method != "HEAD" && json {
-            let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_else(|e| panic!("{what}: error body is not JSON ({e}): {}", String::from_utf8_lossy(&answer)));
+            let v: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_else(|e| {
+                panic!("{what}: error body is not JSON ({e}): {}", String::from_utf8_lossy(&answer))
+            });
             assert!(v["message"].is_string(), "{what}: error without a message: {v}");
         }
     }
@@ -226,12 +319,14 @@ fn seeded_hostile_requests_get_answers_and_never_crash_the_manager() {
     assert_eq!(http(&m.addr, "GET", "/_ping", None).0, 200);
     // What the manager lists is what the engines hold, asked directly.
     let engines_hold = || {
-        let mut names: Vec<String> = es.iter().flat_map(|e| e.container_names().into_iter().map(move |c| format!("{}/{c}", e.name))).collect();
+        let mut names: Vec<String> =
+            es.iter().flat_map(|e| e.container_names().into_iter().map(move |c| format!("{}/{c}", e.name))).collect();
         names.sort();
         names
     };
     wait_until(Duration::from_secs(15), "the manager's ps -a matches the engines", || {
-        let mut listed: Vec<String> = m.docker(&["ps", "-a", "--format", "{{.Names}}"]).lines().map(str::to_string).collect();
+        let mut listed: Vec<String> =
+            m.docker(&["ps", "-a", "--format", "{{.Names}}"]).lines().map(str::to_string).collect();
         listed.sort();
         listed == engines_hold()
     });
@@ -242,20 +337,29 @@ fn ten_thousand_idle_connections_leave_docker_clients_served_and_lose_nothing() 
     const FLOOD: usize = 10_000;
     // The flood's descriptors are this process's: raise its soft limit as the manager does.
     let files = swarm::open_files::OpenFiles::raise();
-    assert!(files.limit >= FLOOD as u64 + 2_000, "open-files limit {} is too low for this test: raise the hard limit (ulimit -Hn)", files.limit);
+    assert!(
+        files.limit >= FLOOD as u64 + 2_000,
+        "open-files limit {} is too low for this test: raise the hard limit (ulimit -Hn)",
+        files.limit
+    );
     let es = engines(&[("node-1", &[])]);
     let m = Manager::start(&nodes_url(&es), &[]);
     m.wait_healthy(1);
     m.docker(&["run", "-d", "--name", "before", "busybox", "sleep", "300"]);
     // Past --api-max-connections (4096): each new connection closes the oldest idle one.
-    let flood: Vec<std::net::TcpStream> = (0..FLOOD).filter_map(|_| std::net::TcpStream::connect(&m.addr).ok()).collect();
+    let flood: Vec<std::net::TcpStream> =
+        (0..FLOOD).filter_map(|_| std::net::TcpStream::connect(&m.addr).ok()).collect();
     assert_eq!(flood.len(), FLOOD, "connections refused: the accept queue or the front turned them away");
     let started = std::time::Instant::now();
     m.docker(&["run", "-d", "--name", "during", "busybox", "sleep", "300"]);
     assert_eq!(m.docker(&["ps", "--format", "{{.Names}}"]).lines().count(), 2);
     eprintln!("docker run + docker ps amid {FLOOD} idle connections: {:?}", started.elapsed());
     let metrics = String::from_utf8_lossy(&http(&m.addr, "GET", "/metrics", None).2).into_owned();
-    let evicted: f64 = metrics.lines().find_map(|l| l.strip_prefix("swarm_api_connections_evicted_total ")).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let evicted: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("swarm_api_connections_evicted_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     assert!(evicted >= (FLOOD - 4096) as f64, "evicted {evicted}: {metrics}");
     drop(flood);
     // Read from the engine: both containers, once each.

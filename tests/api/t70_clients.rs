@@ -6,7 +6,11 @@ use crate::support::*;
 fn docker_py_drives_the_cluster() {
     let python = require("python3", "python3");
     let probe = run(Command::new(&python).args(["-c", "import docker"]));
-    assert!(probe.status.success(), "docker-py is missing: `pip install docker` (the README's test command does): {}", stderr(&probe));
+    assert!(
+        probe.status.success(),
+        "docker-py is missing: `pip install docker` (the README's test command does): {}",
+        stderr(&probe)
+    );
     let es = engines(&[("node-1", &[]), ("node-2", &[])]);
     let m = Manager::start(&nodes_url(&es), &[]);
     m.wait_healthy(2);
@@ -42,9 +46,17 @@ fn docker_compose_up_scale_and_down() {
     let m = Manager::start(&nodes_url(&es), &[]);
     m.wait_healthy(2);
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("docker-compose.yml"), "version: \"2\"\nservices:\n  web:\n    image: busybox\n    command: sleep 300\n    network_mode: none\n").unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        "version: \"2\"\nservices:\n  web:\n    image: busybox\n    command: sleep 300\n    network_mode: none\n",
+    )
+    .unwrap();
     let compose_cmd = |args: &[&str]| {
-        let o = run(Command::new(&compose).current_dir(dir.path()).env("DOCKER_HOST", m.host()).args(["-p", "demo"]).args(args));
+        let o = run(Command::new(&compose)
+            .current_dir(dir.path())
+            .env("DOCKER_HOST", m.host())
+            .args(["-p", "demo"])
+            .args(args));
         assert!(o.status.success(), "docker-compose {args:?}: {}{}", stdout(&o), stderr(&o));
         stdout(&o)
     };

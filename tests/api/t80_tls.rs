@@ -51,7 +51,12 @@ fn tlsverify_serves_the_api_and_reaches_tls_engines() {
     assert_eq!(docker(&["logs", "sealed"]), "hello-tls");
     // Hijacked connections run TLS on both legs: exec, and stdin half-closed by the CLI.
     assert_eq!(docker(&["exec", "sealed", "echo", "exec-over-tls"]), "exec-over-tls");
-    let mut child = tls_docker(&m, Some(certs.dir()), true).args(["run", "--rm", "-i", "busybox", "cat"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = tls_docker(&m, Some(certs.dir()), true)
+        .args(["run", "--rm", "-i", "busybox", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"piped-over-tls\n").unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "piped-over-tls\n");
@@ -70,7 +75,10 @@ fn tls_without_verify_encrypts_and_an_unreadable_pair_is_refused_at_start() {
     let certs = Certs::new("swarm-test-ca");
     let es = [Engine::start_tls("node-1", certs.dir())];
     // `--tls`: no client certificates asked for, engines not checked (the pair still logs us in).
-    let m = Manager::start(&nodes_url(&es), &["--tls", "--tlscert", &certs.file("cert.pem"), "--tlskey", &certs.file("key.pem")]);
+    let m = Manager::start(
+        &nodes_url(&es),
+        &["--tls", "--tlscert", &certs.file("cert.pem"), "--tlskey", &certs.file("key.pem")],
+    );
     wait_until(Duration::from_secs(60), "the TLS engine Healthy", || healthy_nodes(&m, None, false) == 1);
     let o = run(tls_docker(&m, None, false).args(["run", "--rm", "busybox", "echo", "tls-only"]));
     assert_eq!(stdout(&o).trim(), "tls-only", "{}", stderr(&o));
@@ -78,14 +86,34 @@ fn tls_without_verify_encrypts_and_an_unreadable_pair_is_refused_at_start() {
     let o = run(tls_docker(&m, None, false).args(["login", "-u", "someone", "-p", "secret", "127.0.0.1:1"]));
     assert!(!o.status.success() && stderr(&o).contains("will not pass a password"), "{}", stderr(&o));
     // Encryption is not identity: the control plane still wants a manager's signature.
-    for (method, path) in [("POST", "/_swarm/raft/vote"), ("GET", "/_swarm/members"), ("PUT", "/_swarm/nodes/127.0.0.1:9?ttl=600"), ("POST", "/v1/clusters")] {
-        let o = run(Command::new(require("curl", "curl")).args(["-sS", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", method, "--cacert", &certs.file("ca.pem")])
+    for (method, path) in [
+        ("POST", "/_swarm/raft/vote"),
+        ("GET", "/_swarm/members"),
+        ("PUT", "/_swarm/nodes/127.0.0.1:9?ttl=600"),
+        ("POST", "/v1/clusters"),
+    ] {
+        let o = run(Command::new(require("curl", "curl"))
+            .args(["-sS", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", method, "--cacert", &certs.file("ca.pem")])
             .arg(format!("https://{}{path}", m.addr)));
         assert_eq!(stdout(&o), "403", "{method} {path} over TLS: {}", stderr(&o));
         assert!(stderr(&o).contains("only managers"), "{}", stderr(&o));
     }
 
-    let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["manage", "-H", "127.0.0.1:0", "--tls", "--tlscert", "/nonexistent/cert.pem", "--tlskey", &certs.file("key.pem"), "nodes://127.0.0.1:1"]));
+    let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args([
+        "manage",
+        "-H",
+        "127.0.0.1:0",
+        "--tls",
+        "--tlscert",
+        "/nonexistent/cert.pem",
+        "--tlskey",
+        &certs.file("key.pem"),
+        "nodes://127.0.0.1:1",
+    ]));
     assert_eq!(o.status.code(), Some(64));
-    assert!(stderr(&o).contains("cannot load the certificate (--tlscert) from /nonexistent/cert.pem"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot load the certificate (--tlscert) from /nonexistent/cert.pem"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -18,14 +18,22 @@ fn seed_walkthrough_stop_and_start_an_agent() {
     m.docker(&["run", "-d", "--name", "redis-2", "redis", "sleep", "600"]);
     let mut names: Vec<String> = m.docker(&["ps", "--format", "{{.Names}}"]).lines().map(str::to_string).collect();
     names.sort();
-    assert!(names == ["agent1/redis-1", "agent2/redis-2"] || names == ["agent1/redis-2", "agent2/redis-1"], "{names:?}");
-    assert_eq!(m.node_states(), vec![("agent1".to_string(), "Healthy".to_string()), ("agent2".to_string(), "Healthy".to_string())]);
+    assert!(
+        names == ["agent1/redis-1", "agent2/redis-2"] || names == ["agent1/redis-2", "agent2/redis-1"],
+        "{names:?}"
+    );
+    assert_eq!(
+        m.node_states(),
+        vec![("agent1".to_string(), "Healthy".to_string()), ("agent2".to_string(), "Healthy".to_string())]
+    );
 
     // "systemctl stop docker" on agent1.
     let on_agent1 = if names[0].ends_with("redis-1") { "redis-1" } else { "redis-2" };
     es[0].stop();
     let stopped = Instant::now();
-    wait_until(Duration::from_secs(10), "agent1 is Unhealthy", || m.node_states().iter().any(|(n, s)| n == "agent1" && s == "Unhealthy"));
+    wait_until(Duration::from_secs(10), "agent1 is Unhealthy", || {
+        m.node_states().iter().any(|(n, s)| n == "agent1" && s == "Unhealthy")
+    });
     eprintln!("agent1 Unhealthy {:?} after dockerd exited", stopped.elapsed());
     let ps = m.docker(&["ps", "--format", "{{.Names}}"]);
     assert!(!ps.contains("agent1/"), "docker ps shows containers of a down node: {ps}");
@@ -39,7 +47,9 @@ fn seed_walkthrough_stop_and_start_an_agent() {
 
     // Start agent1 again, then `docker start $(docker ps -aq)`.
     es[0].restart();
-    wait_until(Duration::from_secs(15), "agent1 is Healthy again", || m.node_states().iter().all(|(_, s)| s == "Healthy"));
+    wait_until(Duration::from_secs(15), "agent1 is Healthy again", || {
+        m.node_states().iter().all(|(_, s)| s == "Healthy")
+    });
     let ids: Vec<String> = m.docker(&["ps", "-aq"]).lines().map(str::to_string).collect();
     assert_eq!(ids.len(), 3);
     let mut args = vec!["start"];

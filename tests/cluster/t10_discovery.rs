@@ -47,26 +47,74 @@ fn discovery_urls_and_flags_are_validated_with_classic_messages() {
         (&["manage"], "discovery required to manage a cluster. See 'swarm manage --help'."),
         (&["manage", "--strategy", "fastest", "nodes://a:1"], "strategy not supported"),
         (&["manage", "-f", "magic", "nodes://a:1"], "filter not supported"),
-        (&["manage", "--engine-refresh-min-interval", "10s", "--engine-refresh-max-interval", "5s", "nodes://a:1"], "max refresh interval cannot be less than min refresh interval"),
+        (
+            &["manage", "--engine-refresh-min-interval", "10s", "--engine-refresh-max-interval", "5s", "nodes://a:1"],
+            "max refresh interval cannot be less than min refresh interval",
+        ),
         (&["manage", "--engine-failure-retry", "0", "nodes://a:1"], "invalid failure retry count"),
-        (&["manage", "--cluster-opt", "swarm.overcommit=-2", "nodes://a:1"], "swarm.overcommit should be larger than -1, -2.000000 is invalid"),
-        (&["manage", "--cluster-opt", "swarm.createretry=-1", "nodes://a:1"], "swarm.createretry can not be negative, -1 is invalid"),
-        (&["manage", "--replication", "nodes://a:1"], "--advertise address must be provided when using --leader-election"),
-        (&["manage", "--advertise", "nope", "nodes://a:1"], "--advertise should be of the form ip:port or hostname:port"),
+        (
+            &["manage", "--cluster-opt", "swarm.overcommit=-2", "nodes://a:1"],
+            "swarm.overcommit should be larger than -1, -2.000000 is invalid",
+        ),
+        (
+            &["manage", "--cluster-opt", "swarm.createretry=-1", "nodes://a:1"],
+            "swarm.createretry can not be negative, -1 is invalid",
+        ),
+        (
+            &["manage", "--replication", "nodes://a:1"],
+            "--advertise address must be provided when using --leader-election",
+        ),
+        (
+            &["manage", "--advertise", "nope", "nodes://a:1"],
+            "--advertise should be of the form ip:port or hostname:port",
+        ),
         (&["manage", "--heartbeat", "500ms", "nodes://a:1"], "--heartbeat should be at least one second"),
         (&["join", "nodes://a:1"], "missing mandatory --advertise flag"),
-        (&["join", "--advertise", "a:1", "--heartbeat", "10s", "--ttl", "5s", "nodes://a:1"], "--ttl must be strictly superior to the heartbeat value"),
+        (
+            &["join", "--advertise", "a:1", "--heartbeat", "10s", "--ttl", "5s", "nodes://a:1"],
+            "--ttl must be strictly superior to the heartbeat value",
+        ),
         (&["join", "--advertise", "a:0", "nodes://a:1"], "--advertise should be of the form ip:port or hostname:port"),
         (&["join", "--advertise", "a:1", "nodes://b:1"], "not implemented"),
         (&["list"], "discovery required to list a cluster. See 'swarm list --help'."),
         (&["create", "extra"], "the `create` command takes no arguments. See 'swarm create --help'."),
         // Only managers may speak Raft and the registry: they need the secret that proves it.
-        (&["manage", "--replication", "--advertise", "127.0.0.1:4000", "--replication-peers", "127.0.0.1:4000", "--data-dir", "/tmp/x", "nodes://a:1"], "--cluster-secret-file is required"),
+        (
+            &[
+                "manage",
+                "--replication",
+                "--advertise",
+                "127.0.0.1:4000",
+                "--replication-peers",
+                "127.0.0.1:4000",
+                "--data-dir",
+                "/tmp/x",
+                "nodes://a:1",
+            ],
+            "--cluster-secret-file is required",
+        ),
         (&["manage", "swarm://127.0.0.1:4000"], "--cluster-secret-file is required"),
         (&["join", "--advertise", "a:1", "swarm://127.0.0.1:4000"], "swarm:// discovery needs --join-token-file"),
         (&["list", "swarm://127.0.0.1:4000"], "swarm:// discovery needs --join-token-file"),
-        (&["manage", "--replication", "--advertise", "127.0.0.1:4000", "--tls", "--tlscert", "c.pem", "--tlskey", "k.pem", "etcd://127.0.0.1:2379/p"], "--replication with --tls needs --tlscacert"),
-        (&["members", "list", "--manager", "127.0.0.1:4000", "--cluster-secret-file", "/nonexistent"], "cannot read the cluster secret file"),
+        (
+            &[
+                "manage",
+                "--replication",
+                "--advertise",
+                "127.0.0.1:4000",
+                "--tls",
+                "--tlscert",
+                "c.pem",
+                "--tlskey",
+                "k.pem",
+                "etcd://127.0.0.1:2379/p",
+            ],
+            "--replication with --tls needs --tlscacert",
+        ),
+        (
+            &["members", "list", "--manager", "127.0.0.1:4000", "--cluster-secret-file", "/nonexistent"],
+            "cannot read the cluster secret file",
+        ),
     ];
     for (args, want) in cases {
         let o = run(std::process::Command::new(swarm)

@@ -8,7 +8,19 @@ fn a_hung_engine_turns_unhealthy_and_calls_to_it_fail_clearly() {
     let es = engines(&[("node-1", &[]), ("node-2", &[])]);
     let m = Manager::start(&nodes_url(&es), &[]);
     m.wait_healthy(2);
-    m.docker(&["run", "-d", "--name", "h1", "--label", "pin=1", "-e", "constraint:node==node-1", "busybox", "sleep", "300"]);
+    m.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "h1",
+        "--label",
+        "pin=1",
+        "-e",
+        "constraint:node==node-1",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
     let mut events = docker_cmd(&m.host())
         .args(["events", "--filter", "type=swarm", "--format", "{{.Action}} {{index .Actor.Attributes \"node.name\"}}"])
         .stdout(Stdio::piped())
@@ -16,7 +28,9 @@ fn a_hung_engine_turns_unhealthy_and_calls_to_it_fail_clearly() {
         .unwrap();
     // A call that waits on the engine for as long as the container runs.
     let addr = m.addr.clone();
-    let waiting = std::thread::spawn(move || http_within(&addr, "POST", "/v1.41/containers/h1/wait", None, Duration::from_secs(120)));
+    let waiting = std::thread::spawn(move || {
+        http_within(&addr, "POST", "/v1.41/containers/h1/wait", None, Duration::from_secs(120))
+    });
     std::thread::sleep(Duration::from_millis(300));
     es[0].freeze();
     let frozen = Instant::now();
@@ -24,7 +38,9 @@ fn a_hung_engine_turns_unhealthy_and_calls_to_it_fail_clearly() {
     let (status, _, body) = http(&m.addr, "GET", "/v1.41/containers/h1/json", None);
     assert!(status == 504 || status == 500, "status {status}: {}", String::from_utf8_lossy(&body));
     assert!(serde_json::from_slice::<serde_json::Value>(&body).unwrap()["message"].is_string());
-    wait_until(Duration::from_secs(20), "node-1 is Unhealthy", || m.node_states().iter().any(|(n, s)| n == "node-1" && s == "Unhealthy"));
+    wait_until(Duration::from_secs(20), "node-1 is Unhealthy", || {
+        m.node_states().iter().any(|(n, s)| n == "node-1" && s == "Unhealthy")
+    });
     eprintln!("hung engine Unhealthy after {:?}", frozen.elapsed());
     // The waiting call ends with the engine's health, not with the container (300 s): its
     // headers came before the freeze, its body is cut without an exit status.
@@ -38,7 +54,9 @@ fn a_hung_engine_turns_unhealthy_and_calls_to_it_fail_clearly() {
     assert!(err.contains("unhealthy node node-1"), "{err}");
 
     es[0].thaw();
-    wait_until(Duration::from_secs(20), "node-1 is Healthy again", || m.node_states().iter().all(|(_, s)| s == "Healthy"));
+    wait_until(Duration::from_secs(20), "node-1 is Healthy again", || {
+        m.node_states().iter().all(|(_, s)| s == "Healthy")
+    });
     let seen = lines_within(events.stdout.take().unwrap(), 2, Duration::from_secs(20));
     let _ = events.kill();
     let _ = events.wait();
@@ -124,19 +142,24 @@ fn an_address_another_engine_answers_on_is_failed_not_merged() {
     assert_eq!(m.docker(&["inspect", "-f", "{{.Node.Name}}", "kept"]), "node-1");
     docker_ok(&es[2].host(), &["run", "-d", "--name", "stranger", "busybox", "sleep", "300"]);
     address.switch_to(&es[2].addr);
-    wait_until(Duration::from_secs(30), "node-1 is Unhealthy", || m.node_states().iter().any(|(n, s)| n == "node-1" && s == "Unhealthy"));
+    wait_until(Duration::from_secs(30), "node-1 is Unhealthy", || {
+        m.node_states().iter().any(|(n, s)| n == "node-1" && s == "Unhealthy")
+    });
     let info = m.docker(&["info"]);
     assert!(info.contains("shows up with another ID"), "{info}");
     // node-3's containers never pass for node-1's, so nothing takes "kept" for removed; it
     // is rescheduled, as its node failed.
     wait_until(Duration::from_secs(30), "kept runs on node-2", || {
-        stdout(&run(docker_cmd(&m.host()).args(["inspect", "-f", "{{.Node.Name}} {{.State.Running}}", "kept"]))).trim() == "node-2 true"
+        stdout(&run(docker_cmd(&m.host()).args(["inspect", "-f", "{{.Node.Name}} {{.State.Running}}", "kept"]))).trim()
+            == "node-2 true"
     });
     let ps = m.docker(&["ps", "-a", "--format", "{{.Names}}"]);
     assert!(!ps.contains("stranger"), "{ps}");
     // The address is node-1's again: it is Healthy, and its stale copy goes.
     address.switch_to(&es[0].addr);
-    wait_until(Duration::from_secs(30), "node-1 is Healthy again", || m.node_states().iter().all(|(_, s)| s == "Healthy"));
+    wait_until(Duration::from_secs(30), "node-1 is Healthy again", || {
+        m.node_states().iter().all(|(_, s)| s == "Healthy")
+    });
     wait_until(Duration::from_secs(30), "node-1's stale copy is removed", || es[0].container_names().is_empty());
     assert_eq!(es[2].container_names(), vec!["stranger".to_string()]);
 }
@@ -152,8 +175,11 @@ fn cloned_engines_with_one_id_are_refused_not_merged() {
     assert!(info.contains("Nodes: 2"), "{info}");
     assert!(info.contains("└ Status: Pending"), "{info}");
     assert!(info.contains("ID duplicated."), "{info}");
-    assert!(info.contains(&format!("shared by this node {} and another node {}", clone.addr, original.addr))
-        || info.contains(&format!("shared by this node {} and another node {}", original.addr, clone.addr)), "{info}");
+    assert!(
+        info.contains(&format!("shared by this node {} and another node {}", clone.addr, original.addr))
+            || info.contains(&format!("shared by this node {} and another node {}", original.addr, clone.addr)),
+        "{info}"
+    );
     assert_eq!(m.node_states().iter().filter(|(_, s)| s == "Healthy").count(), 1);
     // A refused node holds nothing of the cluster's: a name no engine holds is simply gone.
     assert!(m.docker_err(&["container", "inspect", "nosuch"]).contains("No such container: nosuch"));

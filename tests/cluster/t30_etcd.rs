@@ -32,7 +32,9 @@ fn etcd_joins_before_and_after_the_manager_and_expire_with_their_ttl() {
     // A join that dies stops renewing: its entry leaves within ttl + heartbeat.
     j1.kill();
     let killed = Instant::now();
-    wait_until(Duration::from_secs(10), "node-1 leaves the cluster", || m.node_states().iter().all(|(n, _)| n != "node-1"));
+    wait_until(Duration::from_secs(10), "node-1 leaves the cluster", || {
+        m.node_states().iter().all(|(n, _)| n != "node-1")
+    });
     eprintln!("expired join removed after {:?} (ttl 3s, heartbeat 1s)", killed.elapsed());
     assert_eq!(m.node_states().iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["node-2", "node-3"]);
     let mut left = vec![es[1].addr.clone(), late.addr.clone()];
@@ -49,7 +51,13 @@ fn a_three_member_etcd_losing_one_member_drops_no_node() {
     let m = Manager::start(&url, &["--discovery-opt", "kv.path=custom/nodes"]);
     // kv.path moves the keys: a join under the custom path is seen (so the watch is live),
     // the one under the default path is not.
-    let custom = Join::start_with(&es[1].addr, &url, "1s", "4s", &["--discovery-opt".to_string(), "kv.path=custom/nodes".to_string()]);
+    let custom = Join::start_with(
+        &es[1].addr,
+        &url,
+        "1s",
+        "4s",
+        &["--discovery-opt".to_string(), "kv.path=custom/nodes".to_string()],
+    );
     m.wait_healthy(1);
     assert_eq!(m.node_states().iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["node-2"]);
     drop(custom);
@@ -74,9 +82,11 @@ fn a_hung_etcd_member_is_left_for_another() {
     for (k, member) in etcd.iter().enumerate() {
         let _thaw = Paused::new(member);
         joins.push(Join::start(&es[k].addr, &url, "1s", "4s"));
-        wait_until(Duration::from_secs(30), &format!("with etcd member {k} hung, the manager sees engine {k} join"), || {
-            m.node_states().iter().filter(|(_, s)| s == "Healthy").count() == k + 1
-        });
+        wait_until(
+            Duration::from_secs(30),
+            &format!("with etcd member {k} hung, the manager sees engine {k} join"),
+            || m.node_states().iter().filter(|(_, s)| s == "Healthy").count() == k + 1,
+        );
     }
 }
 
@@ -118,8 +128,12 @@ fn a_registration_etcd_lost_is_written_again() {
     // The key deleted while its lease lives: the join writes it again.
     let key_ = key.clone();
     etcd_call(&etcd.client_addr, |mut c| async move { c.delete(key_, None).await.map(|_| ()) });
-    wait_until(Duration::from_secs(10), "the join writes its deleted key again", || etcd_lease_of(&etcd.client_addr, &key).is_some());
-    wait_until(Duration::from_secs(20), "the manager has node-1 again", || m.node_states().iter().any(|(n, s)| n == "node-1" && s == "Healthy"));
+    wait_until(Duration::from_secs(10), "the join writes its deleted key again", || {
+        etcd_lease_of(&etcd.client_addr, &key).is_some()
+    });
+    wait_until(Duration::from_secs(20), "the manager has node-1 again", || {
+        m.node_states().iter().any(|(n, s)| n == "node-1" && s == "Healthy")
+    });
 }
 
 /// A member paused for the guard's life, thawed even when the test fails, so that the others
@@ -154,6 +168,11 @@ fn etcd_with_client_certificates_through_the_kv_tls_options() {
     // Without the certificates etcd refuses us.
     let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_swarm")).args(["list", "--timeout", "3s", &url]));
     assert!(!o.status.success());
-    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_swarm")).args(["list", "--discovery-opt", "kv.certfile=x", &url]));
+    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_swarm")).args([
+        "list",
+        "--discovery-opt",
+        "kv.certfile=x",
+        &url,
+    ]));
     assert!(stderr(&o).contains("kv.cacertfile, kv.certfile and kv.keyfile must be given together"), "{}", stderr(&o));
 }

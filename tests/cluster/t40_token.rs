@@ -20,7 +20,12 @@ fn token_discovery_is_served_by_the_manager_on_a_closed_network() {
     assert_eq!(swarm_list(&url), vec![es[0].addr.clone()]);
     // The manager serves its own token only: no other token, no new one, no deletion by a
     // client, and an unknown token is not an empty cluster.
-    let other = run(std::process::Command::new(env!("CARGO_BIN_EXE_swarm")).args(["list", "--timeout", "5s", &format!("token://{}/v1/other", m.addr)]));
+    let other = run(std::process::Command::new(env!("CARGO_BIN_EXE_swarm")).args([
+        "list",
+        "--timeout",
+        "5s",
+        &format!("token://{}/v1/other", m.addr),
+    ]));
     assert!(!other.status.success() && stderr(&other).contains("no such cluster token"), "{}", stderr(&other));
     let (status, _, body) = http(&m.addr, "POST", "/v1/clusters/other?ttl=60", Some(b"127.0.0.1:9"));
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));

@@ -63,9 +63,13 @@ fn five_hundred_simulated_engines_are_healthy_listed_whole_and_share_creates_eve
             std::thread::spawn(move || {
                 for i in 0..CREATES_PER_CLIENT {
                     let body = br#"{"Image":"busybox","Cmd":["sleep","3600"]}"#;
-                    let (status, _, answer) = http(&addr, "POST", &format!("/containers/create?name=spread-{c}-{i}"), Some(body));
+                    let (status, _, answer) =
+                        http(&addr, "POST", &format!("/containers/create?name=spread-{c}-{i}"), Some(body));
                     assert_eq!(status, 201, "create: {}", String::from_utf8_lossy(&answer));
-                    let id = serde_json::from_slice::<Value>(&answer).expect("create answer")["Id"].as_str().expect("Id").to_string();
+                    let id = serde_json::from_slice::<Value>(&answer).expect("create answer")["Id"]
+                        .as_str()
+                        .expect("Id")
+                        .to_string();
                     assert_eq!(http(&addr, "POST", &format!("/containers/{id}/start"), None).0, 204);
                 }
             })
@@ -81,7 +85,8 @@ fn five_hundred_simulated_engines_are_healthy_listed_whole_and_share_creates_eve
     let created: Vec<&String> = by_engine.values().flatten().filter(|n| n.starts_with("spread-")).collect();
     assert_eq!(created.len(), CLIENTS * CREATES_PER_CLIENT, "every create made once");
     assert_eq!(created.iter().collect::<BTreeSet<_>>().len(), created.len(), "no name made twice");
-    let most = by_engine.values().map(|names| names.iter().filter(|n| n.starts_with("spread-")).count()).max().unwrap_or(0);
+    let most =
+        by_engine.values().map(|names| names.iter().filter(|n| n.starts_with("spread-")).count()).max().unwrap_or(0);
     assert_eq!(most, 1, "creates spread one per engine");
     let mut last = String::new();
     let agreed = (0..60).any(|_| {

@@ -10,11 +10,43 @@ use crate::oracle::{enc, Req};
 pub fn container_filters(f: &Fixtures) -> Vec<(&'static str, Vec<String>)> {
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     vec![
-        ("ancestor", vec!["busybox".into(), "child:1".into(), "busybox:latest".into(), f.busybox_id[7..19].into(), f.busybox_id.clone(), f.child_id.clone(), "nope".into()]),
+        (
+            "ancestor",
+            vec![
+                "busybox".into(),
+                "child:1".into(),
+                "busybox:latest".into(),
+                f.busybox_id[7..19].into(),
+                f.busybox_id.clone(),
+                f.child_id.clone(),
+                "nope".into(),
+            ],
+        ),
         ("before", vec!["web".into(), "fresh".into(), f.worker_id[..12].into(), "/hc".into(), "nope".into()]),
         ("since", vec!["done0".into(), "web".into(), f.web_id.clone(), "nope".into()]),
-        ("expose", vec!["9000".into(), "9000/tcp".into(), "80".into(), "8990-9010".into(), "9000/udp".into(), "a:b".into(), "x".into()]),
-        ("publish", vec![f.published.to_string(), format!("{}/tcp", f.published), "80".into(), "1-65535".into(), format!("{}/udp", f.published), "y".into()]),
+        (
+            "expose",
+            vec![
+                "9000".into(),
+                "9000/tcp".into(),
+                "80".into(),
+                "8990-9010".into(),
+                "9000/udp".into(),
+                "a:b".into(),
+                "x".into(),
+            ],
+        ),
+        (
+            "publish",
+            vec![
+                f.published.to_string(),
+                format!("{}/tcp", f.published),
+                "80".into(),
+                "1-65535".into(),
+                format!("{}/udp", f.published),
+                "y".into(),
+            ],
+        ),
         ("exited", s(&["0", "3", "1", "x"])),
         ("health", s(&["healthy", "none", "starting", "unhealthy", "bogus"])),
         ("id", vec![f.web_id[..12].into(), f.web_id.clone(), f.worker_id[..5].into(), "nope".into(), "".into()]),
@@ -52,12 +84,18 @@ pub fn filter_cases(route: &str, table: &[(&'static str, Vec<String>)], extra: &
         }
         // Several `before` or `since` values: an engine takes one at random (a Go map).
         if vs.len() > 1 && !matches!(*k, "before" | "since") {
-            out.push((format!("{route} {k} (two values)"), Req::get(join(format!("filters={}", filters(&[(k, vec![&vs[0], &vs[1]])]))))));
+            out.push((
+                format!("{route} {k} (two values)"),
+                Req::get(join(format!("filters={}", filters(&[(k, vec![&vs[0], &vs[1]])])))),
+            ));
         }
     }
     for (i, (k1, v1)) in table.iter().enumerate() {
         for (k2, v2) in &table[i + 1..] {
-            out.push((format!("{route} (two keys)"), Req::get(join(format!("filters={}", filters(&[(k1, vec![&v1[0]]), (k2, vec![&v2[0]])]))))));
+            out.push((
+                format!("{route} (two keys)"),
+                Req::get(join(format!("filters={}", filters(&[(k1, vec![&v1[0]]), (k2, vec![&v2[0]])])))),
+            ));
         }
     }
     let k0 = table[0].0;
@@ -83,10 +121,35 @@ pub fn filter_cases(route: &str, table: &[(&'static str, Vec<String>)], extra: &
 
 pub fn container_list_cases(f: &Fixtures) -> Vec<(String, Req)> {
     let table = container_filters(f);
-    let mut out = filter_cases("/containers/json", &table, &["all=1", "all=0", "all=true", "limit=1", "limit=3", "limit=0", "limit=-1", "limit=x", "size=1", "all=1&size=1", "before=web", "since=web", "all=1&limit=2"]);
-    let all: Vec<(String, Req)> = out.iter().filter(|(g, _)| !g.ends_with("parameters")).map(|(g, r)| (g.clone(), Req::get(r.path.replacen('?', "?all=1&", 1)))).collect();
+    let mut out = filter_cases(
+        "/containers/json",
+        &table,
+        &[
+            "all=1",
+            "all=0",
+            "all=true",
+            "limit=1",
+            "limit=3",
+            "limit=0",
+            "limit=-1",
+            "limit=x",
+            "size=1",
+            "all=1&size=1",
+            "before=web",
+            "since=web",
+            "all=1&limit=2",
+        ],
+    );
+    let all: Vec<(String, Req)> = out
+        .iter()
+        .filter(|(g, _)| !g.ends_with("parameters"))
+        .map(|(g, r)| (g.clone(), Req::get(r.path.replacen('?', "?all=1&", 1))))
+        .collect();
     out.extend(all);
-    out.push(("/containers/json label (object form)".into(), Req::get(format!("/containers/json?all=1&filters={}", enc(r#"{"label":{"a=1":true,"b=x":true}}"#)))));
+    out.push((
+        "/containers/json label (object form)".into(),
+        Req::get(format!("/containers/json?all=1&filters={}", enc(r#"{"label":{"a=1":true,"b=x":true}}"#))),
+    ));
     out.push(("unknown routes".into(), Req::get("/containers/ps?all=1")));
     out
 }
@@ -143,7 +206,8 @@ pub fn event_cases(f: &Fixtures) -> Vec<(String, Req)> {
         ("volume", s(&["vol1", "nope"])),
     ];
     let route = format!("/events?since={}&until={}", f.since, f.until);
-    let mut out: Vec<(String, Req)> = filter_cases(&route, &table, &[]).into_iter().map(|(g, r)| (g.replace(&route, "/events"), r)).collect();
+    let mut out: Vec<(String, Req)> =
+        filter_cases(&route, &table, &[]).into_iter().map(|(g, r)| (g.replace(&route, "/events"), r)).collect();
     out.push(("/events parameters".into(), Req::get(route.clone())));
     out.push(("/events parameters".into(), Req::get(format!("/events?since=x&until={}", f.until))));
     out.push(("/events parameters".into(), Req::get(format!("/events?since={}&until={}", f.until, f.since))));
@@ -282,7 +346,15 @@ pub fn twin_flows() -> Vec<Vec<(&'static str, Req)>> {
     let d = |s: &str| Req::new("DELETE", s, None);
     vec![
         vec![
-            ("POST /containers/create", p("/containers/create?name=tw", Some(r#"{"Image":"busybox","Cmd":["sleep","60"],"Labels":{"t":"1"},"HostConfig":{"NetworkMode":"none"}}"#))),
+            (
+                "POST /containers/create",
+                p(
+                    "/containers/create?name=tw",
+                    Some(
+                        r#"{"Image":"busybox","Cmd":["sleep","60"],"Labels":{"t":"1"},"HostConfig":{"NetworkMode":"none"}}"#,
+                    ),
+                ),
+            ),
             ("POST /containers/{id}/start", p("/containers/tw/start", None)),
             ("POST /containers/{id}/start", p("/containers/tw/start", None)),
             ("POST /containers/{id}/exec", p("/containers/tw/exec", Some(r#"{"Cmd":["sleep","5"]}"#))),
@@ -307,7 +379,13 @@ pub fn twin_flows() -> Vec<Vec<(&'static str, Req)>> {
         ],
         vec![
             ("POST /networks/create", p("/networks/create", Some(r#"{"Name":"twn","Labels":{"x":"1"}}"#))),
-            ("POST /containers/create", p("/containers/create?name=twc", Some(r#"{"Image":"busybox","Cmd":["sleep","60"],"HostConfig":{"NetworkMode":"net1"}}"#))),
+            (
+                "POST /containers/create",
+                p(
+                    "/containers/create?name=twc",
+                    Some(r#"{"Image":"busybox","Cmd":["sleep","60"],"HostConfig":{"NetworkMode":"net1"}}"#),
+                ),
+            ),
             ("POST /networks/{id}/connect", p("/networks/twn/connect", Some(r#"{"Container":"twc"}"#))),
             ("POST /networks/{id}/connect", p("/networks/twn/connect", Some(r#"{"Container":"twc"}"#))),
             ("POST /networks/{id}/disconnect", p("/networks/twn/disconnect", Some(r#"{"Container":"twc"}"#))),

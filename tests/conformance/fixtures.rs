@@ -38,14 +38,41 @@ pub fn make(m: &Manager, engine: &Engine, node: &str, suffix: &str) -> Fixtures 
     docker_ok(&host, &["network", "create", "--label", "nl=1", "net1"]);
     docker_ok(&host, &["volume", "create", "--label", "v=1", "vol1"]);
     docker_ok(&host, &["volume", "create", "--label", "v=2", "vol2"]);
-    run("web", &["--network", "net1", "-p", &format!("127.0.0.1:{published}:80"), "--expose", "9000", "-l", "a=1", "-l", "b=x", "-v", "vol1:/data", "busybox", "sleep", "600"]);
+    run(
+        "web",
+        &[
+            "--network",
+            "net1",
+            "-p",
+            &format!("127.0.0.1:{published}:80"),
+            "--expose",
+            "9000",
+            "-l",
+            "a=1",
+            "-l",
+            "b=x",
+            "-v",
+            "vol1:/data",
+            "busybox",
+            "sleep",
+            "600",
+        ],
+    );
     run("worker", &["-l", "a=1", "-l", "b=y", "-v", "/tmp:/hostdir", "--network", "none", "busybox", "sleep", "600"]);
     run("done0", &["-l", "a=2", "--network", "none", "busybox", "true"]);
     run("fail3", &["--network", "none", "busybox", "sh", "-c", "exit 3"]);
     run("paused", &["--network", "none", "busybox", "sleep", "600"]);
     run("hc", &["--network", "none", "--health-cmd", "true", "--health-interval", "1s", "busybox", "sleep", "600"]);
     {
-        let mut all: Vec<String> = vec!["create".into(), "--name".into(), format!("fresh{suffix}"), "-l".into(), "c".into(), "--network".into(), "none".into()];
+        let mut all: Vec<String> = vec![
+            "create".into(),
+            "--name".into(),
+            format!("fresh{suffix}"),
+            "-l".into(),
+            "c".into(),
+            "--network".into(),
+            "none".into(),
+        ];
         all.extend(pin.iter().cloned());
         all.extend(["busybox".to_string(), "true".to_string()]);
         m.docker(&all.iter().map(String::as_str).collect::<Vec<_>>());
@@ -55,9 +82,15 @@ pub fn make(m: &Manager, engine: &Engine, node: &str, suffix: &str) -> Fixtures 
     m.docker(&["pause", &format!("paused{suffix}")]);
     docker_ok(&host, &["commit", "-c", "LABEL il=1", &format!("worker{suffix}"), "child:1"]);
     run("kid", &["--network", "none", "child:1", "sleep", "600"]);
-    wait_until(Duration::from_secs(30), "hc is healthy", || docker_ok(&host, &["inspect", "-f", "{{.State.Health.Status}}", &format!("hc{suffix}")]) == "healthy");
+    wait_until(Duration::from_secs(30), "hc is healthy", || {
+        docker_ok(&host, &["inspect", "-f", "{{.State.Health.Status}}", &format!("hc{suffix}")]) == "healthy"
+    });
     // Let the manager's cache see the last changes (events) before comparing.
-    wait_until(Duration::from_secs(30), "swarm lists every fixture", || m.docker(&["ps", "-a", "-q"]).lines().count() >= 8 && m.docker(&["ps", "-a", "--filter", &format!("name=hc{suffix}"), "--format", "{{.Status}}"]).contains("healthy"));
+    wait_until(Duration::from_secs(30), "swarm lists every fixture", || {
+        m.docker(&["ps", "-a", "-q"]).lines().count() >= 8
+            && m.docker(&["ps", "-a", "--filter", &format!("name=hc{suffix}"), "--format", "{{.Status}}"])
+                .contains("healthy")
+    });
     let id = |what: &str| docker_ok(&host, &["inspect", "-f", "{{.Id}}", what]);
     let f = Fixtures {
         web_id: id(&format!("web{suffix}")),

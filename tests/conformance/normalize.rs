@@ -154,7 +154,8 @@ pub fn tar_entries(ans: &mut Answer) {
             break;
         }
         let name = String::from_utf8_lossy(&header[..100]).trim_end_matches('\0').to_string();
-        let size_text = String::from_utf8_lossy(&header[124..136]).trim_matches(|c: char| c == '\0' || c == ' ').to_string();
+        let size_text =
+            String::from_utf8_lossy(&header[124..136]).trim_matches(|c: char| c == '\0' || c == ' ').to_string();
         let size = usize::from_str_radix(&size_text, 8).unwrap_or(0);
         entries.push(name);
         sizes.push(size);
@@ -228,7 +229,10 @@ pub fn status_close(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
-    let re = regex::Regex::new(r"Less than a second|About a minute|About an hour|\d+ (seconds?|minutes?|hours?|days?|weeks?|months?|years?)").unwrap();
+    let re = regex::Regex::new(
+        r"Less than a second|About a minute|About an hour|\d+ (seconds?|minutes?|hours?|days?|weeks?|months?|years?)",
+    )
+    .unwrap();
     let template = |s: &str| re.replace_all(s, "<d>").into_owned();
     let secs = |s: &str| -> Vec<f64> {
         re.find_iter(s)
@@ -253,14 +257,22 @@ pub fn status_close(a: &str, b: &str) -> bool {
             .collect()
     };
     let (da, db) = (secs(a), secs(b));
-    template(a) == template(b) && da.len() == db.len() && da.iter().zip(&db).all(|(x, y)| (x - y).abs() <= 2.0 || (x.max(*y) >= 60.0 && (x - y).abs() <= 60.0))
+    template(a) == template(b)
+        && da.len() == db.len()
+        && da.iter().zip(&db).all(|(x, y)| (x - y).abs() <= 2.0 || (x.max(*y) >= 60.0 && (x - y).abs() <= 60.0))
 }
 
 /// Differences between two answers, as readable lines (empty when they agree).
 pub fn diff(engine: &Answer, swarm: &Answer) -> Vec<String> {
     let mut out = Vec::new();
     if engine.status != swarm.status {
-        out.push(format!("status: engine {} {} swarm {} {}", engine.status, show(&engine.body), swarm.status, show(&swarm.body)));
+        out.push(format!(
+            "status: engine {} {} swarm {} {}",
+            engine.status,
+            show(&engine.body),
+            swarm.status,
+            show(&swarm.body)
+        ));
         return out;
     }
     if engine.headers != swarm.headers {
@@ -270,7 +282,14 @@ pub fn diff(engine: &Answer, swarm: &Answer) -> Vec<String> {
         (Body::Json(a), Body::Json(b)) => diff_value("", a, b, &mut out),
         (Body::Lines(a), Body::Lines(b)) => {
             if a.len() != b.len() {
-                let tail = |v: &[Value]| v.iter().rev().take(3).map(|e| format!("{} {} {}", e["Type"], e["Action"], e["Actor"]["Attributes"]["name"])).collect::<Vec<_>>().join("; ");
+                let tail = |v: &[Value]| {
+                    v.iter()
+                        .rev()
+                        .take(3)
+                        .map(|e| format!("{} {} {}", e["Type"], e["Action"], e["Actor"]["Attributes"]["name"]))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                };
                 out.push(format!("lines: engine {} [{}] swarm {} [{}]", a.len(), tail(a), b.len(), tail(b)));
             }
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
@@ -310,7 +329,12 @@ fn diff_value(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
         }
         (Value::Array(x), Value::Array(y)) => {
             if x.len() != y.len() {
-                let brief = |v: &[Value]| v.iter().map(|i| i.get("Names").or(i.get("Name")).or(i.get("Id")).unwrap_or(i).to_string()).collect::<Vec<_>>().join(" ");
+                let brief = |v: &[Value]| {
+                    v.iter()
+                        .map(|i| i.get("Names").or(i.get("Name")).or(i.get("Id")).unwrap_or(i).to_string())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
                 out.push(format!("{path}: engine has {} [{}], swarm {} [{}]", x.len(), brief(x), y.len(), brief(y)));
                 return;
             }

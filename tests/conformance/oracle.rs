@@ -7,7 +7,8 @@ use serde_json::Value;
 use crate::support::http_within;
 
 /// The headers clients read, compared between engine and swarm (`Server` apart).
-pub const COMPARED_HEADERS: &[&str] = &["api-version", "content-type", "docker-experimental", "ostype", "x-docker-container-path-stat"];
+pub const COMPARED_HEADERS: &[&str] =
+    &["api-version", "content-type", "docker-experimental", "ostype", "x-docker-container-path-stat"];
 
 /// One HTTP request of the corpus.
 #[derive(Debug, Clone)]

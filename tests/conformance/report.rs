@@ -89,10 +89,19 @@ impl Table {
 
     /// Prints the table and panics if any case differs without being intended.
     pub fn finish(self, title: &str) {
-        let mut text = format!("\n{title}\n{:<44} {:>6} {:>11} {:>9} {:>7}\n", "route or filter", "cases", "conforming", "intended", "failing");
+        let mut text = format!(
+            "\n{title}\n{:<44} {:>6} {:>11} {:>9} {:>7}\n",
+            "route or filter", "cases", "conforming", "intended", "failing"
+        );
         let (mut c, mut ok, mut int) = (0, 0, 0);
         for (group, r) in &self.rows {
-            text.push_str(&format!("{group:<44} {:>6} {:>11} {:>9} {:>7}\n", r.cases, r.conforming, r.intended, r.cases - r.conforming - r.intended));
+            text.push_str(&format!(
+                "{group:<44} {:>6} {:>11} {:>9} {:>7}\n",
+                r.cases,
+                r.conforming,
+                r.intended,
+                r.cases - r.conforming - r.intended
+            ));
             c += r.cases;
             ok += r.conforming;
             int += r.intended;
@@ -104,6 +113,11 @@ impl Table {
             }
         }
         eprintln!("{text}");
-        assert!(self.failures.is_empty(), "{} cases differ from the engine:\n{}", self.failures.len(), self.failures.join("\n"));
+        assert!(
+            self.failures.is_empty(),
+            "{} cases differ from the engine:\n{}",
+            self.failures.len(),
+            self.failures.join("\n")
+        );
     }
 }

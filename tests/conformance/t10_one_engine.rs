@@ -2,7 +2,10 @@
 
 use crate::corpus;
 use crate::fixtures;
-use crate::normalize::{drop_swarm_id, events_by_time, events_from, keep_fields, keys_only, mask_twin, sort_by, sort_ports, strip_swarm, tar_entries};
+use crate::normalize::{
+    drop_swarm_id, events_by_time, events_from, keep_fields, keys_only, mask_twin, sort_by, sort_ports, strip_swarm,
+    tar_entries,
+};
 use crate::oracle::{ask, Answer, Req};
 use crate::report::Table;
 use crate::support::*;
@@ -17,7 +20,10 @@ fn normalized(engine: &Engine, m: &Manager, req: &Req) -> (Answer, Answer) {
         drop_swarm_id(a);
         let path = req.path.trim_start_matches("/v1.41");
         if path.starts_with("/info") {
-            keep_fields(a, &["Containers", "ContainersRunning", "ContainersPaused", "ContainersStopped", "Images", "NCPU"]);
+            keep_fields(
+                a,
+                &["Containers", "ContainersRunning", "ContainersPaused", "ContainersStopped", "Images", "NCPU"],
+            );
         } else if path.starts_with("/version") {
             keep_fields(a, &["ApiVersion"]);
         } else if path.contains("/get") || path.contains("/export") || path.contains("/archive") {

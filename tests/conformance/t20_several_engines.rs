@@ -78,7 +78,12 @@ fn several_engines_answer_as_their_union_and_owners() {
         .collect();
     lists.extend(corpus::network_list_cases(&f).into_iter().map(|(g, r)| (g, r, "Name")));
     lists.extend(corpus::volume_list_cases().into_iter().map(|(g, r)| (g, r, "Name")));
-    lists.extend(corpus::image_list_cases().into_iter().filter(|(_, r)| !r.path.contains("before") && !r.path.contains("since")).map(|(g, r)| (g, r, "Id")));
+    lists.extend(
+        corpus::image_list_cases()
+            .into_iter()
+            .filter(|(_, r)| !r.path.contains("before") && !r.path.contains("since"))
+            .map(|(g, r)| (g, r, "Id")),
+    );
     for (group, req, key) in &lists {
         let answers: Vec<(String, Answer)> = nodes.iter().map(|(n, e)| (n.to_string(), ask(&e.addr, req))).collect();
         let Some(mut expected) = union(&answers, key) else { continue };
@@ -93,7 +98,12 @@ fn several_engines_answer_as_their_union_and_owners() {
     // Object routes reach the owner and answer as it does.
     for (node, engine) in nodes {
         let s = if node == "node-1" { "" } else { "-2" };
-        for path in [format!("/containers/web{s}/json"), format!("/containers/worker{s}/top"), format!("/containers/fail3{s}/logs?stdout=1&stderr=1"), format!("/containers/{node}/paused{s}/json")] {
+        for path in [
+            format!("/containers/web{s}/json"),
+            format!("/containers/worker{s}/top"),
+            format!("/containers/fail3{s}/logs?stdout=1&stderr=1"),
+            format!("/containers/{node}/paused{s}/json"),
+        ] {
             let req = Req::get(path.clone());
             let direct = Req::get(path.replace(&format!("/{node}/"), "/"));
             let mut expected = ask(&engine.addr, &direct);

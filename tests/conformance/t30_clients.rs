@@ -15,7 +15,10 @@ fn lines(text: &str) -> Vec<String> {
     let re = regex::Regex::new(r"node-\d+/").unwrap();
     let hash = regex::Regex::new(r"config-hash=[0-9a-f]{64}").unwrap();
     let run = regex::Regex::new(r"_run_[0-9a-f]{12}").unwrap();
-    let mask = |l: &str| run.replace_all(&hash.replace_all(&re.replace_all(l.trim_end(), ""), "config-hash=<hash>"), "_run_<id>").into_owned();
+    let mask = |l: &str| {
+        run.replace_all(&hash.replace_all(&re.replace_all(l.trim_end(), ""), "config-hash=<hash>"), "_run_<id>")
+            .into_owned()
+    };
     let mut out: Vec<String> = text.lines().map(mask).filter(|l| !l.is_empty()).collect();
     out.sort();
     out
@@ -23,7 +26,11 @@ fn lines(text: &str) -> Vec<String> {
 
 /// IDs of every container, read from the engines themselves.
 fn engine_ids(es: &[&Engine]) -> BTreeSet<String> {
-    es.iter().flat_map(|e| docker_ok(&e.host(), &["ps", "-a", "-q", "--no-trunc"]).lines().map(str::to_string).collect::<Vec<_>>()).collect()
+    es.iter()
+        .flat_map(|e| {
+            docker_ok(&e.host(), &["ps", "-a", "-q", "--no-trunc"]).lines().map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 const COMPOSE: &str = "version: \"2\"\nservices:\n  web:\n    image: busybox\n    command: sh -c 'echo web-up; sleep 600'\n    network_mode: none\n    labels: [tier=front]\n    volumes: [data:/data]\n  worker:\n    image: busybox\n    command: sh -c 'echo worker-up; sleep 600'\n    network_mode: none\nvolumes:\n  data: {}\n";
@@ -39,7 +46,12 @@ fn compose_docker_py_and_the_cli_see_the_same_through_swarm() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("docker-compose.yml"), COMPOSE).unwrap();
     let run_compose = |host: &str, args: &[&str]| {
-        let o = run(Command::new(&compose).current_dir(dir.path()).env("DOCKER_HOST", host).env("COMPOSE_INTERACTIVE_NO_CLI", "1").args(["-p", "proj"]).args(args));
+        let o = run(Command::new(&compose)
+            .current_dir(dir.path())
+            .env("DOCKER_HOST", host)
+            .env("COMPOSE_INTERACTIVE_NO_CLI", "1")
+            .args(["-p", "proj"])
+            .args(args));
         assert!(o.status.success(), "docker-compose {args:?} against {host}: {}{}", stdout(&o), stderr(&o));
         stdout(&o)
     };
@@ -70,12 +82,19 @@ fn compose_docker_py_and_the_cli_see_the_same_through_swarm() {
         let got = run_compose(&m.host(), step);
         let (want, got) = if step[0] == "ps" {
             // Compose prints columns padded to the longest name; compare the fields.
-            let fields = |t: &str| lines(t).iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>();
+            let fields = |t: &str| {
+                lines(t).iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect::<Vec<_>>()
+            };
             (fields(&want), fields(&got))
         } else {
             (lines(&want), lines(&got))
         };
-        table.record_check("docker-compose", &step.join(" "), want == got, format!("direct {want:?}\n    swarm  {got:?}"));
+        table.record_check(
+            "docker-compose",
+            &step.join(" "),
+            want == got,
+            format!("direct {want:?}\n    swarm  {got:?}"),
+        );
         // Nothing removed that the step did not ask to remove: scaling down removes workers only.
         let after = engine_ids(&swarm_engines);
         let gone: Vec<&String> = before.difference(&after).collect();
@@ -84,7 +103,12 @@ fn compose_docker_py_and_the_cli_see_the_same_through_swarm() {
             web_id = web_now.clone();
         }
         let allowed = matches!(step, [_, _, "--scale", "worker=1"]) || step[0] == "run";
-        table.record_check("nothing removed unasked", &step.join(" "), (gone.is_empty() || allowed) && web_now == web_id, format!("removed {gone:?}; web {web_now:?} was {web_id:?}"));
+        table.record_check(
+            "nothing removed unasked",
+            &step.join(" "),
+            (gone.is_empty() || allowed) && web_now == web_id,
+            format!("removed {gone:?}; web {web_now:?} was {web_id:?}"),
+        );
     }
     // docker-py's high-level lists, with filters.
     let script = r#"
@@ -110,13 +134,28 @@ print(json.dumps(out, sort_keys=True))
     let (want, got) = (py(&direct.host()), py(&m.host()));
     for key in ["running", "all", "two_labels", "status", "images", "networks", "volumes"] {
         // swarm lists one copy of each node's own networks and volumes; as sets they agree.
-        let set = |v: &serde_json::Value| v[key].as_array().unwrap().iter().map(|x| x.to_string()).collect::<BTreeSet<_>>();
-        table.record_check("docker-py", key, set(&want) == set(&got), format!("direct {}\n    swarm  {}", want[key], got[key]));
+        let set =
+            |v: &serde_json::Value| v[key].as_array().unwrap().iter().map(|x| x.to_string()).collect::<BTreeSet<_>>();
+        table.record_check(
+            "docker-py",
+            key,
+            set(&want) == set(&got),
+            format!("direct {}\n    swarm  {}", want[key], got[key]),
+        );
     }
     // The docker CLI with filters and --format.
     let cli: &[&[&str]] = &[
         &["ps", "--format", "{{.Names}} {{.Image}} {{.Command}} {{.State}}"],
-        &["ps", "-a", "--filter", "label=com.docker.compose.project=proj", "--filter", "label=com.docker.compose.service=web", "--format", "{{.Names}} {{.Labels}}"],
+        &[
+            "ps",
+            "-a",
+            "--filter",
+            "label=com.docker.compose.project=proj",
+            "--filter",
+            "label=com.docker.compose.service=web",
+            "--format",
+            "{{.Names}} {{.Labels}}",
+        ],
         &["ps", "-a", "--filter", "status=running", "--filter", "name=worker", "--format", "{{.Names}}"],
         &["ps", "-a", "--filter", "volume=proj_data", "--format", "{{.Names}} {{.Mounts}}"],
         &["ps", "--filter", "ancestor=busybox", "--format", "{{.Names}}"],
@@ -133,17 +172,42 @@ print(json.dumps(out, sort_keys=True))
         let got: BTreeSet<String> = got.into_iter().map(|l| labels.replace_all(&l, "").into_owned()).collect();
         table.record_check("docker CLI", &args.join(" "), want == got, format!("direct {want:?}\n    swarm  {got:?}"));
     }
-    let since = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 120).to_string();
+    let since =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 120).to_string();
     let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
-    let events = ["events", "--since", &since, "--until", &until, "--filter", "type=container", "--filter", "event=create", "--filter", "label=com.docker.compose.project=proj", "--format", "{{.Actor.Attributes.name}}"];
+    let events = [
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "type=container",
+        "--filter",
+        "event=create",
+        "--filter",
+        "label=com.docker.compose.project=proj",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ];
     let want: BTreeSet<String> = lines(&docker_ok(&direct.host(), &events)).into_iter().collect();
     let got: BTreeSet<String> = lines(&m.docker(&events)).into_iter().collect();
-    table.record_check("docker CLI", "events --filter type --filter event --filter label", want == got && !want.is_empty(), format!("direct {want:?}\n    swarm  {got:?}"));
+    table.record_check(
+        "docker CLI",
+        "events --filter type --filter event --filter label",
+        want == got && !want.is_empty(),
+        format!("direct {want:?}\n    swarm  {got:?}"),
+    );
     // Down with volumes: the project's containers and volumes go, and only they.
     run_compose(&direct.host(), &["down", "-v"]);
     run_compose(&m.host(), &["down", "-v"]);
     let left = m.docker(&["ps", "-a", "-q"]);
     let vols = m.docker(&["volume", "ls", "-q", "--filter", "name=proj"]);
-    table.record_check("docker-compose", "down -v", left.is_empty() && vols.is_empty(), format!("containers {left:?}, volumes {vols:?}"));
+    table.record_check(
+        "docker-compose",
+        "down -v",
+        left.is_empty() && vols.is_empty(),
+        format!("containers {left:?}, volumes {vols:?}"),
+    );
     table.finish("real clients, directly and through swarm");
 }

@@ -42,7 +42,12 @@ fn one_primary_and_replicas_proxy_streams_and_hijacks() {
     assert_eq!(replica.docker(&["exec", "r1", "echo", "via-replica"]), "via-replica");
     let o = run(docker_cmd(&replica.host()).args(["exec", "r1", "sh", "-c", "exit 6"]));
     assert_eq!(o.status.code(), Some(6));
-    let mut child = docker_cmd(&replica.host()).args(["run", "--rm", "-i", "busybox", "cat"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = docker_cmd(&replica.host())
+        .args(["run", "--rm", "-i", "busybox", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"stdin through a replica\n").unwrap();
     assert_eq!(String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout), "stdin through a replica\n");
     wait_until(Duration::from_secs(10), "logs through a replica show both lines", || {
@@ -97,7 +102,13 @@ fn terminals_attach_and_stats_stream_through_a_replica() {
     replica.docker(&["run", "-dit", "--name", "att", "busybox", "sh"]);
     attach_session(&tty, "att");
     // Two samples a second apart arrive one by one: the stream is relayed, not buffered.
-    let stats = http_stream_until(&replica.addr, "/v1.41/containers/busy/stats?stream=1", "\"cpu_stats\"", 2, Duration::from_secs(15));
+    let stats = http_stream_until(
+        &replica.addr,
+        "/v1.41/containers/busy/stats?stream=1",
+        "\"cpu_stats\"",
+        2,
+        Duration::from_secs(15),
+    );
     assert!(stats.contains("\"memory_stats\""), "{stats}");
 }
 
@@ -110,7 +121,9 @@ fn a_killed_leader_is_replaced() {
     let old = primaries(&ms)[0];
     ms[old].kill_hard();
     let killed = Instant::now();
-    wait_until(Duration::from_secs(10), "a new primary", || ms.iter().enumerate().any(|(i, m)| i != old && m.role().0 == "primary"));
+    wait_until(Duration::from_secs(10), "a new primary", || {
+        ms.iter().enumerate().any(|(i, m)| i != old && m.role().0 == "primary")
+    });
     let took = killed.elapsed();
     eprintln!("SIGKILL failover took {took:?} (ttl {TTL})");
     let survivor = ms.iter().enumerate().find(|(i, m)| *i != old && m.role().0 == "replica").map(|(_, m)| m).unwrap();
@@ -128,7 +141,9 @@ fn a_terminated_leader_hands_over() {
     let old = primaries(&ms)[0];
     let started = Instant::now();
     ms[old].signal("TERM");
-    wait_until(Duration::from_secs(5), "a new primary", || ms.iter().enumerate().any(|(i, m)| i != old && m.role().0 == "primary"));
+    wait_until(Duration::from_secs(5), "a new primary", || {
+        ms.iter().enumerate().any(|(i, m)| i != old && m.role().0 == "primary")
+    });
     let took = started.elapsed();
     eprintln!("SIGTERM handover took {took:?}");
     ms[old].terminate();
@@ -142,7 +157,9 @@ fn a_paused_leader_steps_down_and_never_leads_beside_another() {
     let ms = group(&etcd, &es);
     let old = primaries(&ms)[0];
     ms[old].signal("STOP");
-    wait_until(Duration::from_secs(10), "a new primary", || ms.iter().enumerate().any(|(i, m)| i != old && m.role().0 == "primary"));
+    wait_until(Duration::from_secs(10), "a new primary", || {
+        ms.iter().enumerate().any(|(i, m)| i != old && m.role().0 == "primary")
+    });
     ms[old].signal("CONT");
     // From its first answer after resuming, the old leader is a replica: its lease deadline
     // passed while it was stopped.
@@ -199,7 +216,10 @@ fn a_lapsed_leader_gives_up_its_lease() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         let candidate = |addr: &str| {
-            let leadership = Leadership::replicated(addr, LeadershipMetrics::register(&prometheus::Registry::new()).expect("metrics"));
+            let leadership = Leadership::replicated(
+                addr,
+                LeadershipMetrics::register(&prometheus::Registry::new()).expect("metrics"),
+            );
             let election = EtcdElection {
                 members: std::sync::Arc::new(swarm::etcd::EtcdMembers::new(&endpoints, None)),
                 key: "lapse/docker/swarm/leader".into(),

@@ -13,7 +13,16 @@ fn cli_loop(host: &str) -> CliLoop {
         let args = if i % 3 == 2 {
             vec!["ps", "-a", "--format", "{{.Names}}"].into_iter().map(str::to_string).collect()
         } else {
-            vec!["run".to_string(), "-d".into(), "--name".into(), format!("lb{c}-{i}"), "--network".into(), "none".into(), "busybox".into(), "true".into()]
+            vec![
+                "run".to_string(),
+                "-d".into(),
+                "--name".into(),
+                format!("lb{c}-{i}"),
+                "--network".into(),
+                "none".into(),
+                "busybox".into(),
+                "true".into(),
+            ]
         };
         args
     })
@@ -22,7 +31,11 @@ fn cli_loop(host: &str) -> CliLoop {
 /// No command failed, and every container a `run` acknowledged is on exactly one engine, read
 /// from the engines themselves; none is there that no client asked for.
 fn nothing_failed_nothing_lost(ran: &[Ran], engines: &[Engine]) {
-    let failed: Vec<String> = ran.iter().filter(|r| !r.ok).map(|r| format!("{:?} at {:?} after {:?}: {}", r.args, r.at, r.took, r.stderr)).collect();
+    let failed: Vec<String> = ran
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| format!("{:?} at {:?} after {:?}: {}", r.args, r.at, r.took, r.stderr))
+        .collect();
     let slowest = ran.iter().map(|r| r.took).max().unwrap_or_default();
     eprintln!("{} commands, {} failed, the slowest took {slowest:?}", ran.len(), failed.len());
     assert!(failed.is_empty(), "commands failed:\n{}", failed.join("\n"));
@@ -71,9 +84,15 @@ fn a_plain_cli_loop_through_haproxy_sees_no_error_when_etcd_elected_leaders_are_
     let es = engines(&[("node-1", &[]), ("node-2", &[])]);
     let url = etcd_url(&etcd, "lb");
     let _joins: Vec<Join> = es.iter().map(|e| Join::start(&e.addr, &url, "1s", "5s")).collect();
-    let mut ms: Vec<Option<Manager>> = (0..3).map(|_| Some(Manager::start_replica(&url, &["--replication-ttl", "3s"]))).collect();
+    let mut ms: Vec<Option<Manager>> =
+        (0..3).map(|_| Some(Manager::start_replica(&url, &["--replication-ttl", "3s"]))).collect();
     let primary = |ms: &[Option<Manager>]| -> Option<usize> {
-        let found: Vec<usize> = ms.iter().enumerate().filter(|(_, m)| m.as_ref().is_some_and(|m| m.role().0 == "primary")).map(|(i, _)| i).collect();
+        let found: Vec<usize> = ms
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.as_ref().is_some_and(|m| m.role().0 == "primary"))
+            .map(|(i, _)| i)
+            .collect();
         (found.len() == 1).then(|| found[0])
     };
     wait_until(Duration::from_secs(20), "exactly one primary", || primary(&ms).is_some());

@@ -17,7 +17,13 @@ struct Streaming {
 
 impl Streaming {
     fn start(host: &str, args: &[&str]) -> Streaming {
-        let mut child = docker_cmd(host).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start docker");
+        let mut child = docker_cmd(host)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start docker");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (out, seen) = (child.stdout.take().expect("stdout"), lines.clone());
         std::thread::spawn(move || {
@@ -60,13 +66,31 @@ fn events_and_logs_opened_through_a_follower_outlive_the_leader_s_death() {
     let leader = g.wait_one_primary(Duration::from_secs(10));
     let follower = g.other(leader);
     let host = g.m(follower).host();
-    docker_ok(&host, &["run", "-d", "--name", "ticker", "--network", "none", "busybox", "sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]);
+    docker_ok(
+        &host,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "ticker",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+        ],
+    );
     // The follower serves a container's stream once its own cache knows the container.
     wait_until(Duration::from_secs(10), "the follower's cache knows the container", || {
-        http(&g.addr(follower), "GET", "/_swarm/ready", None).0 == 200 && docker_cmd(&host).args(["inspect", "ticker"]).output().is_ok_and(|o| o.status.success())
+        http(&g.addr(follower), "GET", "/_swarm/ready", None).0 == 200
+            && docker_cmd(&host).args(["inspect", "ticker"]).output().is_ok_and(|o| o.status.success())
     });
     let mut logs = Streaming::start(&host, &["logs", "-f", "ticker"]);
-    let mut events = Streaming::start(&host, &["events", "--filter", "type=container", "--format", "{{.Action}} {{.Actor.Attributes.name}}"]);
+    let mut events = Streaming::start(
+        &host,
+        &["events", "--filter", "type=container", "--format", "{{.Action}} {{.Actor.Attributes.name}}"],
+    );
     wait_until(Duration::from_secs(10), "the log stream flows", || logs.count() >= 3);
     std::thread::sleep(Duration::from_millis(500));
     g.kill(leader);
@@ -75,7 +99,9 @@ fn events_and_logs_opened_through_a_follower_outlive_the_leader_s_death() {
     g.wait_one_primary(Duration::from_secs(10));
     wait_until(Duration::from_secs(10), "log lines written after the leader's death", || logs.count() >= before + 10);
     docker_ok(&host, &["run", "-d", "--name", "after", "--network", "none", "busybox", "true"]);
-    wait_until(Duration::from_secs(10), "the event stream shows a container created after the leader's death", || events.saw("create after"));
+    wait_until(Duration::from_secs(10), "the event stream shows a container created after the leader's death", || {
+        events.saw("create after")
+    });
     assert!(logs.alive(), "docker logs -f ended");
     assert!(events.alive(), "docker events ended");
     eprintln!("both streams ran on for {:?} after the leader's SIGKILL", killed.elapsed());

@@ -8,7 +8,8 @@ fn joined(g: &RaftGroup, es: &[Engine]) -> Vec<Join> {
 }
 
 fn role_over(host: &str) -> String {
-    let o = run(docker_cmd(host).args(["info", "--format", "{{range .SystemStatus}}{{index . 0}}={{index . 1}};{{end}}"]));
+    let o =
+        run(docker_cmd(host).args(["info", "--format", "{{range .SystemStatus}}{{index . 0}}={{index . 1}};{{end}}"]));
     let s = stdout(&o);
     s.split(';').find_map(|p| p.strip_prefix("Role=")).unwrap_or_default().to_string()
 }
@@ -18,7 +19,9 @@ fn raft_managers_elect_one_primary_and_replicas_proxy_everything() {
     let es = engines(&[("node-1", &[]), ("node-2", &[])]);
     let g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &[]);
     let _joins = joined(&g, &es);
-    wait_until(Duration::from_secs(20), "both engines in the registry", || swarm_list(&g.swarm_url()) == sorted(vec![es[0].addr.clone(), es[1].addr.clone()]));
+    wait_until(Duration::from_secs(20), "both engines in the registry", || {
+        swarm_list(&g.swarm_url()) == sorted(vec![es[0].addr.clone(), es[1].addr.clone()])
+    });
     let leader = g.wait_one_primary(Duration::from_secs(10));
     for i in g.running() {
         g.m(i).wait_healthy(2);
@@ -43,7 +46,13 @@ fn raft_managers_elect_one_primary_and_replicas_proxy_everything() {
     attach_session(&tty, "att");
     replica.docker(&["run", "-d", "--name", "short", "busybox", "sh", "-c", "echo a; sleep 0.3; echo b"]);
     assert_eq!(stdout(&run(docker_cmd(&replica.host()).args(["logs", "-f", "short"]))), "a\nb\n");
-    let stats = http_stream_until(&replica.addr, "/v1.41/containers/busy/stats?stream=1", "\"cpu_stats\"", 2, Duration::from_secs(15));
+    let stats = http_stream_until(
+        &replica.addr,
+        "/v1.41/containers/busy/stats?stream=1",
+        "\"cpu_stats\"",
+        2,
+        Duration::from_secs(15),
+    );
     assert!(stats.contains("\"memory_stats\""), "{stats}");
 }
 
@@ -119,7 +128,9 @@ fn managers_are_added_and_removed_at_runtime() {
     assert_ne!(g.m(fourth).role().0, "primary");
     g.change_members(g.other(leader), "add", &g.addr(fourth));
     wait_until(Duration::from_secs(10), "four voters", || g.members(leader).len() == 4);
-    wait_until(Duration::from_secs(10), "the new manager follows the leader", || g.m(fourth).role() == ("replica".to_string(), g.addr(leader)));
+    wait_until(Duration::from_secs(10), "the new manager follows the leader", || {
+        g.m(fourth).role() == ("replica".to_string(), g.addr(leader))
+    });
     g.m(fourth).wait_healthy(1);
     g.m(fourth).docker(&["run", "-d", "--name", "via-new", "busybox", "sleep", "300"]);
 
@@ -146,11 +157,15 @@ fn a_leader_cut_off_from_its_quorum_stops_leading_and_rejoins() {
     let stepped_down = cut_at.elapsed();
     // ...and the majority elects another.
     let others: Vec<usize> = g.running().into_iter().filter(|i| *i != leader).collect();
-    wait_until(Duration::from_secs(10), "the majority elects a leader", || others.iter().filter(|i| g.m(**i).role().0 == "primary").count() == 1);
+    wait_until(Duration::from_secs(10), "the majority elects a leader", || {
+        others.iter().filter(|i| g.m(**i).role().0 == "primary").count() == 1
+    });
     let next = *others.iter().find(|i| g.m(**i).role().0 == "primary").unwrap();
     assert_ne!(role_over(&g.sock(leader)), "primary", "two primaries");
     cut.heal();
-    wait_until(Duration::from_secs(10), "the old leader rejoins as a replica", || g.m(leader).role() == ("replica".to_string(), g.addr(next)));
+    wait_until(Duration::from_secs(10), "the old leader rejoins as a replica", || {
+        g.m(leader).role() == ("replica".to_string(), g.addr(next))
+    });
     assert_eq!(g.primary(), Some(next));
     eprintln!("stepped down {stepped_down:?} after the cut");
 }
@@ -167,7 +182,14 @@ fn snapshots_keep_the_raft_log_bounded() {
     for i in 0..2500 {
         loop {
             let path = format!("/_swarm/nodes/127.0.0.1:{}?ttl=600", 30000 + i);
-            let (status, _, body) = http_with_headers(&g.addr(leader), "PUT", &path, &manager_signed("PUT", &path), None, Duration::from_secs(30));
+            let (status, _, body) = http_with_headers(
+                &g.addr(leader),
+                "PUT",
+                &path,
+                &manager_signed("PUT", &path),
+                None,
+                Duration::from_secs(30),
+            );
             if status == 503 && resent < 3 {
                 resent += 1;
                 leader = g.wait_one_primary(Duration::from_secs(10));

@@ -42,7 +42,11 @@ fn a_create_and_a_start_sent_again_to_the_next_leader_are_applied_once() {
     let next = g.wait_one_primary(Duration::from_secs(10));
     g.m(next).wait_healthy(1);
     let (status, resent) = create(&g.addr(next));
-    assert_eq!((status, &resent["Id"]), (201, &first["Id"]), "the next leader answers with the container the first made: {resent}");
+    assert_eq!(
+        (status, &resent["Id"]),
+        (201, &first["Id"]),
+        "the next leader answers with the container the first made: {resent}"
+    );
     assert_eq!(es[0].container_names().iter().filter(|n| *n == "once").count(), 1);
     assert_eq!(send(&g.addr(next), "POST", "/v1.41/containers/once/start", "start-once", None).0, 204);
     std::thread::sleep(Duration::from_millis(500));

@@ -14,7 +14,10 @@ fn ps_all(m: &Manager) -> BTreeMap<String, (String, String, String)> {
         let mut parts = line.split('|');
         let (full, state, sid) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let (node, name) = full.split_once('/').unwrap_or(("", full));
-        assert!(map.insert(name.to_string(), (node.to_string(), state.to_string(), sid.to_string())).is_none(), "{name} listed twice:\n{out}");
+        assert!(
+            map.insert(name.to_string(), (node.to_string(), state.to_string(), sid.to_string())).is_none(),
+            "{name} listed twice:\n{out}"
+        );
     }
     map
 }
@@ -37,7 +40,19 @@ fn place_on(m: &Manager, node: &str, want: usize) -> Vec<String> {
     for i in 0..(want * 4 + 8) {
         let (name, port) = (format!("r{i}"), format!("{}:80", 18000 + i));
         let verb: &[&str] = if on_node.len() < want { &["run", "-d"] } else { &["create"] };
-        let args = ["--name", &name, "-e", "reschedule:on-node-failure", "-l", "app=web", "-p", &port, "busybox", "sleep", "300"];
+        let args = [
+            "--name",
+            &name,
+            "-e",
+            "reschedule:on-node-failure",
+            "-l",
+            "app=web",
+            "-p",
+            &port,
+            "busybox",
+            "sleep",
+            "300",
+        ];
         m.docker(&[verb, &args].concat());
         if ps_all(m)[&name].0 == node {
             created |= verb == ["create"];
@@ -50,14 +65,24 @@ fn place_on(m: &Manager, node: &str, want: usize) -> Vec<String> {
     panic!("could not place containers on {node}: {on_node:?}");
 }
 
-fn assert_rescheduled(m: &Manager, before: &BTreeMap<String, (String, String, String)>, moved: &[String], failed: &str) {
+fn assert_rescheduled(
+    m: &Manager,
+    before: &BTreeMap<String, (String, String, String)>,
+    moved: &[String],
+    failed: &str,
+) {
     let after = ps_all(m);
     for name in moved {
         let (node, state, sid) = &after[name];
         assert_ne!(node, failed, "{name} still on {failed}");
         assert_eq!(sid, &before[name].2, "{name} keeps its swarm id");
         assert_eq!(state, &before[name].1, "{name} keeps its state");
-        let inspect = m.docker(&["inspect", "--format", "{{index .Config.Labels \"app\"}} {{json .HostConfig.PortBindings}}", name]);
+        let inspect = m.docker(&[
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"app\"}} {{json .HostConfig.PortBindings}}",
+            name,
+        ]);
         assert!(inspect.starts_with("web ") && inspect.contains("\"HostPort\":\"18"), "{name}: {inspect}");
     }
 }
@@ -66,7 +91,17 @@ fn assert_rescheduled(m: &Manager, before: &BTreeMap<String, (String, String, St
 /// engine stops: they move to node-2 through `m`; when node-1 returns, its stale copies go.
 fn reschedule_and_return(m: &Manager, es: &mut [Engine]) {
     let moved = place_on(m, "node-1", 3);
-    m.docker(&["run", "-d", "--name", "stays", "--label", "com.docker.swarm.constraints=[\"node==node-1\"]", "busybox", "sleep", "300"]);
+    m.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "stays",
+        "--label",
+        "com.docker.swarm.constraints=[\"node==node-1\"]",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
     let before = ps_all(m);
     let stopped_at = Instant::now();
     es[0].stop();
@@ -148,8 +183,12 @@ fn a_container_rescheduled_twice_leaves_no_stale_copy_and_stays_removed() {
     es[0].restart();
     es[second].restart();
     m.wait_healthy(3);
-    let copies = |name: &str| es.iter().filter(|e| e.container_names().iter().any(|l| l.trim_start_matches('/') == name)).count();
-    wait_until(Duration::from_secs(30), "one copy of each moved container, on the engines", || moved.iter().all(|n| copies(n) == 1));
+    let copies = |name: &str| {
+        es.iter().filter(|e| e.container_names().iter().any(|l| l.trim_start_matches('/') == name)).count()
+    };
+    wait_until(Duration::from_secs(30), "one copy of each moved container, on the engines", || {
+        moved.iter().all(|n| copies(n) == 1)
+    });
     m.docker(&["rm", "-f", &moved[0]]);
     // Two reschedule passes, time for a forgotten copy to come back.
     std::thread::sleep(Duration::from_secs(12));
@@ -161,7 +200,8 @@ fn a_container_rescheduled_twice_leaves_no_stale_copy_and_stays_removed() {
 fn etcd_group(etcd: &[Etcd], es: &[Engine], prefix: &str) -> (Vec<Join>, Vec<Option<Manager>>) {
     let url = etcd_url(etcd, prefix);
     let joins: Vec<Join> = es.iter().map(|e| Join::start(&e.addr, &url, "1s", "5s")).collect();
-    let ms: Vec<Option<Manager>> = (0..3).map(|_| Some(Manager::start_replica(&url, &["--replication-ttl", "3s"]))).collect();
+    let ms: Vec<Option<Manager>> =
+        (0..3).map(|_| Some(Manager::start_replica(&url, &["--replication-ttl", "3s"]))).collect();
     wait_until(Duration::from_secs(20), "one primary", || one_primary(&ms).is_some());
     for m in ms.iter().flatten() {
         m.wait_healthy(es.len());
@@ -213,7 +253,12 @@ fn one_primary(ms: &[Option<Manager>]) -> Option<usize> {
 
 /// Reschedulable containers on node-1; node-1's engine and the leader go down together; the
 /// next leader must move them to node-2.
-fn host_fails_whole_with(ms: &mut [Option<Manager>], leader: usize, es: &mut [Engine], check: impl Fn(&[Option<Manager>]) -> Option<usize>) {
+fn host_fails_whole_with(
+    ms: &mut [Option<Manager>],
+    leader: usize,
+    es: &mut [Engine],
+    check: impl Fn(&[Option<Manager>]) -> Option<usize>,
+) {
     let m = ms[leader].as_ref().unwrap();
     let moved = place_on(m, "node-1", 3);
     let before = ps_all(m);
@@ -231,7 +276,10 @@ fn host_fails_whole_with(ms: &mut [Option<Manager>], leader: usize, es: &mut [En
         if moved.iter().all(|n| last.get(n).is_some_and(|(node, state, _)| node == "node-2" && *state == before[n].1)) {
             break;
         }
-        assert!(Instant::now() < deadline, "the next leader did not reschedule {moved:?} from node-1 within 30 s; before {before:?}, now {last:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the next leader did not reschedule {moved:?} from node-1 within 30 s; before {before:?}, now {last:?}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_rescheduled(m, &before, &moved, "node-1");
@@ -335,7 +383,8 @@ fn a_full_restart_of_etcd_managers_changes_nothing() {
     let es = engines(&[("node-1", &[]), ("node-2", &[])]);
     let url = etcd_url(&etcd, "restart");
     let _joins: Vec<Join> = es.iter().map(|e| Join::start(&e.addr, &url, "1s", "5s")).collect();
-    let start = || -> Vec<Manager> { (0..3).map(|_| Manager::start_replica(&url, &["--replication-ttl", "3s"])).collect() };
+    let start =
+        || -> Vec<Manager> { (0..3).map(|_| Manager::start_replica(&url, &["--replication-ttl", "3s"])).collect() };
     let ms = start();
     wait_until(Duration::from_secs(20), "one primary", || primaries(&ms).len() == 1);
     let m = &ms[primaries(&ms)[0]];

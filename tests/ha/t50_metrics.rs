@@ -47,9 +47,20 @@ fn prometheus_scrapes_managers_and_the_dashboard_queries_real_metrics() {
     // promtool's lint of the exposition (naming, units, help).
     let promtool = require("promtool", "prometheus");
     let (_, _, text) = http(&m.addr, "GET", "/metrics", None);
-    let mut lint = Command::new(promtool).args(["check", "metrics"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lint = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write;
     lint.stdin.take().unwrap().write_all(&text).unwrap();
     let o = lint.wait_with_output().unwrap();
-    assert!(o.status.success(), "promtool check metrics:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

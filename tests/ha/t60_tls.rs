@@ -24,7 +24,10 @@ fn primaries(addrs: &[String], certs: &Certs) -> Vec<usize> {
 }
 
 /// Three Raft managers with `--tlsverify` over `discovery(peers)`.
-fn tls_group(certs: &Certs, discovery: impl FnOnce(&str) -> String) -> (Vec<Option<Manager>>, Vec<String>, tempfile::TempDir) {
+fn tls_group(
+    certs: &Certs,
+    discovery: impl FnOnce(&str) -> String,
+) -> (Vec<Option<Manager>>, Vec<String>, tempfile::TempDir) {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let peers = addrs.join(",");
@@ -34,7 +37,15 @@ fn tls_group(certs: &Certs, discovery: impl FnOnce(&str) -> String) -> (Vec<Opti
     let ms = (0..3)
         .map(|i| {
             let dir = data.path().join(format!("m{i}"));
-            let args = ["--replication", "--advertise", &addrs[i], "--replication-peers", &peers, "--data-dir", dir.to_str().unwrap()];
+            let args = [
+                "--replication",
+                "--advertise",
+                &addrs[i],
+                "--replication-peers",
+                &peers,
+                "--data-dir",
+                dir.to_str().unwrap(),
+            ];
             let tls = ["--tlsverify", "--tlscacert", &ca, "--tlscert", &cert, "--tlskey", &key];
             Some(Manager::start_on(ports[i], &discovery, &[&args[..], &tls].concat()))
         })
@@ -73,7 +84,12 @@ fn raft_managers_replicate_and_proxy_over_tls() {
     };
     ok(&["run", "-d", "--name", "sealed", "busybox", "sleep", "300"]);
     assert_eq!(ok(&["exec", "sealed", "echo", "through-two-tls-hops"]), "through-two-tls-hops");
-    let mut child = docker(via, &certs).args(["run", "--rm", "-i", "busybox", "cat"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = docker(via, &certs)
+        .args(["run", "--rm", "-i", "busybox", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(b"stdin-over-tls\n").unwrap();
     assert_eq!(String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout), "stdin-over-tls\n");
 
@@ -103,7 +119,13 @@ fn joins_lists_and_members_reach_tls_managers_through_the_kv_options() {
         addrs.iter().all(|a| stdout(&run(docker(a, &certs).args(["info"]))).matches("└ Status: Healthy").count() == 2)
     });
 
-    let list = |opts: &[String]| run(Command::new(env!("CARGO_BIN_EXE_swarm")).arg("list").args(["--timeout", "5s", "--join-token-file", join_token_file()]).args(opts).arg(&url));
+    let list = |opts: &[String]| {
+        run(Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .arg("list")
+            .args(["--timeout", "5s", "--join-token-file", join_token_file()])
+            .args(opts)
+            .arg(&url))
+    };
     let mut listed: Vec<String> = stdout(&list(&opts)).lines().map(str::to_string).collect();
     listed.sort();
     let mut expected: Vec<String> = es.iter().map(|e| e.addr.clone()).collect();
@@ -117,7 +139,15 @@ fn joins_lists_and_members_reach_tls_managers_through_the_kv_options() {
         let mut c = Command::new(env!("CARGO_BIN_EXE_swarm"));
         c.args(["members", "list", "--manager", &addrs[0], "--cluster-secret-file", secret_file()]);
         if tls {
-            c.args(["--tlsverify", "--tlscacert", &certs.file("ca.pem"), "--tlscert", &certs.file("cert.pem"), "--tlskey", &certs.file("key.pem")]);
+            c.args([
+                "--tlsverify",
+                "--tlscacert",
+                &certs.file("ca.pem"),
+                "--tlscert",
+                &certs.file("cert.pem"),
+                "--tlskey",
+                &certs.file("key.pem"),
+            ]);
         }
         run(&mut c)
     };
@@ -128,9 +158,23 @@ fn joins_lists_and_members_reach_tls_managers_through_the_kv_options() {
 
     // A Docker API client holding a certificate the CA signed is still not a manager: 403 on
     // every control route, and nothing it asked for happens.
-    for (method, path) in [("POST", "/_swarm/raft/vote"), ("GET", "/_swarm/members"), ("DELETE", &*format!("/_swarm/members/{}", addrs[1])), ("PUT", "/_swarm/nodes/127.0.0.1:9?ttl=600"), ("GET", "/_swarm/nodes")] {
-        let o = run(Command::new(require("curl", "curl")).args(["-sS", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", method])
-            .args(["--cacert", &certs.file("ca.pem"), "--cert", &certs.file("cert.pem"), "--key", &certs.file("key.pem")])
+    for (method, path) in [
+        ("POST", "/_swarm/raft/vote"),
+        ("GET", "/_swarm/members"),
+        ("DELETE", &*format!("/_swarm/members/{}", addrs[1])),
+        ("PUT", "/_swarm/nodes/127.0.0.1:9?ttl=600"),
+        ("GET", "/_swarm/nodes"),
+    ] {
+        let o = run(Command::new(require("curl", "curl"))
+            .args(["-sS", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", method])
+            .args([
+                "--cacert",
+                &certs.file("ca.pem"),
+                "--cert",
+                &certs.file("cert.pem"),
+                "--key",
+                &certs.file("key.pem"),
+            ])
             .arg(format!("https://{}{path}", addrs[0])));
         assert_eq!(stdout(&o), "403", "{method} {path} with a client certificate: {}", stderr(&o));
         assert!(stderr(&o).contains("only managers"), "{}", stderr(&o));

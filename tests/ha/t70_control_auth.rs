@@ -60,7 +60,9 @@ fn only_managers_and_join_agents_reach_the_control_plane() {
             assert_eq!(status, 403, "foreign {method} {path} on manager {i}: {body}");
         }
         // A join agent may register and list engines, and nothing else.
-        for (method, path) in [("POST", "/_swarm/raft/vote"), ("GET", "/_swarm/members"), ("POST", "/_swarm/members/127.0.0.1:9")] {
+        for (method, path) in
+            [("POST", "/_swarm/raft/vote"), ("GET", "/_swarm/members"), ("POST", "/_swarm/members/127.0.0.1:9")]
+        {
             let (status, body) = signed(&addr, &join, method, path, b"", b"");
             assert_eq!(status, 403, "join-signed {method} {path} on manager {i}: {body}");
             assert!(body.contains("managers only"), "{body}");
@@ -80,14 +82,21 @@ fn only_managers_and_join_agents_reach_the_control_plane() {
     assert_eq!(status, 403, "replayed: {}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("replayed"));
     // The same signature for another path fails.
-    let (status, _, _) = http_with_headers(&g.addr(leader), "PUT", "/_swarm/nodes/127.0.0.1:8?ttl=600", &headers, None, BOUND);
+    let (status, _, _) =
+        http_with_headers(&g.addr(leader), "PUT", "/_swarm/nodes/127.0.0.1:8?ttl=600", &headers, None, BOUND);
     assert_eq!(status, 403);
 
     // A fake engine's join agent with a token of its own never registers.
     let dir = tempfile::tempdir().unwrap();
     let forged = dir.path().join("token");
     std::fs::write(&forged, "SWMJT-1-00000000000000000000000000000000000000000000000000000000000000").unwrap();
-    let _fake = Join::start_with("127.0.0.1:6", &g.swarm_url(), "1s", "30s", &["--join-token-file".into(), forged.display().to_string()]);
+    let _fake = Join::start_with(
+        "127.0.0.1:6",
+        &g.swarm_url(),
+        "1s",
+        "30s",
+        &["--join-token-file".into(), forged.display().to_string()],
+    );
     std::thread::sleep(Duration::from_secs(3));
 
     // What the group holds afterwards: three members, and only the registration signed by a

@@ -25,10 +25,15 @@ fn binpack_fills_one_node_before_the_next_and_info_shows_reservations() {
     for i in 0..ncpu {
         m.docker(&["run", "-d", "--name", &format!("b{i}"), "-c", "1", "busybox", "sleep", "300"]);
     }
-    let nodes: Vec<String> = (0..ncpu).map(|i| m.docker(&["inspect", "-f", "{{.Node.Name}}", &format!("b{i}")])).collect();
+    let nodes: Vec<String> =
+        (0..ncpu).map(|i| m.docker(&["inspect", "-f", "{{.Node.Name}}", &format!("b{i}")])).collect();
     assert!(nodes.iter().all(|n| n == &nodes[0]), "binpack spread them: {nodes:?}");
     // Classic: -c counts CPUs in swarm and becomes real shares on the engine.
-    assert_eq!(m.docker(&["inspect", "-f", "{{.HostConfig.CpuShares}}", "b0"]), ((1024 + ncpu - 1) / ncpu).to_string(), "classic Swarm rounds up: math.Ceil(cpus*1024/NCPU)");
+    assert_eq!(
+        m.docker(&["inspect", "-f", "{{.HostConfig.CpuShares}}", "b0"]),
+        ((1024 + ncpu - 1) / ncpu).to_string(),
+        "classic Swarm rounds up: math.Ceil(cpus*1024/NCPU)"
+    );
     let full = &nodes[0];
     assert!(reserved_cpus(&m).contains(&(full.clone(), format!("{ncpu} / {ncpu}"))), "{:?}", reserved_cpus(&m));
     m.docker(&["run", "-d", "--name", "next", "-c", "1", "busybox", "sleep", "300"]);

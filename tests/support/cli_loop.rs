@@ -37,7 +37,12 @@ pub struct CliLoop {
 impl CliLoop {
     /// Starts `clients` clients against `host`; client `c` runs `command(c, i)` for its `i`-th
     /// command, then pauses `pause`.
-    pub fn start(host: &str, clients: usize, pause: Duration, command: impl Fn(usize, usize) -> Vec<String> + Send + Sync + 'static) -> CliLoop {
+    pub fn start(
+        host: &str,
+        clients: usize,
+        pause: Duration,
+        command: impl Fn(usize, usize) -> Vec<String> + Send + Sync + 'static,
+    ) -> CliLoop {
         let stop = Arc::new(AtomicBool::new(false));
         let command = Arc::new(command);
         let started = Instant::now();
@@ -51,7 +56,8 @@ impl CliLoop {
                         let args = command(c, i);
                         let at = started.elapsed();
                         let t = Instant::now();
-                        let out = docker_cmd(&host).args(&args).stdin(Stdio::null()).output().expect("run the docker CLI");
+                        let out =
+                            docker_cmd(&host).args(&args).stdin(Stdio::null()).output().expect("run the docker CLI");
                         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
                         ran.push(Ran { client: c, args, ok: out.status.success(), stderr, at, took: t.elapsed() });
                         i += 1;

@@ -25,7 +25,14 @@ impl Hollow {
         for (p, first) in (0..engines).step_by(ENGINES_PER_PROCESS).enumerate() {
             let n = ENGINES_PER_PROCESS.min(engines - first);
             let mut child = Command::new(env!("CARGO_BIN_EXE_hollow-engine"))
-                .args(["--engines", &n.to_string(), "--containers", &containers.to_string(), "--name-prefix", &format!("hollow{p}")])
+                .args([
+                    "--engines",
+                    &n.to_string(),
+                    "--containers",
+                    &containers.to_string(),
+                    "--name-prefix",
+                    &format!("hollow{p}"),
+                ])
                 .stdout(Stdio::piped())
                 .spawn()
                 .expect("start hollow-engine");

@@ -88,11 +88,15 @@ pub fn busybox_tar() -> &'static Path {
         let root = dir.join("root");
         std::fs::create_dir_all(root.join("bin")).expect("mkdir");
         std::fs::copy(&busybox, root.join("bin/busybox")).expect("copy busybox");
-        for applet in ["sh", "sleep", "echo", "cat", "ls", "httpd", "nc", "true", "env", "hostname", "top", "ps", "wget", "stty", "false"] {
+        for applet in [
+            "sh", "sleep", "echo", "cat", "ls", "httpd", "nc", "true", "env", "hostname", "top", "ps", "wget", "stty",
+            "false",
+        ] {
             let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
         }
         let tar = dir.join("busybox.tar");
-        let ok = Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().expect("tar").success();
+        let ok =
+            Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().expect("tar").success();
         assert!(ok, "tar of busybox root failed");
         tar
     })
@@ -111,7 +115,8 @@ pub fn control_files() -> &'static (String, String) {
         let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).arg("create"));
         assert!(o.status.success(), "swarm create: {}", stderr(&o));
         std::fs::write(&secret, &o.stdout).expect("write the secret");
-        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["join-token", "--cluster-secret-file"]).arg(&secret));
+        let o =
+            run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["join-token", "--cluster-secret-file"]).arg(&secret));
         assert!(o.status.success(), "swarm join-token: {}", stderr(&o));
         let token = dir.join("join-token");
         std::fs::write(&token, &o.stdout).expect("write the join token");
@@ -132,7 +137,12 @@ pub fn secret_file() -> &'static str {
 pub fn manager_signed(method: &str, path: &str) -> Vec<(String, String)> {
     let secret = swarm::auth::ClusterSecret::read(Path::new(secret_file())).expect("the tests' secret");
     let method: http::Method = method.parse().expect("method");
-    secret.manager_signer().headers(&method, path, b"").iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string())).collect()
+    secret
+        .manager_signer()
+        .headers(&method, path, b"")
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect()
 }
 
 /// `--join-token-file` of the tests' join agents.
@@ -152,7 +162,12 @@ pub fn lines_within(out: impl Read + Send + 'static, n: usize, bound: Duration) 
             }
         }
     });
-    (0..n).map(|i| rx.recv_timeout(patience(bound)).unwrap_or_else(|_| panic!("line {i} of the stream never came within {bound:?}"))).collect()
+    (0..n)
+        .map(|i| {
+            rx.recv_timeout(patience(bound))
+                .unwrap_or_else(|_| panic!("line {i} of the stream never came within {bound:?}"))
+        })
+        .collect()
 }
 
 /// Runs a command, returning its output; panics if it cannot start.
@@ -220,7 +235,9 @@ pub fn terminate(pid: u32, grace: Duration) {
 }
 
 fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.split_whitespace().nth(2) == Some("Z")).unwrap_or(true)
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.split_whitespace().nth(2) == Some("Z"))
+        .unwrap_or(true)
 }
 
 // === Engine ===
@@ -267,10 +284,21 @@ impl Engine {
         require("unshare", "util-linux");
         let dir = unique_dir(&format!("swarm-engine-{name}-"));
         let addr = format!("127.0.0.1:{}", free_port());
-        let mut e = Engine { name: name.to_string(), addr, labels: labels.iter().map(|s| s.to_string()).collect(), dir, child: None, key: None, tls };
+        let mut e = Engine {
+            name: name.to_string(),
+            addr,
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            dir,
+            child: None,
+            key: None,
+            tls,
+        };
         e.spawn();
         e.wait_ready();
-        let o = run(docker_cmd(&e.local_host()).args(["import", "-c", "CMD [\"/bin/sh\"]"]).arg(busybox_tar()).arg("busybox:latest"));
+        let o = run(docker_cmd(&e.local_host())
+            .args(["import", "-c", "CMD [\"/bin/sh\"]"])
+            .arg(busybox_tar())
+            .arg("busybox:latest"));
         assert!(o.status.success(), "import busybox into {name}: {}", stderr(&o));
         e
     }
@@ -279,7 +307,8 @@ impl Engine {
         let d = self.dir.path();
         // Every engine on this machine would share /etc/docker/key.json, hence one engine ID.
         let key = self.key.clone().unwrap_or_else(|| d.join("key.json"));
-        std::fs::write(d.join("daemon.json"), format!("{{\"deprecated-key-path\": \"{}\"}}", key.display())).expect("daemon.json");
+        std::fs::write(d.join("daemon.json"), format!("{{\"deprecated-key-path\": \"{}\"}}", key.display()))
+            .expect("daemon.json");
         let mut script = format!(
             "hostname {name}; exec dockerd --config-file {d}/daemon.json --data-root {d}/data --exec-root {d}/exec --pidfile {d}/pid \
              -H tcp://{addr} -H unix://{d}/sock --bridge=none --iptables=false --ip6tables=false --shutdown-timeout 1",
@@ -291,7 +320,10 @@ impl Engine {
             script.push_str(&format!(" --label {l}"));
         }
         if let Some(t) = &self.tls {
-            script.push_str(&format!(" --tlsverify --tlscacert {t}/ca.pem --tlscert {t}/cert.pem --tlskey {t}/key.pem", t = t.display()));
+            script.push_str(&format!(
+                " --tlsverify --tlscacert {t}/ca.pem --tlscert {t}/cert.pem --tlskey {t}/key.pem",
+                t = t.display()
+            ));
         }
         let log = std::fs::File::create(d.join("log")).expect("log");
         let child = Command::new("unshare")
@@ -307,7 +339,11 @@ impl Engine {
 
     /// The address the harness itself uses: the unix socket for a TLS engine, else TCP.
     fn local_host(&self) -> String {
-        if self.tls.is_some() { self.sock() } else { self.host() }
+        if self.tls.is_some() {
+            self.sock()
+        } else {
+            self.host()
+        }
     }
 
     fn wait_ready(&self) {
@@ -355,7 +391,10 @@ impl Engine {
     pub fn freeze(&self) {
         if let Some(pid) = self.pid() {
             signal(pid, "STOP");
-            let stopped = || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')));
+            let stopped = || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')))
+            };
             wait_until(Duration::from_secs(5), "dockerd is stopped", stopped);
         }
     }
@@ -403,7 +442,11 @@ impl Engine {
             }
             let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
             // The parent pid is the second field after the command, which ends at the last ')'.
-            if let Some(ppid) = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok()) {
+            if let Some(ppid) = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok())
+            {
                 parents.push((pid, ppid));
             }
         }
@@ -503,12 +546,20 @@ impl Manager {
         if let Some(uid) = uid {
             cmd.uid(uid).gid(uid);
         }
-        let child = cmd.stdin(Stdio::null()).stdout(file.try_clone().expect("log")).stderr(file).env("RUST_LOG", "info,openraft=off").spawn().expect("start swarm manage");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .env("RUST_LOG", "info,openraft=off")
+            .spawn()
+            .expect("start swarm manage");
         let m = Manager { addr, child: Some(child), log, _dir: dir };
         if extra.iter().any(|a| *a == "--tls" || *a == "--tlsverify") {
             wait_until(Duration::from_secs(20), "the manager listens", || TcpStream::connect(&m.addr).is_ok());
         } else {
-            wait_until(Duration::from_secs(20), "the manager answers /_ping", || http(&m.addr, "GET", "/_ping", None).0 == 200);
+            wait_until(Duration::from_secs(20), "the manager answers /_ping", || {
+                http(&m.addr, "GET", "/_ping", None).0 == 200
+            });
         }
         m
     }
@@ -535,7 +586,9 @@ impl Manager {
 
     /// Like [`Manager::wait_healthy`], within `bound`.
     pub fn wait_healthy_within(&self, n: usize, bound: Duration) {
-        wait_until(bound, &format!("{n} nodes are Healthy"), || self.node_states().iter().filter(|(_, s)| s == "Healthy").count() == n);
+        wait_until(bound, &format!("{n} nodes are Healthy"), || {
+            self.node_states().iter().filter(|(_, s)| s == "Healthy").count() == n
+        });
     }
 
     /// (node name, status) pairs from `docker info`.
@@ -591,12 +644,25 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&[u8]>) -> (u16, 
 }
 
 /// [`http`] with a bound on waiting for the answer (a paused server accepts but never answers).
-pub fn http_within(addr: &str, method: &str, path: &str, body: Option<&[u8]>, bound: Duration) -> (u16, String, Vec<u8>) {
+pub fn http_within(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    bound: Duration,
+) -> (u16, String, Vec<u8>) {
     http_with_headers(addr, method, path, &[], body, bound)
 }
 
 /// [`http_within`] with extra request headers.
-pub fn http_with_headers(addr: &str, method: &str, path: &str, headers: &[(String, String)], body: Option<&[u8]>, bound: Duration) -> (u16, String, Vec<u8>) {
+pub fn http_with_headers(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Option<&[u8]>,
+    bound: Duration,
+) -> (u16, String, Vec<u8>) {
     let Ok(mut s) = TcpStream::connect(addr) else { return (0, String::new(), Vec::new()) };
     let _ = s.set_read_timeout(Some(bound));
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -869,7 +935,11 @@ impl Drop for Join {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("--- join {} log ---\n{}", self.advertise, std::fs::read_to_string(&self.log).unwrap_or_default());
+            eprintln!(
+                "--- join {} log ---\n{}",
+                self.advertise,
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
         }
     }
 }
@@ -905,7 +975,8 @@ impl Manager {
         }
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let pairs = v["SystemStatus"].as_array().cloned().unwrap_or_default();
-        let get = |k: &str| pairs.iter().find(|p| p[0] == k).and_then(|p| p[1].as_str()).unwrap_or_default().to_string();
+        let get =
+            |k: &str| pairs.iter().find(|p| p[0] == k).and_then(|p| p[1].as_str()).unwrap_or_default().to_string();
         (get("Role"), get("Primary"))
     }
 

@@ -29,7 +29,8 @@ pub struct RaftGroup {
 
 /// Raft timing for functional tests: heartbeats every 100 ms, elections after 1 to 2 s of
 /// silence (the default: 50 ms, 300 to 600 ms).
-pub const FUNCTIONAL_TEST_TIMING: &[&str] = &["--replication-heartbeat", "100ms", "--replication-election-timeout", "500ms"];
+pub const FUNCTIONAL_TEST_TIMING: &[&str] =
+    &["--replication-heartbeat", "100ms", "--replication-election-timeout", "500ms"];
 
 impl RaftGroup {
     /// Starts `n` managers, all with the same `--replication-peers`, and waits for one primary.
@@ -47,7 +48,10 @@ impl RaftGroup {
     /// The chaos campaign and the benches keep the default timing.
     pub fn start_with(n: usize, discovery: impl FnOnce(&str) -> String, extra: &[&str], own_users: bool) -> RaftGroup {
         let mut args: Vec<&str> = Vec::new();
-        if !extra.iter().any(|a| a.starts_with("--replication-election-timeout") || a.starts_with("--replication-heartbeat")) {
+        if !extra
+            .iter()
+            .any(|a| a.starts_with("--replication-election-timeout") || a.starts_with("--replication-heartbeat"))
+        {
             args.extend_from_slice(FUNCTIONAL_TEST_TIMING);
         }
         args.extend_from_slice(extra);
@@ -56,14 +60,29 @@ impl RaftGroup {
 
     /// Like [`RaftGroup::start_with`]; with `tmpfs_mib`, each member's data directory is a
     /// tmpfs of that size, which [`RaftGroup::fill_disk`] can fill.
-    pub fn start_on_disks(n: usize, discovery: impl FnOnce(&str) -> String, extra: &[&str], own_users: bool, tmpfs_mib: Option<u32>) -> RaftGroup {
+    pub fn start_on_disks(
+        n: usize,
+        discovery: impl FnOnce(&str) -> String,
+        extra: &[&str],
+        own_users: bool,
+        tmpfs_mib: Option<u32>,
+    ) -> RaftGroup {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let root = unique_dir("swarm-raft-");
         // Readable by a manager run as nobody.
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
         let discovery = discovery(&peers);
-        let mut g = RaftGroup { ms: Vec::new(), ports, initial: n, discovery, extra: extra.iter().map(|s| s.to_string()).collect(), own_users, tmpfs_mib, root };
+        let mut g = RaftGroup {
+            ms: Vec::new(),
+            ports,
+            initial: n,
+            discovery,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            own_users,
+            tmpfs_mib,
+            root,
+        };
         for i in 0..n {
             let m = g.launch(i);
             g.ms.push(Some(m));
@@ -129,9 +148,18 @@ impl RaftGroup {
         let data = self.data_dir(i);
         std::fs::create_dir_all(&data).unwrap();
         if let Some(mib) = self.tmpfs_mib {
-            let mounted = std::fs::read_to_string("/proc/mounts").unwrap_or_default().contains(&format!(" {} tmpfs ", data.display()));
+            let mounted = std::fs::read_to_string("/proc/mounts")
+                .unwrap_or_default()
+                .contains(&format!(" {} tmpfs ", data.display()));
             if !mounted {
-                let o = run(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={mib}m,mode=0777"), "tmpfs", data.to_str().unwrap()]));
+                let o = run(Command::new("mount").args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={mib}m,mode=0777"),
+                    "tmpfs",
+                    data.to_str().unwrap(),
+                ]));
                 assert!(o.status.success(), "mount tmpfs on {}: {}", data.display(), super::stderr(&o));
             }
         }
@@ -141,7 +169,15 @@ impl RaftGroup {
         }
         let peers = self.peers();
         let sock = self.sock(i);
-        let mut args = vec!["--replication", "--advertise", &me, "--replication-peers", &peers, "--data-dir", data.to_str().unwrap()];
+        let mut args = vec![
+            "--replication",
+            "--advertise",
+            &me,
+            "--replication-peers",
+            &peers,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ];
         if uid.is_some() {
             args.extend(["-H", sock.as_str()]);
         }
@@ -187,7 +223,8 @@ impl RaftGroup {
     pub fn primary(&self) -> Option<usize> {
         let running: Vec<usize> = self.running();
         let ms: Vec<&Manager> = running.iter().map(|i| self.m(*i)).collect();
-        let found: Vec<usize> = ms.iter().enumerate().filter(|(_, m)| m.role().0 == "primary").map(|(k, _)| running[k]).collect();
+        let found: Vec<usize> =
+            ms.iter().enumerate().filter(|(_, m)| m.role().0 == "primary").map(|(k, _)| running[k]).collect();
         (found.len() == 1).then(|| found[0])
     }
 
@@ -218,7 +255,14 @@ impl RaftGroup {
 
     /// `swarm members list` lines from member `via`.
     pub fn members(&self, via: usize) -> Vec<String> {
-        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["members", "list", "--manager", &self.addr(via), "--cluster-secret-file", super::secret_file()]));
+        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args([
+            "members",
+            "list",
+            "--manager",
+            &self.addr(via),
+            "--cluster-secret-file",
+            super::secret_file(),
+        ]));
         let mut lines: Vec<String> = super::stdout(&o).lines().map(str::to_string).collect();
         lines.sort();
         lines
@@ -226,7 +270,15 @@ impl RaftGroup {
 
     /// `swarm members add|remove addr` through member `via`; asserts success.
     pub fn change_members(&self, via: usize, action: &str, addr: &str) {
-        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args(["members", action, addr, "--manager", &self.addr(via), "--cluster-secret-file", super::secret_file()]));
+        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args([
+            "members",
+            action,
+            addr,
+            "--manager",
+            &self.addr(via),
+            "--cluster-secret-file",
+            super::secret_file(),
+        ]));
         assert!(o.status.success(), "swarm members {action} {addr}: {}", super::stderr(&o));
     }
 }
@@ -255,8 +307,24 @@ impl Partition {
     pub fn isolate(port: u16, uid: u32) -> Partition {
         require("iptables", "iptables");
         let rules = vec![
-            vec!["INPUT".to_string(), "-p".into(), "tcp".into(), "--dport".into(), port.to_string(), "-j".into(), "DROP".into()],
-            vec!["OUTPUT".to_string(), "-m".into(), "owner".into(), "--uid-owner".into(), uid.to_string(), "-j".into(), "DROP".into()],
+            vec![
+                "INPUT".to_string(),
+                "-p".into(),
+                "tcp".into(),
+                "--dport".into(),
+                port.to_string(),
+                "-j".into(),
+                "DROP".into(),
+            ],
+            vec![
+                "OUTPUT".to_string(),
+                "-m".into(),
+                "owner".into(),
+                "--uid-owner".into(),
+                uid.to_string(),
+                "-j".into(),
+                "DROP".into(),
+            ],
         ];
         for r in &rules {
             let o = run(Command::new("iptables").arg("-I").args(r));

@@ -12,7 +12,8 @@ use crate::body::{self, Body};
 use crate::cluster::ContainerRef;
 
 pub(super) async fn inspect(state: &ApiState, c: &ContainerRef, target: &str) -> Result<Response<Body>, ApiError> {
-    let (status, _, bytes) = c.client.call(Method::GET, target, None, &HeaderMap::new(), Some(c.client.timeout())).await?;
+    let (status, _, bytes) =
+        c.client.call(Method::GET, target, None, &HeaderMap::new(), Some(c.client.timeout())).await?;
     if !status.is_success() {
         return Err(ApiError::new(status, crate::transport::error_message(&bytes)));
     }
@@ -25,7 +26,8 @@ pub(super) async fn inspect(state: &ApiState, c: &ContainerRef, target: &str) ->
         })
     });
     let document = match node {
-        Some(node) => with_member(&bytes, "Node", &node).ok_or_else(|| ApiError::internal("the engine's answer is not a JSON object"))?,
+        Some(node) => with_member(&bytes, "Node", &node)
+            .ok_or_else(|| ApiError::internal("the engine's answer is not a JSON object"))?,
         None => bytes,
     };
     Ok(Response::builder()
@@ -64,7 +66,10 @@ mod tests {
     fn the_member_is_added_last_and_the_rest_is_kept_byte_for_byte() {
         let engine = b"{\"Id\":\"abc\",\"Config\":{\"Env\":[\"A=\\\"b\\\"\"]}}\n";
         let out = with_member(engine, "Node", &json!({"Name": "node-1"})).unwrap();
-        assert_eq!(&out[..], &b"{\"Id\":\"abc\",\"Config\":{\"Env\":[\"A=\\\"b\\\"\"]},\"Node\":{\"Name\":\"node-1\"}}\n"[..]);
+        assert_eq!(
+            &out[..],
+            &b"{\"Id\":\"abc\",\"Config\":{\"Env\":[\"A=\\\"b\\\"\"]},\"Node\":{\"Name\":\"node-1\"}}\n"[..]
+        );
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["Node"]["Name"], "node-1");
         assert_eq!(v["Config"]["Env"][0], "A=\"b\"");

@@ -18,8 +18,8 @@ use crate::api::router::Ctx;
 use crate::api::system::json_response;
 use crate::api::ApiState;
 use crate::body::Body;
-use crate::cluster::run_state::now_nanos;
 use crate::cluster::node::CachedContainer;
+use crate::cluster::run_state::now_nanos;
 use crate::cluster::NodeState;
 use crate::scheduler::ImageView;
 
@@ -52,10 +52,21 @@ impl Entry {
     fn row(&self) -> Row<'_> {
         static NOTHING: Value = Value::Null;
         let summary = self.parsed.as_ref().unwrap_or(&NOTHING);
-        Row { node: &self.node.name, id: self.id(), names: self.names(), summary, run: &self.c.facts.run, ancestor_match: self.ancestor_match }
+        Row {
+            node: &self.node.name,
+            id: self.id(),
+            names: self.names(),
+            summary,
+            run: &self.c.facts.run,
+            ancestor_match: self.ancestor_match,
+        }
     }
     fn status(&self, now: i128) -> String {
-        if self.node.healthy { self.c.facts.run.status(now) } else { "Host Down".to_string() }
+        if self.node.healthy {
+            self.c.facts.run.status(now)
+        } else {
+            "Host Down".to_string()
+        }
     }
 }
 
@@ -94,7 +105,8 @@ fn write_listed(out: &mut Vec<u8>, e: &Entry, now: i128, scratch: &mut String) {
             let _ = serde_json::to_writer(&mut *out, &status);
         }
     };
-    let mut present: Vec<(usize, (u32, u32))> = [at.names, at.state, at.status].into_iter().enumerate().filter_map(|(i, r)| Some((i, r?))).collect();
+    let mut present: Vec<(usize, (u32, u32))> =
+        [at.names, at.state, at.status].into_iter().enumerate().filter_map(|(i, r)| Some((i, r?))).collect();
     present.sort_unstable_by_key(|(_, (start, _))| *start);
     let mut pos = 0;
     for (which, (start, end)) in &present {
@@ -211,7 +223,8 @@ fn resolve_image<'a>(images: &'a [ImageView], value: &str) -> Option<&'a ImageVi
         return images.iter().find(|i| i.id.trim_start_matches("sha256:") == hex);
     }
     if !value.contains('@') {
-        let familiar = value.strip_prefix("docker.io/library/").or_else(|| value.strip_prefix("docker.io/")).unwrap_or(value);
+        let familiar =
+            value.strip_prefix("docker.io/library/").or_else(|| value.strip_prefix("docker.io/")).unwrap_or(value);
         let last = familiar.rsplit('/').next().unwrap_or(familiar);
         let tagged = if last.contains(':') { familiar.to_string() } else { format!("{familiar}:latest") };
         if let Some(i) = images.iter().find(|i| i.repo_tags.contains(&tagged)) {
@@ -228,7 +241,8 @@ fn resolve_image<'a>(images: &'a [ImageView], value: &str) -> Option<&'a ImageVi
 
 /// The image IDs `ancestor` selects on one node: the named images and their descendants.
 fn ancestor_ids(images: &[ImageView], values: &[&str]) -> HashSet<String> {
-    let mut set: HashSet<String> = values.iter().filter_map(|v| resolve_image(images, v)).map(|i| i.id.clone()).collect();
+    let mut set: HashSet<String> =
+        values.iter().filter_map(|v| resolve_image(images, v)).map(|i| i.id.clone()).collect();
     loop {
         let before = set.len();
         for i in images {
@@ -252,7 +266,9 @@ fn position(entries: &[Entry], value: &str) -> Result<usize, ApiError> {
     let hits: Vec<usize> = entries
         .iter()
         .enumerate()
-        .filter(|(_, e)| e.names().iter().any(|n| n.trim_start_matches('/') == want || format!("{}{n}", e.node.name) == want))
+        .filter(|(_, e)| {
+            e.names().iter().any(|n| n.trim_start_matches('/') == want || format!("{}{n}", e.node.name) == want)
+        })
         .map(|(i, _)| i)
         .collect();
     match hits.as_slice() {
@@ -267,22 +283,29 @@ fn select(state: &ApiState, ps: &Ps) -> Result<Option<(Vec<Entry>, Vec<usize>)>,
     let ancestors = ps.ancestors();
     let reads_summary = ps.reads_summary();
     // Under the node table's lock only long enough to take each node's entries by pointer.
-    let taken: Vec<(Arc<ListedNode>, Option<HashSet<String>>, Vec<Arc<CachedContainer>>)> = state.cluster.with_nodes(|nodes| {
-        nodes
-            .values()
-            .map(|n| {
-                let node = ListedNode { name: n.name().to_string(), key: n.addr.clone(), healthy: n.health.state() == NodeState::Healthy };
-                let ids = ancestors.as_ref().map(|a| ancestor_ids(&n.images, a));
-                (Arc::new(node), ids, n.containers.values().cloned().collect())
-            })
-            .collect()
-    });
+    let taken: Vec<(Arc<ListedNode>, Option<HashSet<String>>, Vec<Arc<CachedContainer>>)> =
+        state.cluster.with_nodes(|nodes| {
+            nodes
+                .values()
+                .map(|n| {
+                    let node = ListedNode {
+                        name: n.name().to_string(),
+                        key: n.addr.clone(),
+                        healthy: n.health.state() == NodeState::Healthy,
+                    };
+                    let ids = ancestors.as_ref().map(|a| ancestor_ids(&n.images, a));
+                    (Arc::new(node), ids, n.containers.values().cloned().collect())
+                })
+                .collect()
+        });
     let filtered = !ps.unfiltered();
     let mut entries: Vec<Entry> = Vec::with_capacity(taken.iter().map(|(_, _, cs)| cs.len()).sum());
     for (node, ids, containers) in taken {
         for c in containers {
             let parsed = (reads_summary || ids.is_some()).then(|| c.summary.parse());
-            let ancestor_match = ids.as_ref().is_none_or(|ids| ids.contains(parsed.as_ref().and_then(|p| p["ImageID"].as_str()).unwrap_or_default()));
+            let ancestor_match = ids.as_ref().is_none_or(|ids| {
+                ids.contains(parsed.as_ref().and_then(|p| p["ImageID"].as_str()).unwrap_or_default())
+            });
             let names = if filtered { c.names.iter().map(|n| format!("/{n}")).collect() } else { Vec::new() };
             entries.push(Entry { c, node: node.clone(), names, parsed, ancestor_match });
         }
@@ -350,7 +373,11 @@ pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiErro
     let now = now_nanos();
     if !ctx.query.bool("size") {
         let body = streamed(entries, chosen, now);
-        return Ok(Response::builder().status(StatusCode::OK).header(header::CONTENT_TYPE, "application/json").body(body).unwrap_or_else(|_| Response::new(crate::body::empty())));
+        return Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .unwrap_or_else(|_| Response::new(crate::body::empty())));
     }
     let mut scratch = String::new();
     let mut out: Vec<(String, Value)> = chosen
@@ -372,7 +399,8 @@ pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiErro
 async fn refresh_first(state: &ApiState, ps: &Ps) {
     let config = &state.config;
     let nodes = ps.values("node");
-    let every = !config.container_name_refresh_filter.is_empty() && ps.values("name").contains(&config.container_name_refresh_filter.as_str());
+    let every = !config.container_name_refresh_filter.is_empty()
+        && ps.values("name").contains(&config.container_name_refresh_filter.as_str());
     let by_node = config.refresh_on_node_filter && !nodes.is_empty();
     if !every && !by_node {
         return;
@@ -395,12 +423,21 @@ async fn add_sizes(state: &ApiState, ctx: &Ctx, out: &mut [(String, Value)]) {
     let mut sizes: HashMap<String, (Value, Value)> = HashMap::new();
     for n in state.cluster.nodes().into_iter().filter(|n| wanted.contains_key(&n.key)) {
         let filter = json!({"id": wanted[&n.key]}).to_string();
-        let query = form_urlencoded::Serializer::new(String::new()).append_pair("all", "1").append_pair("size", "1").append_pair("filters", &filter).finish();
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("all", "1")
+            .append_pair("size", "1")
+            .append_pair("filters", &filter)
+            .finish();
         let path = ctx.engine_path(n.api_version.as_deref(), "/containers/json", Some(&query));
-        if let Ok((s, _, bytes)) = n.client.call(Method::GET, &path, None, &HeaderMap::new(), Some(n.client.timeout())).await {
+        if let Ok((s, _, bytes)) =
+            n.client.call(Method::GET, &path, None, &HeaderMap::new(), Some(n.client.timeout())).await
+        {
             if s.is_success() {
                 for c in serde_json::from_slice::<Vec<Value>>(&bytes).unwrap_or_default() {
-                    sizes.insert(c["Id"].as_str().unwrap_or_default().to_string(), (c["SizeRw"].clone(), c["SizeRootFs"].clone()));
+                    sizes.insert(
+                        c["Id"].as_str().unwrap_or_default().to_string(),
+                        (c["SizeRw"].clone(), c["SizeRootFs"].clone()),
+                    );
                 }
             }
         }
@@ -422,7 +459,11 @@ mod tests {
     use super::*;
 
     fn image(id: &str, tags: &[&str], parent: &str) -> ImageView {
-        ImageView { id: format!("sha256:{id}"), repo_tags: tags.iter().map(|t| t.to_string()).collect(), parent: parent.to_string() }
+        ImageView {
+            id: format!("sha256:{id}"),
+            repo_tags: tags.iter().map(|t| t.to_string()).collect(),
+            parent: parent.to_string(),
+        }
     }
 
     fn written(summary: Value, healthy: bool) -> Value {
@@ -453,7 +494,8 @@ mod tests {
     fn ancestors_resolve_like_dockerd_and_take_descendants() {
         let base = "a".repeat(64);
         let child = "b".repeat(64);
-        let images = vec![image(&base, &["busybox:latest"], ""), image(&child, &["child:1"], &format!("sha256:{base}"))];
+        let images =
+            vec![image(&base, &["busybox:latest"], ""), image(&child, &["child:1"], &format!("sha256:{base}"))];
         for v in ["busybox", "busybox:latest", "docker.io/library/busybox", "aaaa", &base] {
             assert_eq!(ancestor_ids(&images, &[v]).len(), 2, "{v}");
         }

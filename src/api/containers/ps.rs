@@ -13,8 +13,24 @@ use crate::api::query::filter_values;
 use crate::cluster::run_state::RunState;
 
 /// The keys dockerd accepts, and swarm's `node`.
-const ACCEPTED: &[&str] =
-    &["ancestor", "before", "exited", "id", "isolation", "label", "name", "status", "health", "since", "volume", "network", "is-task", "publish", "expose", "node"];
+const ACCEPTED: &[&str] = &[
+    "ancestor",
+    "before",
+    "exited",
+    "id",
+    "isolation",
+    "label",
+    "name",
+    "status",
+    "health",
+    "since",
+    "volume",
+    "network",
+    "is-task",
+    "publish",
+    "expose",
+    "node",
+];
 const STATES: &[&str] = &["created", "restarting", "running", "removing", "paused", "exited", "dead"];
 const HEALTH: &[&str] = &["starting", "healthy", "unhealthy", "none"];
 
@@ -56,7 +72,9 @@ fn parse_port(p: &str) -> Result<u64, String> {
     match p.parse::<u64>() {
         Ok(n) if n <= u64::from(u16::MAX) => Ok(n),
         Ok(_) => Err(format!("strconv.ParseUint: parsing \"{p}\": value out of range")),
-        Err(_) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => Err(format!("strconv.ParseUint: parsing \"{p}\": value out of range")),
+        Err(_) if !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => {
+            Err(format!("strconv.ParseUint: parsing \"{p}\": value out of range"))
+        }
         Err(_) => Err(format!("strconv.ParseUint: parsing \"{p}\": invalid syntax")),
     }
 }
@@ -106,7 +124,9 @@ impl Ps {
     /// Validates as dockerd's router and `foldFilter` do, in their order.
     pub fn parse(query: &crate::api::query::Query, filters: Vec<(String, Vec<String>)>) -> Result<Ps, ApiError> {
         let limit = match query.get("limit").filter(|l| !l.is_empty()) {
-            Some(l) => l.parse::<i64>().map_err(|_| ApiError::internal(format!("strconv.Atoi: parsing \"{l}\": invalid syntax")))?,
+            Some(l) => l
+                .parse::<i64>()
+                .map_err(|_| ApiError::internal(format!("strconv.Atoi: parsing \"{l}\": invalid syntax")))?,
             None => 0,
         };
         if let Some((bad, _)) = filters.iter().find(|(k, _)| !ACCEPTED.contains(&k.as_str())) {
@@ -115,7 +135,10 @@ impl Ps {
         let values = |k: &str| filter_values(&filters, k);
         let mut exited = Vec::new();
         for v in values("exited") {
-            exited.push(v.parse::<i64>().map_err(|_| ApiError::internal(format!("strconv.Atoi: parsing \"{v}\": invalid syntax")))?);
+            exited.push(
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::internal(format!("strconv.Atoi: parsing \"{v}\": invalid syntax")))?,
+            );
         }
         let mut all = query.bool("all");
         for v in values("status") {
@@ -192,7 +215,13 @@ impl Ps {
         }
         let mut picked: Vec<bool> = rows
             .iter()
-            .map(|r| ids.iter().any(|want| !want.is_empty() && r.id.starts_with(want) && rows.iter().filter(|o| o.id.starts_with(want)).count() == 1))
+            .map(|r| {
+                ids.iter().any(|want| {
+                    !want.is_empty()
+                        && r.id.starts_with(want)
+                        && rows.iter().filter(|o| o.id.starts_with(want)).count() == 1
+                })
+            })
             .collect();
         if !names.is_empty() {
             for (i, r) in rows.iter().enumerate() {
@@ -219,7 +248,11 @@ impl Ps {
     /// Whether [`Ps::includes`] reads a row's summary (labels, mounts, networks, ports): a
     /// list parses the summaries only then.
     pub fn reads_summary(&self) -> bool {
-        self.has("label") || self.has("volume") || self.has("network") || !self.publish.is_empty() || !self.expose.is_empty()
+        self.has("label")
+            || self.has("volume")
+            || self.has("network")
+            || !self.publish.is_empty()
+            || !self.expose.is_empty()
     }
 
     /// `includeContainerInList` past the walk's `before`, `since` and `limit`.
@@ -294,7 +327,8 @@ impl Ps {
     fn network_matches(&self, summary: &Value) -> bool {
         let Some(nets) = summary["NetworkSettings"]["Networks"].as_object() else { return false };
         self.values("network").iter().any(|want| {
-            nets.contains_key(*want) || nets.values().any(|n| n["NetworkID"].as_str().is_some_and(|id| id.starts_with(want)))
+            nets.contains_key(*want)
+                || nets.values().any(|n| n["NetworkID"].as_str().is_some_and(|id| id.starts_with(want)))
         })
     }
 
@@ -355,7 +389,14 @@ mod tests {
     }
 
     fn row<'a>(summary: &'a Value, run: &'a RunState) -> Row<'a> {
-        Row { node: "node-1", id: summary["Id"].as_str().unwrap(), names: vec!["/web"], summary, run, ancestor_match: true }
+        Row {
+            node: "node-1",
+            id: summary["Id"].as_str().unwrap(),
+            names: vec!["/web"],
+            summary,
+            run,
+            ancestor_match: true,
+        }
     }
 
     #[test]

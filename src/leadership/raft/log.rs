@@ -297,7 +297,13 @@ mod tests {
     async fn replay_applies_truncations_and_purges_and_drops_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let mut bytes = Vec::new();
-        for r in [Record::Append(entry(1)), Record::Append(entry(2)), Record::Append(entry(3)), Record::Truncate(3), Record::Purge(entry(1).log_id)] {
+        for r in [
+            Record::Append(entry(1)),
+            Record::Append(entry(2)),
+            Record::Append(entry(3)),
+            Record::Truncate(3),
+            Record::Purge(entry(1).log_id),
+        ] {
             write_record(&mut bytes, &r).unwrap();
         }
         let good = bytes.len();

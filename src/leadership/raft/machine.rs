@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
-use openraft::{EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError, StoredMembership};
+use openraft::{
+    EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError, StoredMembership,
+};
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
@@ -127,7 +129,11 @@ impl Machine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
-        Ok(Machine { shared: Arc::new(RwLock::new(shared)), dir: dir.to_path_buf(), current: Arc::new(RwLock::new(current)) })
+        Ok(Machine {
+            shared: Arc::new(RwLock::new(shared)),
+            dir: dir.to_path_buf(),
+            current: Arc::new(RwLock::new(current)),
+        })
     }
 
     /// The shared state, for readers.
@@ -160,7 +166,9 @@ impl RaftSnapshotBuilder<TypeConfig> for Machine {
 impl RaftStateMachine<TypeConfig> for Machine {
     type SnapshotBuilder = Self;
 
-    async fn applied_state(&mut self) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>), StorageError<NodeId>> {
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>), StorageError<NodeId>> {
         let s = self.shared.read();
         Ok((s.applied, s.membership.clone()))
     }
@@ -195,7 +203,11 @@ impl RaftStateMachine<TypeConfig> for Machine {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta<NodeId, Node>, snapshot: Box<Cursor<Vec<u8>>>) -> Result<(), StorageError<NodeId>> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Node>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
         let data = snapshot.into_inner();
         let map: Map = codec::decode(&data).map_err(sm_err)?;
         {
@@ -209,7 +221,11 @@ impl RaftStateMachine<TypeConfig> for Machine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        Ok(self.current.read().as_ref().map(|s| Snapshot { meta: s.meta.clone(), snapshot: Box::new(Cursor::new(s.data.clone())) }))
+        Ok(self
+            .current
+            .read()
+            .as_ref()
+            .map(|s| Snapshot { meta: s.meta.clone(), snapshot: Box::new(Cursor::new(s.data.clone())) }))
     }
 }
 

@@ -114,7 +114,11 @@ impl RaftNode {
     /// membership from the peers list; every member does so with the same list, which openraft
     /// allows, so start order does not matter.
     /// RPCs to peers go over TLS with `tls`.
-    pub async fn start(s: &RaftSettings, tls: Option<Arc<rustls::ClientConfig>>, signer: crate::auth::Signer) -> Result<RaftNode, RaftFailure> {
+    pub async fn start(
+        s: &RaftSettings,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        signer: crate::auth::Signer,
+    ) -> Result<RaftNode, RaftFailure> {
         let storage = |source| RaftFailure::Storage { dir: s.data_dir.display().to_string(), source };
         let log = log::LogStore::open(&s.data_dir.join("raft")).map_err(storage)?;
         let sm = machine::Machine::open(&s.data_dir.join("raft")).map_err(storage)?;
@@ -137,12 +141,15 @@ impl RaftNode {
         let id = node_id(&s.advertise);
         let pristine = log.is_empty() && map.read().map.is_empty();
         let network = network::Network { tls, signer, retry_after: s.heartbeat };
-        let raft = Raft::new(id, Arc::new(config), network.clone(), log, sm).await.map_err(|e| RaftFailure::Raft(e.to_string()))?;
+        let raft = Raft::new(id, Arc::new(config), network.clone(), log, sm)
+            .await
+            .map_err(|e| RaftFailure::Raft(e.to_string()))?;
         let member = s.peers.contains(&s.advertise);
         if !member {
             info!(peers = ?s.peers, "Not among --replication-peers: waiting to be added with `swarm members add`.");
         } else if pristine && !raft.is_initialized().await.map_err(|e| RaftFailure::Raft(e.to_string()))? {
-            let members: BTreeMap<NodeId, BasicNode> = s.peers.iter().map(|p| (node_id(p), BasicNode { addr: p.clone() })).collect();
+            let members: BTreeMap<NodeId, BasicNode> =
+                s.peers.iter().map(|p| (node_id(p), BasicNode { addr: p.clone() })).collect();
             match raft.initialize(members).await {
                 Ok(()) => info!(peers = ?s.peers, "Raft group initialized."),
                 Err(e) => info!(error = %e, "Raft group already initialized."),
@@ -151,7 +158,14 @@ impl RaftNode {
         tokio::spawn(campaign_when_settled(raft.clone(), Duration::from_millis(election * 4)));
         let (heard, stop) = (prompt::Heard::new(), CancellationToken::new());
         let lease = Duration::from_millis(election * 2);
-        tokio::spawn(prompt::elect_promptly(raft.clone(), id, heard.clone(), lease, Duration::from_millis(election / 2), stop.clone()));
+        tokio::spawn(prompt::elect_promptly(
+            raft.clone(),
+            id,
+            heard.clone(),
+            lease,
+            Duration::from_millis(election / 2),
+            stop.clone(),
+        ));
         Ok(RaftNode { raft, map, id, heard, stop, network })
     }
 
@@ -233,7 +247,8 @@ impl RaftNode {
                 return None;
             }
             let membership = m.membership_config.membership();
-            let matched = |id: &NodeId| m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).map(|l| l.index);
+            let matched =
+                |id: &NodeId| m.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).map(|l| l.index);
             let best = membership.voter_ids().filter(|v| *v != self.id).max_by_key(matched)?;
             let addr = membership.get_node(&best)?.addr.clone();
             (best, addr)
@@ -246,7 +261,8 @@ impl RaftNode {
             loop {
                 {
                     let m = rx.borrow_and_update();
-                    let matched = m.replication.as_ref().and_then(|r| r.get(&candidate).cloned().flatten()).map(|l| l.index);
+                    let matched =
+                        m.replication.as_ref().and_then(|r| r.get(&candidate).cloned().flatten()).map(|l| l.index);
                     if m.state != ServerState::Leader || matched >= m.last_log_index {
                         return;
                     }

@@ -12,7 +12,10 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -71,7 +74,8 @@ impl Peer {
         let body = codec::encode(req).map_err(|e| CallError::Network(e.to_string()))?;
         let path = format!("{RPC_PREFIX}{rpc}");
         let headers = self.signer.headers(&Method::POST, &path, &body);
-        let sent = self.client.call(Method::POST, &path, Some(Bytes::from(body)), &headers, Some(option.hard_ttl())).await;
+        let sent =
+            self.client.call(Method::POST, &path, Some(Bytes::from(body)), &headers, Some(option.hard_ttl())).await;
         let (status, _, bytes) = match sent {
             Ok(r) => r,
             Err(e @ EngineError::Unreachable { .. }) => return Err(CallError::Unreachable(e)),
@@ -90,7 +94,9 @@ impl Peer {
         match e {
             CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
             CallError::Network(msg) => RPCError::Network(NetworkError::new(&std::io::Error::other(msg))),
-            CallError::Remote(e) => RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)),
+            CallError::Remote(e) => {
+                RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e))
+            }
         }
     }
 }
@@ -122,7 +128,8 @@ impl RaftNetwork<TypeConfig> for Peer {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>> {
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>>
+    {
         self.call("snapshot", &rpc, &option).await.map_err(|e| self.rpc_error(e))
     }
 

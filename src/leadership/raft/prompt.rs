@@ -69,7 +69,14 @@ impl Heard {
 /// the term then would depose the leader it may just have helped elect. Checked in the core,
 /// with vote requests held at the gate too, so that none is granted between the check and the
 /// election. False when no election was started.
-async fn campaign_if_silent(raft: &Raft<TypeConfig>, me: NodeId, heard: &Heard, lease: Duration, hold: Duration, silent_since: u64) -> bool {
+async fn campaign_if_silent(
+    raft: &Raft<TypeConfig>,
+    me: NodeId,
+    heard: &Heard,
+    lease: Duration,
+    hold: Duration,
+    silent_since: u64,
+) -> bool {
     let _closed = heard.gate.write().await;
     let held = raft
         .with_raft_state(move |s| {
@@ -81,7 +88,10 @@ async fn campaign_if_silent(raft: &Raft<TypeConfig>, me: NodeId, heard: &Heard, 
             // Held only briefly: a candidate that cannot win (its log is behind, or it died)
             // must not keep the others waiting, and a refused candidate also takes on, though
             // it granted nothing, the vote its refuser answered with.
-            let voted_elsewhere = !vote.is_committed() && vote.leader_id().get_term() > silent_since && vote.leader_id().voted_for().is_some_and(|v| v != me) && changed_within(hold);
+            let voted_elsewhere = !vote.is_committed()
+                && vote.leader_id().get_term() > silent_since
+                && vote.leader_id().voted_for().is_some_and(|v| v != me)
+                && changed_within(hold);
             leased || voted_elsewhere
         })
         .await;
@@ -114,14 +124,22 @@ fn campaign_turn(raft: &Raft<TypeConfig>, me: NodeId) -> (u32, u32) {
 /// and again, up to [`RETRIES`] times, once every round of turns while no leader is known: two
 /// followers that campaigned together split the vote, and one whose log is behind is refused;
 /// both would otherwise wait for openraft's own timer.
-pub async fn elect_promptly(raft: Raft<TypeConfig>, me: NodeId, heard: Heard, lease: Duration, jitter: Duration, cancel: CancellationToken) {
+pub async fn elect_promptly(
+    raft: Raft<TypeConfig>,
+    me: NodeId,
+    heard: Heard,
+    lease: Duration,
+    jitter: Duration,
+    cancel: CancellationToken,
+) {
     let mut rx = heard.at.subscribe();
     'silence: loop {
         let last = *rx.borrow_and_update();
         let heard_term = raft.metrics().borrow().current_term;
         if let Some(last) = last {
             let (turn, turns) = campaign_turn(&raft, me);
-            let mut due = last + lease + SKEW_MARGIN + jitter * turn + rand::rng().random_range(Duration::ZERO..=jitter / 2);
+            let mut due =
+                last + lease + SKEW_MARGIN + jitter * turn + rand::rng().random_range(Duration::ZERO..=jitter / 2);
             for attempt in 0..=RETRIES {
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -134,7 +152,12 @@ pub async fn elect_promptly(raft: Raft<TypeConfig>, me: NodeId, heard: Heard, le
                 due = Instant::now() + jitter * turns + rand::rng().random_range(Duration::ZERO..=jitter / 2);
                 if campaign_if_silent(&raft, me, &heard, lease, jitter, heard_term).await {
                     let arrived_ms = heard.arrived.lock().map(|a| a.elapsed().as_millis() as u64);
-                    tracing::info!(silent_ms = last.elapsed().as_millis() as u64, arrived_ms, attempt, "No leader heard for the lease: campaigned.");
+                    tracing::info!(
+                        silent_ms = last.elapsed().as_millis() as u64,
+                        arrived_ms,
+                        attempt,
+                        "No leader heard for the lease: campaigned."
+                    );
                 }
             }
         }

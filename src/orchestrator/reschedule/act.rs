@@ -14,10 +14,10 @@ use tracing::{error, info, warn};
 use super::plan::Candidate;
 use super::RESCHEDULES_PREFIX;
 use crate::cluster::{labels, NodeState, PendingCreate};
-use crate::transport::EngineError;
 use crate::orchestrator::orphans::{self, list_by_label};
 use crate::orchestrator::{CreateRequest, InFlight, Orchestrator, CREATES_PREFIX};
 use crate::scheduler::ContainerView;
+use crate::transport::EngineError;
 
 /// A reschedule record outlives a node that never comes back by this long.
 const RECORD_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -115,7 +115,9 @@ impl Act {
         // read before it took over the records.)
         match inner.store.list(RESCHEDULES_PREFIX.to_string()).await {
             Ok(records) => due.retain(|c| {
-                !records.iter().any(|(_, v)| serde_json::from_slice::<Rescheduled>(v).is_ok_and(|r| r.old_id == c.id && r.new_id.is_some()))
+                !records.iter().any(|(_, v)| {
+                    serde_json::from_slice::<Rescheduled>(v).is_ok_and(|r| r.old_id == c.id && r.new_id.is_some())
+                })
             }),
             Err(_) => return outcome,
         }
@@ -148,11 +150,17 @@ impl Act {
         for h in cluster.nodes().into_iter().filter(|h| h.state == NodeState::Healthy) {
             let list = h.client.get_json(&path).await.map_err(|e| format!("{}: {e}", h.name))?;
             for c in list.as_array().into_iter().flatten() {
-                let (Some(sid), Some(id)) = (c["Labels"][labels::SWARM_ID].as_str(), c["Id"].as_str()) else { continue };
+                let (Some(sid), Some(id)) = (c["Labels"][labels::SWARM_ID].as_str(), c["Id"].as_str()) else {
+                    continue;
+                };
                 if cluster.is_superseded(id) {
                     continue;
                 }
-                copies.entry(sid.to_string()).or_default().push((h.key.clone(), id.to_string(), c["Created"].as_i64().unwrap_or(0)));
+                copies.entry(sid.to_string()).or_default().push((
+                    h.key.clone(),
+                    id.to_string(),
+                    c["Created"].as_i64().unwrap_or(0),
+                ));
             }
         }
         Ok(copies)
@@ -189,14 +197,19 @@ impl Act {
             None => inner.cluster.unsupersede(&c.id),
         };
         let record = record_key(&c.swarm_id, &c.id);
-        let mut rescheduled = Rescheduled { from: c.node.clone(), old_id: c.id.clone(), running: c.running, new_id: None };
+        let mut rescheduled =
+            Rescheduled { from: c.node.clone(), old_id: c.id.clone(), running: c.running, new_id: None };
         let value = serde_json::to_vec(&rescheduled).unwrap_or_default();
         if let Err(e) = inner.store.put(record.clone(), value, Some(RECORD_TTL)).await {
             restore();
             return Err(format!("cannot record the reschedule: {e}"));
         }
         let config = c.body.as_object().cloned().unwrap_or_default();
-        let created = match self.orch.create(CreateRequest { config, name: c.name.clone(), auth: None, api_version: None, request_key: None }).await {
+        let created = match self
+            .orch
+            .create(CreateRequest { config, name: c.name.clone(), auth: None, api_version: None, request_key: None })
+            .await
+        {
             Ok(created) => created,
             Err(e) => {
                 restore();
@@ -221,7 +234,9 @@ impl Act {
         }
         info!(term = ?inner.leadership.acting_term(), name = ?c.name, from = %c.node, to = %created.node, "Container rescheduled.");
         rescheduled.new_id = Some(created.id.clone());
-        if let Err(e) = inner.store.put(record, serde_json::to_vec(&rescheduled).unwrap_or_default(), Some(RECORD_TTL)).await {
+        if let Err(e) =
+            inner.store.put(record, serde_json::to_vec(&rescheduled).unwrap_or_default(), Some(RECORD_TTL)).await
+        {
             warn!(swarm_id = %c.swarm_id, error = %e, "Cannot record the rescheduled copy.");
         }
         if !c.running {
@@ -331,7 +346,9 @@ impl Act {
     /// created: asked of the engines and the store, not the cache, which may lag.
     async fn restorable(&self, swarm_id: &str) -> bool {
         let Ok(copies) = self.copies_on_engines().await else { return false };
-        let Ok(in_flight) = self.orch.inner.store.list(format!("{CREATES_PREFIX}{swarm_id}")).await else { return false };
+        let Ok(in_flight) = self.orch.inner.store.list(format!("{CREATES_PREFIX}{swarm_id}")).await else {
+            return false;
+        };
         !copies.contains_key(swarm_id) && in_flight.is_empty()
     }
 
@@ -369,7 +386,10 @@ impl Act {
                 name: record.name.clone(),
                 cpus: 0,
                 memory: 0,
-                view: ContainerView { labels: [(labels::SWARM_ID.to_string(), swarm_id.clone())].into(), ..Default::default() },
+                view: ContainerView {
+                    labels: [(labels::SWARM_ID.to_string(), swarm_id.clone())].into(),
+                    ..Default::default()
+                },
             });
             let (cleaning, store) = (self.cleaning.clone(), inner.store.clone());
             tokio::spawn(async move {

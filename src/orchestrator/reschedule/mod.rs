@@ -70,7 +70,10 @@ pub async fn run(orch: Orchestrator, cancel: CancellationToken) {
 fn matters(event: &serde_json::Value) -> bool {
     match event["Type"].as_str() {
         Some("swarm") => true,
-        Some("container") => event.pointer("/Actor/Attributes").and_then(|a| a.get(crate::cluster::node::labels::RESCHEDULE_POLICIES)).is_some(),
+        Some("container") => event
+            .pointer("/Actor/Attributes")
+            .and_then(|a| a.get(crate::cluster::node::labels::RESCHEDULE_POLICIES))
+            .is_some(),
         _ => false,
     }
 }
@@ -81,7 +84,8 @@ async fn pass(orch: &Orchestrator, memory: &mut Memory, act: &act::Act) {
     let seen = cluster.with_nodes(plan::seen);
     let mut view = plan::observe(&seen, leading);
     view.removed = memory.known_ids().filter(|id| cluster.was_removed(id)).map(str::to_string).collect();
-    view.removed_swarm_ids = memory.known_swarm_ids().filter(|sid| cluster.was_removed_by_user(sid)).map(str::to_string).collect();
+    view.removed_swarm_ids =
+        memory.known_swarm_ids().filter(|sid| cluster.was_removed_by_user(sid)).map(str::to_string).collect();
     view.user_stopped = memory.known_ids().filter(|id| cluster.was_stopped_by_user(id)).map(str::to_string).collect();
     let now = Instant::now();
     memory.remember(&view, now);
@@ -116,7 +120,9 @@ mod tests {
         assert!(matters(&json!({"Type": "swarm", "Action": "engine_disconnect"})));
         let with_policy = json!({"Type": "container", "Action": "die", "Actor": {"ID": "c1", "Attributes": {RESCHEDULE_POLICIES: "[\"on-node-failure\"]"}}});
         assert!(matters(&with_policy));
-        assert!(!matters(&json!({"Type": "container", "Action": "start", "Actor": {"ID": "c2", "Attributes": {"name": "web"}}})));
+        assert!(!matters(
+            &json!({"Type": "container", "Action": "start", "Actor": {"ID": "c2", "Attributes": {"name": "web"}}})
+        ));
         assert!(!matters(&json!({"Type": "image", "Action": "pull"})));
     }
 }

@@ -71,7 +71,10 @@ pub struct Seen {
 
 /// Takes every node's state and derived views out of the node table.
 pub fn seen(nodes: &BTreeMap<String, Node>) -> Vec<Seen> {
-    nodes.iter().map(|(key, n)| Seen { key: key.clone(), state: n.health.state(), derived: n.derived().clone() }).collect()
+    nodes
+        .iter()
+        .map(|(key, n)| Seen { key: key.clone(), state: n.health.state(), derived: n.derived().clone() })
+        .collect()
 }
 
 /// Reads the view out of what [`seen`] took.
@@ -194,7 +197,9 @@ impl Memory {
     /// gone for good, all of whose containers live elsewhere.
     pub fn settle(&mut self, view: &View) {
         self.leading = view.leading;
-        self.known.retain(|node, cands| view.present.contains(node) || cands.iter().any(|c| !view.live.contains(&c.swarm_id)));
+        self.known.retain(|node, cands| {
+            view.present.contains(node) || cands.iter().any(|c| !view.live.contains(&c.swarm_id))
+        });
     }
 }
 
@@ -234,7 +239,14 @@ mod tests {
     use super::*;
 
     fn cand(node: &str, sid: &str, running: bool) -> Candidate {
-        Candidate { node: node.into(), id: format!("{sid}-on-{node}"), swarm_id: sid.into(), name: Some(sid.into()), body: Arc::new(Value::Null), running }
+        Candidate {
+            node: node.into(),
+            id: format!("{sid}-on-{node}"),
+            swarm_id: sid.into(),
+            name: Some(sid.into()),
+            body: Arc::new(Value::Null),
+            running,
+        }
     }
 
     /// A node seen in `state`, holding containers `(id, swarm ID, reschedulable)`.
@@ -272,7 +284,10 @@ mod tests {
         assert_eq!(v.healthy["a"].iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c1"]);
         assert!(v.failed.contains("c") && v.present.len() == 3);
         assert!(!v.doubled, "a copy on a failed node is no double");
-        let across = [seen_node("a", NodeState::Healthy, &[("c1", "s1", true)]), seen_node("b", NodeState::Healthy, &[("c5", "s1", true)])];
+        let across = [
+            seen_node("a", NodeState::Healthy, &[("c1", "s1", true)]),
+            seen_node("b", NodeState::Healthy, &[("c5", "s1", true)]),
+        ];
         assert!(observe(&across, true).doubled);
         let within = [seen_node("a", NodeState::Healthy, &[("c1", "s1", true), ("c6", "s1", true)])];
         assert!(observe(&within, true).doubled);
@@ -347,7 +362,10 @@ mod tests {
     fn a_container_alive_elsewhere_is_not_due() {
         let now = Instant::now();
         let m = seen_b(now);
-        assert_eq!(due(&plan(&m, &view(true, vec![cand("a", "web", true)], &["b"]), now)), vec![("job".to_string(), false)]);
+        assert_eq!(
+            due(&plan(&m, &view(true, vec![cand("a", "web", true)], &["b"]), now)),
+            vec![("job".to_string(), false)]
+        );
     }
 
     #[test]
@@ -376,7 +394,9 @@ mod tests {
         assert_eq!(d, vec![("job".to_string(), false), ("web".to_string(), true)]);
         // Long after the stop, the stop was the user's: it stays stopped.
         m.remember(&failed_b, now + RAN_RECENTLY + Duration::from_secs(2));
-        assert!(due(&plan(&m, &failed_b, now + RAN_RECENTLY + Duration::from_secs(2))).iter().all(|(_, running)| !running));
+        assert!(due(&plan(&m, &failed_b, now + RAN_RECENTLY + Duration::from_secs(2)))
+            .iter()
+            .all(|(_, running)| !running));
     }
 
     #[test]
