@@ -8,6 +8,11 @@ command -v cargo >/dev/null || { echo "cargo is missing: install the Rust toolch
 # The dependency rules of ARCHITECTURE.md (the scheduler stays pure, nothing below the API
 # front imports it, nothing imports the composition root).
 bash scripts/check-layout.sh
+# Formatted and lint-clean, or the run fails here.
+cargo fmt --version >/dev/null 2>&1 || { echo "rustfmt is missing: rustup component add rustfmt" >&2; exit 1; }
+cargo clippy --version >/dev/null 2>&1 || { echo "clippy is missing: rustup component add clippy" >&2; exit 1; }
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
 # Benchmarks are built (so they keep compiling) but not run: `cargo bench` runs them.
 cargo build --all-targets
 # Engines are heavy on 2 cores: bound how many tests start theirs at once.

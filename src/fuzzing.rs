@@ -91,8 +91,11 @@ pub fn engine_json(data: &[u8]) {
     let _ = crate::cluster::events::normalize(v, &json!({"Name": "node-1", "Addr": "127.0.0.1:1"}));
 }
 
+/// A fuzz target: its name and the function that takes the input.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target, by name: what `fuzz/` and the corpus replay run.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("request_target", request_target),
     ("expression", expression),
     ("discovery_url", discovery_url),

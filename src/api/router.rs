@@ -69,17 +69,21 @@ pub fn journaled(method: &Method, path: &str) -> bool {
     let (_, rest) = version::split_path(path);
     let segs: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
     use Method as M;
-    match (method, segs.as_slice()) {
-        (&M::POST, ["containers", "create"]) => true,
-        (
-            &M::POST,
-            ["containers", _, "start" | "stop" | "kill" | "restart" | "pause" | "unpause" | "rename" | "update" | "exec"],
-        ) => true,
-        (&M::DELETE, ["containers", _]) => true,
-        (&M::POST, ["networks", "create"] | ["networks", _, "connect" | "disconnect"] | ["volumes", "create"]) => true,
-        (&M::DELETE, ["networks", _] | ["volumes", _]) => true,
-        _ => false,
-    }
+    matches!(
+        (method, segs.as_slice()),
+        (&M::POST, ["containers", "create"])
+            | (
+                &M::POST,
+                [
+                    "containers",
+                    _,
+                    "start" | "stop" | "kill" | "restart" | "pause" | "unpause" | "rename" | "update" | "exec"
+                ]
+            )
+            | (&M::DELETE, ["containers", _])
+            | (&M::POST, ["networks", "create"] | ["networks", _, "connect" | "disconnect"] | ["volumes", "create"])
+            | (&M::DELETE, ["networks", _] | ["volumes", _])
+    )
 }
 
 async fn dispatch(state: &ApiState, req: Request<Body>) -> (&'static str, Result<Response<Body>, ApiError>) {

@@ -44,9 +44,9 @@ pub async fn handle(state: &ControlPlane, req: Request<Bytes>, manager_signed: b
     if !serves(state, token) {
         return error(StatusCode::NOT_FOUND, "no such cluster token on this manager");
     }
-    match req.method() {
-        &Method::GET => json_response(StatusCode::OK, &serde_json::json!(state.tokens.entries(token))),
-        &Method::POST => {
+    match *req.method() {
+        Method::GET => json_response(StatusCode::OK, &serde_json::json!(state.tokens.entries(token))),
+        Method::POST => {
             let Some(ttl) = query_param(&req, "ttl").and_then(|t| t.parse::<u64>().ok()) else {
                 return error(StatusCode::BAD_REQUEST, "ttl (seconds) is required");
             };
@@ -63,7 +63,7 @@ pub async fn handle(state: &ControlPlane, req: Request<Bytes>, manager_signed: b
             }
             Response::new(body::empty())
         }
-        &Method::DELETE if manager_signed => {
+        Method::DELETE if manager_signed => {
             state.tokens.delete(token);
             Response::new(body::empty())
         }

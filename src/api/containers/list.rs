@@ -277,27 +277,31 @@ fn position(entries: &[Entry], value: &str) -> Result<usize, ApiError> {
     }
 }
 
+/// Every listed entry, and the indexes of those the filters keep.
+type Selected = (Vec<Entry>, Vec<usize>);
+/// A node's part of a list: the node, the names it holds (when a filter reads them), its containers.
+type Taken = (Arc<ListedNode>, Option<HashSet<String>>, Vec<Arc<CachedContainer>>);
+
 /// The containers a list shows, newest first: every cached one, then the filters. `None`
 /// when a `before` filter leaves nothing.
-fn select(state: &ApiState, ps: &Ps) -> Result<Option<(Vec<Entry>, Vec<usize>)>, ApiError> {
+fn select(state: &ApiState, ps: &Ps) -> Result<Option<Selected>, ApiError> {
     let ancestors = ps.ancestors();
     let reads_summary = ps.reads_summary();
     // Under the node table's lock only long enough to take each node's entries by pointer.
-    let taken: Vec<(Arc<ListedNode>, Option<HashSet<String>>, Vec<Arc<CachedContainer>>)> =
-        state.cluster.with_nodes(|nodes| {
-            nodes
-                .values()
-                .map(|n| {
-                    let node = ListedNode {
-                        name: n.name().to_string(),
-                        key: n.addr.clone(),
-                        healthy: n.health.state() == NodeState::Healthy,
-                    };
-                    let ids = ancestors.as_ref().map(|a| ancestor_ids(&n.images, a));
-                    (Arc::new(node), ids, n.containers.values().cloned().collect())
-                })
-                .collect()
-        });
+    let taken: Vec<Taken> = state.cluster.with_nodes(|nodes| {
+        nodes
+            .values()
+            .map(|n| {
+                let node = ListedNode {
+                    name: n.name().to_string(),
+                    key: n.addr.clone(),
+                    healthy: n.health.state() == NodeState::Healthy,
+                };
+                let ids = ancestors.as_ref().map(|a| ancestor_ids(&n.images, a));
+                (Arc::new(node), ids, n.containers.values().cloned().collect())
+            })
+            .collect()
+    });
     let filtered = !ps.unfiltered();
     let mut entries: Vec<Entry> = Vec::with_capacity(taken.iter().map(|(_, _, cs)| cs.len()).sum());
     for (node, ids, containers) in taken {
