@@ -169,10 +169,12 @@ impl Journal {
                 let rx = tx.subscribe();
                 let journal = self.clone();
                 tokio::spawn(async move {
-                    // Whatever happens to the caller, the run finishes and its answer is kept.
+                    // Whatever happens to the caller, the run finishes and its answer is kept;
+                    // a run that ends without one (a panic) releases those waiting on it.
+                    let mut run = Run { journal, key, finished: false };
                     let (route, resp) = serve.await;
                     let answer = Answer::read(route, resp).await;
-                    journal.finish(&key, answer);
+                    run.finish(answer);
                     drop(tx);
                 });
                 rx
@@ -188,6 +190,28 @@ impl Journal {
                 "journal",
                 super::ApiError::internal("the request's first run ended without an answer").into_response(),
             ),
+        }
+    }
+}
+
+/// One run of a request, which always ends its journal entry.
+struct Run {
+    journal: std::sync::Arc<Journal>,
+    key: RequestKey,
+    finished: bool,
+}
+
+impl Run {
+    fn finish(&mut self, answer: Result<Answer, String>) {
+        self.finished = true;
+        self.journal.finish(&self.key, answer);
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.journal.finish(&self.key, Err("the run ended without an answer".to_string()));
         }
     }
 }
@@ -241,6 +265,20 @@ mod tests {
         let again = journal.keep(key, async { ok(99) }).await;
         assert_eq!(text(again).await.1, "{\"n\":0}", "the resend gets the first run's answer");
         assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_run_that_panics_releases_those_waiting_and_runs_again() {
+        let journal = Arc::new(Journal::new(Duration::from_secs(60), 100));
+        let key = RequestKey::of("id-3", &Method::POST, "/containers/x/kill", b"");
+        let failed = journal.keep(key.clone(), async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            panic!("a handler failed");
+        });
+        let (status, _) = text(tokio::time::timeout(Duration::from_secs(5), failed).await.expect("released")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        let again = journal.keep(key, async { ok(7) }).await;
+        assert_eq!(text(again).await.1, "{\"n\":7}", "a request whose run failed runs again when sent again");
     }
 
     #[test]

@@ -145,8 +145,10 @@ impl Orchestrator {
         let records = store.list(record_key.clone()).await.map_err(store_failure)?;
         let earlier =
             records.iter().find(|(k, _)| *k == record_key).and_then(|(_, v)| serde_json::from_slice::<Begun>(v).ok());
-        let now = seen(c).await?;
+        // Only a start's evidence needs the state before it: its start time.
+        let starts = matches!(action, "start" | "restart");
         if let Some(b) = earlier.filter(|b| b.id == c.id && b.action == action) {
+            let now = seen(c).await?;
             let applied = match action {
                 "start" | "restart" => now.started_at != b.started_at,
                 "stop" | "kill" => !now.running,
@@ -160,7 +162,8 @@ impl Orchestrator {
             }
             return Ok(applied);
         }
-        let begun = Begun { action: action.to_string(), id: c.id.clone(), started_at: now.started_at };
+        let started_at = if starts { seen(c).await?.started_at } else { None };
+        let begun = Begun { action: action.to_string(), id: c.id.clone(), started_at };
         let value = serde_json::to_vec(&begun).unwrap_or_default();
         store.put(record_key, value, Some(self.inner.settings.request_memory)).await.map_err(store_failure)?;
         Ok(false)
