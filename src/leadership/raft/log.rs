@@ -1,10 +1,10 @@
 //! The Raft log and vote on disk. The log is one append-only file of checksummed records
 //! (appends, truncations, purges) replayed at start; a purge rewrites it, so the file holds
 //! only what follows the last snapshot. The vote is its own small file, replaced atomically.
-//! `append` reports completion only after `fsync`, which a thread of its own runs, in order:
-//! an `fsync` slowed by a busy disk then holds no worker thread of the async runtime (two on a
-//! two-core host), where it would stall API requests and engine probes. (openraft 0.9's core
-//! still waits for the flush before its next step, heartbeats included.)
+//! `append` reports completion only after `fsync`, which a thread of its own runs, in order;
+//! the vote's, a truncation's and a purge's writes run on tokio's blocking threads. No `fsync`
+//! slowed by a busy disk holds the thread Raft's timers and heartbeats run on (openraft 0.9's
+//! core still waits for the flush before its next step).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -94,6 +94,11 @@ fn read_records(bytes: &[u8]) -> (Vec<Record>, usize) {
     (records, at)
 }
 
+/// Runs file work on tokio's blocking threads.
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(std::io::Error::other)?
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers see old or new.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
@@ -149,14 +154,13 @@ impl LogStore {
         Ok(LogStore { inner: Arc::new(Mutex::new(inner)) })
     }
 
-    #[allow(clippy::result_large_err)] // openraft's own error type
-    fn write(&self, records: &[Record]) -> Result<(), StorageIOError<NodeId>> {
+    fn write(&self, records: &[Record]) -> std::io::Result<()> {
         let mut inner = self.inner.lock();
         for r in records {
-            write_record(&mut inner.file, r).map_err(io_err)?;
+            write_record(&mut inner.file, r)?;
         }
-        inner.file.flush().map_err(io_err)?;
-        inner.file.get_ref().sync_data().map_err(io_err)
+        inner.file.flush()?;
+        inner.file.get_ref().sync_data()
     }
 
     /// Rewrites the file with only the live entries (after a purge).
@@ -211,9 +215,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let bytes = codec::encode(vote).map_err(|e| StorageIOError::write_vote(openraft::AnyError::new(&e)))?;
-        let dir = self.inner.lock().dir.clone();
-        replace_file(&dir.join("vote"), &bytes).map_err(|e| StorageIOError::write_vote(openraft::AnyError::new(&e)))?;
+        let failed = |e: &dyn std::error::Error| StorageIOError::write_vote(openraft::AnyError::error(e.to_string()));
+        let bytes = codec::encode(vote).map_err(|e| failed(&e))?;
+        let path = self.inner.lock().dir.join("vote");
+        blocking(move || replace_file(&path, &bytes)).await.map_err(|e| failed(&e))?;
         self.inner.lock().vote = Some(*vote);
         Ok(())
     }
@@ -270,16 +275,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.write(&[Record::Truncate(log_id.index)])?;
-        self.inner.lock().entries.split_off(&log_id.index);
+        let store = self.clone();
+        blocking(move || {
+            store.write(&[Record::Truncate(log_id.index)])?;
+            store.inner.lock().entries.split_off(&log_id.index);
+            Ok(())
+        })
+        .await
+        .map_err(io_err)?;
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        let mut inner = self.inner.lock();
-        inner.entries = inner.entries.split_off(&(log_id.index + 1));
-        inner.purged = Some(log_id);
-        Self::compact(&mut inner).map_err(io_err)?;
+        let store = self.clone();
+        blocking(move || {
+            let mut inner = store.inner.lock();
+            inner.entries = inner.entries.split_off(&(log_id.index + 1));
+            inner.purged = Some(log_id);
+            Self::compact(&mut inner)
+        })
+        .await
+        .map_err(io_err)?;
         Ok(())
     }
 }

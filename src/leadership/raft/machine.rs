@@ -15,7 +15,7 @@ use openraft::{
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use super::log::replace_file;
+use super::log::{blocking, replace_file};
 use super::{codec, NodeId, TypeConfig};
 
 type Entry = openraft::Entry<TypeConfig>;
@@ -141,10 +141,17 @@ impl Machine {
         self.shared.clone()
     }
 
-    #[allow(clippy::result_large_err)] // openraft's own error type
-    fn save(&self, snap: StoredSnapshot) -> Result<(), StorageError<NodeId>> {
-        let bytes = codec::encode(&snap).map_err(sm_err)?;
-        replace_file(&self.dir.join("snapshot"), &bytes).map_err(sm_err)?;
+    /// Writes a snapshot to disk on a blocking thread (a large map must not hold the thread
+    /// Raft's heartbeats run on), then keeps it as the current one.
+    async fn save(&self, snap: StoredSnapshot) -> Result<(), StorageError<NodeId>> {
+        let path = self.dir.join("snapshot");
+        let snap = blocking(move || {
+            let bytes = codec::encode(&snap).map_err(std::io::Error::other)?;
+            replace_file(&path, &bytes)?;
+            Ok(snap)
+        })
+        .await
+        .map_err(sm_err)?;
         *self.current.write() = Some(snap);
         Ok(())
     }
@@ -158,7 +165,7 @@ impl RaftSnapshotBuilder<TypeConfig> for Machine {
         };
         let id = applied.map_or_else(|| "none".to_string(), |l| format!("{}-{}", l.leader_id, l.index));
         let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id: id };
-        self.save(StoredSnapshot { meta: meta.clone(), data: data.clone() })?;
+        self.save(StoredSnapshot { meta: meta.clone(), data: data.clone() }).await?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
@@ -217,7 +224,7 @@ impl RaftStateMachine<TypeConfig> for Machine {
             s.applied = meta.last_log_id;
             s.membership = meta.last_membership.clone();
         }
-        self.save(StoredSnapshot { meta: meta.clone(), data })
+        self.save(StoredSnapshot { meta: meta.clone(), data }).await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
