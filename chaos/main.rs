@@ -214,6 +214,7 @@ fn campaign(mode: Mode, opts: &Options) -> report::Findings {
     for (addr, log) in t.logs() {
         std::fs::write(dir.join(format!("manager-{}.log", addr.replace(':', "-"))), log).expect("manager log");
     }
+    std::fs::write(dir.join("haproxy.log"), t.lb.log()).expect("haproxy log");
     report::Findings {
         mode,
         seed: opts.seed,

@@ -12,7 +12,7 @@ use super::router::{encode_segment, Ctx};
 use super::{proxy, ApiState};
 use crate::body::{self, Body};
 use crate::cluster::{ContainerRef, NodeState};
-use crate::orchestrator::CreateRequest;
+use crate::orchestrator::{CreateRequest, EarlierRun};
 
 mod inspect;
 mod list;
@@ -205,9 +205,10 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Re
         (&Method::POST, Some(a @ ("start" | "stop" | "kill" | "restart" | "pause" | "unpause" | "rename"))) => Some(a),
         _ => None,
     };
+    let mut earlier = EarlierRun::None;
     if let (Some(k), Some(change)) = (&key, change) {
-        let new_name = ctx.query.get("name");
-        if state.orchestrator.change_applied_before(k, &c, change, new_name).await? {
+        earlier = state.orchestrator.change_applied_before(k, &c, change, ctx.query.get("name")).await?;
+        if earlier == EarlierRun::Applied {
             // What the earlier run would have remembered of the user's intent.
             match change {
                 "stop" | "kill" => state.cluster.stopped_by_user(&c.id, true),
@@ -241,7 +242,10 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Re
             forward_and_refresh(state, ctx, &c, req, &target).await
         }
         (&Method::DELETE, None) => {
-            let resp = proxy::forward(state, &c.client, req, &target).await?;
+            let mut resp = proxy::forward(state, &c.client, req, &target).await?;
+            if earlier == EarlierRun::Unsettled && resp.status() == StatusCode::CONFLICT {
+                resp = removal_in_progress(state, &c, resp).await?;
+            }
             if resp.status().is_success() {
                 state.cluster.forget_removed(&c.node, &c.id);
                 // A reschedule may have replaced it while the removal was in flight: the user
@@ -257,6 +261,31 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Re
         }
         _ => proxy::forward(state, &c.client, req, &target).await,
     }
+}
+
+/// How long a removal sent again waits for the engine to finish the one an earlier run began.
+const REMOVAL_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A removal sent again while the engine still works on the one an earlier run began (dockerd
+/// answers 409 "removal of container … is already in progress"): done once that one is.
+async fn removal_in_progress(
+    state: &ApiState,
+    c: &ContainerRef,
+    resp: Response<Body>,
+) -> Result<Response<Body>, ApiError> {
+    let (parts, incoming) = resp.into_parts();
+    let bytes = body::collect_limited(incoming, state.config.limits.max_body_bytes).await?;
+    if !crate::transport::error_message(&bytes).contains("is already in progress") {
+        return Ok(Response::from_parts(parts, body::full(bytes)));
+    }
+    let deadline = tokio::time::Instant::now() + REMOVAL_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        match c.client.get_ok(&format!("/containers/{}/json", c.id)).await {
+            Err(crate::transport::EngineError::Status { status: StatusCode::NOT_FOUND, .. }) => return Ok(no_content()),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    Ok(Response::from_parts(parts, body::full(bytes)))
 }
 
 /// 204 with no body: what dockerd answers a change it made.

@@ -292,7 +292,7 @@ async fn send_on_link(state: &ApiState, mut req: Request<Body>, leader: &str, li
         // gives up: the request then goes to the next one.
         let sent = tokio::select! {
             sent = sender.try_send_request(req) => sent,
-            _ = leader_moved(state, leader) => return Sent::Lost("the primary changed while the request was in flight".to_string()),
+            _ = moved_a_while_ago(state, leader) => return Sent::Lost("the primary changed while the request was in flight".to_string()),
         };
         match sent {
             Ok(resp) => {
@@ -307,6 +307,17 @@ async fn send_on_link(state: &ApiState, mut req: Request<Body>, leader: &str, li
             },
         }
     }
+}
+
+/// How long a leader that has been replaced still gets to answer a request it took: one that
+/// stopped gracefully finishes what it began, and a request sent again meanwhile would run
+/// beside it; one frozen or cut off is given up after this.
+const REPLACED_LEADER_GRACE: Duration = Duration::from_secs(1);
+
+/// Resolves [`REPLACED_LEADER_GRACE`] after this manager stopped forwarding to `leader`.
+async fn moved_a_while_ago(state: &ApiState, leader: &str) {
+    leader_moved(state, leader).await;
+    tokio::time::sleep(REPLACED_LEADER_GRACE).await;
 }
 
 /// Resolves once this manager no longer forwards to `leader`.

@@ -124,21 +124,32 @@ async fn seen(c: &crate::cluster::ContainerRef) -> Result<Seen, Error> {
     })
 }
 
+/// What an earlier run of a container change did, as far as the store and the engine tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlierRun {
+    /// None began: this run records the change and makes it.
+    None,
+    /// One began, and the engine shows it done: answer as done.
+    Applied,
+    /// One began, and the engine does not show it done (it never reached the engine, or the
+    /// engine is still at it): this run makes it.
+    Unsettled,
+}
+
 impl Orchestrator {
-    /// Before `action` on container `c`, asked under request `key`: true when an earlier run
-    /// of this very request (by a leader that then died) already applied it, as the engine
-    /// shows; otherwise the change is recorded, and is this run's to make. `new_name` is a
-    /// rename's.
+    /// Before `action` on container `c`, asked under request `key`: what an earlier run of this
+    /// very request (by a leader that then died or stepped down) did, as the engine shows; when
+    /// none began, the change is recorded first. `new_name` is a rename's.
     pub async fn change_applied_before(
         &self,
         key: &str,
         c: &crate::cluster::ContainerRef,
         action: &str,
         new_name: Option<&str>,
-    ) -> Result<bool, Error> {
+    ) -> Result<EarlierRun, Error> {
         // A single manager has no successor: its journal answers its own resends.
         if !self.inner.leadership.is_replicated() {
-            return Ok(false);
+            return Ok(EarlierRun::None);
         }
         let store = &self.inner.store;
         let record_key = format!("{CHANGES_PREFIX}{key}");
@@ -157,16 +168,17 @@ impl Orchestrator {
                 "rename" => new_name.is_some_and(|n| n.trim_start_matches('/') == now.name),
                 _ => false,
             };
-            if applied {
-                tracing::info!(id = %c.id, action, "A change sent again had been made by an earlier leader; answering with it.");
+            if !applied {
+                return Ok(EarlierRun::Unsettled);
             }
-            return Ok(applied);
+            tracing::info!(id = %c.id, action, "A change sent again had been made by an earlier leader; answering with it.");
+            return Ok(EarlierRun::Applied);
         }
         let started_at = if starts { seen(c).await?.started_at } else { None };
         let begun = Begun { action: action.to_string(), id: c.id.clone(), started_at };
         let value = serde_json::to_vec(&begun).unwrap_or_default();
         store.put(record_key, value, Some(self.inner.settings.request_memory)).await.map_err(store_failure)?;
-        Ok(false)
+        Ok(EarlierRun::None)
     }
 
     /// Whether a removal sent under request `key` was begun by an earlier run (the container

@@ -26,6 +26,7 @@ use crate::store::Store;
 use crate::transport::EngineError;
 
 pub use create::{CreateRequest, Created, InFlight, CREATES_PREFIX};
+pub use earlier::EarlierRun;
 pub use orphans::{list_by_label, remove as force_remove};
 pub use spec::{build_spec, image_reference};
 

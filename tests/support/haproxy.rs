@@ -11,13 +11,17 @@ pub struct LoadBalancer {
     /// Where it listens.
     pub addr: String,
     child: Child,
-    _dir: Option<tempfile::TempDir>,
+    dir: tempfile::TempDir,
 }
 
 impl LoadBalancer {
     /// Starts HAProxy with `haproxy/haproxy.cfg` over `managers` (three addresses).
     pub fn start(managers: &[String]) -> LoadBalancer {
-        Self::spawn(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/haproxy/haproxy.cfg")), managers, None)
+        Self::spawn(
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/haproxy/haproxy.cfg")),
+            managers,
+            super::unique_dir("swarm-haproxy-"),
+        )
     }
 
     /// HAProxy in HTTP mode (it parses every request and response, as a follower does) with
@@ -32,13 +36,19 @@ impl LoadBalancer {
         )
         .expect("haproxy config");
         let b = backend.to_string();
-        Self::spawn(&cfg, &[b.clone(), b.clone(), b], Some(dir))
+        Self::spawn(&cfg, &[b.clone(), b.clone(), b], dir)
     }
 
-    fn spawn(cfg: &Path, managers: &[String], dir: Option<tempfile::TempDir>) -> LoadBalancer {
+    fn spawn(cfg: &Path, managers: &[String], dir: tempfile::TempDir) -> LoadBalancer {
         let bin = require("haproxy", "haproxy");
         let addr = format!("127.0.0.1:{}", free_port());
+        // A first file gives the configuration a log target: its connections, to `log()`.
+        let logging = dir.path().join("logging.cfg");
+        std::fs::write(&logging, "global\n    log stderr format raw local0\n").expect("haproxy logging config");
+        let log = std::fs::File::create(dir.path().join("log")).expect("haproxy log");
         let child = Command::new(bin)
+            .arg("-f")
+            .arg(&logging)
             .arg("-f")
             .arg(cfg)
             .arg("-db")
@@ -48,11 +58,16 @@ impl LoadBalancer {
             .env("SWARM_M3", &managers[2])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start haproxy");
         wait_until(Duration::from_secs(10), "haproxy answers", || http(&addr, "GET", "/_ping", None).0 == 200);
-        LoadBalancer { addr, child, _dir: dir }
+        LoadBalancer { addr, child, dir }
+    }
+
+    /// What HAProxy logged: a line per connection, with its server, timings and how it ended.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
     }
 }
 

@@ -95,7 +95,9 @@ fn read_records(bytes: &[u8]) -> (Vec<Record>, usize) {
 }
 
 /// Runs file work on tokio's blocking threads.
-pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
     tokio::task::spawn_blocking(work).await.map_err(std::io::Error::other)?
 }
 
