@@ -238,7 +238,7 @@ pub fn client_errors(ops: &[Op], struck: &[Struck]) -> Vec<String> {
             continue;
         }
         let entry = kinds
-            .entry(crate::report::error_class(e))
+            .entry(crate::history::error_class(e))
             .or_insert((0, format!("{} {} at {:.1} s", o.kind.name(), o.name, o.sent)));
         entry.0 += 1;
     }

@@ -156,3 +156,21 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * (v.len() as f64)).ceil() as usize;
     v[rank.clamp(1, v.len()) - 1]
 }
+
+/// An error message with what varies between occurrences (hex IDs, addresses, ports) elided.
+pub fn error_class(e: &str) -> String {
+    let mut out = String::new();
+    for word in e.lines().next().unwrap_or_default().split_whitespace() {
+        let digits = word.chars().filter(char::is_ascii_digit).count();
+        let hexish = word.len() >= 12 && word.chars().all(|c| c.is_ascii_hexdigit() || "\"/:.,".contains(c));
+        let client_name = word.strip_prefix('c').and_then(|w| w.split_once('-')).is_some_and(|(a, b)| {
+            !a.is_empty()
+                && a.chars().all(|c| c.is_ascii_digit())
+                && !b.is_empty()
+                && b.trim_end_matches(':').chars().all(|c| c.is_ascii_digit())
+        });
+        out.push_str(if hexish || client_name || digits >= 4 { "…" } else { word });
+        out.push(' ');
+    }
+    out.chars().take(140).collect::<String>().trim().to_string()
+}

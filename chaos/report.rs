@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::checker::Accounting;
 use crate::faults::{Fault, Struck};
-use crate::history::{percentile, Op, Outcome};
+use crate::history::{error_class, percentile, Op, Outcome};
 use crate::observe::RoleSample;
 use crate::topology::Mode;
 
@@ -324,24 +324,6 @@ pub fn write(dir: &Path, f: &Findings) -> String {
     std::fs::write(dir.join("history.tsv"), tsv).expect("history.tsv");
     plot(dir, f);
     md
-}
-
-/// An error message with what varies between occurrences (hex IDs, addresses, ports) elided.
-pub fn error_class(e: &str) -> String {
-    let mut out = String::new();
-    for word in e.lines().next().unwrap_or_default().split_whitespace() {
-        let digits = word.chars().filter(char::is_ascii_digit).count();
-        let hexish = word.len() >= 12 && word.chars().all(|c| c.is_ascii_hexdigit() || "\"/:.,".contains(c));
-        let client_name = word.strip_prefix('c').and_then(|w| w.split_once('-')).is_some_and(|(a, b)| {
-            !a.is_empty()
-                && a.chars().all(|c| c.is_ascii_digit())
-                && !b.is_empty()
-                && b.trim_end_matches(':').chars().all(|c| c.is_ascii_digit())
-        });
-        out.push_str(if hexish || client_name || digits >= 4 { "…" } else { word });
-        out.push(' ');
-    }
-    out.chars().take(140).collect::<String>().trim().to_string()
 }
 
 /// The timeline: each manager's answers (red primary, blue replica, grey none), the faults,

@@ -7,6 +7,10 @@ use crate::cluster::LookupError;
 use crate::scheduler::ScheduleError;
 use crate::transport::EngineError;
 
+/// The header a manager sets on a refusal that left nothing done because it no longer leads:
+/// the request may go to the next leader as if never sent.
+pub const NOT_PRIMARY_HEADER: &str = "x-swarm-not-primary";
+
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -46,7 +50,7 @@ impl ApiError {
         let body = serde_json::json!({ "message": self.message }).to_string() + "\n";
         let mut resp = Response::builder().status(self.status).header(header::CONTENT_TYPE, "application/json");
         if self.not_primary {
-            resp = resp.header(super::replica::NOT_PRIMARY_HEADER, "1");
+            resp = resp.header(NOT_PRIMARY_HEADER, "1");
         }
         resp.body(body::full(body)).unwrap_or_else(|_| Response::new(body::empty()))
     }

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::error::ApiError;
+use super::error::{ApiError, NOT_PRIMARY_HEADER};
 use super::journal::{mint_request_id, request_id, REQUEST_ID_HEADER};
 use super::{proxy, version, ApiState};
 use crate::body::{self, Body};
@@ -32,10 +32,6 @@ pub const RESEND_BODY_BYTES: u64 = 1 << 20;
 /// Pause before asking a leader that lost a request again, when no other has been elected
 /// meanwhile: a refused connection comes back at once.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
-
-/// The header a manager sets on a refusal that left nothing done because it no longer leads:
-/// the request may go to the next leader as if never sent.
-pub const NOT_PRIMARY_HEADER: &str = "x-swarm-not-primary";
 
 /// Whether a follower answers this path itself.
 pub fn is_local(method: &http::Method, path: &str) -> bool {

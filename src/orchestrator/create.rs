@@ -102,6 +102,16 @@ fn swarm_id_of(config: &mut Map<String, Value>) -> String {
     id
 }
 
+/// Gives a create its request key as swarm ID, so that a resend finds what the first run made.
+fn keyed_swarm_id(config: &mut serde_json::Map<String, Value>, key: &str) -> String {
+    let labels_obj = config.entry("Labels").or_insert_with(|| json!({}));
+    if !labels_obj.is_object() {
+        *labels_obj = json!({});
+    }
+    labels_obj[labels::SWARM_ID] = json!(key);
+    key.to_string()
+}
+
 /// Labels the container with who creates it under which term: evidence, read back from the
 /// engines, that no two leaderships acted at once. A reschedule's copy gets the new term.
 fn stamp(config: &mut Map<String, Value>, term: u64, advertise: &str) {
@@ -118,7 +128,7 @@ impl Orchestrator {
     pub async fn create(&self, mut req: CreateRequest) -> Result<Created, Error> {
         let spec = build_spec(&mut req.config)?;
         let swarm_id = match req.request_key.clone() {
-            Some(key) => super::earlier::keyed_swarm_id(&mut req.config, &key),
+            Some(key) => keyed_swarm_id(&mut req.config, &key),
             None => swarm_id_of(&mut req.config),
         };
         if req.name.is_some() || req.request_key.is_some() {

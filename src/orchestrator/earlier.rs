@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderValue;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::create::{store_failure, CreateRequest, Created, InFlight, CREATES_PREFIX};
 use super::{orphans, Error, Orchestrator};
@@ -81,16 +81,6 @@ impl Orchestrator {
         inner.store.delete(key).await.map_err(store_failure)?;
         Ok(None)
     }
-}
-
-/// Gives a create its request key as swarm ID, so that a resend finds what the first run made.
-pub(super) fn keyed_swarm_id(config: &mut serde_json::Map<String, Value>, key: &str) -> String {
-    let labels_obj = config.entry("Labels").or_insert_with(|| json!({}));
-    if !labels_obj.is_object() {
-        *labels_obj = json!({});
-    }
-    labels_obj[labels::SWARM_ID] = json!(key);
-    key.to_string()
 }
 
 /// Where a change of a container sent with a request ID is recorded before the engine hears
