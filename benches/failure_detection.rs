@@ -2,7 +2,8 @@
 //! a stopped engine (connection refused) and a hung one (SIGSTOP), each over repeated trials,
 //! from the failure to `engine_disconnect` in `docker events`, and from recovery to
 //! `engine_reconnect`. A second engine stays up under a create load the whole time: any event
-//! naming it is a false Unhealthy and is reported.
+//! naming it is a false Unhealthy. The run fails on any false Unhealthy, and when detection is
+//! slower than its goal (refused: 5 s p99; hung: 15 s p99).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -18,6 +19,10 @@ fn pct(v: &mut [Duration], q: f64) -> Duration {
     v.sort();
     v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
 }
+
+/// Detection goals (p99), from the design's numbers.
+const REFUSED_GOAL: Duration = Duration::from_secs(5);
+const HUNG_GOAL: Duration = Duration::from_secs(15);
 
 fn summary(what: &str, v: &mut [Duration]) {
     println!(
@@ -73,12 +78,14 @@ fn main() {
             }
         })
     };
+    let false_positives = std::cell::RefCell::new(Vec::new());
     let wait_for = |want: &str, since: Instant| -> Duration {
         loop {
             let (line, at) =
                 rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no `{want}` within 60 s"));
             if line.contains("steady") {
                 println!("FALSE POSITIVE: {line}");
+                false_positives.borrow_mut().push(line.clone());
             }
             if line == want {
                 return at.saturating_duration_since(since);
@@ -106,4 +113,14 @@ fn main() {
     summary("restarted engine ready -> Healthy", &mut refused_up);
     summary("hung engine (SIGSTOP) -> Unhealthy", &mut hung_down);
     summary("resumed engine (SIGCONT) -> Healthy", &mut hung_up);
+    let mut failed = Vec::new();
+    if !false_positives.borrow().is_empty() {
+        failed.push(format!("the steady engine was reported down: {:?}", false_positives.borrow()));
+    }
+    for (what, v, goal) in [("refused", &mut refused_down, REFUSED_GOAL), ("hung", &mut hung_down, HUNG_GOAL)] {
+        if pct(v, 0.99) > goal {
+            failed.push(format!("a {what} engine was seen down after {:?} at p99 (goal {goal:?})", pct(v, 0.99)));
+        }
+    }
+    assert!(failed.is_empty(), "failure detection missed its goals: {failed:#?}");
 }

@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod query;
 pub mod replica;
 pub mod router;
+pub mod routes;
 pub mod slots;
 pub mod system;
 /// API version helpers live outside the front, for the cluster's use too.
@@ -272,10 +273,10 @@ pub enum CommonHeaders {
 pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::LeaderLink) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
-    let control = crate::control::route_of(req.uri().path());
-    let local = match control {
-        Some(_) => crate::control::is_local(req.method(), req.uri().path()),
-        None => replica::is_local(req.method(), req.uri().path()),
+    let route = routes::route_of(req.method(), req.uri().path(), state.config.cors);
+    let control = match route.handler {
+        routes::Handler::Control(c) => Some(c),
+        _ => None,
     };
     // Who may use a control route is decided here, before anything is read or forwarded.
     let checked = match control.map(|c| state.control.authorize(c, &req)) {
@@ -289,19 +290,20 @@ pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::Lea
     };
     let req = req.map(body::incoming);
     // A stopping leader serves no new request: they wait for its successor.
-    let follower =
-        state.leadership.is_replicated() && !local && (!state.leadership.is_leader() || state.leadership.is_stopping());
-    let (route, mut resp) = if follower && !(control.is_none() && replica::serves_stream(&state, &req)) {
-        replica::forward(&state, req, control, checked, link).await
+    let follower = state.leadership.is_replicated()
+        && route.serves != routes::Serves::Anywhere
+        && (!state.leadership.is_leader() || state.leadership.is_stopping());
+    let (class, mut resp) = if follower && !replica::serves_stream(&state, &route, &req) {
+        replica::forward(&state, route, req, checked, link).await
     } else {
-        serve_here(&state, req, control, checked).await
+        serve_here(&state, route, req, checked).await
     };
-    if route == "raft" {
+    if class == "raft" {
         return resp;
     }
     // dockerd's 404 for an unknown route carries none of its common headers, and its
     // version check only the API version and OS type.
-    let common = match route {
+    let common = match class {
         "unknown" => CommonHeaders::None,
         "version-check" => CommonHeaders::VersionOnly,
         _ => resp.extensions().get::<CommonHeaders>().copied().unwrap_or(CommonHeaders::All),
@@ -333,8 +335,8 @@ pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::Lea
         );
     }
     let code = resp.status().as_u16().to_string();
-    state.metrics.api_requests.with_label_values(&[method.as_str(), route, &code]).inc();
-    state.metrics.api_duration.with_label_values(&[method.as_str(), route]).observe(started.elapsed().as_secs_f64());
+    state.metrics.api_requests.with_label_values(&[method.as_str(), class, &code]).inc();
+    state.metrics.api_duration.with_label_values(&[method.as_str(), class]).observe(started.elapsed().as_secs_f64());
     resp
 }
 
@@ -342,21 +344,21 @@ pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::Lea
 /// request ID is run once however often it arrives (`journal`).
 pub(crate) async fn serve_here(
     state: &ApiState,
+    route: routes::Route,
     req: Request<Body>,
-    control: Option<crate::control::Route>,
     checked: Option<crate::auth::Checked>,
 ) -> (&'static str, Response<Body>) {
-    if let Some(c) = control {
+    if let routes::Handler::Control(c) = route.handler {
         return state.control.serve(c, req, checked).await;
     }
-    if !router::journaled(req.method(), req.uri().path()) {
-        return router::route(state, req).await;
+    if !route.journaled {
+        return router::serve(state, route, req).await;
     }
     // A create needs leadership to its end (it records and clears its record); other changes
     // record themselves before the engine hears of them, and can finish under the successor.
-    let work = router::is_create(req.method(), req.uri().path()).then(|| LeaderWork::start(state));
+    let work = route.is_create().then(|| LeaderWork::start(state));
     let Some(id) = journal::request_id(req.headers()).map(str::to_string) else {
-        return router::route(state, req).await;
+        return router::serve(state, route, req).await;
     };
     let (parts, incoming) = req.into_parts();
     let bytes = match state.read_body(incoming).await {
@@ -372,7 +374,7 @@ pub(crate) async fn serve_here(
         .journal
         .keep(key, async move {
             let _work = work;
-            router::route(&state2, req).await
+            router::serve(&state2, route, req).await
         })
         .await
 }

@@ -20,6 +20,7 @@ use tracing::debug;
 
 use super::error::{ApiError, NOT_PRIMARY_HEADER};
 use super::journal::{mint_request_id, request_id, REQUEST_ID_HEADER};
+use super::routes::{Handler, Route, Serves};
 use super::{proxy, version, ApiState};
 use crate::body::{self, Body};
 use crate::leadership::Role;
@@ -33,28 +34,22 @@ pub const RESEND_BODY_BYTES: u64 = 1 << 20;
 /// meanwhile: a refused connection comes back at once.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
-/// Whether a follower answers this path itself.
-pub fn is_local(method: &http::Method, path: &str) -> bool {
-    let (_, rest) = version::split_path(path);
-    matches!(rest, "/_ping" | "/info" | "/metrics")
-        || (method == http::Method::GET && matches!(path, "/_swarm/nodes" | "/_swarm/members"))
-        || path == crate::control::READY_PATH
-}
-
-/// Whether a follower serves this request from its own engine connections: streams that need
-/// no leader, so that they outlive the leader's death. A container the follower does not know
-/// yet (created a moment ago) goes to the leader.
-pub fn serves_stream(state: &ApiState, req: &Request<Body>) -> bool {
-    let (_, rest) = version::split_path(req.uri().path());
-    let segs: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
-    match (req.method(), segs.as_slice()) {
-        (&Method::GET, ["events"]) => true,
-        (&Method::GET, ["containers", id, "logs" | "stats"])
-        | (&Method::POST, ["containers", id, "wait" | "attach"]) => {
-            let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
-            state.cluster.find_container(&id).is_ok()
+/// Whether a follower serves this stream route itself, from its own engine watches and
+/// connections, so that it outlives the leader's death: events always, a container's stream
+/// once the follower's cache knows the container (created a moment ago, it goes to the
+/// leader), an exec session when the client upgrades to it.
+pub fn serves_stream(state: &ApiState, route: &Route, req: &Request<Body>) -> bool {
+    if route.serves != Serves::Stream {
+        return false;
+    }
+    match route.handler {
+        Handler::Events => true,
+        Handler::Exec => proxy::wants_upgrade(req),
+        Handler::Container => {
+            let (_, rest) = version::split_path(req.uri().path());
+            let id = rest.trim_start_matches('/').split('/').nth(1).unwrap_or_default();
+            state.cluster.find_container(&percent_encoding::percent_decode_str(id).decode_utf8_lossy()).is_ok()
         }
-        (&Method::POST, ["exec", _, "start"]) => proxy::wants_upgrade(req),
         _ => false,
     }
 }
@@ -138,19 +133,19 @@ enum Sent {
 /// the next one when the leader cannot take it, or served here once this manager leads.
 pub async fn forward(
     state: &ApiState,
+    route: Route,
     req: Request<Body>,
-    control: Option<crate::control::Route>,
     checked: Option<crate::auth::Checked>,
     link: &LeaderLink,
 ) -> (&'static str, Response<Body>) {
     let Some(replication) = &state.config.replication else {
-        return super::serve_here(state, req, control, checked).await;
+        return super::serve_here(state, route, req, checked).await;
     };
     let deadline = Instant::now() + replication.leader_wait;
     if proxy::wants_upgrade(&req) {
         return match wait_for_leader(state, None, deadline).await {
             Some(Role::Follower { leader: Some(addr) }) => ("leader", hijack(state, req, &addr).await),
-            Some(_) => super::serve_here(state, req, control, checked).await,
+            Some(_) => super::serve_here(state, route, req, checked).await,
             None => ("leader", no_leader()),
         };
     }
@@ -164,7 +159,7 @@ pub async fn forward(
             Some(Role::Follower { leader: Some(addr) }) => addr,
             Some(_) => match out.request() {
                 // Elected while the request waited: it is ours to serve.
-                Some(req) => return super::serve_here(state, req, control, checked).await,
+                Some(req) => return super::serve_here(state, route, req, checked).await,
                 None => return ("leader", lost_stream()),
             },
             None => {

@@ -1,9 +1,10 @@
 //! Routing: strips `/vX.Y`, checks the version, and matches (method, segments).
 
-use http::{Method, Request, Response};
+use http::{Request, Response};
 
 use super::error::ApiError;
 use super::query::Query;
+use super::routes::{Handler, Route};
 use super::version::{self, MIN_API_VERSION};
 use super::{containers, exec, images, networks, system, volumes, ApiState};
 use crate::body::Body;
@@ -50,43 +51,19 @@ pub fn encode_segment(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
-/// Routes one request; returns the route class (for metrics) and the response.
-pub async fn route(state: &ApiState, req: Request<Body>) -> (&'static str, Response<Body>) {
-    match dispatch(state, req).await {
+/// Serves one request on its route; returns the route class (for metrics) and the response.
+pub async fn serve(state: &ApiState, route: Route, req: Request<Body>) -> (&'static str, Response<Body>) {
+    match dispatch(state, route, req).await {
         (class, Ok(resp)) => (class, resp),
         (class, Err(e)) => (class, e.into_response()),
     }
 }
 
-/// Whether a request creates a container.
-pub fn is_create(method: &Method, path: &str) -> bool {
-    method == Method::POST && version::split_path(path).1 == "/containers/create"
-}
-
-/// Whether a request is a write the leader runs once per request ID (see `journal`): the
-/// writes whose answers are small and whose second run would differ from the first.
-pub fn journaled(method: &Method, path: &str) -> bool {
-    let (_, rest) = version::split_path(path);
-    let segs: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
-    use Method as M;
-    matches!(
-        (method, segs.as_slice()),
-        (&M::POST, ["containers", "create"])
-            | (
-                &M::POST,
-                [
-                    "containers",
-                    _,
-                    "start" | "stop" | "kill" | "restart" | "pause" | "unpause" | "rename" | "update" | "exec"
-                ]
-            )
-            | (&M::DELETE, ["containers", _])
-            | (&M::POST, ["networks", "create"] | ["networks", _, "connect" | "disconnect"] | ["volumes", "create"])
-            | (&M::DELETE, ["networks", _] | ["volumes", _])
-    )
-}
-
-async fn dispatch(state: &ApiState, req: Request<Body>) -> (&'static str, Result<Response<Body>, ApiError>) {
+async fn dispatch(
+    state: &ApiState,
+    route: Route,
+    req: Request<Body>,
+) -> (&'static str, Result<Response<Body>, ApiError>) {
     let path = req.uri().path().to_string();
     let raw_query = req.uri().query().map(str::to_string);
     let (ver, rest) = version::split_path(&path);
@@ -113,60 +90,43 @@ async fn dispatch(state: &ApiState, req: Request<Body>) -> (&'static str, Result
         .collect();
     let ctx = Ctx { version: ver.map(str::to_string), segs, query: Query::parse(raw_query.as_deref()), raw_query };
     let method = req.method().clone();
-    let segs: Vec<&str> = ctx.segs.iter().map(String::as_str).collect();
-    use Method as M;
-    match (&method, segs.as_slice()) {
-        (&M::GET | &M::HEAD, ["_ping"]) => ("ping", Ok(system::ping(&method))),
-        (&M::GET | &M::HEAD, ["_swarm", "ready"]) if ctx.version.is_none() => ("ready", Ok(system::ready(state))),
-        (&M::GET, ["version"]) => ("version", Ok(system::version(state))),
-        (&M::GET, ["info"]) => ("info", Ok(system::info(state))),
-        (&M::GET, ["events"]) => ("events", system::events(state, &ctx).await),
-        (&M::GET, ["metrics"]) if ctx.version.is_none() => ("metrics", Ok(system::metrics(state))),
-        (&M::POST, ["auth"]) => ("auth", system::login(state, &ctx, req).await),
-        (&M::OPTIONS, _) if state.config.cors => ("cors", Ok(Response::new(crate::body::empty()))),
-
-        (&M::GET, ["containers", "json"]) => ("containers.list", containers::list(state, &ctx).await),
-        (&M::POST, ["containers", "create"]) => ("containers.create", containers::create(state, &ctx, req).await),
-        (&M::POST, ["containers", "prune"]) => {
-            ("containers.prune", super::fanout::prune(state, &ctx, "/containers/prune").await)
-        }
-        // `/containers/{id}` alone is only removed.
-        (m, ["containers", _]) if m != M::DELETE => ("unknown", Err(ApiError::not_found("page not found"))),
-        (_, ["containers", _, ..]) => ("containers.op", containers::by_id(state, &ctx, req).await),
-        (&M::POST, ["commit"]) => ("commit", containers::commit(state, &ctx, req).await),
-
-        (_, ["exec", _, ..]) => ("exec", exec::by_id(state, &ctx, req).await),
-
-        (&M::GET, ["images", "json"]) => ("images.list", images::list(state, &ctx).await),
-        (&M::POST, ["images", "create"]) => ("images.create", images::create(state, &ctx, req).await),
-        (&M::POST, ["images", "load"]) => ("images.load", images::load(state, &ctx, req).await),
-        (&M::GET, ["images", "get"]) => ("images.save", images::save_many(state, &ctx, req).await),
-        (&M::GET, ["images", "search"]) => {
-            ("images.search", system::any_engine(state, &ctx, req, "/images/search").await)
-        }
-        (&M::POST, ["images", "prune"]) => ("images.prune", super::fanout::prune(state, &ctx, "/images/prune").await),
-        (&M::GET, ["images", "viz"]) => {
-            ("images.viz", Err(ApiError::new(http::StatusCode::NOT_IMPLEMENTED, "Not supported in clustering mode.")))
-        }
-        (_, ["images", _, ..]) => ("images.op", images::by_name(state, &ctx, req).await),
-        (&M::POST, ["build"]) => ("build", images::build(state, &ctx, req).await),
-
-        (&M::GET, ["networks"]) => ("networks.list", networks::list(state, &ctx).await),
-        (&M::POST, ["networks", "create"]) => ("networks.create", networks::create(state, &ctx, req).await),
-        (&M::POST, ["networks", "prune"]) => {
-            ("networks.prune", super::fanout::prune(state, &ctx, "/networks/prune").await)
-        }
-        (_, ["networks", _, ..]) => ("networks.op", networks::by_id(state, &ctx, req).await),
-
-        (&M::GET, ["volumes"]) => ("volumes.list", volumes::list(state, &ctx).await),
-        (&M::POST, ["volumes", "create"]) => ("volumes.create", volumes::create(state, &ctx, req).await),
-        (&M::POST, ["volumes", "prune"]) => {
-            ("volumes.prune", super::fanout::prune(state, &ctx, "/volumes/prune").await)
-        }
-        (_, ["volumes", _, ..]) => ("volumes.op", volumes::by_name(state, &ctx, req).await),
-
-        _ => ("unknown", Err(ApiError::not_found("page not found"))),
-    }
+    use Handler as H;
+    let result = match route.handler {
+        H::Ping => Ok(system::ping(&method)),
+        H::Ready => Ok(system::ready(state)),
+        H::Version => Ok(system::version(state)),
+        H::Info => Ok(system::info(state)),
+        H::Events => system::events(state, &ctx).await,
+        H::Metrics => Ok(system::metrics(state)),
+        H::Auth => system::login(state, &ctx, req).await,
+        H::Cors => Ok(Response::new(crate::body::empty())),
+        H::ContainersList => containers::list(state, &ctx).await,
+        H::ContainersCreate => containers::create(state, &ctx, req).await,
+        H::ContainersPrune => super::fanout::prune(state, &ctx, "/containers/prune").await,
+        H::Container => containers::by_id(state, &ctx, req).await,
+        H::Commit => containers::commit(state, &ctx, req).await,
+        H::Exec => exec::by_id(state, &ctx, req).await,
+        H::ImagesList => images::list(state, &ctx).await,
+        H::ImagesCreate => images::create(state, &ctx, req).await,
+        H::ImagesLoad => images::load(state, &ctx, req).await,
+        H::ImagesSave => images::save_many(state, &ctx, req).await,
+        H::ImagesSearch => system::any_engine(state, &ctx, req, "/images/search").await,
+        H::ImagesPrune => super::fanout::prune(state, &ctx, "/images/prune").await,
+        H::ImagesViz => Err(ApiError::new(http::StatusCode::NOT_IMPLEMENTED, "Not supported in clustering mode.")),
+        H::Image => images::by_name(state, &ctx, req).await,
+        H::Build => images::build(state, &ctx, req).await,
+        H::NetworksList => networks::list(state, &ctx).await,
+        H::NetworksCreate => networks::create(state, &ctx, req).await,
+        H::NetworksPrune => super::fanout::prune(state, &ctx, "/networks/prune").await,
+        H::Network => networks::by_id(state, &ctx, req).await,
+        H::VolumesList => volumes::list(state, &ctx).await,
+        H::VolumesCreate => volumes::create(state, &ctx, req).await,
+        H::VolumesPrune => super::fanout::prune(state, &ctx, "/volumes/prune").await,
+        H::Volume => volumes::by_name(state, &ctx, req).await,
+        // The control plane serves its own routes before the Docker API sees them.
+        H::Control(_) | H::Unknown => Err(ApiError::not_found("page not found")),
+    };
+    (route.class, result)
 }
 
 #[cfg(test)]

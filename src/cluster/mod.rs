@@ -143,6 +143,7 @@ pub struct PendingGuard {
 impl Drop for PendingGuard {
     fn drop(&mut self) {
         self.cluster.shared.pending.lock().remove(&self.token);
+        self.cluster.shared.pending_done.notify_waiters();
     }
 }
 
@@ -159,6 +160,8 @@ struct Shared {
     /// Taken before `nodes`, never while holding it.
     index: Mutex<index::Index>,
     pending: Mutex<HashMap<u64, PendingCreate>>,
+    /// Woken whenever a create in flight ends, for those waiting on its name or swarm ID.
+    pending_done: tokio::sync::Notify,
     next_pending: AtomicU64,
     /// How many engines discovery names now.
     engine_count: AtomicUsize,
@@ -218,6 +221,7 @@ impl Cluster {
                 changes: Arc::default(),
                 index: Mutex::default(),
                 pending: Mutex::new(HashMap::new()),
+                pending_done: tokio::sync::Notify::new(),
                 next_pending: AtomicU64::new(1),
                 engine_count: AtomicUsize::new(0),
                 all_loaded: AtomicBool::new(false),
@@ -555,6 +559,27 @@ impl Cluster {
     pub fn name_pending(&self, name: &str) -> bool {
         let name = name.trim_start_matches('/');
         self.shared.pending.lock().values().any(|p| p.name.as_deref() == Some(name))
+    }
+
+    /// Waits, up to `deadline`, while a create in flight here holds `name`, or carries
+    /// `swarm_id`; true once none does.
+    pub async fn wait_not_pending(
+        &self,
+        name: Option<&str>,
+        swarm_id: Option<&str>,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        loop {
+            // Registered before the check, so that an end between the two still wakes us.
+            let done = self.shared.pending_done.notified();
+            let held = name.is_some_and(|n| self.name_pending(n)) || swarm_id.is_some_and(|s| self.is_pending(s));
+            if !held {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, done).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Whether a create carrying this swarm ID is in flight here.

@@ -157,42 +157,15 @@ pub fn human_duration(nanos: i128) -> String {
     }
 }
 
-/// An RFC 3339 UTC time (`2026-12-01T10:04:53.112647Z`) as Unix nanoseconds; Go's zero time
+/// An RFC 3339 time (`2026-12-01T10:04:53.112647Z`) as Unix nanoseconds; Go's zero time
 /// (year 1) and anything unreadable give `None`.
 pub fn parse_rfc3339(text: &str) -> Option<i128> {
-    let (date, time) = text.split_once('T')?;
-    // Wide: an engine may write any number; none can overflow the arithmetic below.
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok().map(i128::from));
-    let (y, mo, day) = (d.next()??, d.next()??, d.next()??);
-    if y <= 1 || !(1..=12).contains(&mo) || !(1..=31).contains(&day) {
+    use chrono::Datelike;
+    let t = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    if t.year() <= 1 {
         return None;
     }
-    let (clock, offset_secs) = match time.find(['Z', '+', '-']) {
-        Some(i) if &time[i..i + 1] == "Z" => (&time[..i], 0),
-        Some(i) => {
-            let sign = if &time[i..i + 1] == "-" { -1 } else { 1 };
-            let mut o = time[i + 1..].splitn(2, ':').map(|p| p.parse::<u8>().ok().map(i128::from));
-            (&time[..i], sign * (o.next()?? * 3600 + o.next().flatten().unwrap_or(0) * 60))
-        }
-        None => (time, 0),
-    };
-    let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<u8>().ok().map(i128::from));
-    let (h, mi, s) = (t.next()??, t.next()??, t.next()??);
-    if h > 23 || mi > 59 || s > 60 {
-        return None;
-    }
-    let digits: String = frac.chars().take_while(char::is_ascii_digit).take(9).collect();
-    let nanos: i128 = if digits.is_empty() { 0 } else { format!("{digits:0<9}").parse().ok()? };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (yy, m) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset_secs;
-    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+    Some(i128::from(t.timestamp()) * 1_000_000_000 + i128::from(t.timestamp_subsec_nanos()))
 }
 
 #[cfg(test)]

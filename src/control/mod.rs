@@ -72,16 +72,6 @@ pub fn route_of(path: &str) -> Option<Route> {
 /// The health check load balancers use, served by the Docker API front.
 pub const READY_PATH: &str = "/_swarm/ready";
 
-/// Whether a follower answers this itself (reads of its own replicated copy, Raft RPCs);
-/// everything else goes to the leader.
-pub fn is_local(method: &Method, path: &str) -> bool {
-    match route_of(path) {
-        Some(Route::Raft) => true,
-        Some(Route::Registry) => method == Method::GET && matches!(path, "/_swarm/nodes" | "/_swarm/members"),
-        _ => false,
-    }
-}
-
 /// The answer to a refused control request: 403, or 503 when the nonce memory is full.
 pub fn refused(r: Refusal) -> Response<Body> {
     let status = if r == Refusal::Busy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::FORBIDDEN };
@@ -192,6 +182,5 @@ mod tests {
         assert_eq!(route_of("/v1/clusters/abc"), Some(Route::Token));
         assert_eq!(route_of("/v1.41/containers/json"), None);
         assert_eq!(route_of("/clustersx"), None);
-        assert!(is_local(&Method::GET, "/_swarm/nodes") && !is_local(&Method::PUT, "/_swarm/nodes/a:1"));
     }
 }

@@ -170,9 +170,7 @@ impl Orchestrator {
     /// conflict naming it) or failed (this one proceeds), not "in use by" nothing.
     async fn wait_for_name(&self, name: &str) {
         let deadline = tokio::time::Instant::now() + self.inner.settings.create_timeout;
-        while self.inner.cluster.name_pending(name) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        self.inner.cluster.wait_not_pending(Some(name), None, deadline).await;
     }
 
     /// Picks a node and reserves what the container will take there, under the schedule lock so

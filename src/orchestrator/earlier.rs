@@ -30,9 +30,7 @@ impl Orchestrator {
         let inner = &self.inner;
         // A cleanup of that earlier run (the rescheduler's) holds its swarm ID while it works.
         let deadline = tokio::time::Instant::now() + inner.settings.create_timeout;
-        while inner.cluster.is_pending(swarm_id) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        inner.cluster.wait_not_pending(None, Some(swarm_id), deadline).await;
         if let Ok(c) = inner.cluster.find_container(swarm_id) {
             return Ok(Some(answer_for(c.node, c.id)));
         }

@@ -5,15 +5,49 @@ use std::collections::BTreeMap;
 use crate::normalize::diff;
 use crate::oracle::{Answer, Req};
 
-/// A difference swarm makes on purpose; each is listed in the README with its reason.
+/// A difference swarm makes on purpose; each is listed in the README with its reason. It
+/// applies to a case only when the request is of its kind *and* the answers differ the way it
+/// says, so that it waives nothing else.
 pub struct Intended {
     pub id: &'static str,
     pub reason: &'static str,
-    pub applies: fn(&Req) -> bool,
+    /// The request, the engine's answer, swarm's answer.
+    pub applies: fn(&Req, &Answer, &Answer) -> bool,
 }
 
-fn has(r: &Req, s: &str) -> bool {
-    percent_encoding::percent_decode_str(&r.path).decode_utf8_lossy().contains(s)
+fn decoded(r: &Req) -> String {
+    percent_encoding::percent_decode_str(&r.path).decode_utf8_lossy().into_owned()
+}
+
+/// Whether the request's `filters` parameter is a JSON object with `key`.
+fn filters_have(r: &Req, key: &str) -> bool {
+    let Some((_, query)) = r.path.split_once('?') else { return false };
+    form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "filters")
+        .filter_map(|(_, v)| serde_json::from_str::<serde_json::Value>(&v).ok())
+        .any(|f| f.get(key).is_some())
+}
+
+/// The `message` of a JSON error answer.
+fn message(a: &Answer) -> String {
+    match &a.body {
+        crate::oracle::Body::Json(v) => v["message"].as_str().unwrap_or_default().to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Whether the request names an object `node-N/name`, in its path or a filter (the engines
+/// here are node-1 and node-2).
+fn names_node_slash(r: &Req) -> bool {
+    let request = decoded(r);
+    ["node-1/", "node-2/"].iter().any(|n| request.contains(n))
+}
+
+/// Whether the engine found nothing: 404, or an empty list.
+fn engine_found_nothing(engine: &Answer) -> bool {
+    engine.status == 404
+        || (engine.status == 200
+            && matches!(&engine.body, crate::oracle::Body::Json(serde_json::Value::Array(a)) if a.is_empty()))
 }
 
 /// Every intended difference.
@@ -21,27 +55,35 @@ pub const INTENDED: &[Intended] = &[
     Intended {
         id: "node-filter",
         reason: "`node` is swarm's own filter key (classic Swarm's); an engine refuses it as an invalid filter",
-        applies: |r| has(r, "\"node\""),
+        applies: |r, engine, _| {
+            filters_have(r, "node") && matches!(engine.status, 400 | 500) && message(engine).contains("filter")
+        },
     },
     Intended {
         id: "node-slash-name",
         reason: "`node/name` names a container, network or volume on one node; an engine knows no such name",
-        applies: |r| has(r, "node-1/") || has(r, "node-2/"),
+        applies: |r, engine, _| names_node_slash(r) && engine_found_nothing(engine),
     },
     Intended {
         id: "swarm-mode-routes",
         reason: "swarm-mode routes (/swarm, /nodes, /services, /tasks, /secrets, /configs) answer 404 as in classic Swarm; an engine outside swarm mode answers 503",
-        applies: |r| ["/swarm", "/nodes", "/services", "/tasks", "/secrets", "/configs"].iter().any(|p| r.path.trim_start_matches("/v1.41").starts_with(p)),
+        applies: |r, engine, swarm| {
+            ["/swarm", "/nodes", "/services", "/tasks", "/secrets", "/configs"]
+                .iter()
+                .any(|p| r.path.trim_start_matches("/v1.41").starts_with(p))
+                && engine.status == 503
+                && swarm.status == 404
+        },
     },
     Intended {
         id: "min-api-version",
         reason: "swarm serves API 1.24 and later (it reads create bodies of that shape); an engine also takes 1.12 to 1.23",
-        applies: |r| ["/v1.12/"].iter().any(|p| r.path.starts_with(p)),
+        applies: |r, _, swarm| r.path.starts_with("/v1.12/") && swarm.status == 400,
     },
     Intended {
         id: "images-viz",
         reason: "`/images/viz` answers 501 `Not supported in clustering mode.` as classic Swarm did",
-        applies: |r| has(r, "/images/viz"),
+        applies: |r, _, swarm| decoded(r).trim_start_matches("/v1.41").starts_with("/images/viz") && swarm.status == 501,
     },
 ];
 
@@ -68,7 +110,7 @@ impl Table {
         let d = diff(engine, swarm);
         if d.is_empty() {
             row.conforming += 1;
-        } else if let Some(i) = INTENDED.iter().find(|i| (i.applies)(req)) {
+        } else if let Some(i) = INTENDED.iter().find(|i| (i.applies)(req, engine, swarm)) {
             row.intended += 1;
             *self.by_reason.entry(i.id).or_default() += 1;
         } else {

@@ -10,6 +10,10 @@ use crate::oracle::{ask, Answer, Body, Req};
 use crate::report::Table;
 use crate::support::*;
 
+/// List cases the two engines may answer differently, which then have no union to compare
+/// with: none, with these fixtures (each engine holds the same objects, suffixed).
+const MAX_DISAGREEING: usize = 0;
+
 /// Names swarm gives: containers `/node/name`, local networks and volumes `node/name`.
 fn prefix(v: &mut Value, node: &str) {
     if let Some(Value::Array(names)) = v.get_mut("Names") {
@@ -84,9 +88,15 @@ fn several_engines_answer_as_their_union_and_owners() {
             .filter(|(_, r)| !r.path.contains("before") && !r.path.contains("since"))
             .map(|(g, r)| (g, r, "Id")),
     );
+    // Cases the two engines answer differently (one succeeds, the other refuses) have no union
+    // to compare with: counted, shown and bounded, so that they cannot grow unseen.
+    let mut disagreeing = Vec::new();
     for (group, req, key) in &lists {
         let answers: Vec<(String, Answer)> = nodes.iter().map(|(n, e)| (n.to_string(), ask(&e.addr, req))).collect();
-        let Some(mut expected) = union(&answers, key) else { continue };
+        let Some(mut expected) = union(&answers, key) else {
+            disagreeing.push(format!("{group}: {}", req.show()));
+            continue;
+        };
         let mut got = ask(&m.addr, req);
         for a in [&mut expected, &mut got] {
             drop_swarm_id(a);
@@ -115,5 +125,14 @@ fn several_engines_answer_as_their_union_and_owners() {
             table.record("object routes (owner)", &direct, &expected, &got);
         }
     }
+    eprintln!("{} of {} list cases not compared: the engines disagree", disagreeing.len(), lists.len());
+    for d in &disagreeing {
+        eprintln!("  {d}");
+    }
+    assert!(
+        disagreeing.len() <= MAX_DISAGREEING,
+        "{} list cases have no union to compare with (at most {MAX_DISAGREEING}): {disagreeing:#?}",
+        disagreeing.len()
+    );
     table.finish("conformance over two engines");
 }

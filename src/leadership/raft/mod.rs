@@ -339,6 +339,10 @@ impl RaftNode {
     pub async fn publish_leadership(self, leadership: Leadership, lease: Duration, cancel: CancellationToken) {
         let mut rx = self.raft.metrics();
         let mut led_term = None;
+        // When the metrics read now were produced, at the latest: when their change was seen. A
+        // wake-up with no change (the timer below) reads metrics as old as that, and a process
+        // frozen and thawed reads metrics from before it froze.
+        let mut seen_at = Instant::now();
         loop {
             let (state, leader, term, acked_ms, leader_addr) = {
                 let m = rx.borrow_and_update();
@@ -350,15 +354,17 @@ impl RaftNode {
             };
             match (state, acked_ms) {
                 (ServerState::Leader, Some(ms)) if leader == Some(self.id) && Duration::from_millis(ms) < lease => {
-                    let deadline = Instant::now() + lease - Duration::from_millis(ms);
+                    let deadline = seen_at + lease - Duration::from_millis(ms);
                     if led_term == Some(term) && leadership.is_leader() {
                         leadership.renewed(deadline);
-                    } else {
+                    } else if let Some(acked) = self.confirm_leading(lease).await {
+                        // Taken up only once a quorum has acknowledged this member just now:
+                        // metrics seen after a freeze may tell of a quorum long gone.
                         if led_term != Some(term) {
                             info!(term, "Elected primary by Raft.");
                         }
                         led_term = Some(term);
-                        leadership.became_leader(term, deadline);
+                        leadership.became_leader(term, acked + lease);
                     }
                 }
                 // Leading without a recent quorum: wait for acknowledgements.
@@ -376,7 +382,9 @@ impl RaftNode {
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                changed = rx.changed() => if changed.is_err() {
+                changed = rx.changed() => if changed.is_ok() {
+                    seen_at = Instant::now();
+                } else {
                     if cancel.is_cancelled() {
                         return;
                     }
@@ -392,6 +400,13 @@ impl RaftNode {
                 _ = tokio::time::sleep(lease / 4), if state == ServerState::Leader => {}
             }
         }
+    }
+
+    /// Whether a quorum acknowledges this member as leader now (a round of heartbeats, within
+    /// `bound`): when the round began, if so, which the last acknowledgement is no older than.
+    async fn confirm_leading(&self, bound: Duration) -> Option<Instant> {
+        let started = Instant::now();
+        matches!(tokio::time::timeout(bound, self.raft.get_read_log_id()).await, Ok(Ok(_))).then_some(started)
     }
 
     /// Drops expired entries now and then; only the leader's proposal takes effect.
