@@ -93,7 +93,7 @@ async fn dispatch(
     use Handler as H;
     let result = match route.handler {
         H::Ping => Ok(system::ping(&method)),
-        H::Ready => Ok(system::ready(state)),
+        H::Ready => Ok(system::ready(state, &ctx)),
         H::Version => Ok(system::version(state)),
         H::Info => Ok(system::info(state)),
         H::Events => system::events(state, &ctx).await,

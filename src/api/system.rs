@@ -28,11 +28,21 @@ pub fn ping(method: &Method) -> Response<Body> {
 /// `GET /_swarm/ready`, the health check for load balancers: 200 while this manager can serve
 /// clients, 503 with the reason when it cannot (stopping, removed from the group, no primary
 /// known for longer than `--replication-leader-wait`, or engines not read yet since it started).
-pub fn ready(state: &ApiState) -> Response<Body> {
+/// With `?for=sessions`, the leader of a replicated group also answers 503: a hijacked session
+/// (attach, exec) lives on the manager it reached, and one on a follower outlives the leader's
+/// loss.
+pub fn ready(state: &ApiState, ctx: &Ctx) -> Response<Body> {
     let bound = state.config.replication.as_ref().map_or(std::time::Duration::ZERO, |r| r.leader_wait);
     let loaded =
         if state.cluster.is_loaded() { Ok(()) } else { Err("this manager is still reading the engines".to_string()) };
-    match state.leadership.readiness(bound).and(loaded) {
+    let sessions =
+        if ctx.query.get("for") == Some("sessions") && state.leadership.is_replicated() && state.leadership.is_leader()
+        {
+            Err("this manager leads: sessions go to a follower, so that the leader's loss cuts none".to_string())
+        } else {
+            Ok(())
+        };
+    match state.leadership.readiness(bound).and(loaded).and(sessions) {
         Ok(()) => json_response(http::StatusCode::OK, &serde_json::json!({ "Ready": true })),
         Err(why) => json_response(http::StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "message": why })),
     }

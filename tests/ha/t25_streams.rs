@@ -106,3 +106,47 @@ fn events_and_logs_opened_through_a_follower_outlive_the_leader_s_death() {
     assert!(events.alive(), "docker events ended");
     eprintln!("both streams ran on for {:?} after the leader's SIGKILL", killed.elapsed());
 }
+
+#[test]
+fn an_exec_session_through_the_load_balancer_outlives_the_leader_s_death() {
+    use std::io::Write;
+    let es = engines(&[("node-1", &[])]);
+    let mut g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &[]);
+    let _joins: Vec<Join> = es.iter().map(|e| Join::start(&e.addr, &g.swarm_url(), "1s", "30s")).collect();
+    for i in g.running() {
+        g.m(i).wait_healthy(1);
+    }
+    let leader = g.wait_one_primary(Duration::from_secs(10));
+    let lb = LoadBalancer::start(&(0..3).map(|i| g.addr(i)).collect::<Vec<_>>());
+    let host = format!("tcp://{}", lb.addr);
+    docker_ok(&host, &["run", "-d", "--name", "shell", "--network", "none", "busybox", "sleep", "300"]);
+    // HAProxy has seen which managers follow (its session check runs every 500 ms).
+    std::thread::sleep(Duration::from_secs(2));
+    let mut session = docker_cmd(&host)
+        .args(["exec", "-i", "shell", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker exec");
+    let mut stdin = session.stdin.take().expect("stdin");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (out, seen) = (session.stdout.take().expect("stdout"), lines.clone());
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            seen.lock().unwrap().push(line);
+        }
+    });
+    writeln!(stdin, "before").unwrap();
+    wait_until(Duration::from_secs(10), "the session echoes", || lines.lock().unwrap().iter().any(|l| l == "before"));
+    g.kill(leader);
+    g.wait_one_primary(Duration::from_secs(10));
+    writeln!(stdin, "after").unwrap();
+    wait_until(Duration::from_secs(10), "the session still echoes after the leader's death", || {
+        lines.lock().unwrap().iter().any(|l| l == "after")
+    });
+    drop(stdin);
+    let status = session.wait().expect("wait");
+    assert!(status.success(), "the session ended with {status}");
+    assert!(lb.log().contains("managers_tcp/"), "sessions go through the load balancer's TCP backend");
+}
