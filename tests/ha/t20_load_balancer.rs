@@ -55,13 +55,9 @@ fn nothing_failed_nothing_lost(ran: &[Ran], engines: &[Engine]) {
 
 #[test]
 fn a_plain_cli_loop_through_haproxy_sees_no_error_when_raft_leaders_are_killed_and_stopped() {
-    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
-    let mut g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &[]);
-    let _joins: Vec<Join> = es.iter().map(|e| Join::start(&e.addr, &g.swarm_url(), "1s", "10s")).collect();
-    for i in g.running() {
-        g.m(i).wait_healthy(2);
-    }
-    let lb = LoadBalancer::start(&(0..3).map(|i| g.addr(i)).collect::<Vec<_>>());
+    let group = JoinedGroup::start(&["node-1", "node-2"]);
+    let lb = group.load_balancer();
+    let JoinedGroup { engines: es, mut g, joins: _joins } = group;
     let first = g.wait_one_primary(Duration::from_secs(10));
     let cli = cli_loop(&format!("tcp://{}", lb.addr));
     std::thread::sleep(Duration::from_secs(2));

@@ -57,12 +57,7 @@ impl Drop for Streaming {
 
 #[test]
 fn events_and_logs_opened_through_a_follower_outlive_the_leader_s_death() {
-    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
-    let mut g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &[]);
-    let _joins: Vec<Join> = es.iter().map(|e| Join::start(&e.addr, &g.swarm_url(), "1s", "30s")).collect();
-    for i in g.running() {
-        g.m(i).wait_healthy(2);
-    }
+    let JoinedGroup { engines: _es, mut g, joins: _joins } = JoinedGroup::start(&["node-1", "node-2"]);
     let leader = g.wait_one_primary(Duration::from_secs(10));
     let follower = g.other(leader);
     let host = g.m(follower).host();
@@ -110,14 +105,10 @@ fn events_and_logs_opened_through_a_follower_outlive_the_leader_s_death() {
 #[test]
 fn an_exec_session_through_the_load_balancer_outlives_the_leader_s_death() {
     use std::io::Write;
-    let es = engines(&[("node-1", &[])]);
-    let mut g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &[]);
-    let _joins: Vec<Join> = es.iter().map(|e| Join::start(&e.addr, &g.swarm_url(), "1s", "30s")).collect();
-    for i in g.running() {
-        g.m(i).wait_healthy(1);
-    }
+    let group = JoinedGroup::start(&["node-1"]);
+    let lb = group.load_balancer();
+    let JoinedGroup { engines: _es, mut g, joins: _joins } = group;
     let leader = g.wait_one_primary(Duration::from_secs(10));
-    let lb = LoadBalancer::start(&(0..3).map(|i| g.addr(i)).collect::<Vec<_>>());
     let host = format!("tcp://{}", lb.addr);
     docker_ok(&host, &["run", "-d", "--name", "shell", "--network", "none", "busybox", "sleep", "300"]);
     // HAProxy has seen which managers follow (its session check runs every 500 ms).

@@ -17,12 +17,7 @@ fn started_at(engine: &Engine, name: &str) -> String {
 
 #[test]
 fn a_create_and_a_start_sent_again_to_the_next_leader_are_applied_once() {
-    let es = engines(&[("node-1", &[])]);
-    let mut g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &[]);
-    let _joins: Vec<Join> = es.iter().map(|e| Join::start(&e.addr, &g.swarm_url(), "1s", "30s")).collect();
-    for i in g.running() {
-        g.m(i).wait_healthy(1);
-    }
+    let JoinedGroup { engines: es, mut g, joins: _joins } = JoinedGroup::start(&["node-1"]);
     let leader = g.wait_one_primary(Duration::from_secs(10));
     let config = br#"{"Image":"busybox","Cmd":["true"],"HostConfig":{"NetworkMode":"none"}}"#;
     let create = |addr: &str| send(addr, "POST", "/v1.41/containers/create?name=once", "create-once", Some(config));

@@ -6,11 +6,42 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use super::{free_port, require, run, unique_dir, wait_until, Manager};
+use super::{free_port, require, run, unique_dir, wait_until, Engine, Join, LoadBalancer, Manager};
 
 /// Member `i` runs as this user plus `i`, so iptables' owner match can single out its
 /// traffic; the users need not exist.
 pub const FIRST_UID: u32 = 61000;
+
+/// Engines joined through a Raft group of three managers (`swarm://`), every manager seeing
+/// every engine healthy.
+pub struct JoinedGroup {
+    /// The engines, in order.
+    pub engines: Vec<Engine>,
+    /// The managers.
+    pub g: RaftGroup,
+    /// The `swarm join` agents, one per engine.
+    pub joins: Vec<Join>,
+}
+
+impl JoinedGroup {
+    /// Starts engines named `names`, three managers, and an agent per engine; waits until every
+    /// manager sees every engine healthy.
+    pub fn start(names: &[&str]) -> JoinedGroup {
+        let specs: Vec<(&str, &[&str])> = names.iter().map(|n| (*n, &[][..])).collect();
+        let engines = super::engines(&specs);
+        let g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &[]);
+        let joins = engines.iter().map(|e| Join::start(&e.addr, &g.swarm_url(), "1s", "30s")).collect();
+        for i in g.running() {
+            g.m(i).wait_healthy(engines.len());
+        }
+        JoinedGroup { engines, g, joins }
+    }
+
+    /// HAProxy with the shipped configuration in front of the three managers.
+    pub fn load_balancer(&self) -> LoadBalancer {
+        LoadBalancer::start(&(0..3).map(|i| self.g.addr(i)).collect::<Vec<_>>())
+    }
+}
 
 /// A Raft group of managers over one discovery URL.
 pub struct RaftGroup {
