@@ -231,10 +231,20 @@ pub fn client_errors(ops: &[Op], struck: &[Struck]) -> Vec<String> {
     let engine_stopped_before = |at: f64| struck.iter().any(|s| s.fault == Fault::EngineStop && s.began <= at);
     let excused =
         |o: &Op| struck.iter().any(|s| excuses(s.fault) && s.began <= o.returned && o.sent <= s.healed + AFTERMATH_S);
+    // A session (`exec`) lives on the manager it reached, which is a follower: the loss of
+    // that very follower ends it, as a server's death ends the connections it held. The
+    // leader's loss must not.
+    let session_on_lost_follower = |o: &Op| {
+        o.kind == Kind::Exec
+            && struck.iter().any(|s| s.fault == Fault::FollowerKill && s.began <= o.returned && o.sent <= s.began)
+    };
     let mut kinds: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for o in ops {
         let Outcome::Ambiguous(e) = &o.outcome else { continue };
-        if excused(o) || (e.contains(STOPPED_WITH_ITS_ENGINE) && engine_stopped_before(o.sent)) {
+        if excused(o)
+            || session_on_lost_follower(o)
+            || (e.contains(STOPPED_WITH_ITS_ENGINE) && engine_stopped_before(o.sent))
+        {
             continue;
         }
         let entry = kinds
@@ -366,9 +376,18 @@ pub mod self_check {
                 ),
             ),
         ];
-        let found = client_errors(&during, &[stop.clone(), restart, kill]);
+        let found = client_errors(&during, &[stop.clone(), restart, kill.clone()]);
         assert_eq!(found.len(), 1, "a leader's loss excuses nothing: {found:?}");
         assert!(found[0].contains("run c at 60.5 s"), "{found:?}");
+        // A session cut by the loss of the follower it was on is excused; by the leader's, not.
+        let follower = Struck { fault: Fault::FollowerKill, victim: "m2".into(), began: 70.0, healed: 71.0 };
+        let cut = [
+            op(Kind::Exec, "a", 69.95, Outcome::Ambiguous("unexpected EOF".into())),
+            op(Kind::Exec, "a", 60.0, Outcome::Ambiguous("unexpected EOF".into())),
+        ];
+        let found = client_errors(&cut, &[follower, kill]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("at 60.0 s"), "{found:?}");
         // A container stopped with its engine stays stopped; before any engine stop, an exec
         // refused as "not running" on a container the client left running is a wrong answer.
         let not_running = "Error response from daemon: container 0123abcd is not running";
