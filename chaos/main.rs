@@ -103,7 +103,12 @@ fn main() {
         let dir = opts.out.join(format!("{}-seed{}", mode.name(), opts.seed));
         let md = report::write(&dir, &findings);
         eprintln!("{md}\nreport: {}", dir.join("report.md").display());
-        if !findings.violations().is_empty() {
+        let violations = findings.violations();
+        if !violations.is_empty() {
+            // The report is long and CI keeps only a tail: the violations come last.
+            for v in &violations {
+                eprintln!("chaos: {} violation: {v}", mode.name());
+            }
             failed.push(mode.name());
         }
     }
