@@ -223,8 +223,10 @@ async fn hand_over(state: &ApiState, raft: Option<&crate::leadership::raft::Raft
         if tokio::time::timeout(LEADER_WORK_GRACE, work.wait_for(|n| *n == 0)).await.is_err() {
             warn!(grace = ?LEADER_WORK_GRACE, "Writes still running as leader; handing over anyway.");
         }
-        state.leadership.step_down(None);
+        // etcd: the campaign steps down as it resigns (`resign` below); stepping down first
+        // would end it as a lapse, which revokes the lease instead and elects more slowly.
         if let Some(node) = raft {
+            state.leadership.step_down(None);
             node.hand_over().await;
         }
     }
@@ -511,7 +513,12 @@ impl App {
                 .clone()
                 .publish_leadership(state.leadership.clone(), longest.saturating_sub(heartbeat), cancel.clone())
                 .instrument(tracing::info_span!("leadership", backend = "raft"));
-            let expire = node.clone().expire_entries(state.leadership.clone(), Duration::from_secs(1), cancel.clone());
+            let expire = node.clone().expire_entries(
+                state.leadership.clone(),
+                Duration::from_secs(1),
+                crate::control::registry::lease_of,
+                cancel.clone(),
+            );
             match &leadership_runtime {
                 Some(rt) => {
                     tracker.spawn_on(publish, rt.handle());

@@ -26,6 +26,29 @@ impl Refusal {
 /// Longest registration TTL accepted.
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// What a registration's entry holds: the TTL it was made with, which a new Raft leader
+/// renews it for (see [`lease_of`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Registration {
+    ttl_s: u64,
+}
+
+impl Registration {
+    fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// A registration made before entries held their TTL (they held the address) is renewed for
+/// the agents' default TTL.
+const UNRECORDED_TTL: Duration = Duration::from_secs(180);
+
+/// The lease a new leader renews a store entry for: a registration's TTL; nothing else.
+pub fn lease_of(key: &str, value: &[u8]) -> Option<Duration> {
+    key.starts_with(NODES_PREFIX)
+        .then(|| serde_json::from_slice::<Registration>(value).map_or(UNRECORDED_TTL, |r| Duration::from_secs(r.ttl_s)))
+}
+
 fn store_error(e: StoreError) -> Refusal {
     match e {
         StoreError::NotLeader => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "No elected primary cluster manager"),
@@ -69,7 +92,7 @@ async fn serve(state: &ControlPlane, req: Request<Bytes>) -> Result<Response<Bod
             let ttl = Duration::from_secs(ttl.max(1)).min(MAX_TTL);
             state
                 .store
-                .put(format!("{NODES_PREFIX}{addr}"), addr.as_bytes().to_vec(), Some(ttl))
+                .put(format!("{NODES_PREFIX}{addr}"), Registration { ttl_s: ttl.as_secs() }.encode(), Some(ttl))
                 .await
                 .map_err(store_error)?;
             Ok(Response::new(body::empty()))

@@ -137,12 +137,9 @@ async fn campaign(
     };
     // Leading: until the lease is lost or we are asked to stop. Each way out clears the fence
     // before anything else, so that no store write is fenced on a leadership we gave up.
+    // A stop asked for is a resignation, whatever else is ready.
     tokio::select! {
-        r = &mut keep_alive => {
-            *e.fence.lock() = None;
-            leadership.step_down(None);
-            r
-        }
+        biased;
         _ = shutdown.cancelled() => {
             *e.fence.lock() = None;
             // Hand over at once instead of letting the lease run out.
@@ -153,6 +150,11 @@ async fn campaign(
             let _ = client.lease_revoke(id).await;
             info!("Leader Election: resigned.");
             Ok(())
+        }
+        r = &mut keep_alive => {
+            *e.fence.lock() = None;
+            leadership.step_down(None);
+            r
         }
         // Renewals came too late: we stopped acting at the deadline, but a renewal that gets
         // through afterwards would keep the key, and nobody could lead. Give the lease up.

@@ -118,6 +118,54 @@ fn a_full_restart_restores_the_registry_and_one_primary_from_disk() {
 }
 
 #[test]
+fn registrations_that_lapse_while_no_manager_runs_are_renewed_by_the_next_leader() {
+    let es = engines(&[("node-1", &[]), ("node-2", &[])]);
+    let mut g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &[]);
+    let ttl = Duration::from_secs(6);
+    let mut joins: Vec<Join> = es.iter().map(|e| Join::start(&e.addr, &g.swarm_url(), "1s", "6s")).collect();
+    let want = sorted(vec![es[0].addr.clone(), es[1].addr.clone()]);
+    wait_until(Duration::from_secs(20), "both engines registered", || swarm_list(&g.swarm_url()) == want);
+    let leader = g.wait_one_primary(Duration::from_secs(10));
+    g.m(leader).wait_healthy(2);
+    for (i, _) in es.iter().enumerate() {
+        g.m(leader).docker(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("kept-{i}"),
+            "-e",
+            &format!("constraint:node==node-{}", i + 1),
+            "busybox",
+            "sleep",
+            "300",
+        ]);
+    }
+    // The agents are gone and every manager is down for longer than the registrations' TTL:
+    // nobody could renew them, so a new leader must give them their TTL again.
+    for j in &mut joins {
+        j.kill();
+    }
+    for i in g.running() {
+        g.stop(i);
+    }
+    std::thread::sleep(ttl + Duration::from_secs(1));
+    for i in 0..3 {
+        g.restart(i);
+    }
+    let leader = g.wait_one_primary(Duration::from_secs(20));
+    for i in 0..3 {
+        let one = format!("swarm://{}", g.addr(i));
+        assert_eq!(swarm_list(&one), want, "manager {i} lost the registry it had");
+    }
+    // A manager that took the lapsed registry for the engines would answer "No such
+    // container", which `rm -f` takes for done.
+    g.m(leader).docker(&["rm", "-f", "kept-0"]);
+    assert!(!es[0].container_names().contains(&"kept-0".to_string()), "rm -f answered done and removed nothing");
+    // With no agent to renew them, they still expire.
+    wait_until(Duration::from_secs(30), "the registrations expire", || swarm_list(&g.swarm_url()).is_empty());
+}
+
+#[test]
 fn managers_are_added_and_removed_at_runtime() {
     let es = engines(&[("node-1", &[])]);
     let mut g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &[]);

@@ -236,9 +236,46 @@ impl RaftStateMachine<TypeConfig> for Machine {
     }
 }
 
+/// The writes that give each entry `renewal` names a lease for (its key and bytes) at least
+/// that lease from `now_ms`.
+pub fn renewals(map: &Map, now_ms: u64, renewal: fn(&str, &[u8]) -> Option<std::time::Duration>) -> Vec<Command> {
+    map.iter()
+        .filter_map(|(key, v)| {
+            let expires = v.expires_ms?;
+            let until = now_ms + renewal(key, &v.bytes)?.as_millis() as u64;
+            (expires < until).then(|| Command::Put {
+                key: key.clone(),
+                value: v.bytes.clone(),
+                expires_ms: Some(until),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renewal_gives_leased_entries_their_lease_again_and_nothing_else() {
+        let mut s = Shared::default();
+        let put = |k: &str, e| Command::Put { key: k.into(), value: b"v".to_vec(), expires_ms: e };
+        s.apply(&put("lease/lapsed", Some(50)));
+        s.apply(&put("lease/long", Some(10_000)));
+        s.apply(&put("lease/forever", None));
+        s.apply(&put("other/lapsed", Some(50)));
+        let lease = |k: &str, _: &[u8]| k.starts_with("lease/").then(|| std::time::Duration::from_millis(1000));
+        let cmds = renewals(&s.map, 100, lease);
+        assert_eq!(cmds.len(), 1, "{cmds:?}");
+        for c in &cmds {
+            s.apply(c);
+        }
+        assert_eq!(s.map["lease/lapsed"].expires_ms, Some(1100));
+        assert_eq!(s.map["lease/long"].expires_ms, Some(10_000));
+        s.apply(&Command::Expire { now_ms: 100 });
+        assert!(!s.map.contains_key("other/lapsed"));
+        assert!(s.map.contains_key("lease/lapsed"));
+    }
 
     #[test]
     fn expiry_and_deletes_apply_deterministically() {

@@ -219,15 +219,15 @@ impl RaftNode {
         self.map.read().generation
     }
 
-    /// Live entries under `prefix` from this member's copy of the map.
+    /// Entries under `prefix` from this member's copy of the map. An entry past its expiry
+    /// stays until the leader expires it: no member can tell one that lapsed from one nobody
+    /// could renew while there was no leader (see [`RaftNode::expire_entries`]).
     pub fn list(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
-        let now = now_ms();
         self.map
             .read()
             .map
             .range(prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .filter(|(_, v)| v.expires_ms.is_none_or(|e| e > now))
             .map(|(k, v)| (k.clone(), v.bytes.clone()))
             .collect()
     }
@@ -409,16 +409,45 @@ impl RaftNode {
         matches!(tokio::time::timeout(bound, self.raft.get_read_log_id()).await, Ok(Ok(_))).then_some(started)
     }
 
-    /// Drops expired entries now and then; only the leader's proposal takes effect.
-    pub async fn expire_entries(self, leadership: Leadership, every: Duration, cancel: CancellationToken) {
+    /// Drops expired entries now and then; only the leader's proposal takes effect. A new
+    /// leader first renews every entry `renewal` gives a lease, for that lease, as etcd renews
+    /// its leases when a new leader takes over: while no leader took their writes, their
+    /// writers could not renew them (after a full restart, say).
+    pub async fn expire_entries(
+        self,
+        leadership: Leadership,
+        every: Duration,
+        renewal: fn(&str, &[u8]) -> Option<Duration>,
+        cancel: CancellationToken,
+    ) {
+        let mut renewed_in = None;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
+            if !leadership.is_leader() {
+                continue;
+            }
             let now = now_ms();
+            let term = leadership.acting_term();
+            if renewed_in != term {
+                let renewals = machine::renewals(&self.map.read().map, now, renewal);
+                let mut all = true;
+                for cmd in renewals {
+                    if let Err(e) = self.write(cmd).await {
+                        tracing::debug!(error = %e, "Renewing entries failed.");
+                        all = false;
+                        break;
+                    }
+                }
+                if all {
+                    renewed_in = term;
+                }
+                continue;
+            }
             let due = self.map.read().map.values().any(|v| v.expires_ms.is_some_and(|e| e <= now));
-            if due && leadership.is_leader() {
+            if due {
                 if let Err(e) = self.write(Command::Expire { now_ms: now }).await {
                     tracing::debug!(error = %e, "Expiring entries failed.");
                 }
