@@ -88,6 +88,7 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
             Ok(())
         }
         Command::Manage(args) => {
+            info!(version = crate::VERSION, commit = crate::GIT_COMMIT, "swarm manage starting.");
             let mut config = ManageConfig::try_from(&*args)?;
             config.experimental = cli.experimental;
             App::build(config).await?.run(shutdown_signal()).await

@@ -10,6 +10,30 @@ pub enum LogFormat {
     Json,
 }
 
+/// Log levels by the names classic Swarm and logrus give them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    #[value(alias = "warning")]
+    Warn,
+    Error,
+    Fatal,
+    Panic,
+}
+
+impl LogLevel {
+    /// The `tracing` level: fatal and panic messages are errors.
+    pub fn directive(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error | LogLevel::Fatal | LogLevel::Panic => "error",
+        }
+    }
+}
+
 /// `swarm`: a Docker-native clustering system.
 #[derive(Debug, Parser)]
 #[command(name = "swarm", disable_version_flag = true, arg_required_else_help = true)]
@@ -20,9 +44,9 @@ pub struct Cli {
     /// Debug mode: log at debug level.
     #[arg(long, env = "DEBUG", global = true)]
     pub debug: bool,
-    /// Log level: debug, info, warn, error.
-    #[arg(short = 'l', long = "log-level", default_value = "info", global = true)]
-    pub log_level: String,
+    /// Log level.
+    #[arg(short = 'l', long = "log-level", value_enum, default_value_t = LogLevel::Info, global = true)]
+    pub log_level: LogLevel,
     /// Log format: `text` (coloured only on a terminal) or `json` (one object a line, for
     /// log shippers).
     #[arg(long = "log-format", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -42,6 +66,17 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn log_levels_take_logrus_names_and_refuse_others_listing_the_valid_ones() {
+        for (given, want) in [("warning", LogLevel::Warn), ("warn", LogLevel::Warn), ("fatal", LogLevel::Fatal)] {
+            let cli = Cli::try_parse_from(["swarm", "-l", given, "list", "nodes://a:1"]).unwrap();
+            assert_eq!(cli.log_level, want);
+        }
+        assert_eq!(LogLevel::Panic.directive(), "error");
+        let refused = Cli::try_parse_from(["swarm", "-l", "verbose", "list", "nodes://a:1"]).unwrap_err().to_string();
+        assert!(refused.contains("'verbose'") && refused.contains("debug") && refused.contains("error"), "{refused}");
     }
 
     #[test]

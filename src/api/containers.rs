@@ -252,7 +252,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Re
                 // removed the container, so its replacement goes too.
                 for (node, id, client) in state.cluster.replacements_of(&c.id) {
                     if crate::orchestrator::force_remove(&client, &id).await {
-                        tracing::info!(target: "swarm::mutation", term = ?state.leadership.acting_term(), node = %node, id = %id, "Removed the rescheduled replacement of a removed container.");
+                        tracing::info!(target: "swarm::mutation", term = state.leadership.acting_term(), node = %node, id = %id, "Removed the rescheduled replacement of a removed container.");
                         state.cluster.forget_container(&node, &id);
                     }
                 }

@@ -86,8 +86,8 @@ pub async fn forward_counted(
         }
     };
     if mutation {
-        // Who changed what, under which term: evidence for audits and the chaos checker.
-        tracing::info!(target: "swarm::mutation", term = ?state.leadership.acting_term(), engine = %client.addr(), %method, path = path_and_query, status = resp.status().as_u16(), "Engine changed.");
+        // Who changed what, under which term: evidence for audits (at debug: one per call).
+        tracing::debug!(target: "swarm::mutation", term = state.leadership.acting_term(), engine = %client.addr(), %method, path = path_and_query, status = resp.status().as_u16(), "Engine changed.");
     }
     if !to_engine {
         return Ok(streamed(resp));

@@ -293,7 +293,7 @@ impl Orchestrator {
                         .and_then(|v| v["Id"].as_str().map(str::to_string))
                         .unwrap_or_default();
                     self.inner.cluster.learn_created(&node, &id, a.req.name.as_deref(), &a.req.config);
-                    tracing::info!(target: "swarm::mutation", term = ?a.term, node = %node, id = %id, swarm_id = %a.swarm_id, "Container created.");
+                    tracing::info!(target: "swarm::mutation", term = a.term, node = %node, id = %id, swarm_id = %a.swarm_id, "Container created.");
                     return Ok(Created {
                         node,
                         id,

@@ -133,7 +133,7 @@ impl Act {
             match r {
                 Ok(()) => outcome.settled.push((c.node.clone(), c.swarm_id.clone())),
                 Err(e) => {
-                    warn!(name = ?c.name, swarm_id = %c.swarm_id, error = %e, "Reschedule failed; retrying later.");
+                    warn!(name = c.name.as_deref(), swarm_id = %c.swarm_id, error = %e, "Reschedule failed; retrying later.");
                     outcome.failed.push(c.swarm_id.clone());
                 }
             }
@@ -227,12 +227,12 @@ impl Act {
                 if orphans::remove(&h.client, &created.id).await {
                     inner.cluster.forget_container(&created.node, &created.id);
                     let _ = inner.store.delete(record).await;
-                    info!(name = ?c.name, "Removed while rescheduled: the new copy is removed too.");
+                    info!(name = c.name.as_deref(), "Removed while rescheduled: the new copy is removed too.");
                     return Ok(());
                 }
             }
         }
-        info!(term = ?inner.leadership.acting_term(), name = ?c.name, from = %c.node, to = %created.node, "Container rescheduled.");
+        info!(term = inner.leadership.acting_term(), name = c.name.as_deref(), from = %c.node, to = %created.node, "Container rescheduled.");
         rescheduled.new_id = Some(created.id.clone());
         if let Err(e) =
             inner.store.put(record, serde_json::to_vec(&rescheduled).unwrap_or_default(), Some(RECORD_TTL)).await
@@ -254,7 +254,7 @@ impl Act {
                 Err(e) => last = e,
             }
         }
-        warn!(name = ?c.name, swarm_id = %c.swarm_id, error = %last, "Recreated, not yet started; starting it later.");
+        warn!(name = c.name.as_deref(), swarm_id = %c.swarm_id, error = %last, "Recreated, not yet started; starting it later.");
         Ok(())
     }
 
@@ -334,7 +334,7 @@ impl Act {
                 continue;
             }
             if orphans::remove(&handle.client, &r.old_id).await {
-                info!(term = ?inner.leadership.acting_term(), node = %handle.name, id = %r.old_id, "Removed the stale copy of a rescheduled container.");
+                info!(term = inner.leadership.acting_term(), node = %handle.name, id = %r.old_id, "Removed the stale copy of a rescheduled container.");
                 if inner.store.delete(key).await.is_ok() {
                     inner.cluster.unsupersede(&r.old_id);
                 }
@@ -375,7 +375,7 @@ impl Act {
             let path = list_by_label(&format!("{}={swarm_id}", labels::SWARM_ID));
             let Ok(found) = handle.client.get_json(&path).await else { continue };
             if found.as_array().is_some_and(|a| !a.is_empty()) {
-                info!(swarm_id = %swarm_id, name = ?record.name, "A create interrupted by a leader change had completed; kept.");
+                info!(swarm_id = %swarm_id, name = record.name.as_deref(), "A create interrupted by a leader change had completed; kept.");
                 let _ = inner.store.delete(key).await;
                 continue;
             }
