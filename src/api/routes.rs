@@ -134,7 +134,7 @@ pub fn route_of(method: &Method, path: &str, cors: bool) -> Route {
         (&M::GET, ["version"]) => Route::new(H::Version, "version", Leader),
         (&M::GET, ["info"]) => Route::new(H::Info, "info", Anywhere),
         (&M::GET, ["events"]) => Route::new(H::Events, "events", Stream),
-        (&M::GET, ["metrics"]) if unversioned => Route::new(H::Metrics, "metrics", Anywhere),
+        (&M::GET | &M::HEAD, ["metrics"]) if unversioned => Route::new(H::Metrics, "metrics", Anywhere),
         (&M::POST, ["auth"]) => Route::new(H::Auth, "auth", Leader),
         (&M::OPTIONS, _) if cors => Route::new(H::Cors, "cors", Anywhere),
 
@@ -202,6 +202,7 @@ mod tests {
         assert_eq!(of(Method::DELETE, "/v1.41/containers/web").handler, Handler::Container);
         assert_eq!(of(Method::GET, "/v1.41/containers/web").handler, Handler::Unknown, "only removed");
         assert_eq!(of(Method::GET, "/v1.41/metrics").handler, Handler::Unknown, "metrics carry no version");
+        assert_eq!(of(Method::HEAD, "/metrics").handler, Handler::Metrics, "probes ask with HEAD");
         assert_eq!(of(Method::GET, "/v1.41/images/127.0.0.1:5000/busybox/json").handler, Handler::Image);
         assert_eq!(of(Method::PUT, "/nope").handler, Handler::Unknown);
     }
