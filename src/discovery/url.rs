@@ -25,6 +25,18 @@ pub enum UrlError {
     /// Some but not all of the `kv.*` TLS files.
     #[error("kv.cacertfile, kv.certfile and kv.keyfile must be given together")]
     PartialTls,
+    /// A scheme no discovery service here answers to (classic Swarm's words first).
+    #[error("discovery service not supported: \"{scheme}://\" (supported: nodes, file, etcd, token, swarm, unix)")]
+    NotSupported {
+        /// The scheme as written.
+        scheme: String,
+    },
+    /// A node list entry that is no engine address (host:port, or a unix:// socket).
+    #[error("invalid engine address \"{entry}\" in the node list: expected host:port")]
+    BadEntry {
+        /// The entry as written.
+        entry: String,
+    },
     /// An unknown `--discovery-opt` key.
     #[error("unsupported discovery option \"{key}\"")]
     UnknownOption {
@@ -109,13 +121,18 @@ impl DiscoveryUrl {
             }
             // One engine on a unix socket, named by its own URL.
             "unix" => DiscoveryUrl::Nodes(vec![url.to_string()]),
-            _ => {
+            "nodes" => {
                 let entries = expand_entries(rest.split(','))?;
                 if entries.is_empty() {
                     return Err(UrlError::Empty { url: url.to_string() });
                 }
+                // A mistyped URL (`consul//host:port/path`) must not pass for an engine.
+                if let Some(bad) = entries.iter().find(|e| !e.starts_with("unix://") && e.contains('/')) {
+                    return Err(UrlError::BadEntry { entry: bad.clone() });
+                }
                 DiscoveryUrl::Nodes(entries)
             }
+            other => return Err(UrlError::NotSupported { scheme: other.to_string() }),
         })
     }
 
@@ -214,6 +231,14 @@ mod tests {
             UrlError::PartialTls
         );
         assert!(DiscoveryUrl::parse("nodes://", &[]).is_err());
+        for unsupported in ["consul://127.0.0.1:8500/swarm", "http://127.0.0.1:2375", "tcp://127.0.0.1:2375"] {
+            let e = DiscoveryUrl::parse(unsupported, &[]).unwrap_err();
+            assert!(e.to_string().starts_with("discovery service not supported"), "{unsupported}: {e}");
+        }
+        assert_eq!(
+            DiscoveryUrl::parse("consul//127.0.0.1:8500/swarm", &[]).unwrap_err(),
+            UrlError::BadEntry { entry: "consul//127.0.0.1:8500/swarm".into() }
+        );
         assert_eq!(
             DiscoveryUrl::parse("unix:///run/d.sock", &[]).unwrap(),
             DiscoveryUrl::Nodes(vec!["unix:///run/d.sock".into()])
