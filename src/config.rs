@@ -365,7 +365,9 @@ impl TryFrom<&ManageArgs> for ManageConfig {
 
     fn try_from(a: &ManageArgs) -> Result<Self, ConfigError> {
         let discovery = discovery_of(&a.discovery, "manage", &a.discovery_opt)?;
-        let strategy = StrategyKind::parse(&a.strategy).ok_or_else(|| bad("strategy not supported"))?;
+        let strategy = StrategyKind::parse(&a.strategy).ok_or_else(|| {
+            bad(format!("strategy not supported: \"{}\" (supported: spread, binpack, random)", a.strategy))
+        })?;
         let filters = filters_of(a)?;
         let listen = if a.host.is_empty() {
             vec![ListenAddr::Tcp("127.0.0.1:2375".into())]
@@ -434,7 +436,14 @@ fn filters_of(a: &ManageArgs) -> Result<Vec<FilterKind>, ConfigError> {
     a.filter
         .iter()
         .flat_map(|f| f.split(','))
-        .map(|f| FilterKind::parse(f.trim()).ok_or_else(|| bad("filter not supported")))
+        .map(|f| {
+            FilterKind::parse(f.trim()).ok_or_else(|| {
+                bad(format!(
+                    "filter not supported: \"{}\" (supported: health, port, containerslots, dependency, affinity, constraint, whitelist)",
+                    f.trim()
+                ))
+            })
+        })
         .collect()
 }
 

@@ -45,8 +45,14 @@ fn discovery_urls_and_flags_are_validated_with_classic_messages() {
     let swarm = env!("CARGO_BIN_EXE_swarm");
     let cases: &[(&[&str], &str)] = &[
         (&["manage"], "discovery required to manage a cluster. See 'swarm manage --help'."),
-        (&["manage", "--strategy", "fastest", "nodes://a:1"], "strategy not supported"),
-        (&["manage", "-f", "magic", "nodes://a:1"], "filter not supported"),
+        (
+            &["manage", "--strategy", "fastest", "nodes://a:1"],
+            "strategy not supported: \"fastest\" (supported: spread,",
+        ),
+        (&["manage", "-f", "magic", "nodes://a:1"], "filter not supported: \"magic\" (supported: health,"),
+        (&["manage", "consul://127.0.0.1:8500/swarm"], "discovery service not supported: \"consul://\""),
+        (&["manage", "consul//127.0.0.1:8500/swarm"], "invalid engine address \"consul//127.0.0.1:8500/swarm\""),
+        (&["-l", "verbose", "manage", "nodes://a:1"], "invalid value 'verbose' for '--log-level"),
         (
             &["manage", "--engine-refresh-min-interval", "10s", "--engine-refresh-max-interval", "5s", "nodes://a:1"],
             "max refresh interval cannot be less than min refresh interval",
