@@ -10,7 +10,7 @@
 //! 4. `/info` and `/version` are swarm's own documents: only the fields that describe the
 //!    engines' contents (`Containers`, `ContainersRunning`, `ContainersPaused`,
 //!    `ContainersStopped`, `Images`, `NCPU`; `ApiVersion`) are kept. (`MemTotal` adds
-//!    `swarm.overcommit`, and `MinAPIVersion` is swarm's own 1.24, as the README says.)
+//!    `swarm.overcommit`, and `MinAPIVersion` is swarm's own 1.24, as docs/conformance.md says.)
 //! 5. A container's `Status` ("Up 3 seconds") is read at a slightly different instant on each
 //!    side: its durations may differ by 2 seconds (see [`status_close`]).
 //! 6. Lists the engine returns in no defined order (images, networks, volumes, a container's

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::normalize::diff;
 use crate::oracle::{Answer, Req};
 
-/// A difference swarm makes on purpose; each is listed in the README with its reason. It
+/// A difference swarm makes on purpose; each is listed in docs/conformance.md with its reason. It
 /// applies to a case only when the request is of its kind *and* the answers differ the way it
 /// says, so that it waives nothing else.
 pub struct Intended {
