@@ -206,14 +206,15 @@ pub fn write(dir: &Path, f: &Findings) -> String {
         md.push('\n');
     }
 
-    let _ = writeln!(md, "## Faults\n\nUnavailability: from the first request that failed after the fault to the first success sent after it. Errors: requests that failed, sent from the fault until the next one. Longest wait: per fault, the slowest request in flight while it lasted (to 1 s after it healed; a request to a frozen manager waits for it), then its p50 / p99 / max over the faults of the class; added: the same less what a request of its kind takes at the median of the run (a `docker run` takes a few hundred milliseconds by itself).\n");
-    let _ = writeln!(md, "| class | count | errors | unavailability p50 / p99 / max | failover p50 / p99 | longest wait p50 / p99 / max | added wait p50 / p99 / max |\n| --- | --- | --- | --- | --- | --- | --- |");
+    let _ = writeln!(md, "## Faults\n\nUnavailability: from the first request that failed after the fault to the first success sent after it. Errors: requests that failed, sent from the fault until the next one. Longest wait: per fault, the slowest request in flight while it lasted (to 1 s after it healed; a request to a frozen manager waits for it), then its p50 / p99 / max over the faults of the class; added: the same less what a request of its kind takes at the median of the run (a `docker run` takes a few hundred milliseconds by itself). Added at the fault: the same, over only the requests in flight when the fault struck or sent in the second after it: what the fault itself cost them, apart from the struck manager's restart when it heals.\n");
+    let _ = writeln!(md, "| class | count | errors | unavailability p50 / p99 / max | failover p50 / p99 | longest wait p50 / p99 / max | added wait p50 / p99 / max | added at the fault p50 / p99 / max |\n| --- | --- | --- | --- | --- | --- | --- | --- |");
     #[derive(Default)]
     struct Class {
         unavailable: Vec<f64>,
         failover: Vec<f64>,
         longest: Vec<f64>,
         added: Vec<f64>,
+        added_at_fault: Vec<f64>,
         errors: usize,
     }
     let mut by_kind: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
@@ -230,6 +231,8 @@ pub fn write(dir: &Path, f: &Findings) -> String {
         e.longest.push(in_flight().map(|o| o.returned - o.sent).fold(0.0, f64::max));
         let added = |o: &Op| o.returned - o.sent - typical.get(o.kind.name()).copied().unwrap_or(0.0);
         e.added.push(in_flight().map(added).fold(0.0, f64::max));
+        let at_fault = f.ops.iter().filter(|o| o.returned >= s.began && o.sent <= s.began + 1.0);
+        e.added_at_fault.push(at_fault.map(added).fold(0.0, f64::max));
         e.errors += f
             .ops
             .iter()
@@ -257,13 +260,14 @@ pub fn write(dir: &Path, f: &Findings) -> String {
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {fo} | {} | {} |",
+            "| {} | {} | {} | {} | {fo} | {} | {} | {} |",
             fault.name(),
             c.unavailable.len(),
             c.errors,
             spread(&c.unavailable),
             spread(&c.longest),
-            spread(&c.added)
+            spread(&c.added),
+            spread(&c.added_at_fault)
         );
     }
     if f.skipped > 0 {

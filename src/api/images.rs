@@ -29,19 +29,23 @@ pub fn nodes_for(state: &ApiState, names: &Option<Vec<String>>) -> Vec<NodeHandl
     state.cluster.healthy_nodes().into_iter().filter(|n| names.as_ref().is_none_or(|ns| ns.contains(&n.name))).collect()
 }
 
+/// A list (`GET path?query`) asked of each of `nodes` at once; the answers in their order.
+pub async fn list_on(
+    state: &ApiState,
+    ctx: &Ctx,
+    nodes: &[NodeHandle],
+    path: &str,
+    query: &str,
+) -> Vec<fanout::Answer> {
+    let path_for = |n: &NodeHandle| ctx.engine_path(n.api_version.as_deref(), path, Some(query));
+    call_all(nodes, Method::GET, path_for, None, &HeaderMap::new(), &state.config.limits).await
+}
+
 /// `GET /images/json`: one entry per image ID, tags and digests merged, newest first.
 pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     let (query, node_names) = split_node_filter(ctx)?;
     let nodes = nodes_for(state, &node_names);
-    let answers = call_all(
-        &nodes,
-        Method::GET,
-        |n| ctx.engine_path(n.api_version.as_deref(), "/images/json", Some(&query)),
-        None,
-        &HeaderMap::new(),
-        &state.config.limits,
-    )
-    .await;
+    let answers = list_on(state, ctx, &nodes, "/images/json", &query).await;
     if !nodes.is_empty() && answers.iter().all(|a| !matches!(a, Ok((s, _)) if s.is_success())) {
         return Err(fanout::first_error(&answers));
     }

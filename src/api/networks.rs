@@ -18,15 +18,7 @@ use crate::cluster::NodeHandle;
 pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     let (query, names) = super::images::split_node_filter(ctx)?;
     let nodes = nodes_for(state, &names);
-    let answers = call_all(
-        &nodes,
-        Method::GET,
-        |n| ctx.engine_path(n.api_version.as_deref(), "/networks", Some(&query)),
-        None,
-        &HeaderMap::new(),
-        &state.config.limits,
-    )
-    .await;
+    let answers = super::images::list_on(state, ctx, &nodes, "/networks", &query).await;
     let mut out: Vec<Value> = Vec::new();
     for (n, a) in nodes.iter().zip(&answers) {
         let Ok((s, bytes)) = a else { continue };

@@ -18,15 +18,7 @@ pub async fn list(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiErro
     let (query, names) = super::images::split_node_filter(ctx)
         .map_err(|e| ApiError::bad_request(format!("error reading volume filters: {}", e.message)))?;
     let nodes = nodes_for(state, &names);
-    let answers = call_all(
-        &nodes,
-        Method::GET,
-        |n| ctx.engine_path(n.api_version.as_deref(), "/volumes", Some(&query)),
-        None,
-        &HeaderMap::new(),
-        &state.config.limits,
-    )
-    .await;
+    let answers = super::images::list_on(state, ctx, &nodes, "/volumes", &query).await;
     let mut volumes: Vec<Value> = Vec::new();
     let mut warnings: Vec<Value> = Vec::new();
     for (n, a) in nodes.iter().zip(&answers) {
