@@ -10,6 +10,29 @@ pub enum LogFormat {
     Json,
 }
 
+/// A byte size as Docker reads one (`-m 64m`, go-units' `RAMInBytes`): a number and an
+/// optional unit k, m, g, t or p, each 1024 times the last, with an optional `i` and `b`
+/// (`4MiB`, `4MB`, `4m` are all 4 × 2^20), any case. Plain numbers are bytes.
+pub fn byte_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let bad = || format!("invalid size {s:?}: expected bytes, or a number with k, m, g, t or p (4MiB, 64m)");
+    let number: u64 = t[..digits].parse().map_err(|_| bad())?;
+    let unit = t[digits..].trim_start().to_ascii_lowercase();
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let power = match unit {
+        "" => 0,
+        "k" => 1,
+        "m" => 2,
+        "g" => 3,
+        "t" => 4,
+        "p" => 5,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(1u64 << (10 * power)).ok_or_else(|| format!("size {s:?} is too large"))
+}
+
 /// Log levels by the names classic Swarm and logrus give them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
@@ -77,6 +100,27 @@ mod tests {
         assert_eq!(LogLevel::Panic.directive(), "error");
         let refused = Cli::try_parse_from(["swarm", "-l", "verbose", "list", "nodes://a:1"]).unwrap_err().to_string();
         assert!(refused.contains("'verbose'") && refused.contains("debug") && refused.contains("error"), "{refused}");
+    }
+
+    #[test]
+    fn byte_sizes_read_as_docker_reads_them() {
+        for (given, want) in [
+            ("4194304", 4 << 20),
+            ("4MiB", 4 << 20),
+            ("4MB", 4 << 20),
+            ("64m", 64 << 20),
+            ("1g", 1 << 30),
+            ("512 KiB", 512 << 10),
+            ("7b", 7),
+        ] {
+            assert_eq!(byte_size(given), Ok(want), "{given}");
+        }
+        for bad in ["", "MiB", "4 parsecs", "-1", "1.5g", "99999999999p"] {
+            assert!(byte_size(bad).is_err(), "{bad}");
+        }
+        let cli = Cli::try_parse_from(["swarm", "manage", "--api-max-body-bytes", "8MiB", "nodes://a:1"]).unwrap();
+        let Some(Command::Manage(m)) = cli.command else { panic!("not manage") };
+        assert_eq!(m.api_max_body_bytes, 8 << 20);
     }
 
     #[test]
@@ -298,19 +342,19 @@ pub struct ManageArgs {
     /// Enable CORS headers.
     #[arg(long = "api-enable-cors", visible_alias = "cors")]
     pub api_enable_cors: bool,
-    /// Largest JSON request body the manager reads, in bytes.
-    #[arg(long = "api-max-body-bytes", default_value_t = 4 * 1024 * 1024)]
+    /// Largest JSON request body the manager reads (bytes, or with a unit: 4MiB, 64m).
+    #[arg(long = "api-max-body-bytes", default_value_t = 4 * 1024 * 1024, value_parser = byte_size)]
     pub api_max_body_bytes: u64,
     /// Largest upload the manager buffers to fan out (image load and import), in bytes.
-    #[arg(long = "api-max-upload-bytes", default_value_t = 1024 * 1024 * 1024)]
+    #[arg(long = "api-max-upload-bytes", default_value_t = 1024 * 1024 * 1024, value_parser = byte_size)]
     pub api_max_upload_bytes: u64,
     /// Most bytes all the uploads buffered at once may hold together (at least
     /// --api-max-upload-bytes); past it an upload is answered 503.
-    #[arg(long = "api-max-upload-total-bytes", default_value_t = 2 * 1024 * 1024 * 1024)]
+    #[arg(long = "api-max-upload-total-bytes", default_value_t = 2 * 1024 * 1024 * 1024, value_parser = byte_size)]
     pub api_max_upload_total_bytes: u64,
     /// Most bytes all the JSON bodies buffered at once may hold together (at least
     /// --api-max-body-bytes); past it a request is answered 503.
-    #[arg(long = "api-max-body-total-bytes", default_value_t = 256 * 1024 * 1024)]
+    #[arg(long = "api-max-body-total-bytes", default_value_t = 256 * 1024 * 1024, value_parser = byte_size)]
     pub api_max_body_total_bytes: u64,
     /// Time a client has to send a JSON body (create, network and volume create); past it: 408.
     #[arg(long = "api-body-timeout", default_value = "60s")]
@@ -321,8 +365,8 @@ pub struct ManageArgs {
     pub api_header_timeout: String,
     /// Largest request head (request line and headers) read; over it: 431. hyper's read
     /// buffer (about 400 KiB) bounds it in any case.
-    #[arg(long = "api-max-header-bytes", default_value_t = 256 * 1024)]
-    pub api_max_header_bytes: usize,
+    #[arg(long = "api-max-header-bytes", default_value_t = 256 * 1024, value_parser = byte_size)]
+    pub api_max_header_bytes: u64,
     /// Most client connections open at once; past it, a new connection is answered 503 and
     /// closed.
     #[arg(long = "api-max-connections", default_value_t = 4096)]
@@ -333,7 +377,7 @@ pub struct ManageArgs {
     pub engine_fanout_timeout: String,
     /// Most bytes of all the engines' answers to one call sent to every engine, together (an
     /// image list of 5,000 engines); past it the call fails with 500 rather than grow memory.
-    #[arg(long = "engine-fanout-max-bytes", default_value_t = 1 << 30)]
+    #[arg(long = "engine-fanout-max-bytes", default_value_t = 1 << 30, value_parser = byte_size)]
     pub engine_fanout_max_bytes: u64,
     /// How long the leader keeps the answer of a write that carries a request ID
     /// (X-Swarm-Request-Id), so that the same request sent again gets it instead of a second run.

@@ -404,7 +404,7 @@ impl TryFrom<&ManageArgs> for ManageConfig {
                 max_upload_bytes: a.api_max_upload_bytes,
                 tls_handshake_timeout: parse_duration(&a.tls_handshake_timeout)?,
                 header_timeout: positive(parse_duration(&a.api_header_timeout)?, "--api-header-timeout")?,
-                max_header_bytes: a.api_max_header_bytes.max(1024),
+                max_header_bytes: usize::try_from(a.api_max_header_bytes.max(1024)).unwrap_or(usize::MAX),
                 max_connections: a.api_max_connections.max(1),
                 fanout_timeout: positive(parse_duration(&a.engine_fanout_timeout)?, "--engine-fanout-timeout")?,
                 fanout_max_bytes: a.engine_fanout_max_bytes.max(1 << 20),

@@ -98,8 +98,13 @@ fn logs_carry_no_colour_off_a_terminal_and_json_on_request() {
     let log = json.log();
     let lines: Vec<serde_json::Value> =
         log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
-    assert!(lines.iter().any(|l| l["fields"]["message"] == "Registered Engine."), "{log}");
-    assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()), "{log}");
+    // The message and the fields at the top level, where log shippers look for them.
+    assert!(lines.iter().any(|l| l["message"] == "Registered Engine." && l["node"] == "node-1"), "{log}");
+    assert!(
+        lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string() && l.get("fields").is_none()),
+        "{log}"
+    );
+    assert!(lines.iter().any(|l| l["message"] == "swarm manage starting." && l["version"].is_string()), "{log}");
 }
 
 #[test]
