@@ -47,8 +47,8 @@ pub fn serves_stream(state: &ApiState, route: &Route, req: &Request<Body>) -> bo
         Handler::Exec => proxy::wants_upgrade(req),
         Handler::Container => {
             let (_, rest) = version::split_path(req.uri().path());
-            let id = rest.trim_start_matches('/').split('/').nth(1).unwrap_or_default();
-            state.cluster.find_container(&percent_encoding::percent_decode_str(id).decode_utf8_lossy()).is_ok()
+            let id = super::routes::segments(rest).into_iter().nth(1).unwrap_or_default();
+            state.cluster.find_container(&id).is_ok()
         }
         _ => false,
     }

@@ -83,12 +83,12 @@ async fn dispatch(
             );
         }
     }
-    let segs: Vec<String> = rest
-        .trim_start_matches('/')
-        .split('/')
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
-    let ctx = Ctx { version: ver.map(str::to_string), segs, query: Query::parse(raw_query.as_deref()), raw_query };
+    let ctx = Ctx {
+        version: ver.map(str::to_string),
+        segs: super::routes::segments(rest),
+        query: Query::parse(raw_query.as_deref()),
+        raw_query,
+    };
     let method = req.method().clone();
     use Handler as H;
     let result = match route.handler {

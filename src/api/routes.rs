@@ -100,6 +100,15 @@ impl Route {
     }
 }
 
+/// The percent-decoded segments of a path without its version (`/containers/a%2Fb/json`:
+/// `containers`, `a/b`, `json`).
+pub fn segments(rest: &str) -> Vec<String> {
+    rest.trim_start_matches('/')
+        .split('/')
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect()
+}
+
 /// The route of `method` on `path` (the raw path, with or without an API version); `cors`:
 /// whether preflights are answered (`--api-enable-cors`).
 pub fn route_of(method: &Method, path: &str, cors: bool) -> Route {
@@ -120,11 +129,7 @@ pub fn route_of(method: &Method, path: &str, cors: bool) -> Route {
         };
     }
     let (ver, rest) = version::split_path(path);
-    let segs: Vec<String> = rest
-        .trim_start_matches('/')
-        .split('/')
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+    let segs = segments(rest);
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let unversioned = ver.is_none();
     use Method as M;
