@@ -7,6 +7,7 @@
 # DOCKER_HOST to use (HAProxy: it survives losing any one manager), then runs in the
 # foreground until Ctrl-C, when it stops everything it started, by pid.
 #   SWARM_ENGINES=3  SWARM_PORT=4000 (managers on 4000-4002)  SWARM_LB_PORT=2375 (HAProxy)
+#   SWARM_LB_METRICS_PORT=8404 (HAProxy's Prometheus metrics)
 #   SWARM_STATE=/tmp/swarm-cluster
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ cargo build --release --quiet
 n_engines=${SWARM_ENGINES:-3}
 port=${SWARM_PORT:-4000}
 lb_port=${SWARM_LB_PORT:-2375}
+lb_metrics_port=${SWARM_LB_METRICS_PORT:-8404}
 state=${SWARM_STATE:-/tmp/swarm-cluster}
 mkdir -p "$state"
 pids=()
@@ -80,7 +82,7 @@ for e in "${entries[@]}"; do
 done
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/_ping" >/dev/null && break; sleep 0.1; done
 # HAProxy in front of the three managers: a dead one leaves the pool within about a second.
-SWARM_LB="127.0.0.1:$lb_port" SWARM_M1="${managers[0]}" SWARM_M2="${managers[1]}" SWARM_M3="${managers[2]}" \
+SWARM_LB="127.0.0.1:$lb_port" SWARM_LB_METRICS="127.0.0.1:$lb_metrics_port" SWARM_M1="${managers[0]}" SWARM_M2="${managers[1]}" SWARM_M3="${managers[2]}" \
   haproxy -f haproxy/haproxy.cfg -db >"$state/haproxy.log" 2>&1 &
 pids+=("$!")
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$lb_port/_ping" >/dev/null && break; sleep 0.1; done
@@ -109,7 +111,8 @@ manager comes back a second later, and any other can be killed next.
     for k in 0 1 2; do curl -s 127.0.0.1:\$(($port + k))/info | grep -q '\["Role","primary"\]' && kill -9 \$(cat $state/manager-\$k.pid); done
     sleep 3; kill %1
 
-Metrics: curl http://127.0.0.1:$port/metrics
+Metrics: curl http://127.0.0.1:$port/metrics (each manager), http://127.0.0.1:$lb_metrics_port/metrics (HAProxy);
+Prometheus with grafana/prometheus.yml scrapes both and evaluates grafana/alerts.yml.
 Press Ctrl-C to stop everything.
 MSG
 wait

@@ -367,10 +367,13 @@ impl App {
                     .as_ref()
                     .ok_or_else(|| ConfigError("--cluster-secret-file is required with --replication-peers".into()))?;
                 let (peer_tls, signer) = (tls.as_ref().map(|t| t.peer.clone()), secret.manager_signer());
+                let raft_metrics = crate::leadership::raft::metrics::RaftMetrics::register(&registry)?;
                 // Raft's tasks are spawned where it starts: on the leadership runtime.
                 Some(
-                    rt.run(async move { crate::leadership::raft::RaftNode::start(&settings, peer_tls, signer).await })
-                        .await?,
+                    rt.run(async move {
+                        crate::leadership::raft::RaftNode::start(&settings, peer_tls, signer, raft_metrics).await
+                    })
+                    .await?,
                 )
             }
             _ => None,

@@ -49,6 +49,17 @@ pub struct Metrics {
     pub rescheduled: IntCounter,
     /// How late the async runtime woke a periodic timer (see `lag`).
     pub runtime_lag: Histogram,
+    /// Time to pick a node for a container, the wait for the schedule lock included.
+    pub scheduling_duration: Histogram,
+    /// Time to the answer's head of calls to engines, by kind (`transport::call_kind`).
+    pub engine_call_duration: HistogramVec,
+    /// Each engine's health as this manager sees it: 1 healthy, 0 not (set at each scrape).
+    pub engine_healthy: IntGaugeVec,
+    /// Requests a follower passed on to the leader, which counts them in `api_requests`.
+    pub forwarded: IntCounterVec,
+    /// Held while a scrape sets the gauges it owns and encodes them, so that two scrapes do
+    /// not see each other's half-set series.
+    pub scrape: std::sync::Arc<parking_lot::Mutex<()>>,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -83,7 +94,7 @@ impl Metrics {
             refresh_duration: Histogram::with_opts(
                 HistogramOpts::new("engine_refresh_duration_seconds", "Time of a full engine refresh.")
                     .namespace(NAMESPACE)
-                    .buckets(latency),
+                    .buckets(latency.clone()),
             )?,
             rereads_asked: IntCounter::with_opts(opts(
                 "container_rereads_asked_total",
@@ -133,6 +144,28 @@ impl Metrics {
                     10.0,
                 ]),
             )?,
+            scheduling_duration: Histogram::with_opts(
+                HistogramOpts::new("scheduling_duration_seconds", "Time to pick a node for a container.")
+                    .namespace(NAMESPACE)
+                    .buckets(vec![
+                        0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+                    ]),
+            )?,
+            engine_call_duration: HistogramVec::new(
+                HistogramOpts::new("engine_request_duration_seconds", "Time to the answer's head of calls to engines.")
+                    .namespace(NAMESPACE)
+                    .buckets(latency.clone()),
+                &["kind"],
+            )?,
+            engine_healthy: IntGaugeVec::new(
+                opts("engine_healthy", "1 while this manager sees the engine healthy, else 0."),
+                &["addr", "node"],
+            )?,
+            forwarded: IntCounterVec::new(
+                opts("api_forwarded_requests_total", "Requests passed on to the leader, which counts them."),
+                &["method", "code"],
+            )?,
+            scrape: Default::default(),
             runtime_lag: Histogram::with_opts(
                 HistogramOpts::new("runtime_timer_lateness_seconds", "How late the async runtime woke a 50 ms timer.")
                     .namespace(NAMESPACE)
@@ -158,8 +191,12 @@ impl Metrics {
         registry.register(Box::new(m.rescheduled.clone()))?;
         registry.register(Box::new(m.control_refused.clone()))?;
         registry.register(Box::new(m.runtime_lag.clone()))?;
-        let build = IntGaugeVec::new(opts("build_info", "Build of this manager."), &["version"])?;
-        build.with_label_values(&[crate::VERSION]).set(1);
+        registry.register(Box::new(m.scheduling_duration.clone()))?;
+        registry.register(Box::new(m.engine_call_duration.clone()))?;
+        registry.register(Box::new(m.engine_healthy.clone()))?;
+        registry.register(Box::new(m.forwarded.clone()))?;
+        let build = IntGaugeVec::new(opts("build_info", "Build of this manager."), &["version", "revision"])?;
+        build.with_label_values(&[crate::VERSION, crate::GIT_COMMIT]).set(1);
         registry.register(Box::new(build))?;
         Ok(m)
     }

@@ -221,6 +221,8 @@ struct Inner {
     /// Parsed once: every proxied request needs both.
     authority: http::uri::Authority,
     host: http::HeaderValue,
+    /// Time to each answer's head, by [`call_kind`], when the owner counts them.
+    call_duration: Option<prometheus::HistogramVec>,
 }
 
 impl std::fmt::Debug for EngineClient {
@@ -258,13 +260,32 @@ impl EngineClient {
 
     /// A client that speaks TLS over TCP with `tls` (unix sockets stay plain).
     pub fn with_tls(addr: &str, timeout: Duration, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        Self::build(addr, timeout, tls, None)
+    }
+
+    /// [`EngineClient::with_tls`], each call's time to its answer's head observed in
+    /// `call_duration` under its [`call_kind`].
+    pub fn timed(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        call_duration: prometheus::HistogramVec,
+    ) -> Self {
+        Self::build(addr, timeout, tls, Some(call_duration))
+    }
+
+    fn build(
+        addr: &str,
+        timeout: Duration,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        call_duration: Option<prometheus::HistogramVec>,
+    ) -> Self {
         let addr = EngineAddr::parse(addr);
         let authority = addr.authority().parse().unwrap_or_else(|_| http::uri::Authority::from_static("localhost"));
         let host = http::HeaderValue::from_str(addr.authority())
             .unwrap_or_else(|_| http::HeaderValue::from_static("localhost"));
-        EngineClient {
-            inner: Arc::new(Inner { addr, kept: parking_lot::Mutex::new(None), timeout, tls, authority, host }),
-        }
+        let kept = parking_lot::Mutex::new(None);
+        EngineClient { inner: Arc::new(Inner { addr, kept, timeout, tls, authority, host, call_duration }) }
     }
 
     /// Where the engine listens.
@@ -320,7 +341,18 @@ impl EngineClient {
 
     /// Sends `req` on the kept connection if it is idle, else on a new one; the answer's head
     /// and the connection that carries it.
-    async fn dispatch(&self, mut req: Request<Body>) -> Result<(Response<Incoming>, SendRequest<Body>), EngineError> {
+    async fn dispatch(&self, req: Request<Body>) -> Result<(Response<Incoming>, SendRequest<Body>), EngineError> {
+        let Some(durations) = &self.inner.call_duration else { return self.dispatch_untimed(req).await };
+        let timer = durations.with_label_values(&[call_kind(req.method(), req.uri().path())]).start_timer();
+        let answer = self.dispatch_untimed(req).await;
+        timer.observe_duration();
+        answer
+    }
+
+    async fn dispatch_untimed(
+        &self,
+        mut req: Request<Body>,
+    ) -> Result<(Response<Incoming>, SendRequest<Body>), EngineError> {
         // Origin form, as a proxy-less HTTP/1 client sends it, with the peer's Host.
         if let Some(pq) = req.uri().path_and_query().cloned() {
             *req.uri_mut() = Uri::from(pq);
@@ -458,6 +490,36 @@ impl EngineClient {
     }
 }
 
+/// What an engine call is, for its latency: one of a few kinds, never an ID or a name.
+pub fn call_kind(method: &Method, path: &str) -> &'static str {
+    let (_, path) = crate::api_version::split_path(path);
+    let mut segments = path.trim_start_matches('/').split('/');
+    let (first, second, third) = (segments.next(), segments.next(), segments.next());
+    match (first, second, third) {
+        (Some("_ping"), None, _) => "ping",
+        (Some("info"), None, _) => "info",
+        (Some("version"), None, _) => "version",
+        (Some("events"), None, _) => "events",
+        (Some("containers"), Some("json"), None) => "container_list",
+        (Some("containers"), Some("create"), None) => "container_create",
+        (Some("containers"), Some(_), None) if method == Method::DELETE => "container_remove",
+        (Some("containers"), Some(_), Some("json")) => "container_inspect",
+        (Some("containers"), Some(_), Some("start")) => "container_start",
+        (Some("containers"), Some(_), Some("stop" | "kill" | "restart")) => "container_stop",
+        (Some("containers"), Some(_), Some("wait")) => "container_wait",
+        (Some("containers"), Some(_), Some("logs" | "attach")) => "container_stream",
+        (Some("containers"), ..) => "container_other",
+        (Some("images"), Some("create"), None) => "image_pull",
+        (Some("images"), Some("json"), None) => "image_list",
+        (Some("images"), ..) => "image_other",
+        (Some("exec"), ..) => "exec",
+        (Some("networks"), ..) => "network",
+        (Some("volumes"), ..) => "volume",
+        (Some("build"), ..) => "build",
+        _ => "other",
+    }
+}
+
 /// Keeps `sender`, idle, as its peer's connection between calls, unless one is kept already (then
 /// it closes).
 fn keep(inner: &Inner, sender: SendRequest<Body>) {
@@ -483,6 +545,25 @@ mod tests {
     use hyper::service::service_fn;
 
     use super::*;
+
+    #[test]
+    fn call_kinds_name_the_call_and_never_an_id() {
+        let cases = [
+            (Method::GET, "/_ping", "ping"),
+            (Method::GET, "/v1.41/containers/json", "container_list"),
+            (Method::POST, "/v1.45/containers/create", "container_create"),
+            (Method::GET, "/containers/abc123/json", "container_inspect"),
+            (Method::DELETE, "/v1.41/containers/abc123", "container_remove"),
+            (Method::POST, "/containers/abc/kill", "container_stop"),
+            (Method::POST, "/containers/abc/rename", "container_other"),
+            (Method::POST, "/v1.41/images/create", "image_pull"),
+            (Method::GET, "/events", "events"),
+            (Method::GET, "/v1.41/some/thing", "other"),
+        ];
+        for (method, path, kind) in cases {
+            assert_eq!(call_kind(&method, path), kind, "{method} {path}");
+        }
+    }
 
     /// A peer on loopback that answers 64 KiB (`/slow`: after 300 ms), a body longer than one
     /// read buffer as an engine's list is, keeping connections alive

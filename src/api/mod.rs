@@ -335,6 +335,11 @@ pub async fn handle(state: ApiState, req: Request<Incoming>, link: &replica::Lea
         );
     }
     let code = resp.status().as_u16().to_string();
+    if class == replica::FORWARDED {
+        // The leader counted it: summed over managers, each request counts once.
+        state.metrics.forwarded.with_label_values(&[method.as_str(), &code]).inc();
+        return resp;
+    }
     state.metrics.api_requests.with_label_values(&[method.as_str(), class, &code]).inc();
     state.metrics.api_duration.with_label_values(&[method.as_str(), class]).observe(started.elapsed().as_secs_f64());
     resp

@@ -129,6 +129,12 @@ enum Sent {
     Lost(String),
 }
 
+/// The metrics class of an answer the leader gave: the leader counts the request, the
+/// follower only that it passed it on.
+pub const FORWARDED: &str = "leader";
+/// The metrics class of a follower's own answer to a request it could not pass on.
+pub const FORWARDING: &str = "forwarding";
+
 /// Serves a request that a follower does not answer itself: forwarded to the leader, held for
 /// the next one when the leader cannot take it, or served here once this manager leads.
 pub async fn forward(
@@ -144,14 +150,14 @@ pub async fn forward(
     let deadline = Instant::now() + replication.leader_wait;
     if proxy::wants_upgrade(&req) {
         return match wait_for_leader(state, None, deadline).await {
-            Some(Role::Follower { leader: Some(addr) }) => ("leader", hijack(state, req, &addr).await),
+            Some(Role::Follower { leader: Some(addr) }) => hijack(state, req, &addr).await,
             Some(_) => super::serve_here(state, route, req, checked).await,
-            None => ("leader", no_leader()),
+            None => (FORWARDING, no_leader()),
         };
     }
     let mut out = match Outgoing::read(state, req).await {
         Ok(out) => out,
-        Err(e) => return ("leader", e.into_response()),
+        Err(e) => return (FORWARDING, e.into_response()),
     };
     let mut failed: Option<String> = None;
     loop {
@@ -160,16 +166,16 @@ pub async fn forward(
             Some(_) => match out.request() {
                 // Elected while the request waited: it is ours to serve.
                 Some(req) => return super::serve_here(state, route, req, checked).await,
-                None => return ("leader", lost_stream()),
+                None => return (FORWARDING, lost_stream()),
             },
             None => {
                 return (
-                    "leader",
+                    FORWARDING,
                     failed.map_or_else(no_leader, |l| unreachable_leader(&l, "no other primary was elected in time")),
                 )
             }
         };
-        let Some(req) = out.request() else { return ("leader", lost_stream()) };
+        let Some(req) = out.request() else { return (FORWARDING, lost_stream()) };
         state.metrics.proxied.with_label_values(&["leader"]).inc();
         let started = std::time::Instant::now();
         let sent = send_on_link(state, req, &leader, link).await;
@@ -179,7 +185,7 @@ pub async fn forward(
                 debug!(leader = %leader, "The leader stepped down before serving; waiting for the next one.");
                 failed = Some(leader);
             }
-            Sent::Answered(resp) => return ("leader", resp),
+            Sent::Answered(resp) => return (FORWARDED, resp),
             Sent::Unsent(e) => {
                 debug!(leader = %leader, error = %e, "The leader did not take the request; waiting for the next one.");
                 failed = Some(leader);
@@ -188,12 +194,12 @@ pub async fn forward(
                 debug!(leader = %leader, error = %e, "The leader lost the request; sending it again to the next one.");
                 failed = Some(leader);
             }
-            Sent::Lost(e) => return ("leader", unreachable_leader(&leader, &e)),
+            Sent::Lost(e) => return (FORWARDING, unreachable_leader(&leader, &e)),
         }
         if Instant::now() >= deadline {
             let leader = failed.unwrap_or_default();
             return (
-                "leader",
+                FORWARDING,
                 unreachable_leader(&leader, "no primary took the request in time (--replication-leader-wait)"),
             );
         }
@@ -244,13 +250,13 @@ fn lost_stream() -> Response<Body> {
 }
 
 /// A hijacked stream (attach, exec) to the leader, on a connection of its own.
-async fn hijack(state: &ApiState, req: Request<Body>, leader: &str) -> Response<Body> {
+async fn hijack(state: &ApiState, req: Request<Body>, leader: &str) -> (&'static str, Response<Body>) {
     state.metrics.proxied.with_label_values(&["leader"]).inc();
     let client = leader_client(state, leader);
     let target = req.uri().path_and_query().map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
     match proxy::forward_counted(state, &client, req, &target, false).await {
-        Ok(resp) => resp,
-        Err(e) => unreachable_leader(leader, &e.message),
+        Ok(resp) => (FORWARDED, resp),
+        Err(e) => (FORWARDING, unreachable_leader(leader, &e.message)),
     }
 }
 

@@ -409,6 +409,17 @@ pub async fn events(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiEr
 
 /// `GET /metrics` in Prometheus text format.
 pub fn metrics(state: &ApiState) -> Response<Body> {
+    let _scrape = state.metrics.scrape.lock();
+    state.leadership.refresh_metrics();
+    let healthy = &state.metrics.engine_healthy;
+    // Rebuilt at each scrape, so that an engine gone from discovery leaves no series behind.
+    healthy.reset();
+    state.cluster.with_nodes(|nodes| {
+        for n in nodes.values() {
+            let up = n.health.state() == crate::cluster::NodeState::Healthy;
+            healthy.with_label_values(&[&n.addr, n.name()]).set(i64::from(up));
+        }
+    });
     let held = &state.metrics.buffered_body_bytes;
     held.with_label_values(&["upload"]).set(i64::try_from(state.uploads.held_bytes()).unwrap_or(i64::MAX));
     held.with_label_values(&["json"]).set(i64::try_from(state.bodies.held_bytes()).unwrap_or(i64::MAX));

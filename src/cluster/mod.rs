@@ -273,10 +273,11 @@ impl Cluster {
                 if !nodes.contains_key(addr) {
                     let node = Node {
                         addr: addr.clone(),
-                        client: EngineClient::with_tls(
+                        client: EngineClient::timed(
                             addr,
                             self.shared.opts.timing.engine_timeout,
                             self.shared.opts.tls.clone(),
+                            self.shared.metrics.engine_call_duration.clone(),
                         ),
                         health: health::Health::new(self.shared.opts.timing.failure_retry),
                         info: None,

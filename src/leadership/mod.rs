@@ -36,6 +36,8 @@ pub enum Role {
 pub struct LeadershipMetrics {
     /// 1 while leading.
     pub is_leader: IntGauge,
+    /// 1 while a leader is known, this manager or another.
+    pub has_leader: IntGauge,
     /// Times this manager won an election.
     pub elections_won: IntCounter,
     /// Changes of the known leader, seen from this manager.
@@ -50,11 +52,13 @@ impl LeadershipMetrics {
         let o = |n: &str, h: &str| Opts::new(n, h).namespace("swarm");
         let m = LeadershipMetrics {
             is_leader: IntGauge::with_opts(o("is_leader", "1 while this manager leads."))?,
+            has_leader: IntGauge::with_opts(o("has_leader", "1 while a leader is known, this manager or another."))?,
             elections_won: IntCounter::with_opts(o("elections_won_total", "Elections this manager won."))?,
             leader_changes: IntCounter::with_opts(o("leader_changes_total", "Changes of the known leader."))?,
             leaderless: Counter::with_opts(o("leaderless_seconds_total", "Time spent with no known leader."))?,
         };
         registry.register(Box::new(m.is_leader.clone()))?;
+        registry.register(Box::new(m.has_leader.clone()))?;
         registry.register(Box::new(m.elections_won.clone()))?;
         registry.register(Box::new(m.leader_changes.clone()))?;
         registry.register(Box::new(m.leaderless.clone()))?;
@@ -152,6 +156,18 @@ impl Leadership {
                 Err(format!("no primary known for {:.1} s", since.elapsed().as_secs_f64()))
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Brings the leaderless time counted so far into its counter, an interval still open
+    /// included, so that a scrape during an outage sees it grow.
+    pub fn refresh_metrics(&self) {
+        let Some(m) = &self.inner.metrics else { return };
+        let mut since = self.inner.leaderless_since.lock();
+        if let Some(start) = since.as_mut() {
+            let now = Instant::now();
+            m.leaderless.inc_by(now.duration_since(*start).as_secs_f64());
+            *start = now;
         }
     }
 
@@ -326,6 +342,7 @@ impl Leadership {
         let mut since = self.inner.leaderless_since.lock();
         if let Some(m) = &self.inner.metrics {
             m.is_leader.set(i64::from(role == Role::Leader));
+            m.has_leader.set(i64::from(!leaderless));
             m.leader_changes.inc();
             if let Some(start) = since.take() {
                 m.leaderless.inc_by(start.elapsed().as_secs_f64());
@@ -401,5 +418,25 @@ mod tests {
         assert_eq!(l.leader_addr().as_deref(), Some("b:1"));
         l.follow(Some("a:1".into()));
         assert_eq!(l.leader_addr().as_deref(), Some("b:1"), "our own address is not a leader to follow");
+    }
+
+    #[test]
+    fn a_scrape_sees_leaderless_time_grow_while_it_lasts() {
+        let metrics = LeadershipMetrics::register(&Registry::new()).unwrap();
+        let l = Leadership::replicated("a:1", metrics.clone());
+        std::thread::sleep(Duration::from_millis(30));
+        l.refresh_metrics();
+        let first = metrics.leaderless.get();
+        assert!(first >= 0.03, "the open interval is counted: {first}");
+        assert_eq!(metrics.has_leader.get(), 0);
+        std::thread::sleep(Duration::from_millis(20));
+        l.refresh_metrics();
+        assert!(metrics.leaderless.get() >= first + 0.02, "and keeps growing");
+        l.follow(Some("b:1".into()));
+        let led = metrics.leaderless.get();
+        assert_eq!(metrics.has_leader.get(), 1);
+        std::thread::sleep(Duration::from_millis(20));
+        l.refresh_metrics();
+        assert!(metrics.leaderless.get() - led < 0.005, "no growth once a leader is known");
     }
 }

@@ -177,6 +177,7 @@ impl Orchestrator {
     /// that concurrent creates see each other.
     fn schedule(&self, a: &Attempt<'_>, excluded: &[String]) -> Result<(String, crate::cluster::PendingGuard), Error> {
         let (cluster, metrics) = (&self.inner.cluster, &self.inner.metrics);
+        let _timer = metrics.scheduling_duration.start_timer();
         let name = a.req.name.as_deref();
         let _lock = cluster.schedule_lock();
         if let Some(n) = name {

@@ -10,6 +10,8 @@ use super::{free_port, http, require, wait_until};
 pub struct LoadBalancer {
     /// Where it listens.
     pub addr: String,
+    /// Where it serves its Prometheus metrics (the repository's configuration only).
+    pub metrics_addr: String,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -42,6 +44,7 @@ impl LoadBalancer {
     fn spawn(cfg: &Path, managers: &[String], dir: tempfile::TempDir) -> LoadBalancer {
         let bin = require("haproxy", "haproxy");
         let addr = format!("127.0.0.1:{}", free_port());
+        let metrics_addr = format!("127.0.0.1:{}", free_port());
         // A first file gives the configuration a log target: its connections, to `log()`.
         let logging = dir.path().join("logging.cfg");
         std::fs::write(&logging, "global\n    log stderr format raw local0\n").expect("haproxy logging config");
@@ -53,6 +56,7 @@ impl LoadBalancer {
             .arg(cfg)
             .arg("-db")
             .env("SWARM_LB", &addr)
+            .env("SWARM_LB_METRICS", &metrics_addr)
             .env("SWARM_M1", &managers[0])
             .env("SWARM_M2", &managers[1])
             .env("SWARM_M3", &managers[2])
@@ -62,7 +66,7 @@ impl LoadBalancer {
             .spawn()
             .expect("start haproxy");
         wait_until(Duration::from_secs(10), "haproxy answers", || http(&addr, "GET", "/_ping", None).0 == 200);
-        LoadBalancer { addr, child, dir }
+        LoadBalancer { addr, metrics_addr, child, dir }
     }
 
     /// What HAProxy logged: a line per connection, with its server, timings and how it ended.

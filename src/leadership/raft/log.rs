@@ -19,6 +19,7 @@ use openraft::{LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError,
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::metrics::{gauge_value, RaftMetrics};
 use super::{codec, NodeId, TypeConfig};
 
 type Entry = openraft::Entry<TypeConfig>;
@@ -41,6 +42,7 @@ struct Inner {
     purged: Option<LogId<NodeId>>,
     committed: Option<LogId<NodeId>>,
     vote: Option<Vote<NodeId>>,
+    metrics: RaftMetrics,
 }
 
 /// Appended records to make durable, then report.
@@ -50,9 +52,9 @@ struct SyncRequest {
 }
 
 /// Syncs and reports in the order appended.
-fn run_syncer(requests: std::sync::mpsc::Receiver<SyncRequest>) {
+fn run_syncer(requests: std::sync::mpsc::Receiver<SyncRequest>, metrics: RaftMetrics) {
     for r in requests {
-        r.done.log_io_completed(r.file.sync_data());
+        r.done.log_io_completed(metrics.timed_sync(|| r.file.sync_data()));
     }
 }
 
@@ -116,7 +118,7 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 impl LogStore {
     /// Opens (or creates) the log under `dir`, replaying what is there.
-    pub fn open(dir: &Path) -> std::io::Result<LogStore> {
+    pub fn open(dir: &Path, metrics: RaftMetrics) -> std::io::Result<LogStore> {
         std::fs::create_dir_all(dir)?;
         let log_path = dir.join("log");
         let mut bytes = Vec::new();
@@ -151,8 +153,10 @@ impl LogStore {
             Err(e) => return Err(e),
         };
         let (syncer, requests) = std::sync::mpsc::channel();
-        std::thread::Builder::new().name("raft-log-sync".into()).spawn(move || run_syncer(requests))?;
-        let inner = Inner { dir: dir.to_path_buf(), file, syncer, entries, purged, committed, vote };
+        let sync_metrics = metrics.clone();
+        std::thread::Builder::new().name("raft-log-sync".into()).spawn(move || run_syncer(requests, sync_metrics))?;
+        metrics.committed_index.set(gauge_value(committed.map(|c| c.index)));
+        let inner = Inner { dir: dir.to_path_buf(), file, syncer, entries, purged, committed, vote, metrics };
         Ok(LogStore { inner: Arc::new(Mutex::new(inner)) })
     }
 
@@ -162,7 +166,7 @@ impl LogStore {
             write_record(&mut inner.file, r)?;
         }
         inner.file.flush()?;
-        inner.file.get_ref().sync_data()
+        inner.metrics.timed_sync(|| inner.file.get_ref().sync_data())
     }
 
     /// Rewrites the file with only the live entries (after a purge).
@@ -219,8 +223,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         let failed = |e: &dyn std::error::Error| StorageIOError::write_vote(openraft::AnyError::error(e.to_string()));
         let bytes = codec::encode(vote).map_err(|e| failed(&e))?;
-        let path = self.inner.lock().dir.join("vote");
-        blocking(move || replace_file(&path, &bytes)).await.map_err(|e| failed(&e))?;
+        let (path, metrics) = {
+            let inner = self.inner.lock();
+            (inner.dir.join("vote"), inner.metrics.clone())
+        };
+        blocking(move || metrics.timed_sync(|| replace_file(&path, &bytes))).await.map_err(|e| failed(&e))?;
         self.inner.lock().vote = Some(*vote);
         Ok(())
     }
@@ -234,6 +241,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // later, once the leader says again what is committed.
         let mut inner = self.inner.lock();
         inner.committed = committed;
+        inner.metrics.committed_index.set(gauge_value(committed.map(|c| c.index)));
         write_record(&mut inner.file, &Record::Committed(committed)).map_err(io_err)?;
         inner.file.flush().map_err(io_err)?;
         Ok(())
@@ -271,7 +279,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let request = SyncRequest { file, done: callback };
         if let Err(std::sync::mpsc::SendError(r)) = inner.syncer.send(request) {
             // The sync thread is gone: sync here rather than never.
-            r.done.log_io_completed(r.file.sync_data());
+            r.done.log_io_completed(inner.metrics.timed_sync(|| r.file.sync_data()));
         }
         Ok(())
     }
@@ -330,7 +338,7 @@ mod tests {
         bytes.extend_from_slice(&torn[..torn.len() - 2]);
         std::fs::write(dir.path().join("log"), &bytes).unwrap();
 
-        let mut store = LogStore::open(dir.path()).unwrap();
+        let mut store = LogStore::open(dir.path(), RaftMetrics::unregistered()).unwrap();
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id, Some(entry(1).log_id));
         assert_eq!(state.last_log_id, Some(entry(2).log_id));
@@ -341,12 +349,20 @@ mod tests {
         use openraft::storage::RaftLogStorageExt;
         store.blocking_append([entry(3), entry(4)]).await.unwrap();
         assert_eq!(store.get_log_state().await.unwrap().last_log_id, Some(entry(4).log_id));
-        assert_eq!(LogStore::open(dir.path()).unwrap().try_get_log_entries(0..10).await.unwrap().len(), 3);
+        assert_eq!(
+            LogStore::open(dir.path(), RaftMetrics::unregistered())
+                .unwrap()
+                .try_get_log_entries(0..10)
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
         store.truncate(entry(4).log_id).await.unwrap();
 
         store.save_vote(&Vote::new(3, 7)).await.unwrap();
         store.purge(entry(3).log_id).await.unwrap();
-        let mut again = LogStore::open(dir.path()).unwrap();
+        let mut again = LogStore::open(dir.path(), RaftMetrics::unregistered()).unwrap();
         assert_eq!(again.read_vote().await.unwrap(), Some(Vote::new(3, 7)));
         assert!(again.is_empty());
         assert_eq!(again.get_log_state().await.unwrap().last_log_id, Some(entry(3).log_id));

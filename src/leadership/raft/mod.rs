@@ -4,11 +4,13 @@
 //!
 //! - `log`: the log and vote on disk.
 //! - `machine`: the replicated map and its snapshots.
+//! - `metrics`: term, indexes, failed proposals, fsync time.
 //! - `network`: RPC clients; [`serve_rpc`] is the server side.
 //! - `prompt`: a follower campaigns as soon as the leader lease has passed.
 
 pub mod log;
 pub mod machine;
+pub mod metrics;
 pub mod network;
 mod prompt;
 
@@ -86,6 +88,7 @@ pub struct RaftNode {
     stop: CancellationToken,
     /// RPCs to peers (the hand-over's request to campaign).
     network: network::Network,
+    metrics: metrics::RaftMetrics,
 }
 
 /// Failures of the embedded Raft.
@@ -118,9 +121,10 @@ impl RaftNode {
         s: &RaftSettings,
         tls: Option<Arc<rustls::ClientConfig>>,
         signer: crate::auth::Signer,
+        metrics: metrics::RaftMetrics,
     ) -> Result<RaftNode, RaftFailure> {
         let storage = |source| RaftFailure::Storage { dir: s.data_dir.display().to_string(), source };
-        let log = log::LogStore::open(&s.data_dir.join("raft")).map_err(storage)?;
+        let log = log::LogStore::open(&s.data_dir.join("raft"), metrics.clone()).map_err(storage)?;
         let sm = machine::Machine::open(&s.data_dir.join("raft")).map_err(storage)?;
         let map = sm.shared();
         let heartbeat = s.heartbeat.as_millis() as u64;
@@ -166,7 +170,7 @@ impl RaftNode {
             Duration::from_millis(election / 2),
             stop.clone(),
         ));
-        Ok(RaftNode { raft, map, id, heard, stop, network })
+        Ok(RaftNode { raft, map, id, heard, stop, network, metrics })
     }
 
     /// The openraft handle.
@@ -185,6 +189,9 @@ impl RaftNode {
         loop {
             tokio::select! {
                 r = &mut write => {
+                    if r.is_err() {
+                        self.metrics.proposals_failed.inc();
+                    }
                     return match r {
                         Ok(r) => Ok(r.data),
                         Err(e) if e.forward_to_leader().is_some() => Err(RaftFailure::NotLeader),
@@ -201,6 +208,7 @@ impl RaftNode {
                 m.state != ServerState::Leader || quiet >= longest
             };
             if cut_off {
+                self.metrics.proposals_failed.inc();
                 return Err(RaftFailure::NotLeader);
             }
         }
@@ -347,6 +355,7 @@ impl RaftNode {
             let (state, leader, term, acked_ms, leader_addr) = {
                 let m = rx.borrow_and_update();
                 let membership = m.membership_config.membership();
+                self.publish_metrics(&m, membership.voter_ids().count());
                 // Before any membership is known (a member waiting to be added) it is not one.
                 leadership.set_member(membership.get_node(&self.id).is_some());
                 let addr = m.current_leader.and_then(|l| membership.get_node(&l).map(|n| n.addr.clone()));
@@ -400,6 +409,14 @@ impl RaftNode {
                 _ = tokio::time::sleep(lease / 4), if state == ServerState::Leader => {}
             }
         }
+    }
+
+    fn publish_metrics(&self, m: &openraft::RaftMetrics<NodeId, BasicNode>, voters: usize) {
+        use metrics::gauge_value;
+        self.metrics.term.set(gauge_value(Some(m.current_term)));
+        self.metrics.last_log_index.set(gauge_value(m.last_log_index));
+        self.metrics.applied_index.set(gauge_value(m.last_applied.map(|l| l.index)));
+        self.metrics.voters.set(i64::try_from(voters).unwrap_or(i64::MAX));
     }
 
     /// Whether a quorum acknowledges this member as leader now (a round of heartbeats, within
