@@ -532,12 +532,20 @@ fn replication_of(a: &ManageArgs, discovery: &DiscoveryUrl) -> Result<Option<Rep
         }
     }
     if !a.replication {
+        if !a.replication_peers.is_empty() {
+            return Err(bad(
+                "--replication-peers needs --replication (and --advertise): without it the manager runs alone",
+            ));
+        }
         return Ok(None);
     }
     let advertise =
         a.advertise.clone().ok_or_else(|| bad("--advertise address must be provided when using --leader-election"))?;
-    let raft = if a.replication_peers.is_empty() {
-        if !matches!(discovery, DiscoveryUrl::Etcd { .. }) {
+    let etcd = matches!(discovery, DiscoveryUrl::Etcd { .. });
+    let has_data_dir = a.data_dir.as_deref().is_some_and(|d| !d.is_empty());
+    // A member restarted from its data directory may omit the peers: the directory holds them.
+    let raft = if a.replication_peers.is_empty() && (etcd || !has_data_dir) {
+        if !etcd {
             return Err(bad("--replication-peers is required for replication without etcd discovery"));
         }
         if ttl < Duration::from_secs(2) {
@@ -716,6 +724,21 @@ mod tests {
             err(&["--replication", "--advertise", "127.0.0.1:4000", "nodes://a:1"]),
             "--replication-peers is required for replication without etcd discovery"
         );
+        assert!(err(&["--replication-peers", "127.0.0.1:4000", "--data-dir", "/d", "nodes://a:1"])
+            .starts_with("--replication-peers needs --replication"));
+        // A member restarted from its data directory: the directory holds the peers.
+        let restarted = manage(&[
+            "--replication",
+            "--advertise",
+            "127.0.0.1:4000",
+            "--data-dir",
+            "/d",
+            "--cluster-secret-file",
+            secret,
+            "swarm://127.0.0.1:4000",
+        ])
+        .unwrap();
+        assert!(restarted.replication.unwrap().raft.unwrap().peers.is_empty());
         assert_eq!(
             err(&[
                 "--replication",

@@ -259,3 +259,79 @@ fn snapshots_keep_the_raft_log_bounded() {
     let listed = swarm_list(&format!("swarm://{}", g.addr(g.other(leader))));
     assert_eq!(listed.len(), 2500);
 }
+
+/// `swarm manage` that is expected to refuse to start: its stderr once it has exited.
+fn refused_start(port: u16, args: &[&str], discovery: &str) -> String {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["manage", "-H", &format!("127.0.0.1:{port}"), "--cluster-secret-file", secret_file()])
+        .args(args)
+        .arg(discovery)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start swarm manage");
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("swarm manage {args:?} kept running: it should have refused to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert!(!o.status.success(), "swarm manage {args:?} exited 0");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_data_dir_is_private_marked_with_its_member_and_format_and_never_misread() {
+    use std::os::unix::fs::PermissionsExt;
+    let es = engines(&[("node-1", &[])]);
+    let mut g = RaftGroup::start(3, |_| nodes_url(&es), &[]);
+    let leader = g.wait_one_primary(Duration::from_secs(20));
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for i in 0..3 {
+        let dir = g.raft_dir(i);
+        assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let f = f.unwrap().path();
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap();
+        assert_eq!(meta["format"], 1);
+        assert_eq!(meta["member"], g.addr(i).as_str());
+    }
+
+    let i = g.other(leader);
+    g.stop(i);
+    let (me, data) = (g.addr(i), g.data_dir(i).display().to_string());
+    let base = ["--replication", "--advertise", me.as_str(), "--data-dir", data.as_str()];
+    // Peers other than the group's would be ignored: refused, naming the group.
+    let two = format!("{me},{}", g.addr(leader));
+    let err = refused_start(g.port(i), &[&base[..], &["--replication-peers", &two]].concat(), &g.swarm_url());
+    let mut group: Vec<String> = (0..3).map(|k| g.addr(k)).collect();
+    group.sort();
+    assert!(err.contains(&format!("holds a group of {}", group.join(","))), "{err}");
+    // Another manager's directory.
+    let stranger = format!("127.0.0.1:{}", free_port());
+    let err = refused_start(
+        free_port(),
+        &["--replication", "--advertise", &stranger, "--data-dir", &data, "--replication-peers", &g.peers()],
+        &g.swarm_url(),
+    );
+    assert!(err.contains(&format!("belongs to the manager advertised as {me}")), "{err}");
+    // A directory written by a newer swarm.
+    let meta_path = g.raft_dir(i).join("meta.json");
+    let meta = std::fs::read(&meta_path).unwrap();
+    std::fs::write(&meta_path, format!(r#"{{"format": 2, "member": "{me}"}}"#)).unwrap();
+    let err = refused_start(g.port(i), &[&base[..], &["--replication-peers", &g.peers()]].concat(), &g.swarm_url());
+    assert!(err.contains("has format 2, newer than this swarm reads (1)"), "{err}");
+    std::fs::write(&meta_path, meta).unwrap();
+
+    // Without --replication-peers, the member rejoins from its directory.
+    g.restart_without_peers(i);
+    let leader = g.wait_settled(Duration::from_secs(30));
+    assert_eq!(g.m(i).role(), ("replica".to_string(), g.addr(leader)));
+}

@@ -155,7 +155,8 @@ impl RaftGroup {
         format!("127.0.0.1:{}", self.ports[i])
     }
 
-    fn data_dir(&self, i: usize) -> PathBuf {
+    /// Member `i`'s `--data-dir`.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
         self.root.path().join(format!("m{i}"))
     }
 
@@ -175,6 +176,10 @@ impl RaftGroup {
     }
 
     fn launch(&self, i: usize) -> Manager {
+        self.launch_with_peers(i, Some(self.peers()))
+    }
+
+    fn launch_with_peers(&self, i: usize, peers: Option<String>) -> Manager {
         let me = self.addr(i);
         let data = self.data_dir(i);
         std::fs::create_dir_all(&data).unwrap();
@@ -198,17 +203,11 @@ impl RaftGroup {
         if let Some(uid) = uid {
             let _ = run(Command::new("chown").args(["-R", &format!("{uid}:{uid}"), data.to_str().unwrap()]));
         }
-        let peers = self.peers();
         let sock = self.sock(i);
-        let mut args = vec![
-            "--replication",
-            "--advertise",
-            &me,
-            "--replication-peers",
-            &peers,
-            "--data-dir",
-            data.to_str().unwrap(),
-        ];
+        let mut args = vec!["--replication", "--advertise", &me, "--data-dir", data.to_str().unwrap()];
+        if let Some(peers) = &peers {
+            args.extend(["--replication-peers", peers.as_str()]);
+        }
         if uid.is_some() {
             args.extend(["-H", sock.as_str()]);
         }
@@ -219,6 +218,12 @@ impl RaftGroup {
     /// (Re)starts member `i` on its port and data directory.
     pub fn restart(&mut self, i: usize) {
         let m = self.launch(i);
+        self.ms[i] = Some(m);
+    }
+
+    /// (Re)starts member `i` from its data directory, without `--replication-peers`.
+    pub fn restart_without_peers(&mut self, i: usize) {
+        let m = self.launch_with_peers(i, None);
         self.ms[i] = Some(m);
     }
 

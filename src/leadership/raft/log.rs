@@ -105,8 +105,10 @@ pub async fn blocking<T: Send + 'static>(
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers see old or new.
 pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
+    let mut f =
+        OpenOptions::new().write(true).create(true).truncate(true).mode(super::datadir::FILE_MODE).open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
@@ -142,7 +144,11 @@ impl LogStore {
                 Record::Committed(c) => committed = c,
             }
         }
-        let file = OpenOptions::new().create(true).append(false).write(true).truncate(false).open(&log_path)?;
+        let file = std::os::unix::fs::OpenOptionsExt::mode(
+            OpenOptions::new().create(true).append(false).write(true).truncate(false),
+            super::datadir::FILE_MODE,
+        )
+        .open(&log_path)?;
         // Drop a torn tail so the next append starts on a record boundary.
         file.set_len(good as u64)?;
         let mut file = BufWriter::new(file);
@@ -185,6 +191,17 @@ impl LogStore {
         std::io::Seek::seek(file.get_mut(), std::io::SeekFrom::End(0))?;
         inner.file = file;
         Ok(())
+    }
+
+    /// The addresses of the members of the last membership in the log, and its index.
+    pub fn last_membership(&self) -> Option<(u64, std::collections::BTreeSet<String>)> {
+        let inner = self.inner.lock();
+        inner.entries.values().rev().find_map(|e| match &e.payload {
+            openraft::EntryPayload::Membership(m) => {
+                Some((e.log_id.index, m.nodes().map(|(_, n)| n.addr.clone()).collect()))
+            }
+            _ => None,
+        })
     }
 
     /// Entries now held (for tests and metrics).

@@ -136,6 +136,13 @@ impl Machine {
         })
     }
 
+    /// The addresses of the members in the snapshot it started from, and the snapshot's index.
+    pub fn snapshot_membership(&self) -> Option<(u64, std::collections::BTreeSet<String>)> {
+        let shared = self.shared.read();
+        let at = shared.membership.log_id().map(|l| l.index)?;
+        Some((at, shared.membership.membership().nodes().map(|(_, n)| n.addr.clone()).collect()))
+    }
+
     /// The shared state, for readers.
     pub fn shared(&self) -> Arc<RwLock<Shared>> {
         self.shared.clone()

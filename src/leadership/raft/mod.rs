@@ -2,12 +2,14 @@
 //! election, and a replicated key-value store for the metadata engines cannot hold. The log,
 //! vote and snapshots live under `--data-dir`; RPCs travel on the managers' own listeners.
 //!
+//! - `datadir`: the data directory's permissions, format and owner, checked at start.
 //! - `log`: the log and vote on disk.
 //! - `machine`: the replicated map and its snapshots.
 //! - `metrics`: term, indexes, failed proposals, fsync time.
 //! - `network`: RPC clients; [`serve_rpc`] is the server side.
 //! - `prompt`: a follower campaigns as soon as the leader lease has passed.
 
+pub mod datadir;
 pub mod log;
 pub mod machine;
 pub mod metrics;
@@ -104,6 +106,18 @@ pub enum RaftFailure {
         #[source]
         source: std::io::Error,
     },
+    /// The data directory is not this member's, or not in a format this build reads.
+    #[error("cannot use the Raft data directory {dir}")]
+    DataDir {
+        /// The directory.
+        dir: String,
+        /// Why.
+        #[source]
+        source: datadir::DataDirError,
+    },
+    /// `--replication-peers` disagrees with the group the data directory holds.
+    #[error(transparent)]
+    Peers(datadir::PeersError),
     /// openraft refused to start or failed.
     #[error("raft: {0}")]
     Raft(String),
@@ -124,8 +138,17 @@ impl RaftNode {
         metrics: metrics::RaftMetrics,
     ) -> Result<RaftNode, RaftFailure> {
         let storage = |source| RaftFailure::Storage { dir: s.data_dir.display().to_string(), source };
-        let log = log::LogStore::open(&s.data_dir.join("raft"), metrics.clone()).map_err(storage)?;
-        let sm = machine::Machine::open(&s.data_dir.join("raft")).map_err(storage)?;
+        let dir = s.data_dir.join("raft");
+        datadir::prepare(&dir, &s.advertise)
+            .map_err(|e| RaftFailure::DataDir { dir: dir.display().to_string(), source: e })?;
+        let log = log::LogStore::open(&dir, metrics.clone()).map_err(storage)?;
+        let sm = machine::Machine::open(&dir).map_err(storage)?;
+        // The later of the log's and the snapshot's memberships is the group's.
+        let stored = match (log.last_membership(), sm.snapshot_membership()) {
+            (Some(a), Some(b)) => Some(if a.0 >= b.0 { a.1 } else { b.1 }),
+            (a, b) => a.or(b).map(|m| m.1),
+        };
+        datadir::check_peers(&s.peers, stored.as_ref()).map_err(RaftFailure::Peers)?;
         let map = sm.shared();
         let heartbeat = s.heartbeat.as_millis() as u64;
         let election = s.election_timeout.as_millis() as u64;
@@ -149,7 +172,7 @@ impl RaftNode {
             .await
             .map_err(|e| RaftFailure::Raft(e.to_string()))?;
         let member = s.peers.contains(&s.advertise);
-        if !member {
+        if !member && pristine {
             info!(peers = ?s.peers, "Not among --replication-peers: waiting to be added with `swarm members add`.");
         } else if pristine && !raft.is_initialized().await.map_err(|e| RaftFailure::Raft(e.to_string()))? {
             let members: BTreeMap<NodeId, BasicNode> =
