@@ -68,10 +68,13 @@ secret="$state/cluster-secret"; token="$state/join-token"
 (umask 077 && ./target/release/swarm join-token --cluster-secret-file "$secret" >"$token")
 export SWARM_CLUSTER_SECRET_FILE="$secret" SWARM_JOIN_TOKEN_FILE="$token"
 for k in 0 1 2; do
-  # Restarted a second after it exits; manager-K.pid always names the running process.
+  # Restarted a second after it exits; manager-K.pid always names the running process. Once
+  # its data dir holds the group, a manager restarts without --replication-peers: the group's
+  # members may have changed since (swarm members add/remove).
   setsid bash -c 'while :; do
+      peers=(--replication-peers "$2"); [ -s "$3/raft/log" ] && peers=()
       ./target/release/swarm manage -H "$1" --replication --advertise "$1" \
-        --replication-peers "$2" --data-dir "$3" "swarm://$2" >>"$4" 2>&1 &
+        "${peers[@]}" --data-dir "$3" "swarm://$2" >>"$4" 2>&1 &
       echo $! >"$5"; wait $!; sleep 1
     done' supervise "${managers[$k]}" "$peers" "$state/manager-$k" "$state/manager-$k.log" "$state/manager-$k.pid" &
   pids+=("$!")
