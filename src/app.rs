@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn, Instrument};
 
 use crate::api::{self, ApiState, Listener, StateInner};
-use crate::cli::{Cli, Command, CreateArgs, MembersArgs};
+use crate::cli::{Cli, Command, CreateArgs};
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::config::{ConfigError, JoinConfig, ListConfig, ListenAddr, ManageConfig};
 use crate::discovery::DiscoveryUrl;
@@ -80,7 +80,7 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
         Command::Create(args) => create(&args),
         Command::List(args) => list(ListConfig::try_from(&args)?).await,
         Command::Join(args) => join(JoinConfig::try_from(&args)?).await,
-        Command::Members(args) => members(&args).await,
+        Command::Members(args) => crate::members::run(&args).await.map_err(|e| RunError::Members(e.to_string())),
         Command::JoinToken(args) => {
             let secret = crate::auth::ClusterSecret::read(std::path::Path::new(&args.cluster_secret_file))
                 .map_err(ConfigError)?;
@@ -132,58 +132,6 @@ async fn join(config: JoinConfig) -> Result<(), RunError> {
         r = registering => r.map_err(RunError::from),
         _ = shutdown_signal() => Ok(()),
     }
-}
-
-/// `swarm members`: asks a manager (followers pass changes on to the leader).
-async fn members(args: &MembersArgs) -> Result<(), RunError> {
-    use http::Method;
-    let (method, path) = match (args.action.as_str(), &args.addr) {
-        ("list", None) => (Method::GET, "/_swarm/members".to_string()),
-        ("add", Some(a)) => (Method::POST, format!("/_swarm/members/{a}")),
-        ("remove", Some(a)) => (Method::DELETE, format!("/_swarm/members/{a}")),
-        ("list", Some(_)) => return Err(ConfigError("`swarm members list` takes no address".into()).into()),
-        (action, None) => {
-            return Err(ConfigError(format!("`swarm members {action}` needs the manager's address")).into())
-        }
-        _ => return Err(ConfigError("unknown action".into()).into()),
-    };
-    if !crate::config::validate_host_port(&args.manager) {
-        return Err(ConfigError("--manager should be of the form ip:port or hostname:port".into()).into());
-    }
-    let tls = match crate::config::tls_files(&args.tls)? {
-        Some(files) => Some(crate::tls::client_config(&files).map_err(|e| ConfigError(e.to_string()))?),
-        None => None,
-    };
-    let secret =
-        crate::auth::ClusterSecret::read(std::path::Path::new(&args.cluster_secret_file)).map_err(ConfigError)?;
-    let headers = secret.manager_signer().headers(&method, &path, b"");
-    // Adding waits for the new manager to catch up.
-    let bound = Duration::from_secs(60);
-    let client = crate::transport::EngineClient::with_tls(&args.manager, bound, tls);
-    let (status, _, body) = client
-        .call(method, &path, None, &headers, Some(bound))
-        .await
-        .map_err(|e| RunError::Members(format!("{}: {}", args.manager, crate::cluster::error_chain(&e))))?;
-    if !status.is_success() {
-        return Err(RunError::Members(crate::transport::error_message(&body)));
-    }
-    let list: Vec<serde_json::Value> = serde_json::from_slice(&body).map_err(|e| RunError::Members(e.to_string()))?;
-    for m in list {
-        match m {
-            serde_json::Value::String(addr) => println!("{addr}"),
-            m => {
-                let role = if m["Leader"] == true {
-                    "primary"
-                } else if m["Voter"] == true {
-                    "replica"
-                } else {
-                    "learner"
-                };
-                println!("{}\t{role}", m["Addr"].as_str().unwrap_or_default());
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
@@ -421,6 +369,7 @@ impl App {
             control: crate::control::ControlPlane {
                 store: store.clone(),
                 raft: raft.clone(),
+                leadership: leadership.clone(),
                 tokens: Default::default(),
                 max_rpc_bytes: config_max_upload,
                 auth: control_auth,

@@ -177,18 +177,47 @@ pub struct JoinTokenArgs {
 /// `swarm members`.
 #[derive(Debug, Args)]
 pub struct MembersArgs {
-    /// `list`, `add ADDR` (start the new manager first, with the group's --replication-peers)
-    /// or `remove ADDR` (then stop that manager).
-    #[arg(value_parser = ["list", "add", "remove"], default_value = "list")]
-    pub action: String,
-    /// The manager to add or remove, host:port (its --advertise address).
-    pub addr: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: MembersAction,
+}
+
+/// `swarm members list|add|remove`.
+#[derive(Debug, Subcommand)]
+pub enum MembersAction {
+    /// Each member as it sees itself: role, term, applied index, reachable, last contact.
+    List(MembersConn),
+    /// Add a manager (start it first, with the group's --replication-peers): it catches up as a
+    /// learner, then votes.
+    Add {
+        /// The manager's --advertise address, host:port.
+        addr: String,
+        /// Where to ask.
+        #[command(flatten)]
+        conn: MembersConn,
+    },
+    /// Remove a manager (then stop it).
+    Remove {
+        /// The manager's --advertise address, host:port.
+        addr: String,
+        /// Where to ask.
+        #[command(flatten)]
+        conn: MembersConn,
+    },
+}
+
+/// How `swarm members` reaches the group.
+#[derive(Debug, Args)]
+pub struct MembersConn {
     /// Any manager of the group, host:port.
     #[arg(long = "manager", short = 'm', env = "SWARM_MANAGER")]
     pub manager: String,
-    /// The managers' cluster secret: membership changes are for managers only.
+    /// The managers' cluster secret: membership is for managers only.
     #[arg(long = "cluster-secret-file", env = "SWARM_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: String,
+    /// How long to wait for each manager's answer to `list`.
+    #[arg(long = "timeout", default_value = "2s")]
+    pub timeout: String,
     /// TLS towards managers run with --tls or --tlsverify.
     #[command(flatten)]
     pub tls: TlsArgs,

@@ -31,6 +31,7 @@ pub mod etcd;
 pub mod fuzzing;
 pub mod lag;
 pub mod leadership;
+pub mod members;
 pub mod metrics;
 pub mod open_files;
 pub mod orchestrator;

@@ -120,7 +120,8 @@ pub fn route_of(method: &Method, path: &str, cors: bool) -> Route {
             control::Route::Raft => Route::new(H::Control(c), "raft", Anywhere),
             // Reads of this manager's own replicated copy.
             control::Route::Registry
-                if method == Method::GET && matches!(path, "/_swarm/nodes" | "/_swarm/members") =>
+                if method == Method::GET
+                    && matches!(path, "/_swarm/nodes" | "/_swarm/members" | "/_swarm/members/self") =>
             {
                 Route::new(H::Control(c), "registry", Anywhere)
             }

@@ -26,6 +26,8 @@ pub struct ControlPlane {
     pub store: Store,
     /// The embedded Raft member, when replicating without etcd.
     pub raft: Option<RaftNode>,
+    /// This manager's role, as `docker info` reports it.
+    pub leadership: crate::leadership::Leadership,
     /// Registrations of the token discovery service.
     pub tokens: TokenRegistry,
     /// Largest Raft RPC body read.

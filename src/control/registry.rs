@@ -98,6 +98,7 @@ async fn serve(state: &ControlPlane, req: Request<Bytes>) -> Result<Response<Bod
             Ok(Response::new(body::empty()))
         }
         (&Method::GET, ["members"]) => members(state),
+        (&Method::GET, ["members", "self"]) => member_status(state),
         (&Method::POST, ["members", addr]) => change_members(state, addr, true).await,
         (&Method::DELETE, ["members", addr]) => change_members(state, addr, false).await,
         _ => Err(Refusal::new(StatusCode::NOT_FOUND, "page not found")),
@@ -120,6 +121,23 @@ fn members(state: &ControlPlane) -> Result<Response<Body>, Refusal> {
         .map(|(id, n)| json!({"Addr": n.addr, "Voter": voters.contains(id), "Leader": leader == Some(*id)}))
         .collect();
     Ok(json_response(StatusCode::OK, &json!(list)))
+}
+
+/// `GET /_swarm/members/self`: this member's own view, its role as `docker info` gives it.
+fn member_status(state: &ControlPlane) -> Result<Response<Body>, Refusal> {
+    let status = raft_node(state)?.status();
+    let leadership = &state.leadership;
+    let role = if leadership.is_leader() {
+        "primary"
+    } else if status.voter {
+        "replica"
+    } else {
+        "learner"
+    };
+    let mut out = serde_json::to_value(&status).unwrap_or_default();
+    out["Role"] = json!(role);
+    out["Primary"] = json!(leadership.leader_addr());
+    Ok(json_response(StatusCode::OK, &out))
 }
 
 /// Adds a manager (as a learner that catches up, then a voter) or removes one.

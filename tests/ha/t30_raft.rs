@@ -79,6 +79,26 @@ fn a_killed_raft_leader_is_replaced_and_rejoins_from_disk() {
     // A write through the remaining follower reaches the new leader.
     let follower = g.other(next);
     g.m(follower).docker(&["run", "-d", "--name", "after", "busybox", "sleep", "300"]);
+    // `swarm members list`: each member as it sees itself; the dead one unreachable, never
+    // listed with a role it cannot hold now.
+    let rows = g.member_rows(follower);
+    let row = |i: usize| rows.iter().find(|r| r[0] == g.addr(i)).cloned().unwrap_or_else(|| panic!("{rows:?}"));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let dead = row(leader);
+    assert_eq!(dead[1], "-", "{rows:?}");
+    assert!(dead[6].starts_with("no: "), "{rows:?}");
+    let (primary, replica) = (row(next), row(follower));
+    assert_eq!(
+        (primary[1].as_str(), primary[4].as_str(), primary[6].as_str()),
+        ("primary", g.addr(next).as_str(), "yes")
+    );
+    assert_eq!(
+        (replica[1].as_str(), replica[4].as_str(), replica[6].as_str()),
+        ("replica", g.addr(next).as_str(), "yes")
+    );
+    assert_eq!(primary[2], replica[2], "one term: {rows:?}");
+    assert!(primary[3].parse::<u64>().unwrap() > 0 && replica[3].parse::<u64>().is_ok(), "{rows:?}");
+    assert_ne!(replica[5], "-", "a replica tells when it last heard the primary: {rows:?}");
     g.restart(leader);
     wait_until(Duration::from_secs(10), "the old leader is back as a replica", || {
         g.m(leader).role() == ("replica".to_string(), g.addr(next))

@@ -153,7 +153,9 @@ fn joins_lists_and_members_reach_tls_managers_through_the_kv_options() {
     };
     let o = members(true);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
+    let rows = members_rows(&stdout(&o));
+    assert_eq!(rows.len(), 3, "{}", stdout(&o));
+    assert!(rows.iter().all(|r| r[6] == "yes"), "every member answers over TLS: {}", stdout(&o));
     assert!(!members(false).status.success(), "members answered without TLS");
 
     // A Docker API client holding a certificate the CA signed is still not a manager: 403 on
@@ -161,6 +163,7 @@ fn joins_lists_and_members_reach_tls_managers_through_the_kv_options() {
     for (method, path) in [
         ("POST", "/_swarm/raft/vote"),
         ("GET", "/_swarm/members"),
+        ("GET", "/_swarm/members/self"),
         ("DELETE", &*format!("/_swarm/members/{}", addrs[1])),
         ("PUT", "/_swarm/nodes/127.0.0.1:9?ttl=600"),
         ("GET", "/_swarm/nodes"),
@@ -179,6 +182,6 @@ fn joins_lists_and_members_reach_tls_managers_through_the_kv_options() {
         assert_eq!(stdout(&o), "403", "{method} {path} with a client certificate: {}", stderr(&o));
         assert!(stderr(&o).contains("only managers"), "{}", stderr(&o));
     }
-    assert_eq!(stdout(&members(true)).lines().count(), 3);
+    assert_eq!(members_rows(&stdout(&members(true))).len(), 3);
     assert!(!stdout(&list(&opts)).contains("127.0.0.1:9"));
 }

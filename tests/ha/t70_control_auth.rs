@@ -42,6 +42,7 @@ fn only_managers_and_join_agents_reach_the_control_plane() {
         ("GET", "/_swarm/nodes".into()),
         ("PUT", "/_swarm/nodes/127.0.0.1:9?ttl=600".into()),
         ("GET", "/_swarm/members".into()),
+        ("GET", "/_swarm/members/self".into()),
         ("POST", "/_swarm/members/127.0.0.1:9".into()),
         ("DELETE", format!("/_swarm/members/{victim}")),
         ("POST", "/v1/clusters".into()),
@@ -60,9 +61,12 @@ fn only_managers_and_join_agents_reach_the_control_plane() {
             assert_eq!(status, 403, "foreign {method} {path} on manager {i}: {body}");
         }
         // A join agent may register and list engines, and nothing else.
-        for (method, path) in
-            [("POST", "/_swarm/raft/vote"), ("GET", "/_swarm/members"), ("POST", "/_swarm/members/127.0.0.1:9")]
-        {
+        for (method, path) in [
+            ("POST", "/_swarm/raft/vote"),
+            ("GET", "/_swarm/members"),
+            ("GET", "/_swarm/members/self"),
+            ("POST", "/_swarm/members/127.0.0.1:9"),
+        ] {
             let (status, body) = signed(&addr, &join, method, path, b"", b"");
             assert_eq!(status, 403, "join-signed {method} {path} on manager {i}: {body}");
             assert!(body.contains("managers only"), "{body}");

@@ -31,7 +31,7 @@ pub use hollow::Hollow;
 #[allow(unused_imports)]
 pub use prometheus::Prometheus;
 #[allow(unused_imports)]
-pub use raft::{JoinedGroup, Partition, RaftGroup, FIRST_UID};
+pub use raft::{members_rows, JoinedGroup, Partition, RaftGroup, FIRST_UID};
 #[allow(unused_imports)]
 pub use tty::{attach_session, interactive_session, Tty};
 

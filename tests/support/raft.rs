@@ -289,7 +289,7 @@ impl RaftGroup {
         }
     }
 
-    /// `swarm members list` lines from member `via`.
+    /// `swarm members list` from member `via`: `address<TAB>role` per member, sorted.
     pub fn members(&self, via: usize) -> Vec<String> {
         let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args([
             "members",
@@ -299,9 +299,21 @@ impl RaftGroup {
             "--cluster-secret-file",
             super::secret_file(),
         ]));
-        let mut lines: Vec<String> = super::stdout(&o).lines().map(str::to_string).collect();
-        lines.sort();
-        lines
+        members_rows(&super::stdout(&o)).into_iter().map(|r| format!("{}\t{}", r[0], r[1])).collect()
+    }
+
+    /// `swarm members list` rows from member `via`, each cell as printed.
+    pub fn member_rows(&self, via: usize) -> Vec<Vec<String>> {
+        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args([
+            "members",
+            "list",
+            "--manager",
+            &self.addr(via),
+            "--cluster-secret-file",
+            super::secret_file(),
+        ]));
+        assert!(o.status.success(), "swarm members list: {}", super::stderr(&o));
+        members_rows(&super::stdout(&o))
     }
 
     /// `swarm members add|remove addr` through member `via`; asserts success.
@@ -317,6 +329,24 @@ impl RaftGroup {
         ]));
         assert!(o.status.success(), "swarm members {action} {addr}: {}", super::stderr(&o));
     }
+}
+
+/// The rows of `swarm members list`'s table (its header checked and left out), sorted, each
+/// cell as printed (REACHABLE's reason kept whole).
+pub fn members_rows(table: &str) -> Vec<Vec<String>> {
+    let mut lines = table.lines();
+    let header: Vec<&str> =
+        lines.next().unwrap_or_default().split("   ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(header, ["ADDRESS", "ROLE", "TERM", "APPLIED", "PRIMARY", "LAST CONTACT", "REACHABLE"], "{table}");
+    let mut rows: Vec<Vec<String>> = lines
+        .map(|l| {
+            let mut cells: Vec<String> = l.split_whitespace().take(6).map(str::to_string).collect();
+            cells.push(l.split_whitespace().skip(6).collect::<Vec<_>>().join(" "));
+            cells
+        })
+        .collect();
+    rows.sort();
+    rows
 }
 
 impl Drop for RaftGroup {

@@ -79,6 +79,27 @@ pub struct RaftSettings {
     pub election_timeout: Duration,
 }
 
+/// A member's view of itself.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MemberStatus {
+    /// Raft's state: `leader`, `follower`, `candidate`, `learner`.
+    pub state: &'static str,
+    /// Whether it votes.
+    pub voter: bool,
+    /// Its term.
+    pub term: u64,
+    /// The last index in its log.
+    pub last_log_index: u64,
+    /// The last index it applied.
+    pub applied_index: u64,
+    /// The leader it knows, by address.
+    pub leader: Option<String>,
+    /// A leader: since a quorum last acknowledged it; others: since the leader's last append
+    /// arrived.
+    pub last_contact_ms: Option<u64>,
+}
+
 /// A running Raft member.
 #[derive(Clone)]
 pub struct RaftNode {
@@ -234,6 +255,33 @@ impl RaftNode {
                 self.metrics.proposals_failed.inc();
                 return Err(RaftFailure::NotLeader);
             }
+        }
+    }
+
+    /// This member's own view of itself, for `swarm members list`.
+    pub fn status(&self) -> MemberStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let addr_of = |id: NodeId| membership.get_node(&id).map(|n| n.addr.clone());
+        let voter = membership.voter_ids().any(|v| v == self.id);
+        let last_contact = match m.state {
+            ServerState::Leader => m.millis_since_quorum_ack.map(Duration::from_millis),
+            _ => self.heard.since_arrived(),
+        };
+        MemberStatus {
+            state: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+                ServerState::Follower => "follower",
+            },
+            voter,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            leader: m.current_leader.and_then(addr_of),
+            last_contact_ms: last_contact.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 

@@ -46,6 +46,11 @@ impl Heard {
         Heard { at: watch::Sender::new(None), gate: Arc::new(RwLock::new(())), arrived: Arc::default() }
     }
 
+    /// How long ago the last append from a leader arrived.
+    pub fn since_arrived(&self) -> Option<std::time::Duration> {
+        self.arrived.lock().map(|at| at.elapsed())
+    }
+
     /// A leader's append arrived.
     pub fn arrived(&self) {
         *self.arrived.lock() = Some(Instant::now());
