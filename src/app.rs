@@ -52,9 +52,9 @@ pub enum RunError {
     /// Metrics could not be registered.
     #[error("failed to register metrics")]
     Metrics(#[from] prometheus::Error),
-    /// `swarm members` failed.
+    /// `swarm members` or `swarm snapshot` failed.
     #[error("{0}")]
-    Members(String),
+    Admin(String),
     /// The embedded Raft could not start.
     #[error(transparent)]
     Raft(#[from] crate::leadership::raft::RaftFailure),
@@ -80,7 +80,8 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
         Command::Create(args) => create(&args),
         Command::List(args) => list(ListConfig::try_from(&args)?).await,
         Command::Join(args) => join(JoinConfig::try_from(&args)?).await,
-        Command::Members(args) => crate::members::run(&args).await.map_err(|e| RunError::Members(e.to_string())),
+        Command::Members(args) => crate::admin::members::run(&args).await.map_err(|e| RunError::Admin(e.to_string())),
+        Command::Snapshot(args) => crate::admin::snapshot::run(&args).await.map_err(|e| RunError::Admin(e.to_string())),
         Command::JoinToken(args) => {
             let secret = crate::auth::ClusterSecret::read(std::path::Path::new(&args.cluster_secret_file))
                 .map_err(ConfigError)?;

@@ -162,6 +162,8 @@ pub enum Command {
     Join(JoinArgs),
     /// List, add or remove the managers of an embedded-Raft group.
     Members(MembersArgs),
+    /// Back up or restore the replicated state of an embedded-Raft group.
+    Snapshot(SnapshotArgs),
     /// Print the join token that `swarm join` and `swarm list` need for swarm:// discovery.
     JoinToken(JoinTokenArgs),
 }
@@ -203,6 +205,61 @@ pub enum MembersAction {
         /// Where to ask.
         #[command(flatten)]
         conn: MembersConn,
+    },
+}
+
+/// `swarm snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: SnapshotAction,
+}
+
+/// `swarm snapshot save|restore|status`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotAction {
+    /// Save the group's replicated state to FILE: from its leader, through any running manager
+    /// (--manager), or from a stopped member's --data-dir (after a lost quorum, say).
+    Save {
+        /// The file to write.
+        file: String,
+        /// A stopped member's data directory, read instead of asking a running group.
+        #[arg(long = "data-dir", conflicts_with = "manager")]
+        data_dir: Option<String>,
+        /// Any manager of a running group, host:port.
+        #[arg(long = "manager", short = 'm', env = "SWARM_MANAGER")]
+        manager: Option<String>,
+        /// The managers' cluster secret (with --manager).
+        #[arg(long = "cluster-secret-file", env = "SWARM_CLUSTER_SECRET_FILE")]
+        cluster_secret_file: Option<String>,
+        /// How long to wait for the snapshot (with --manager).
+        #[arg(long = "timeout", default_value = "30s")]
+        timeout: String,
+        /// TLS towards managers run with --tls or --tlsverify.
+        #[command(flatten)]
+        tls: TlsArgs,
+    },
+    /// Write FILE into an empty --data-dir as a member of a new group of --replication-peers.
+    /// Restore every member of the new group from the same file, then start them with the
+    /// same --advertise and --data-dir.
+    Restore {
+        /// The snapshot file.
+        file: String,
+        /// The new member's data directory; it must hold no member yet.
+        #[arg(long = "data-dir")]
+        data_dir: String,
+        /// The new member's --advertise address.
+        #[arg(long = "advertise")]
+        advertise: String,
+        /// Every member of the new group, host:port,...
+        #[arg(long = "replication-peers", value_delimiter = ',', required = true)]
+        replication_peers: Vec<String>,
+    },
+    /// Check FILE and print what it holds.
+    Status {
+        /// The snapshot file.
+        file: String,
     },
 }
 

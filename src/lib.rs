@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
+pub mod admin;
 pub mod api;
 pub mod api_version;
 pub mod app;
@@ -31,7 +32,6 @@ pub mod etcd;
 pub mod fuzzing;
 pub mod lag;
 pub mod leadership;
-pub mod members;
 pub mod metrics;
 pub mod open_files;
 pub mod orchestrator;

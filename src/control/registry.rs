@@ -99,6 +99,11 @@ async fn serve(state: &ControlPlane, req: Request<Bytes>) -> Result<Response<Bod
         }
         (&Method::GET, ["members"]) => members(state),
         (&Method::GET, ["members", "self"]) => member_status(state),
+        // Served by the leader: its copy holds everything committed.
+        (&Method::GET, ["snapshot"]) => Ok(Response::builder()
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body::full(raft_node(state)?.backup().encode()))
+            .unwrap_or_else(|_| Response::new(body::empty()))),
         (&Method::POST, ["members", addr]) => change_members(state, addr, true).await,
         (&Method::DELETE, ["members", addr]) => change_members(state, addr, false).await,
         _ => Err(Refusal::new(StatusCode::NOT_FOUND, "page not found")),

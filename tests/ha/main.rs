@@ -10,6 +10,7 @@ mod t25_streams;
 mod t30_raft;
 mod t35_once;
 mod t40_repairs;
+mod t45_backup;
 mod t50_metrics;
 mod t60_tls;
 mod t70_control_auth;

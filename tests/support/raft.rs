@@ -2,7 +2,7 @@
 //! each process, so members can be killed, restarted, added and removed.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -114,11 +114,43 @@ impl RaftGroup {
             tmpfs_mib,
             root,
         };
+        g.launch_all(n);
+        g
+    }
+
+    fn launch_all(&mut self, n: usize) {
         for i in 0..n {
-            let m = g.launch(i);
-            g.ms.push(Some(m));
+            let m = self.launch(i);
+            self.ms.push(Some(m));
         }
-        g.wait_settled(Duration::from_secs(20));
+        self.wait_settled(Duration::from_secs(20));
+    }
+
+    /// Like [`RaftGroup::start`], each member's data directory first given to `prepare` with
+    /// its address and the peers (to restore a snapshot into it, say).
+    pub fn start_prepared(
+        n: usize,
+        discovery: impl FnOnce(&str) -> String,
+        prepare: impl Fn(&Path, &str, &str),
+    ) -> RaftGroup {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let root = unique_dir("swarm-raft-");
+        let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let discovery = discovery(&peers);
+        let mut g = RaftGroup {
+            ms: Vec::new(),
+            ports,
+            initial: n,
+            discovery,
+            extra: FUNCTIONAL_TEST_TIMING.iter().map(|s| s.to_string()).collect(),
+            own_users: false,
+            tmpfs_mib: None,
+            root,
+        };
+        for i in 0..n {
+            prepare(&g.data_dir(i), &g.addr(i), &peers);
+        }
+        g.launch_all(n);
         g
     }
 

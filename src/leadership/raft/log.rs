@@ -118,32 +118,63 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What a log file holds, replayed.
+pub struct Replayed {
+    /// Entries after the last purge.
+    pub entries: BTreeMap<u64, Entry>,
+    /// The last entry in a snapshot, if any.
+    pub purged: Option<LogId<NodeId>>,
+    /// The last entry known committed.
+    pub committed: Option<LogId<NodeId>>,
+    /// Length of the file up to its last whole record.
+    good_bytes: usize,
+}
+
+/// Replays the log under `dir` without changing anything (a missing file is an empty log).
+pub fn replay(dir: &Path) -> std::io::Result<Replayed> {
+    let mut bytes = Vec::new();
+    match File::open(dir.join("log")) {
+        Ok(mut f) => {
+            f.read_to_end(&mut bytes)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let (records, good_bytes) = read_records(&bytes);
+    let (mut entries, mut purged, mut committed) = (BTreeMap::new(), None, None);
+    for r in records {
+        match r {
+            Record::Append(e) => {
+                entries.insert(e.log_id.index, e);
+            }
+            Record::Truncate(from) => {
+                entries.split_off(&from);
+            }
+            Record::Purge(upto) => {
+                entries = entries.split_off(&(upto.index + 1));
+                purged = Some(upto);
+            }
+            Record::Committed(c) => committed = c,
+        }
+    }
+    Ok(Replayed { entries, purged, committed, good_bytes })
+}
+
+/// Writes a new log under `dir` that starts after `upto`, everything up to which is in a
+/// snapshot (a restored member's).
+pub fn write_purged(dir: &Path, upto: LogId<NodeId>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    write_record(&mut buf, &Record::Purge(upto))?;
+    write_record(&mut buf, &Record::Committed(Some(upto)))?;
+    replace_file(&dir.join("log"), &buf)
+}
+
 impl LogStore {
     /// Opens (or creates) the log under `dir`, replaying what is there.
     pub fn open(dir: &Path, metrics: RaftMetrics) -> std::io::Result<LogStore> {
         std::fs::create_dir_all(dir)?;
         let log_path = dir.join("log");
-        let mut bytes = Vec::new();
-        if let Ok(mut f) = File::open(&log_path) {
-            f.read_to_end(&mut bytes)?;
-        }
-        let (records, good) = read_records(&bytes);
-        let (mut entries, mut purged, mut committed) = (BTreeMap::new(), None, None);
-        for r in records {
-            match r {
-                Record::Append(e) => {
-                    entries.insert(e.log_id.index, e);
-                }
-                Record::Truncate(from) => {
-                    entries.split_off(&from);
-                }
-                Record::Purge(upto) => {
-                    entries = entries.split_off(&(upto.index + 1));
-                    purged = Some(upto);
-                }
-                Record::Committed(c) => committed = c,
-            }
-        }
+        let Replayed { entries, purged, committed, good_bytes: good } = replay(dir)?;
         let file = std::os::unix::fs::OpenOptionsExt::mode(
             OpenOptions::new().create(true).append(false).write(true).truncate(false),
             super::datadir::FILE_MODE,

@@ -77,21 +77,58 @@ pub struct Shared {
 
 impl Shared {
     fn apply(&mut self, cmd: &Command) -> Reply {
-        let changed = match cmd {
-            Command::Put { key, value, expires_ms } => {
-                let v = Value { bytes: value.clone(), expires_ms: *expires_ms };
-                self.map.insert(key.clone(), v.clone()) != Some(v)
-            }
-            Command::Delete { key } => self.map.remove(key).is_some(),
-            Command::Expire { now_ms } => {
-                let before = self.map.len();
-                self.map.retain(|_, v| v.expires_ms.is_none_or(|e| e > *now_ms));
-                self.map.len() != before
-            }
-        };
+        let changed = apply_to(&mut self.map, cmd);
         self.generation += u64::from(changed);
         Reply { changed }
     }
+}
+
+/// Applies `cmd` to `map`; whether it changed.
+pub fn apply_to(map: &mut Map, cmd: &Command) -> bool {
+    match cmd {
+        Command::Put { key, value, expires_ms } => {
+            let v = Value { bytes: value.clone(), expires_ms: *expires_ms };
+            map.insert(key.clone(), v.clone()) != Some(v)
+        }
+        Command::Delete { key } => map.remove(key).is_some(),
+        Command::Expire { now_ms } => {
+            let before = map.len();
+            map.retain(|_, v| v.expires_ms.is_none_or(|e| e > *now_ms));
+            map.len() != before
+        }
+    }
+}
+
+/// The snapshot file under `dir`, if any: its map and the last entry it holds.
+pub fn read_snapshot(dir: &Path) -> std::io::Result<Option<(Map, Option<LogId<NodeId>>)>> {
+    match std::fs::read(dir.join("snapshot")) {
+        Ok(bytes) => {
+            let snap: StoredSnapshot = codec::decode(&bytes).map_err(std::io::Error::other)?;
+            let map = codec::decode(&snap.data).map_err(std::io::Error::other)?;
+            Ok(Some((map, snap.meta.last_log_id)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a snapshot under `dir` holding `map` up to `last`, in a group of `members`.
+pub fn write_snapshot(
+    dir: &Path,
+    map: &Map,
+    last: LogId<NodeId>,
+    members: BTreeMap<NodeId, Node>,
+) -> std::io::Result<()> {
+    let voters = members.keys().copied().collect();
+    let membership = StoredMembership::new(Some(last), openraft::Membership::new(vec![voters], members));
+    let meta = SnapshotMeta {
+        last_log_id: Some(last),
+        last_membership: membership,
+        snapshot_id: format!("restored-{}", last.index),
+    };
+    let data = codec::encode(map).map_err(std::io::Error::other)?;
+    let bytes = codec::encode(&StoredSnapshot { meta, data }).map_err(std::io::Error::other)?;
+    replace_file(&dir.join("snapshot"), &bytes)
 }
 
 #[derive(Serialize, Deserialize)]

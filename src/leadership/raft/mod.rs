@@ -2,6 +2,7 @@
 //! election, and a replicated key-value store for the metadata engines cannot hold. The log,
 //! vote and snapshots live under `--data-dir`; RPCs travel on the managers' own listeners.
 //!
+//! - `backup`: portable backups of the map, taken and restored.
 //! - `datadir`: the data directory's permissions, format and owner, checked at start.
 //! - `log`: the log and vote on disk.
 //! - `machine`: the replicated map and its snapshots.
@@ -9,6 +10,7 @@
 //! - `network`: RPC clients; [`serve_rpc`] is the server side.
 //! - `prompt`: a follower campaigns as soon as the leader lease has passed.
 
+pub mod backup;
 pub mod datadir;
 pub mod log;
 pub mod machine;
@@ -256,6 +258,12 @@ impl RaftNode {
                 return Err(RaftFailure::NotLeader);
             }
         }
+    }
+
+    /// A backup of this member's copy of the map, as far as it has applied its log.
+    pub fn backup(&self) -> backup::Backup {
+        let applied = self.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        backup::Backup::of_map(&self.map.read().map, applied)
     }
 
     /// This member's own view of itself, for `swarm members list`.

@@ -3,75 +3,27 @@
 //! asked of any manager (followers pass them on to the leader).
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, Method};
+use http::Method;
 use serde_json::Value;
 
+use super::{AdminError, Caller};
 use crate::cli::{MembersAction, MembersArgs, MembersConn};
 use crate::config::ConfigError;
-
-/// How `swarm members` failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum MembersError {
-    /// A flag or file is wrong.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The manager asked did not do it.
-    #[error("{0}")]
-    Refused(String),
-}
 
 /// Longest wait for a membership change: adding waits for the new manager to catch up.
 const CHANGE_BOUND: Duration = Duration::from_secs(60);
 
-/// Signed calls to managers.
-struct Caller {
-    secret: crate::auth::ClusterSecret,
-    tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-impl Caller {
-    fn new(conn: &MembersConn) -> Result<Caller, ConfigError> {
-        if !crate::config::validate_host_port(&conn.manager) {
-            return Err(ConfigError("--manager should be of the form ip:port or hostname:port".into()));
-        }
-        let tls = match crate::config::tls_files(&conn.tls)? {
-            Some(files) => Some(crate::tls::client_config(&files).map_err(|e| ConfigError(e.to_string()))?),
-            None => None,
-        };
-        let secret =
-            crate::auth::ClusterSecret::read(std::path::Path::new(&conn.cluster_secret_file)).map_err(ConfigError)?;
-        Ok(Caller { secret, tls })
-    }
-
-    /// `method path` on `manager` within `bound`: the answer's JSON, or why not.
-    async fn call(&self, manager: &str, method: Method, path: &str, bound: Duration) -> Result<Value, String> {
-        let headers: HeaderMap = self.secret.manager_signer().headers(&method, path, b"");
-        let client = crate::transport::EngineClient::with_tls(manager, bound, self.tls.clone());
-        let (status, _, body) = client.call(method, path, None, &headers, Some(bound)).await.map_err(|e| match &e {
-            // Not "the Docker engine" the transport's words name: a manager.
-            crate::transport::EngineError::Unreachable { source, .. } => crate::cluster::error_chain(source.as_ref()),
-            other => crate::cluster::error_chain(other),
-        })?;
-        if !status.is_success() {
-            return Err(crate::transport::error_message(&body));
-        }
-        if body.is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_slice(&body).map_err(|e| e.to_string())
-    }
-}
-
 /// Runs `swarm members ...`.
-pub async fn run(args: &MembersArgs) -> Result<(), MembersError> {
+pub async fn run(args: &MembersArgs) -> Result<(), AdminError> {
     match &args.action {
         MembersAction::List(conn) => {
             let bound = crate::config::parse_duration(&conn.timeout)?;
-            print!("{}", list(&Caller::new(conn)?, &conn.manager, bound).await?);
+            print!(
+                "{}",
+                list(&Caller::new(&conn.manager, &conn.cluster_secret_file, &conn.tls)?, &conn.manager, bound).await?
+            );
             Ok(())
         }
         MembersAction::Add { addr, conn } => change(conn, Method::POST, addr).await,
@@ -79,15 +31,15 @@ pub async fn run(args: &MembersArgs) -> Result<(), MembersError> {
     }
 }
 
-async fn change(conn: &MembersConn, method: Method, addr: &str) -> Result<(), MembersError> {
+async fn change(conn: &MembersConn, method: Method, addr: &str) -> Result<(), AdminError> {
     if !crate::config::validate_host_port(addr) {
         return Err(ConfigError(format!("invalid address {addr:?}: expected host:port")).into());
     }
-    let caller = Caller::new(conn)?;
+    let caller = Caller::new(&conn.manager, &conn.cluster_secret_file, &conn.tls)?;
     let members = caller
         .call(&conn.manager, method, &format!("/_swarm/members/{addr}"), CHANGE_BOUND)
         .await
-        .map_err(|e| MembersError::Refused(format!("{}: {e}", conn.manager)))?;
+        .map_err(|e| AdminError::Refused(format!("{}: {e}", conn.manager)))?;
     for m in members.as_array().into_iter().flatten() {
         println!("{}", m.as_str().unwrap_or_default());
     }
@@ -95,11 +47,11 @@ async fn change(conn: &MembersConn, method: Method, addr: &str) -> Result<(), Me
 }
 
 /// The status table: the group's members as `manager` knows them, each asked for its own view.
-async fn list(caller: &Caller, manager: &str, bound: Duration) -> Result<String, MembersError> {
+async fn list(caller: &Caller, manager: &str, bound: Duration) -> Result<String, AdminError> {
     let group = caller
         .call(manager, Method::GET, "/_swarm/members", bound)
         .await
-        .map_err(|e| MembersError::Refused(format!("{manager}: {e}")))?;
+        .map_err(|e| AdminError::Refused(format!("{manager}: {e}")))?;
     let addrs: Vec<String> =
         group.as_array().into_iter().flatten().filter_map(|m| m["Addr"].as_str().map(str::to_string)).collect();
     let views = futures_util::future::join_all(
