@@ -3,7 +3,7 @@
 # packages and PyPI. Safe to run again.
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run as root (apt-get needs it)" >&2; exit 1; }
-pkgs=(docker.io busybox-static protobuf-compiler iproute2 iptables tmux docker-registry docker-compose haproxy curl util-linux etcd-server etcd-client openssl prometheus gnuplot-nox)
+pkgs=(docker.io binutils systemd busybox-static protobuf-compiler iproute2 iptables tmux docker-registry docker-compose haproxy curl util-linux etcd-server etcd-client openssl prometheus gnuplot-nox)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -9,3 +9,4 @@ mod t20_failures;
 mod t30_etcd;
 mod t40_token;
 mod t50_scale;
+mod t60_packaging;
