@@ -121,7 +121,11 @@ async fn join(config: JoinConfig) -> Result<(), RunError> {
         let wait = rand::random_range(Duration::ZERO..config.delay);
         tokio::time::sleep(wait).await;
     }
-    info!(heartbeat = ?config.heartbeat, "Registering on the discovery service every {:?}...", config.heartbeat);
+    // Classic Swarm's words; a Duration's Debug text is "20s".
+    info!(
+        heartbeat_s = config.heartbeat.as_secs_f64(),
+        "Registering on the discovery service every {:?}...", config.heartbeat
+    );
     let registering = discovery::register_forever(
         &config.discovery,
         config.auth.as_ref(),
@@ -171,7 +175,10 @@ async fn hand_over(state: &ApiState, raft: Option<&crate::leadership::raft::Raft
     if leading {
         let mut work = state.leader_work.subscribe();
         if tokio::time::timeout(LEADER_WORK_GRACE, work.wait_for(|n| *n == 0)).await.is_err() {
-            warn!(grace = ?LEADER_WORK_GRACE, "Writes still running as leader; handing over anyway.");
+            warn!(
+                grace_ms = LEADER_WORK_GRACE.as_millis() as u64,
+                "Writes still running as leader; handing over anyway."
+            );
         }
         // etcd: the campaign steps down as it resigns (`resign` below); stepping down first
         // would end it as a lapse, which revokes the lease instead and elects more slowly.
@@ -240,7 +247,7 @@ async fn bind(addr: &ListenAddr, backlog: u32) -> Result<(String, Listener), Run
             let l = bind_tcp(a, backlog).await.map_err(|source| RunError::Bind {
                 addr: a.clone(),
                 hint: if source.kind() == std::io::ErrorKind::AddrInUse {
-                    ": is Docker already running on this machine?"
+                    ": another process listens there (a Docker engine, or another manager)?"
                 } else {
                     ""
                 },
@@ -511,7 +518,9 @@ impl App {
         tracker.close();
         match tokio::time::timeout(DRAIN_GRACE, tracker.wait()).await {
             Ok(()) => info!("Drained; bye."),
-            Err(_) => warn!(grace = ?DRAIN_GRACE, "Drain timed out; exiting with streams still open."),
+            Err(_) => {
+                warn!(grace_ms = DRAIN_GRACE.as_millis() as u64, "Drain timed out; exiting with streams still open.")
+            }
         }
         drop(leadership_runtime);
         Ok(())

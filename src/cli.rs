@@ -357,13 +357,15 @@ pub struct ManageArgs {
     /// Discovery URL.
     #[arg(env = "SWARM_DISCOVERY")]
     pub discovery: Option<String>,
-    /// Addresses to listen on: tcp://host:port, host:port or unix:///path.
+    /// Addresses to listen on: tcp://host:port, host:port or unix:///path [default:
+    /// 127.0.0.1:2375].
     #[arg(short = 'H', long = "host", env = "SWARM_HOST", value_delimiter = ',')]
     pub host: Vec<String>,
     /// Scheduling strategy: spread, binpack, random.
     #[arg(long, default_value = "spread")]
     pub strategy: String,
-    /// Filters to use; giving any replaces the default list.
+    /// Filters to use: health, port, containerslots, dependency, affinity, constraint,
+    /// whitelist; giving any replaces the default list [default: all of them].
     #[arg(short = 'f', long = "filter")]
     pub filter: Vec<String>,
     /// Enable leader election among managers.
@@ -478,7 +480,8 @@ pub struct ManageArgs {
     /// Cluster driver; only "swarm".
     #[arg(short = 'c', long = "cluster-driver", default_value = "swarm")]
     pub cluster_driver: String,
-    /// Cluster options, key=value (swarm.overcommit, swarm.createretry).
+    /// Cluster options, key=value: swarm.overcommit [default: 0.05], swarm.createretry
+    /// [default: 0].
     #[arg(long = "cluster-opt")]
     pub cluster_opt: Vec<String>,
     /// Discovery options, key=value.

@@ -540,7 +540,7 @@ fn replication_of(a: &ManageArgs, discovery: &DiscoveryUrl) -> Result<Option<Rep
         return Ok(None);
     }
     let advertise =
-        a.advertise.clone().ok_or_else(|| bad("--advertise address must be provided when using --leader-election"))?;
+        a.advertise.clone().ok_or_else(|| bad("--advertise address must be provided when using --replication"))?;
     let etcd = matches!(discovery, DiscoveryUrl::Etcd { .. });
     let has_data_dir = a.data_dir.as_deref().is_some_and(|d| !d.is_empty());
     // A member restarted from its data directory may omit the peers: the directory holds them.

@@ -163,7 +163,11 @@ async fn hijack(
                     debug!(error = %e, "Hijacked stream ended.");
                 }
             }
-            (c, u) => debug!(client = ?c.err(), engine = ?u.err(), "Upgrade did not complete."),
+            (c, u) => debug!(
+                client = c.err().map(|e| e.to_string()).unwrap_or_default(),
+                engine = u.err().map(|e| e.to_string()).unwrap_or_default(),
+                "Upgrade did not complete."
+            ),
         }
     });
     let (mut parts, _) = resp.into_parts();

@@ -66,10 +66,7 @@ fn discovery_urls_and_flags_are_validated_with_classic_messages() {
             &["manage", "--cluster-opt", "swarm.createretry=-1", "nodes://a:1"],
             "swarm.createretry can not be negative, -1 is invalid",
         ),
-        (
-            &["manage", "--replication", "nodes://a:1"],
-            "--advertise address must be provided when using --leader-election",
-        ),
+        (&["manage", "--replication", "nodes://a:1"], "--advertise address must be provided when using --replication"),
         (
             &["manage", "--advertise", "nope", "nodes://a:1"],
             "--advertise should be of the form ip:port or hostname:port",
@@ -137,4 +134,44 @@ fn discovery_urls_and_flags_are_validated_with_classic_messages() {
     assert!(stdout(&run(std::process::Command::new(swarm).arg("--version"))).starts_with("swarm version 0.1.0 ("));
     let listed = stdout(&run(std::process::Command::new(swarm).args(["list", "127.0.0.1:[2375:2377]"])));
     assert_eq!(listed, "127.0.0.1:2375\n127.0.0.1:2376\n127.0.0.1:2377\n");
+}
+
+#[test]
+fn every_flag_of_manage_with_a_default_shows_it_in_help() {
+    // The flags that have no default: absent, they turn a feature off.
+    let without_default = [
+        "--advertise",
+        "--cluster-secret-file",
+        "--tlscacert",
+        "--tlscert",
+        "--tlskey",
+        "--discovery-opt",
+        "--replication-peers",
+        "--data-dir",
+    ];
+    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_swarm")).args(["manage", "--help"]));
+    let help = stdout(&o);
+    // Options start within six columns; their wrapped help is indented further.
+    let option = regex::Regex::new(r"^ {2,6}(?:-\w, )?(--[\w-]+) <").unwrap();
+    let flag = regex::Regex::new(r"^ {2,6}-").unwrap();
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    for line in help.lines() {
+        match option.captures(line) {
+            Some(c) => blocks.push((c[1].to_string(), line.to_string())),
+            None if flag.is_match(line) => blocks.push((String::new(), String::new())),
+            None => {
+                if let Some(b) = blocks.last_mut() {
+                    b.1.push_str(line);
+                }
+            }
+        }
+    }
+    let valued: Vec<&(String, String)> = blocks.iter().filter(|(f, _)| !f.is_empty()).collect();
+    assert!(valued.len() > 30, "{help}");
+    let silent: Vec<&str> = valued
+        .iter()
+        .filter(|(f, text)| !text.contains("[default:") && !without_default.contains(&f.as_str()))
+        .map(|(f, _)| f.as_str())
+        .collect();
+    assert!(silent.is_empty(), "flags whose help hides their default: {silent:?}");
 }

@@ -196,12 +196,12 @@ impl RaftNode {
             .map_err(|e| RaftFailure::Raft(e.to_string()))?;
         let member = s.peers.contains(&s.advertise);
         if !member && pristine {
-            info!(peers = ?s.peers, "Not among --replication-peers: waiting to be added with `swarm members add`.");
+            info!(peers = %s.peers.join(","), "Not among --replication-peers: waiting to be added with `swarm members add`.");
         } else if pristine && !raft.is_initialized().await.map_err(|e| RaftFailure::Raft(e.to_string()))? {
             let members: BTreeMap<NodeId, BasicNode> =
                 s.peers.iter().map(|p| (node_id(p), BasicNode { addr: p.clone() })).collect();
             match raft.initialize(members).await {
-                Ok(()) => info!(peers = ?s.peers, "Raft group initialized."),
+                Ok(()) => info!(peers = %s.peers.join(","), "Raft group initialized."),
                 Err(e) => info!(error = %e, "Raft group already initialized."),
             }
         }

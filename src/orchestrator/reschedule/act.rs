@@ -127,7 +127,12 @@ impl Act {
         let started = Instant::now();
         let results = futures_util::future::join_all(due.iter().map(|c| self.reschedule_one(c))).await;
         let done = results.iter().filter(|r| r.is_ok()).count();
-        info!(rescheduled = done, failed = due.len() - done, took = ?started.elapsed(), "Rescheduled containers of failed nodes.");
+        info!(
+            rescheduled = done,
+            failed = due.len() - done,
+            took_ms = started.elapsed().as_millis() as u64,
+            "Rescheduled containers of failed nodes."
+        );
         inner.metrics.rescheduled.inc_by(done as u64);
         for (c, r) in due.iter().zip(results) {
             match r {
