@@ -34,6 +34,7 @@ fn name_ok(name: &str) -> bool {
 
 /// `POST /containers/create`: validated here, scheduled and created by the orchestrator.
 pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
+    ApiState::check_json_content_type(req.headers())?;
     let name = ctx.query.get("name").filter(|n| !n.is_empty()).map(|n| n.trim_start_matches('/').to_string());
     if let Some(n) = &name {
         if !name_ok(n) {

@@ -127,6 +127,27 @@ impl ApiState {
         }
     }
 
+    /// dockerd's check of a JSON body's `Content-Type` (its `CheckForJSON`): `application/json`,
+    /// with any parameters, or none at all for an empty body. It also keeps web pages out:
+    /// a browser sends `text/plain` across origins without asking first.
+    pub fn check_json_content_type(headers: &http::HeaderMap) -> Result<(), ApiError> {
+        let ct = headers.get(http::header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let has_body = headers.contains_key(http::header::TRANSFER_ENCODING)
+            || headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > 0);
+        let ct = ct.unwrap_or_default();
+        if ct.is_empty() && !has_body {
+            return Ok(());
+        }
+        let media = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if media == "application/json" {
+            return Ok(());
+        }
+        Err(ApiError::bad_request(format!("Content-Type specified ({ct}) must be 'application/json'")))
+    }
+
     /// The API version the manager advertises: the lowest of its engines'.
     pub fn api_version(&self) -> String {
         self.cluster.min_api_version().unwrap_or_else(|| version::DEFAULT_API_VERSION.to_string())

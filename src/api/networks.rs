@@ -49,6 +49,7 @@ fn target<'a>(state: &ApiState, segs: &'a [String]) -> (Option<NodeHandle>, &'a 
 
 /// `POST /networks/create`: on `node/name`'s node, or on every healthy node.
 pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
+    ApiState::check_json_content_type(req.headers())?;
     let raw = state.read_body(req.into_body()).await?;
     let mut config: Value =
         serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(super::error::go_json_error(&e)))?;
@@ -95,6 +96,7 @@ pub async fn by_id(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Re
     }
     match (&method, action) {
         (&Method::POST, Some("connect" | "disconnect")) => {
+            ApiState::check_json_content_type(req.headers())?;
             let raw = state.read_body(req.into_body()).await?;
             let mut config: Value =
                 serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("invalid JSON: {e}")))?;

@@ -53,6 +53,7 @@ fn split(state: &ApiState, name: &str) -> Result<(Option<NodeHandle>, String), A
 
 /// `POST /volumes/create`.
 pub async fn create(state: &ApiState, ctx: &Ctx, req: Request<Body>) -> Result<Response<Body>, ApiError> {
+    ApiState::check_json_content_type(req.headers())?;
     let raw = state.read_body(req.into_body()).await?;
     let mut config: Value = if raw.is_empty() {
         json!({})

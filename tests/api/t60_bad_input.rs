@@ -279,3 +279,61 @@ fn uploads_buffered_at_once_share_one_memory_bound() {
     });
     assert_eq!(http(&m.addr, "GET", "/_ping", None).0, 200);
 }
+
+/// One request with `content_type` (`None`: no such header) and `body`, as a web page's form or
+/// `fetch` sends it; the status and the error message.
+fn with_content_type(addr: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let ct = content_type.map(|c| format!("Content-Type: {c}\r\n")).unwrap_or_default();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nOrigin: http://evil.example\r\n{ct}Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let message = regex::Regex::new(r#""message":"([^"]*)""#)
+        .unwrap()
+        .captures(body)
+        .map(|c| c[1].to_string())
+        .unwrap_or_default();
+    (status, message)
+}
+
+#[test]
+fn a_json_body_sent_as_anything_but_json_is_refused_as_the_engine_refuses_it() {
+    let es = engines(&[("node-1", &[])]);
+    let m = Manager::start(&nodes_url(&es), &[]);
+    m.wait_healthy(1);
+    let bodies: [(&str, &[u8]); 4] = [
+        ("/v1.41/containers/create?name=fromweb", br#"{"Image":"busybox","Cmd":["true"]}"#),
+        ("/v1.41/networks/create", br#"{"Name":"webnet"}"#),
+        ("/v1.41/volumes/create", br#"{"Name":"webvol"}"#),
+        ("/v1.41/networks/none/connect", br#"{"Container":"x"}"#),
+    ];
+    // A browser sends text/plain and form types across origins without a preflight.
+    for ct in [Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("text/plain; charset=utf-8"), None] {
+        for (path, body) in bodies {
+            let engine = with_content_type(&es[0].addr, path, ct, body);
+            let swarm = with_content_type(&m.addr, path, ct, body);
+            assert_eq!(engine.0, 400, "the engine refuses {ct:?} on {path}: {engine:?}");
+            assert_eq!(swarm, engine, "{ct:?} on {path}: swarm differs from the engine");
+        }
+    }
+    let engine = format!("tcp://{}", es[0].addr);
+    let ps = stdout(&run(docker_cmd(&engine).args(["ps", "-a", "--format", "{{.Names}}"])));
+    assert!(!ps.contains("fromweb"), "{ps}");
+    let nets = stdout(&run(docker_cmd(&engine).args(["network", "ls", "--format", "{{.Name}}"])));
+    assert!(!nets.contains("webnet"), "{nets}");
+    let vols = stdout(&run(docker_cmd(&engine).args(["volume", "ls", "--format", "{{.Name}}"])));
+    assert!(!vols.contains("webvol"), "{vols}");
+    // JSON with parameters is JSON.
+    let (status, message) =
+        with_content_type(&m.addr, bodies[0].0, Some("Application/JSON; charset=utf-8"), bodies[0].1);
+    assert_eq!(status, 201, "{message}");
+}
