@@ -59,7 +59,7 @@ pub struct Metrics {
     pub forwarded: IntCounterVec,
     /// Held while a scrape sets the gauges it owns and encodes them, so that two scrapes do
     /// not see each other's half-set series.
-    pub scrape: std::sync::Arc<parking_lot::Mutex<()>>,
+    pub scrape: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 fn opts(name: &str, help: &str) -> Opts {

@@ -79,9 +79,14 @@ fn write(file: &str, b: &Backup) -> Result<(), AdminError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let fail = |e: std::io::Error| ConfigError(format!("cannot write {file}: {e}"));
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(file).map_err(fail)?;
-    f.write_all(&b.encode()).and_then(|()| f.sync_all()).map_err(fail)?;
+    // A new file, renamed over the target: never an older file's mode, never through a link.
+    let tmp = format!("{file}.tmp-{}", std::process::id());
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp).map_err(fail)?;
+    let written = f.write_all(&b.encode()).and_then(|()| f.sync_all()).and_then(|()| std::fs::rename(&tmp, file));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e).into());
+    }
     println!("Snapshot saved to {file}: {}", summary(b));
     Ok(())
 }

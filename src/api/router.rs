@@ -97,7 +97,7 @@ async fn dispatch(
         H::Version => Ok(system::version(state)),
         H::Info => Ok(system::info(state)),
         H::Events => system::events(state, &ctx).await,
-        H::Metrics => Ok(system::metrics(state)),
+        H::Metrics => Ok(system::metrics(state).await),
         H::Auth => system::login(state, &ctx, req).await,
         H::Cors => Ok(Response::new(crate::body::empty())),
         H::ContainersList => containers::list(state, &ctx).await,

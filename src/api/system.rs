@@ -408,8 +408,8 @@ pub async fn events(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiEr
 }
 
 /// `GET /metrics` in Prometheus text format.
-pub fn metrics(state: &ApiState) -> Response<Body> {
-    let _scrape = state.metrics.scrape.lock();
+pub async fn metrics(state: &ApiState) -> Response<Body> {
+    let _scrape = state.metrics.scrape.lock().await;
     state.leadership.refresh_metrics();
     let healthy = &state.metrics.engine_healthy;
     // Rebuilt at each scrape, so that an engine gone from discovery leaves no series behind.

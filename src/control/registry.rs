@@ -100,10 +100,18 @@ async fn serve(state: &ControlPlane, req: Request<Bytes>) -> Result<Response<Bod
         (&Method::GET, ["members"]) => members(state),
         (&Method::GET, ["members", "self"]) => member_status(state),
         // Served by the leader: its copy holds everything committed.
-        (&Method::GET, ["snapshot"]) => Ok(Response::builder()
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body::full(raft_node(state)?.backup().encode()))
-            .unwrap_or_else(|_| Response::new(body::empty()))),
+        (&Method::GET, ["snapshot"]) => {
+            let backup = raft_node(state)?.backup().await.map_err(|e| {
+                Refusal::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("no snapshot: this manager cannot confirm it leads ({e})"),
+                )
+            })?;
+            Ok(Response::builder()
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body::full(backup.encode()))
+                .unwrap_or_else(|_| Response::new(body::empty())))
+        }
         (&Method::POST, ["members", addr]) => change_members(state, addr, true).await,
         (&Method::DELETE, ["members", addr]) => change_members(state, addr, false).await,
         _ => Err(Refusal::new(StatusCode::NOT_FOUND, "page not found")),
@@ -136,8 +144,10 @@ fn member_status(state: &ControlPlane) -> Result<Response<Body>, Refusal> {
         "primary"
     } else if status.voter {
         "replica"
-    } else {
+    } else if status.member {
         "learner"
+    } else {
+        "removed"
     };
     let mut out = serde_json::to_value(&status).unwrap_or_default();
     out["Role"] = json!(role);

@@ -83,6 +83,9 @@ struct Inner {
     advertise: String,
     metrics: Option<LeadershipMetrics>,
     leaderless_since: Mutex<Option<Instant>>,
+    /// How far `leaderless_seconds_total` has counted the interval since `leaderless_since`
+    /// (a scrape counts the part that passed): readiness keeps reading the interval's start.
+    leaderless_counted_to: Mutex<Option<Instant>>,
     /// When this manager last began leading: what it read of the engines before then may miss
     /// what the previous leader did last.
     leading_since: Mutex<Option<std::time::SystemTime>>,
@@ -119,6 +122,7 @@ impl Leadership {
                 advertise,
                 metrics,
                 leaderless_since: Mutex::new(leaderless),
+                leaderless_counted_to: Mutex::new(leaderless),
                 leading_since: Mutex::new(leading),
                 last_observed: Mutex::new(None),
                 member: std::sync::atomic::AtomicBool::new(true),
@@ -163,11 +167,13 @@ impl Leadership {
     /// included, so that a scrape during an outage sees it grow.
     pub fn refresh_metrics(&self) {
         let Some(m) = &self.inner.metrics else { return };
-        let mut since = self.inner.leaderless_since.lock();
-        if let Some(start) = since.as_mut() {
+        let since = self.inner.leaderless_since.lock();
+        let mut counted = self.inner.leaderless_counted_to.lock();
+        if let Some(start) = *since {
             let now = Instant::now();
-            m.leaderless.inc_by(now.duration_since(*start).as_secs_f64());
-            *start = now;
+            let from = counted.map_or(start, |c| c.max(start));
+            m.leaderless.inc_by(now.duration_since(from).as_secs_f64());
+            *counted = Some(now);
         }
     }
 
@@ -340,16 +346,23 @@ impl Leadership {
         }
         let leaderless = role == Role::Follower { leader: None };
         let mut since = self.inner.leaderless_since.lock();
+        let mut counted = self.inner.leaderless_counted_to.lock();
+        let ended = since.take();
+        let counted_to = counted.take();
         if let Some(m) = &self.inner.metrics {
             m.is_leader.set(i64::from(role == Role::Leader));
             m.has_leader.set(i64::from(!leaderless));
             m.leader_changes.inc();
-            if let Some(start) = since.take() {
-                m.leaderless.inc_by(start.elapsed().as_secs_f64());
+            if let Some(start) = ended {
+                // What a scrape has not counted yet.
+                let from = counted_to.map_or(start, |c| c.max(start));
+                m.leaderless.inc_by(from.elapsed().as_secs_f64());
             }
         }
         if leaderless {
-            *since = Some(Instant::now());
+            let now = Instant::now();
+            *since = Some(now);
+            *counted = Some(now);
         }
         match &role {
             Role::Leader => {
@@ -432,6 +445,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         l.refresh_metrics();
         assert!(metrics.leaderless.get() >= first + 0.02, "and keeps growing");
+        assert!(l.readiness(Duration::from_millis(40)).is_err(), "scrapes do not restart the outage for readiness");
         l.follow(Some("b:1".into()));
         let led = metrics.leaderless.get();
         assert_eq!(metrics.has_leader.get(), 1);

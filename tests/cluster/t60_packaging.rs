@@ -79,3 +79,35 @@ fn the_example_systemd_units_verify() {
         assert!(stderr(&o).trim().is_empty() && stdout(&o).trim().is_empty(), "{unit}: {}{}", stdout(&o), stderr(&o));
     }
 }
+
+#[test]
+fn the_manager_unit_seeds_a_new_group_with_its_peers_and_restarts_without_them() {
+    let unit = std::fs::read_to_string(format!("{ROOT}/packaging/systemd/swarm-manage.service")).unwrap();
+    // ExecStart, its continuation lines joined, as systemd reads it ("$$" is a "$" for the shell).
+    let joined = unit.replace("\\\n", " ");
+    let exec = joined.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart").replace("$$", "$");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let stub = dir.path().join("swarm");
+    std::fs::write(&stub, "#!/bin/sh\necho \"$@\"\n").unwrap();
+    std::fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let exec =
+        exec.replace("/usr/local/bin/swarm", stub.to_str().unwrap()).replace("/var/lib/swarm", state.to_str().unwrap());
+    let (program, rest) = exec.split_once(' ').unwrap();
+    let script = rest.trim().strip_prefix("-c ").unwrap().trim().trim_matches('\'');
+    let args = || {
+        let o = run(Command::new(program)
+            .args(["-c", script])
+            .env("SWARM_ADVERTISE", "10.0.0.1:4000")
+            .env("SWARM_PEERS", "10.0.0.1:4000,10.0.0.2:4000,10.0.0.3:4000")
+            .env("SWARM_DISCOVERY", "swarm://10.0.0.1:4000"));
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    assert!(args().contains("--replication-peers 10.0.0.1:4000,10.0.0.2:4000,10.0.0.3:4000 --data-dir"), "{}", args());
+    std::fs::create_dir_all(state.join("raft")).unwrap();
+    std::fs::write(state.join("raft/log"), b"entries").unwrap();
+    let again = args();
+    assert!(!again.contains("--replication-peers"), "{again}");
+    assert!(again.contains("manage -H 10.0.0.1:4000 --replication --advertise 10.0.0.1:4000 --data-dir"), "{again}");
+}

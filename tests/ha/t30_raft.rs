@@ -325,8 +325,27 @@ fn a_data_dir_is_private_marked_with_its_member_and_format_and_never_misread() {
     }
 
     let i = g.other(leader);
+    // A running member's directory is locked: not read behind its back.
+    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_swarm")).args([
+        "snapshot",
+        "save",
+        "/dev/null",
+        "--data-dir",
+        g.data_dir(i).to_str().unwrap(),
+    ]));
+    assert!(!o.status.success() && stderr(&o).contains("a running manager holds"), "{}", stderr(&o));
     g.stop(i);
     let (me, data) = (g.addr(i), g.data_dir(i).display().to_string());
+    let listing = |dir: &std::path::Path| {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|f| f.unwrap().path())
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let before = listing(&g.raft_dir(i));
     let base = ["--replication", "--advertise", me.as_str(), "--data-dir", data.as_str()];
     // Peers other than the group's would be ignored: refused, naming the group.
     let two = format!("{me},{}", g.addr(leader));
@@ -334,6 +353,7 @@ fn a_data_dir_is_private_marked_with_its_member_and_format_and_never_misread() {
     let mut group: Vec<String> = (0..3).map(|k| g.addr(k)).collect();
     group.sort();
     assert!(err.contains(&format!("holds a group of {}", group.join(","))), "{err}");
+    assert!(listing(&g.raft_dir(i)) == before, "a refused start leaves the directory as it was");
     // Another manager's directory.
     let stranger = format!("127.0.0.1:{}", free_port());
     let err = refused_start(

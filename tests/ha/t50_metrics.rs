@@ -110,13 +110,15 @@ fn prometheus_scrapes_managers_and_haproxy_and_the_dashboard_and_alerts_query_re
     };
     let forwarded =
         || sample_sum(&scrape(&g.addr(follower)), "swarm_api_forwarded_requests_total", &["method=\"GET\""]);
-    let (listed_before, forwarded_before) = (listed(&addrs), forwarded());
+    let at_leader = || sample_sum(&scrape(&g.addr(leader)), "swarm_api_requests_total", &["route=\"containers.list\""]);
+    let (listed_before, forwarded_before, leader_before) = (listed(&addrs), forwarded(), at_leader());
     for _ in 0..5 {
         let (status, _, _) = http(&g.addr(follower), "GET", "/v1.41/containers/json", None);
         assert_eq!(status, 200);
     }
     assert_eq!(listed(&addrs) - listed_before, 5.0, "five lists through a follower, counted once each");
     assert_eq!(forwarded() - forwarded_before, 5.0, "the follower counts what it passed on");
+    assert_eq!(at_leader() - leader_before, 5.0, "the leader that served them counts them");
 
     let text = scrape(&m.addr);
     let build = text.lines().find(|l| l.starts_with("swarm_build_info{")).expect("swarm_build_info");
@@ -130,15 +132,20 @@ fn prometheus_scrapes_managers_and_haproxy_and_the_dashboard_and_alerts_query_re
     let lb = LoadBalancer::start(&addrs);
     let prom = Prometheus::shipped(&addrs, &lb.metrics_addr);
     wait_until(Duration::from_secs(30), "prometheus scrapes the managers and HAProxy", || {
-        prom.query("swarm_is_leader == 1").len() == 1
+        prom.query("up{job=\"swarm\"} == 1").len() == 3
+            && prom.query("swarm_is_leader == 1").len() == 1
             && prom.query("min(swarm_has_leader) == 1").len() == 1
             && prom.query("haproxy_backend_active_servers{proxy=\"managers\"} == 3").len() == 1
     });
     let healthy = prom.query("max by (state) (swarm_nodes{state=\"healthy\"})");
     assert!(healthy.iter().any(|r| r["value"][1] == "1"), "{healthy:?}");
 
-    let scraped: BTreeSet<String> = prom.names().into_iter().collect();
-    let missing: Vec<String> = queried_metrics().into_iter().filter(|n| !scraped.contains(n)).collect();
+    let missing = || {
+        let scraped: BTreeSet<String> = prom.names().into_iter().collect();
+        queried_metrics().into_iter().filter(|n| !scraped.contains(n)).collect::<Vec<String>>()
+    };
+    // Every target was scraped (each `up` above comes with its samples).
+    let missing = missing();
     assert!(missing.is_empty(), "the dashboard or the alerts query metrics Prometheus never saw: {missing:?}");
 
     // Every shipped rule is loaded and evaluates without error against the real series.

@@ -118,8 +118,21 @@ pub fn read_stopped(data_dir: &Path) -> Result<ReadBack, BackupError> {
     if !dir.join("log").exists() && !dir.join("snapshot").exists() {
         return Err(BackupError::Invalid(format!("{} holds no Raft member", dir.display())));
     }
+    datadir::check(&dir, None)?;
+    // Held while reading: no manager starts on the directory meanwhile.
+    let _lock = datadir::lock(&dir)?;
     let (mut map, mut applied) = machine::read_snapshot(&dir)?.unwrap_or_default();
     let replayed = log::replay(&dir)?;
+    // The log must continue where the snapshot ends: a gap would lose entries silently.
+    let first_kept = replayed.entries.keys().next().copied();
+    let snapshot_end = applied.map_or(0, |a| a.index);
+    if first_kept.is_some_and(|first| first > snapshot_end + 1) {
+        return Err(BackupError::Invalid(format!(
+            "{}: the log starts at index {}, after the snapshot's end ({snapshot_end})",
+            dir.display(),
+            first_kept.unwrap_or_default()
+        )));
+    }
     let committed = replayed.committed.map_or(0, |c| c.index);
     let mut uncommitted = 0;
     for (index, entry) in &replayed.entries {
@@ -149,10 +162,10 @@ pub fn restore(data_dir: &Path, advertise: &str, peers: &[String], backup: &Back
         return Err(BackupError::Invalid(format!("--advertise {advertise} is not among --replication-peers")));
     }
     let map = backup.to_map()?;
-    datadir::prepare(&dir, advertise)?;
-    // The same first entry in every restored member: term 1, "written" by the first peer.
-    let first = peers.iter().min().map(|p| node_id(p)).unwrap_or_default();
-    let last = LogId::new(CommittedLeaderId::new(1, first), backup.index.max(1));
+    let _lock = datadir::prepare(&dir, advertise)?;
+    // The same last entry in every restored member, in term 0 as the entry a new group's
+    // initialization writes: any leader the new group elects (term 1 on) is past it.
+    let last = LogId::new(CommittedLeaderId::new(0, 0), backup.index.max(1));
     let members: BTreeMap<u64, BasicNode> = peers.iter().map(|p| (node_id(p), BasicNode { addr: p.clone() })).collect();
     machine::write_snapshot(&dir, &map, last, members)?;
     log::write_purged(&dir, last)?;

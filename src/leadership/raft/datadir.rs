@@ -48,6 +48,9 @@ pub enum DataDirError {
         /// This manager.
         advertise: String,
     },
+    /// A running manager holds it.
+    #[error("a running manager holds the data directory (its lock): stop it first")]
+    InUse,
     /// `meta.json` does not parse.
     #[error("{path}: {detail}")]
     BadMeta {
@@ -58,30 +61,51 @@ pub enum DataDirError {
     },
 }
 
-/// Makes `dir` private (0700, its files 0600), then checks or writes its mark.
-pub fn prepare(dir: &Path, advertise: &str) -> Result<(), DataDirError> {
-    std::fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)?;
-    tighten(dir)?;
+/// Checks `dir`'s mark, if it has one, without changing anything: a directory of another
+/// member (with `advertise`) or of a newer format is refused.
+pub fn check(dir: &Path, advertise: Option<&str>) -> Result<(), DataDirError> {
     let path = dir.join(META);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let meta: Meta = serde_json::from_slice(&bytes)
-                .map_err(|e| DataDirError::BadMeta { path: path.display().to_string(), detail: e.to_string() })?;
-            if meta.format > FORMAT {
-                return Err(DataDirError::Newer { found: meta.format });
-            }
-            if meta.member != advertise {
-                return Err(DataDirError::OtherMember { owner: meta.member, advertise: advertise.to_string() });
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let meta = Meta { format: FORMAT, member: advertise.to_string() };
-            let bytes = serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?;
-            super::log::replace_file(&path, &bytes)?;
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let meta: Meta = serde_json::from_slice(&bytes)
+        .map_err(|e| DataDirError::BadMeta { path: path.display().to_string(), detail: e.to_string() })?;
+    if meta.format > FORMAT {
+        return Err(DataDirError::Newer { found: meta.format });
+    }
+    match advertise {
+        Some(a) if meta.member != a => Err(DataDirError::OtherMember { owner: meta.member, advertise: a.to_string() }),
+        _ => Ok(()),
+    }
+}
+
+/// Makes `dir` private (0700, its files 0600), checks or writes its mark, and locks it for as
+/// long as the returned file lives, so that no second process uses it meanwhile.
+pub fn prepare(dir: &Path, advertise: &str) -> Result<std::fs::File, DataDirError> {
+    std::fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)?;
+    let lock = lock(dir)?;
+    tighten(dir)?;
+    check(dir, Some(advertise))?;
+    let path = dir.join(META);
+    if !path.exists() {
+        let meta = Meta { format: FORMAT, member: advertise.to_string() };
+        let bytes = serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?;
+        super::log::replace_file(&path, &bytes)?;
+    }
+    Ok(lock)
+}
+
+/// Takes `dir`'s lock (`lock`, 0600) without waiting: held by a running manager, it is refused.
+pub fn lock(dir: &Path) -> Result<std::fs::File, DataDirError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(FILE_MODE).open(dir.join("lock"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DataDirError::InUse),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
     }
 }
 
@@ -151,7 +175,9 @@ mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(dir.join("log"), b"x").unwrap();
         std::fs::set_permissions(dir.join("log"), std::fs::Permissions::from_mode(0o644)).unwrap();
-        prepare(&dir, "a:1").unwrap();
+        let held = prepare(&dir, "a:1").unwrap();
+        assert!(matches!(lock(&dir), Err(DataDirError::InUse)), "a second user of the directory is refused");
+        drop(held);
         assert_eq!(mode(&dir), DIR_MODE);
         assert_eq!(mode(&dir.join("log")), FILE_MODE);
         assert_eq!(mode(&dir.join(META)), FILE_MODE);

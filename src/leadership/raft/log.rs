@@ -224,17 +224,6 @@ impl LogStore {
         Ok(())
     }
 
-    /// The addresses of the members of the last membership in the log, and its index.
-    pub fn last_membership(&self) -> Option<(u64, std::collections::BTreeSet<String>)> {
-        let inner = self.inner.lock();
-        inner.entries.values().rev().find_map(|e| match &e.payload {
-            openraft::EntryPayload::Membership(m) => {
-                Some((e.log_id.index, m.nodes().map(|(_, n)| n.addr.clone()).collect()))
-            }
-            _ => None,
-        })
-    }
-
     /// Entries now held (for tests and metrics).
     pub fn len(&self) -> usize {
         self.inner.lock().entries.len()

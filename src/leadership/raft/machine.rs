@@ -76,6 +76,11 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The last log index applied to the map.
+    pub fn applied_index(&self) -> u64 {
+        self.applied.map_or(0, |l| l.index)
+    }
+
     fn apply(&mut self, cmd: &Command) -> Reply {
         let changed = apply_to(&mut self.map, cmd);
         self.generation += u64::from(changed);
@@ -96,6 +101,19 @@ pub fn apply_to(map: &mut Map, cmd: &Command) -> bool {
             map.retain(|_, v| v.expires_ms.is_none_or(|e| e > *now_ms));
             map.len() != before
         }
+    }
+}
+
+/// The members of the group in the snapshot under `dir`, if any, and the snapshot's index.
+pub fn snapshot_members(dir: &Path) -> std::io::Result<Option<(u64, std::collections::BTreeSet<String>)>> {
+    match std::fs::read(dir.join("snapshot")) {
+        Ok(bytes) => {
+            let snap: StoredSnapshot = codec::decode(&bytes).map_err(std::io::Error::other)?;
+            let m = &snap.meta.last_membership;
+            Ok(m.log_id().map(|l| (l.index, m.membership().nodes().map(|(_, n)| n.addr.clone()).collect())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -171,13 +189,6 @@ impl Machine {
             dir: dir.to_path_buf(),
             current: Arc::new(RwLock::new(current)),
         })
-    }
-
-    /// The addresses of the members in the snapshot it started from, and the snapshot's index.
-    pub fn snapshot_membership(&self) -> Option<(u64, std::collections::BTreeSet<String>)> {
-        let shared = self.shared.read();
-        let at = shared.membership.log_id().map(|l| l.index)?;
-        Some((at, shared.membership.membership().nodes().map(|(_, n)| n.addr.clone()).collect()))
     }
 
     /// The shared state, for readers.

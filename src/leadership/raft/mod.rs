@@ -89,6 +89,8 @@ pub struct MemberStatus {
     pub state: &'static str,
     /// Whether it votes.
     pub voter: bool,
+    /// Whether the group lists it at all (a learner does, a removed member does not).
+    pub member: bool,
     /// Its term.
     pub term: u64,
     /// The last index in its log.
@@ -114,6 +116,8 @@ pub struct RaftNode {
     /// RPCs to peers (the hand-over's request to campaign).
     network: network::Network,
     metrics: metrics::RaftMetrics,
+    /// The data directory's lock, held while the member runs.
+    _lock: Arc<std::fs::File>,
 }
 
 /// Failures of the embedded Raft.
@@ -162,16 +166,14 @@ impl RaftNode {
     ) -> Result<RaftNode, RaftFailure> {
         let storage = |source| RaftFailure::Storage { dir: s.data_dir.display().to_string(), source };
         let dir = s.data_dir.join("raft");
-        datadir::prepare(&dir, &s.advertise)
-            .map_err(|e| RaftFailure::DataDir { dir: dir.display().to_string(), source: e })?;
+        let unusable = |e| RaftFailure::DataDir { dir: dir.display().to_string(), source: e };
+        // Checked before anything is written: a refused start leaves the directory as it was.
+        datadir::check(&dir, Some(&s.advertise)).map_err(unusable)?;
+        let stored = stored_members(&dir).map_err(storage)?;
+        datadir::check_peers(&s.peers, stored.as_ref()).map_err(RaftFailure::Peers)?;
+        let lock = Arc::new(datadir::prepare(&dir, &s.advertise).map_err(unusable)?);
         let log = log::LogStore::open(&dir, metrics.clone()).map_err(storage)?;
         let sm = machine::Machine::open(&dir).map_err(storage)?;
-        // The later of the log's and the snapshot's memberships is the group's.
-        let stored = match (log.last_membership(), sm.snapshot_membership()) {
-            (Some(a), Some(b)) => Some(if a.0 >= b.0 { a.1 } else { b.1 }),
-            (a, b) => a.or(b).map(|m| m.1),
-        };
-        datadir::check_peers(&s.peers, stored.as_ref()).map_err(RaftFailure::Peers)?;
         let map = sm.shared();
         let heartbeat = s.heartbeat.as_millis() as u64;
         let election = s.election_timeout.as_millis() as u64;
@@ -216,7 +218,7 @@ impl RaftNode {
             Duration::from_millis(election / 2),
             stop.clone(),
         ));
-        Ok(RaftNode { raft, map, id, heard, stop, network, metrics })
+        Ok(RaftNode { raft, map, id, heard, stop, network, metrics, _lock: lock })
     }
 
     /// The openraft handle.
@@ -260,10 +262,13 @@ impl RaftNode {
         }
     }
 
-    /// A backup of this member's copy of the map, as far as it has applied its log.
-    pub fn backup(&self) -> backup::Backup {
-        let applied = self.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
-        backup::Backup::of_map(&self.map.read().map, applied)
+    /// A backup of the map, taken by the leader.
+    pub async fn backup(&self) -> Result<backup::Backup, RaftFailure> {
+        // Everything committed before this call is applied here first (a leader confirmed by
+        // a quorum), so the backup misses no acknowledged write.
+        self.raft.ensure_linearizable().await.map_err(|e| RaftFailure::Raft(e.to_string()))?;
+        let shared = self.map.read();
+        Ok(backup::Backup::of_map(&shared.map, shared.applied_index()))
     }
 
     /// This member's own view of itself, for `swarm members list`.
@@ -272,6 +277,7 @@ impl RaftNode {
         let membership = m.membership_config.membership();
         let addr_of = |id: NodeId| membership.get_node(&id).map(|n| n.addr.clone());
         let voter = membership.voter_ids().any(|v| v == self.id);
+        let member = membership.get_node(&self.id).is_some();
         let last_contact = match m.state {
             ServerState::Leader => m.millis_since_quorum_ack.map(Duration::from_millis),
             _ => self.heard.since_arrived(),
@@ -285,6 +291,7 @@ impl RaftNode {
                 ServerState::Follower => "follower",
             },
             voter,
+            member,
             term: m.current_term,
             last_log_index: m.last_log_index.unwrap_or(0),
             applied_index: m.last_applied.map_or(0, |l| l.index),
@@ -550,6 +557,22 @@ impl RaftNode {
             }
         }
     }
+}
+
+/// The members of the group `dir` holds, read without changing it: the later of its log's
+/// and its snapshot's memberships.
+fn stored_members(dir: &std::path::Path) -> std::io::Result<Option<std::collections::BTreeSet<String>>> {
+    let from_log = log::replay(dir)?.entries.values().rev().find_map(|e| match &e.payload {
+        openraft::EntryPayload::Membership(m) => {
+            Some((e.log_id.index, m.nodes().map(|(_, n)| n.addr.clone()).collect()))
+        }
+        _ => None,
+    });
+    let from_snapshot = machine::snapshot_members(dir)?;
+    Ok(match (from_log, from_snapshot) {
+        (Some(a), Some(b)) => Some(if a.0 >= b.0 { a.1 } else { b.1 }),
+        (a, b) => a.or(b).map(|m| m.1),
+    })
 }
 
 /// Milliseconds since the epoch.
