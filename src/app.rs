@@ -346,6 +346,8 @@ impl App {
         let config_max_upload_total = config.limits.max_upload_total_bytes;
         let config_max_body_total = config.limits.max_body_total_bytes;
         let (journal_keep, journal_max) = (config.limits.request_memory, config.limits.request_memory_max);
+        let (registry_max_entries, registry_entries) =
+            (config.limits.registry_max_entries, metrics.registry_entries.clone());
         let control_auth = config.cluster_secret.as_ref().map(|s| s.verifier(config.control_auth_window));
         let served_token = match &config.discovery {
             DiscoveryUrl::Token(rest) => Some(discovery::token::TokenUrl::parse(rest).token),
@@ -378,6 +380,8 @@ impl App {
                 store: store.clone(),
                 raft: raft.clone(),
                 leadership: leadership.clone(),
+                registry_max_entries,
+                registry_entries,
                 tokens: Default::default(),
                 max_rpc_bytes: config_max_upload,
                 auth: control_auth,

@@ -474,6 +474,9 @@ pub struct ManageArgs {
     /// Most such answers kept at once; the oldest are forgotten first.
     #[arg(long = "request-memory-max", default_value_t = 100_000)]
     pub request_memory_max: usize,
+    /// Most engines the swarm:// registry holds; registrations past it are refused.
+    #[arg(long = "registry-max-entries", default_value_t = 10_000)]
+    pub registry_max_entries: usize,
     /// How long a client may take to finish the TLS handshake with the API front.
     #[arg(long = "tls-handshake-timeout", default_value = "10s")]
     pub tls_handshake_timeout: String,

@@ -126,6 +126,8 @@ pub struct Limits {
     pub request_memory: Duration,
     /// Most such answers kept at once.
     pub request_memory_max: usize,
+    /// Most entries of the swarm:// registry.
+    pub registry_max_entries: usize,
 }
 
 impl Default for Limits {
@@ -145,6 +147,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(60),
             request_memory: Duration::from_secs(600),
             request_memory_max: 100_000,
+            registry_max_entries: 10_000,
         }
     }
 }
@@ -413,6 +416,7 @@ impl TryFrom<&ManageArgs> for ManageConfig {
                 body_timeout: positive(parse_duration(&a.api_body_timeout)?, "--api-body-timeout")?,
                 request_memory: positive(parse_duration(&a.request_memory)?, "--request-memory")?,
                 request_memory_max: a.request_memory_max.max(1),
+                registry_max_entries: a.registry_max_entries.max(1),
                 ..Limits::default()
             },
             experimental: false,

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub engine_healthy: IntGaugeVec,
     /// Requests a follower passed on to the leader, which counts them in `api_requests`.
     pub forwarded: IntCounterVec,
+    /// Entries of the swarm:// registry, counted at each registration.
+    pub registry_entries: IntGauge,
     /// Held while a scrape sets the gauges it owns and encodes them, so that two scrapes do
     /// not see each other's half-set series.
     pub scrape: std::sync::Arc<tokio::sync::Mutex<()>>,
@@ -166,6 +168,10 @@ impl Metrics {
                 &["method", "code"],
             )?,
             scrape: Default::default(),
+            registry_entries: IntGauge::with_opts(opts(
+                "registry_entries",
+                "Entries of the swarm:// registry, counted at each registration.",
+            ))?,
             runtime_lag: Histogram::with_opts(
                 HistogramOpts::new("runtime_timer_lateness_seconds", "How late the async runtime woke a 50 ms timer.")
                     .namespace(NAMESPACE)
@@ -195,6 +201,7 @@ impl Metrics {
         registry.register(Box::new(m.engine_call_duration.clone()))?;
         registry.register(Box::new(m.engine_healthy.clone()))?;
         registry.register(Box::new(m.forwarded.clone()))?;
+        registry.register(Box::new(m.registry_entries.clone()))?;
         let build = IntGaugeVec::new(opts("build_info", "Build of this manager."), &["version", "revision"])?;
         build.with_label_values(&[crate::VERSION, crate::GIT_COMMIT]).set(1);
         registry.register(Box::new(build))?;

@@ -28,6 +28,10 @@ pub struct ControlPlane {
     pub raft: Option<RaftNode>,
     /// This manager's role, as `docker info` reports it.
     pub leadership: crate::leadership::Leadership,
+    /// Most entries of the swarm:// registry (`--registry-max-entries`).
+    pub registry_max_entries: usize,
+    /// Entries of the registry, as the last registration counted them.
+    pub registry_entries: prometheus::IntGauge,
     /// Registrations of the token discovery service.
     pub tokens: TokenRegistry,
     /// Largest Raft RPC body read.

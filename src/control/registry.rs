@@ -90,9 +90,36 @@ async fn serve(state: &ControlPlane, req: Request<Bytes>) -> Result<Response<Bod
                 .and_then(|t| t.parse::<u64>().ok())
                 .ok_or_else(|| Refusal::new(StatusCode::BAD_REQUEST, "ttl (seconds) is required"))?;
             let ttl = Duration::from_secs(ttl.max(1)).min(MAX_TTL);
+            if manager_addrs(state).iter().any(|m| m == addr) {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("{addr} is a swarm manager, not a Docker engine: it cannot be registered"),
+                ));
+            }
+            let key = format!("{NODES_PREFIX}{addr}");
+            let entries = state.store.list(NODES_PREFIX.to_string()).await.map_err(store_error)?;
+            state.registry_entries.set(i64::try_from(entries.len()).unwrap_or(i64::MAX));
+            match entries.iter().find(|(k, _)| *k == key) {
+                // Another registrant cannot cut a live entry short (an eviction); it lapses first.
+                Some((_, held)) => {
+                    if let Some(held_s) = lease_of(&key, held).map(|d| d.as_secs()).filter(|h| ttl.as_secs() < *h) {
+                        return Err(Refusal::new(
+                            StatusCode::CONFLICT,
+                            format!("{addr} is registered with a TTL of {held_s}s: a shorter one is refused until that registration lapses"),
+                        ));
+                    }
+                }
+                None if entries.len() >= state.registry_max_entries => {
+                    return Err(Refusal::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        format!("the registry holds {} engines (--registry-max-entries)", entries.len()),
+                    ));
+                }
+                None => {}
+            }
             state
                 .store
-                .put(format!("{NODES_PREFIX}{addr}"), Registration { ttl_s: ttl.as_secs() }.encode(), Some(ttl))
+                .put(key, Registration { ttl_s: ttl.as_secs() }.encode(), Some(ttl))
                 .await
                 .map_err(store_error)?;
             Ok(Response::new(body::empty()))
@@ -116,6 +143,16 @@ async fn serve(state: &ControlPlane, req: Request<Bytes>) -> Result<Response<Bod
         (&Method::DELETE, ["members", addr]) => change_members(state, addr, false).await,
         _ => Err(Refusal::new(StatusCode::NOT_FOUND, "page not found")),
     }
+}
+
+/// The managers' own addresses: never an engine.
+fn manager_addrs(state: &ControlPlane) -> Vec<String> {
+    let mut addrs = vec![state.leadership.advertise().to_string()];
+    if let Some(node) = &state.raft {
+        let m = node.raft().metrics().borrow().membership_config.clone();
+        addrs.extend(m.membership().nodes().map(|(_, n)| n.addr.clone()));
+    }
+    addrs
 }
 
 fn raft_node(state: &ControlPlane) -> Result<&crate::leadership::raft::RaftNode, Refusal> {

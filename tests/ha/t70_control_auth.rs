@@ -116,3 +116,41 @@ fn only_managers_and_join_agents_reach_the_control_plane() {
     let metrics = String::from_utf8_lossy(&http(&g.addr(leader), "GET", "/metrics", None).2).into_owned();
     assert!(metrics.contains("swarm_control_requests_refused_total{reason=\"unsigned\"}"), "{metrics}");
 }
+
+#[test]
+fn a_join_token_cannot_register_a_manager_evict_an_engine_or_flood_the_registry() {
+    let es = engines(&[("node-1", &[])]);
+    let g = RaftGroup::start(3, |peers| format!("swarm://{peers}"), &["--registry-max-entries", "3"]);
+    let leader = g.wait_one_primary(BOUND);
+    let join = join_signer(Path::new(join_token_file())).unwrap();
+    let _agent = Join::start(&es[0].addr, &g.swarm_url(), "1s", "30s");
+    wait_until(BOUND, "the engine is registered", || swarm_list(&g.swarm_url()) == vec![es[0].addr.clone()]);
+
+    // A manager registered as an engine would read itself.
+    for i in 0..3 {
+        let (status, body) =
+            signed(&g.addr(leader), &join, "PUT", &format!("/_swarm/nodes/{}?ttl=6", g.addr(i)), b"", b"");
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("is a swarm manager"), "{body}");
+    }
+    // Another agent's engine cannot be cut short: its entry outlives the attacker's 1 s TTL.
+    let (status, body) =
+        signed(&g.addr(g.other(leader)), &join, "PUT", &format!("/_swarm/nodes/{}?ttl=1", es[0].addr), b"", b"");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("a shorter one is refused"), "{body}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(swarm_list(&g.swarm_url()), vec![es[0].addr.clone()]);
+
+    // The registry is bounded: two more fit beside the engine, a fourth is refused, renewals pass.
+    for (k, want) in [(1, 200), (2, 200), (3, 429)] {
+        let (status, body) =
+            signed(&g.addr(leader), &join, "PUT", &format!("/_swarm/nodes/127.0.0.1:{k}?ttl=60"), b"", b"");
+        assert_eq!(status, want, "registration {k}: {body}");
+    }
+    let (status, body) = signed(&g.addr(leader), &join, "PUT", "/_swarm/nodes/127.0.0.1:1?ttl=60", b"", b"");
+    assert_eq!(status, 200, "a renewal of a listed entry: {body}");
+    assert_eq!(swarm_list(&g.swarm_url()).len(), 3);
+    let (_, _, metrics) = http(&g.addr(leader), "GET", "/metrics", None);
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(metrics.lines().any(|l| l == "swarm_registry_entries 3"), "{metrics}");
+}
