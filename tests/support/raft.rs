@@ -98,13 +98,26 @@ impl RaftGroup {
         own_users: bool,
         tmpfs_mib: Option<u32>,
     ) -> RaftGroup {
+        let mut g = RaftGroup::unlaunched(n, discovery, extra, own_users, tmpfs_mib);
+        g.launch_all(n);
+        g
+    }
+
+    /// A group of `n` members on free ports, none started yet.
+    fn unlaunched(
+        n: usize,
+        discovery: impl FnOnce(&str) -> String,
+        extra: &[&str],
+        own_users: bool,
+        tmpfs_mib: Option<u32>,
+    ) -> RaftGroup {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let root = unique_dir("swarm-raft-");
         // Readable by a manager run as nobody.
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
         let discovery = discovery(&peers);
-        let mut g = RaftGroup {
+        RaftGroup {
             ms: Vec::new(),
             ports,
             initial: n,
@@ -113,9 +126,7 @@ impl RaftGroup {
             own_users,
             tmpfs_mib,
             root,
-        };
-        g.launch_all(n);
-        g
+        }
     }
 
     fn launch_all(&mut self, n: usize) {
@@ -133,20 +144,8 @@ impl RaftGroup {
         discovery: impl FnOnce(&str) -> String,
         prepare: impl Fn(&Path, &str, &str),
     ) -> RaftGroup {
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let root = unique_dir("swarm-raft-");
-        let peers = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-        let discovery = discovery(&peers);
-        let mut g = RaftGroup {
-            ms: Vec::new(),
-            ports,
-            initial: n,
-            discovery,
-            extra: FUNCTIONAL_TEST_TIMING.iter().map(|s| s.to_string()).collect(),
-            own_users: false,
-            tmpfs_mib: None,
-            root,
-        };
+        let mut g = RaftGroup::unlaunched(n, discovery, FUNCTIONAL_TEST_TIMING, false, None);
+        let peers = g.peers();
         for i in 0..n {
             prepare(&g.data_dir(i), &g.addr(i), &peers);
         }
@@ -321,29 +320,30 @@ impl RaftGroup {
         }
     }
 
-    /// `swarm members list` from member `via`: `address<TAB>role` per member, sorted.
-    pub fn members(&self, via: usize) -> Vec<String> {
-        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args([
+    fn members_list(&self, via: usize) -> std::process::Output {
+        run(Command::new(env!("CARGO_BIN_EXE_swarm")).args([
             "members",
             "list",
             "--manager",
             &self.addr(via),
             "--cluster-secret-file",
             super::secret_file(),
-        ]));
+        ]))
+    }
+
+    /// `swarm members list` from member `via`: `address<TAB>role` per member, sorted (none
+    /// when it fails, as it may mid-change).
+    pub fn members(&self, via: usize) -> Vec<String> {
+        let o = self.members_list(via);
+        if !o.status.success() {
+            return Vec::new();
+        }
         members_rows(&super::stdout(&o)).into_iter().map(|r| format!("{}\t{}", r[0], r[1])).collect()
     }
 
     /// `swarm members list` rows from member `via`, each cell as printed.
     pub fn member_rows(&self, via: usize) -> Vec<Vec<String>> {
-        let o = run(Command::new(env!("CARGO_BIN_EXE_swarm")).args([
-            "members",
-            "list",
-            "--manager",
-            &self.addr(via),
-            "--cluster-secret-file",
-            super::secret_file(),
-        ]));
+        let o = self.members_list(via);
         assert!(o.status.success(), "swarm members list: {}", super::stderr(&o));
         members_rows(&super::stdout(&o))
     }
