@@ -338,13 +338,36 @@ async fn past_events(state: &ApiState, ctx: &Ctx, query: &str) -> Result<Vec<Val
     Ok(all)
 }
 
+/// An events window bound as dockerd reads it (`timetypes.ParseTimestamps`): seconds, with an
+/// optional fraction after a dot, each a base-10 integer; none when empty.
+fn event_time(value: Option<&str>) -> Result<Option<f64>, ApiError> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else { return Ok(None) };
+    let parse_int = |text: &str| {
+        text.parse::<i64>().map_err(|e| {
+            let why = match e.kind() {
+                std::num::IntErrorKind::PosOverflow | std::num::IntErrorKind::NegOverflow => "value out of range",
+                _ => "invalid syntax",
+            };
+            ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, format!("strconv.ParseInt: parsing {text:?}: {why}"))
+        })
+    };
+    let (secs, fraction) = match value.split_once('.') {
+        Some((s, f)) => (parse_int(s)?, Some((parse_int(f)?, f.len()))),
+        None => (parse_int(value)?, None),
+    };
+    let nanos = fraction.map_or(0.0, |(n, digits)| n as f64 * 10f64.powi(9 - digits as i32));
+    Ok(Some(secs as f64 + nanos / 1e9))
+}
+
 /// `GET /events`: the merged stream. Past events (whenever `since` or `until` is given, as
 /// dockerd replays its buffer then) come from the engines themselves; then live events
 /// stream until `until`.
 pub async fn events(state: &ApiState, ctx: &Ctx) -> Result<Response<Body>, ApiError> {
     let filters = ctx.query.filters()?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
-    let until = ctx.query.get("until").and_then(|u| u.parse::<f64>().ok()).filter(|u| u.is_finite());
+    // dockerd reads `since`, then `until`, and answers 500 with Go's words for either.
+    let _since = event_time(ctx.query.get("since"))?;
+    let until = event_time(ctx.query.get("until"))?;
     let live = !until.is_some_and(|u| u <= now);
     // Absolute, so that reading the past first does not push the end of the window back.
     // A time past what the clock can hold has no deadline (checked: `Instant + d` panics).
@@ -479,5 +502,22 @@ mod tests {
         let mut v = vec!["node-10", "node-2", "node-1"];
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v, ["node-1", "node-2", "node-10"]);
+    }
+
+    #[test]
+    fn event_times_parse_as_dockerd_parses_them() {
+        assert_eq!(event_time(None).unwrap(), None);
+        assert_eq!(event_time(Some("")).unwrap(), None);
+        assert_eq!(event_time(Some("12")).unwrap(), Some(12.0));
+        assert_eq!(event_time(Some("12.5")).unwrap(), Some(12.5));
+        assert_eq!(event_time(Some("12.000000001")).unwrap(), Some(12.000000001));
+        for (bad, words) in [
+            ("inf", r#"strconv.ParseInt: parsing "inf": invalid syntax"#),
+            ("1.", r#"strconv.ParseInt: parsing "": invalid syntax"#),
+            ("99999999999999999999", r#"strconv.ParseInt: parsing "99999999999999999999": value out of range"#),
+        ] {
+            let e = event_time(Some(bad)).unwrap_err();
+            assert_eq!((e.status.as_u16(), e.message.as_str()), (500, words), "{bad}");
+        }
     }
 }

@@ -210,6 +210,11 @@ pub fn event_cases(f: &Fixtures) -> Vec<(String, Req)> {
         filter_cases(&route, &table, &[]).into_iter().map(|(g, r)| (g.replace(&route, "/events"), r)).collect();
     out.push(("/events parameters".into(), Req::get(route.clone())));
     out.push(("/events parameters".into(), Req::get(format!("/events?since=x&until={}", f.until))));
+    // dockerd's timestamp parsing: integers, a fraction after a dot, and Go's words for the rest.
+    for bad in ["inf", "abc", "1.", "1.5e3", "99999999999999999999", "-"] {
+        out.push(("/events parameters".into(), Req::get(format!("/events?since={}&until={}", f.since, enc(bad)))));
+    }
+    out.push(("/events parameters".into(), Req::get(format!("/events?since=nan&until={}", f.until))));
     out.push(("/events parameters".into(), Req::get(format!("/events?since={}&until={}", f.until, f.since))));
     out
 }
