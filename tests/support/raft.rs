@@ -373,6 +373,8 @@ pub fn members_rows(table: &str) -> Vec<Vec<String>> {
     let mut rows: Vec<Vec<String>> = lines
         .map(|l| {
             let mut cells: Vec<String> = l.split_whitespace().take(6).map(str::to_string).collect();
+            // REACHABLE is the last column and may hold words ("no: Connection refused …"):
+            // everything after the sixth cell is that one cell.
             cells.push(l.split_whitespace().skip(6).collect::<Vec<_>>().join(" "));
             cells
         })
